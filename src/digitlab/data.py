@@ -1,0 +1,214 @@
+"""MNIST on disk → NumPy → tf.data.
+
+`load_mnist` reads the four verified IDX files (fetching them first when missing), `split_train_validation`
+carves a seeded, stratified validation set out of the 60k training images so the 10k test set is only ever
+used for the final report, and `make_dataset` builds the tf.data pipeline the trainers consume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from digitlab.errors import DataError
+from digitlab.fetch import default_data_dir, fetch_mnist, verify_data_dir
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+DEFAULT_VALIDATION_SIZE = 5000
+# IDX type codes (third byte of the magic number) -> NumPy dtype; MNIST uses only 0x08.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file; raise DataError naming the file if it is not a well-formed IDX of `ndim` dims."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated, {len(raw)} bytes is shorter than an IDX header")
+    zero, dtype_code, dims = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    if zero != 0 or dtype_code not in _IDX_DTYPES:
+        raise DataError(f"{path}: bad magic number 0x{raw[:4].hex()}, not an IDX file")
+    if ndim is not None and dims != ndim:
+        raise DataError(f"{path}: has {dims} dimensions, expected {ndim}")
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated inside the header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    dtype = np.dtype(_IDX_DTYPES[dtype_code])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise DataError(f"{path}: {what}: {len(raw)} bytes, header {shape} implies {expected}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+@dataclass(frozen=True)
+class Mnist:
+    """The official split: 60k training and 10k test images (uint8, 28×28) with uint8 labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_mnist(data_dir: str | Path | None = None, fetch: bool = True) -> Mnist:
+    """Load verified MNIST from `data_dir`, fetching it first if it is missing and `fetch` is true."""
+    data_dir = Path(data_dir or default_data_dir()).expanduser()
+    problems = verify_data_dir(data_dir)
+    if problems:
+        if not fetch:
+            raise DataError(f"MNIST in {data_dir} is not usable ({problems[0]}); run `digitlab fetch`")
+        fetch_mnist(data_dir, force=True)
+    arrays = {}
+    for key, name, ndim in (
+        ("x_train", "train-images-idx3-ubyte", 3),
+        ("y_train", "train-labels-idx1-ubyte", 1),
+        ("x_test", "t10k-images-idx3-ubyte", 3),
+        ("y_test", "t10k-labels-idx1-ubyte", 1),
+    ):
+        arrays[key] = read_idx(data_dir / name, ndim=ndim)
+    return Mnist(**arrays)
+
+
+def split_train_validation(
+    labels: np.ndarray, validation_size: int = DEFAULT_VALIDATION_SIZE, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified split of indices into (train, validation); every class keeps its share."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    if validation_size == 0:
+        return indices, indices[:0]
+    train, val = train_test_split(
+        indices, test_size=validation_size, stratify=labels, random_state=seed, shuffle=True
+    )
+    return np.sort(train), np.sort(val)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test arrays; the validation set comes out of the official training set."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_splits(
+    data_dir: str | Path | None = None,
+    validation_size: int = DEFAULT_VALIDATION_SIZE,
+    seed: int = 0,
+    limit: int | None = None,
+) -> Splits:
+    """Load MNIST and split off the validation set; `limit` keeps a stratified subset of the training part."""
+    mnist = load_mnist(data_dir)
+    train, val = split_train_validation(mnist.y_train, validation_size, seed)
+    if limit is not None and limit < len(train):
+        rng = np.random.default_rng(seed)
+        train = np.sort(rng.choice(train, size=limit, replace=False))
+    return Splits(
+        mnist.x_train[train], mnist.y_train[train],
+        mnist.x_train[val], mnist.y_train[val],
+        mnist.x_test, mnist.y_test,
+    )  # fmt: skip
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    batch_size: int = 128,
+    shuffle: bool = False,
+    seed: int | None = None,
+    flatten: bool = False,
+    one_hot: bool = False,
+    cache: bool = True,
+    shuffle_buffer: int | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A tf.data pipeline of float32 images in [0, 1], shaped (B, 28, 28, 1) or (B, 784) when `flatten`.
+
+    The uint8 tensors are cached and batched before the cast, so the per-example work is one vectorised
+    op per batch rather than a Python-level map per image.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer or len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    shape = (-1, 784) if flatten else (-1, 28, 28, 1)
+
+    def prepare(x, y=None):
+        x = tf.reshape(tf.cast(x, tf.float32) / 255.0, shape)
+        if y is None:
+            return x
+        y = tf.one_hot(tf.cast(y, tf.int32), NUM_CLASSES) if one_hot else tf.cast(y, tf.int32)
+        return x, y
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# --- summary ------------------------------------------------------------------------------------------------
+
+
+def describe(splits: Splits) -> dict:
+    """Counts per class per split and pixel statistics (of [0, 1] pixels, as the models see them)."""
+    out = {}
+    for name in ("train", "val", "test"):
+        x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
+        pixels = x.astype(np.float64) / 255.0
+        out[name] = {
+            "count": len(y),
+            "per_class": np.bincount(y, minlength=NUM_CLASSES).tolist(),
+            "pixel_mean": float(pixels.mean()) if len(x) else float("nan"),
+            "pixel_std": float(pixels.std()) if len(x) else float("nan"),
+        }
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"{'split':<6}{'count':>7}  " + "".join(f"{d:>6}" for d in range(NUM_CLASSES)) + "    mean    std"
+    ]
+    for name, s in summary.items():
+        counts = "".join(f"{c:>6}" for c in s["per_class"])
+        lines.append(f"{name:<6}{s['count']:>7}  {counts}  {s['pixel_mean']:.4f} {s['pixel_std']:.4f}")
+    return "\n".join(lines)
+
+
+def save_sample_grid(images: np.ndarray, labels: np.ndarray, path: str | Path, per_class: int = 10) -> Path:
+    """A PNG grid with `per_class` sample digits for each class (one row per class)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from digitlab.atomic import save_figure
+
+    fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.8, NUM_CLASSES * 0.8 + 0.5))
+    for digit in range(NUM_CLASSES):
+        picks = np.flatnonzero(labels == digit)[:per_class]
+        for j in range(per_class):
+            ax = axes[digit, j]
+            ax.axis("off")
+            if j < len(picks):
+                ax.imshow(images[picks[j]], cmap="gray_r", vmin=0, vmax=255)
+        axes[digit, 0].text(-8, 14, str(digit), fontsize=12, va="center", ha="right")
+    fig.suptitle("MNIST training samples, one row per class")
+    return save_figure(fig, path)

@@ -1,0 +1,28 @@
+"""User-facing failures: one type each, with a message that says what to do.
+
+The CLI prints these on one line and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class DigitlabError(Exception):
+    """Base class: a failure the user can fix."""
+
+
+class DataError(DigitlabError):
+    """An MNIST file is missing, truncated, corrupt or not an IDX file."""
+
+
+class FetchError(DigitlabError):
+    """No source could provide verified MNIST files."""
+
+
+class ConfigError(DigitlabError):
+    """A setting is out of range or unknown."""
+
+
+class ModelError(DigitlabError):
+    """A model file or run directory is missing, corrupt or incompatible."""
+
+
+class ImageError(DigitlabError):
+    """An input image cannot be read or is unsafe to decode."""

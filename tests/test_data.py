@@ -1,0 +1,135 @@
+"""IDX parsing, loading, the validation split and the tf.data pipelines, on the real files."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from digitlab.data import (
+    load_mnist,
+    load_splits,
+    make_dataset,
+    read_idx,
+    split_train_validation,
+)
+from digitlab.errors import DataError
+from digitlab.fetch import FILES, idx_bytes
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_real_mnist_loads_with_official_counts(mnist):
+    assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8
+    assert mnist.x_test.shape == (10000, 28, 28) and mnist.y_test.dtype == np.uint8
+    assert np.bincount(mnist.y_train).tolist() == TRAIN_COUNTS
+    assert np.bincount(mnist.y_test).tolist() == TEST_COUNTS
+    assert mnist.x_train.max() == 255 and mnist.x_train.min() == 0
+
+
+def test_loading_from_cache_is_fast(mnist_dir):
+    load_mnist(mnist_dir)  # warm the page cache
+    start = time.perf_counter()
+    load_mnist(mnist_dir)
+    # Generous bound for a loaded CI box; the README quotes the measured number (bench/load_speed.py).
+    assert time.perf_counter() - start < 2.0
+
+
+def test_read_idx_good_file(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "ok").write_bytes(idx_bytes(arr))
+    np.testing.assert_array_equal(read_idx(tmp_path / "ok", ndim=3), arr)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x00\x00\x08", "truncated"),
+        (b"\x12\x34\x08\x01" + (3).to_bytes(4, "big") + b"abc", "bad magic"),
+        (b"\x00\x00\x07\x01" + (3).to_bytes(4, "big") + b"abc", "bad magic"),
+        (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"abc", "truncated"),
+        (b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + b"abc", "trailing bytes"),
+        (b"\x00\x00\x08\x03" + (2).to_bytes(4, "big"), "inside the header"),
+    ],
+)
+def test_read_idx_bad_files_name_file_and_problem(tmp_path, content, message):
+    path = tmp_path / "bad-idx"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_idx(path)
+    assert "bad-idx" in str(info.value)
+
+
+def test_read_idx_wrong_dims(tmp_path):
+    (tmp_path / "labels").write_bytes(idx_bytes(np.zeros(5, np.uint8)))
+    with pytest.raises(DataError, match="has 1 dimensions, expected 3"):
+        read_idx(tmp_path / "labels", ndim=3)
+
+
+def test_load_refuses_corrupt_file_without_fetch(tmp_path, mnist_dir):
+    for name in FILES:
+        (tmp_path / name).write_bytes((mnist_dir / name).read_bytes())
+    data = bytearray((tmp_path / "t10k-labels-idx1-ubyte").read_bytes())
+    data[100] ^= 1  # same size, one flipped bit
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="sha256 mismatch.*digitlab fetch"):
+        load_mnist(tmp_path, fetch=False)
+
+
+def test_load_without_data_says_what_to_run(tmp_path):
+    with pytest.raises(DataError, match="missing.*digitlab fetch"):
+        load_mnist(tmp_path, fetch=False)
+
+
+def test_split_is_stratified_disjoint_and_seeded(mnist):
+    train, val = split_train_validation(mnist.y_train, 5000, seed=0)
+    assert len(train) == 55000 and len(val) == 5000
+    assert not np.intersect1d(train, val).size
+    assert np.union1d(train, val).size == 60000
+    share = np.bincount(mnist.y_train[val], minlength=10) / 5000
+    overall = np.bincount(mnist.y_train, minlength=10) / 60000
+    np.testing.assert_allclose(share, overall, atol=0.001)
+    again, _ = split_train_validation(mnist.y_train, 5000, seed=0)
+    other, _ = split_train_validation(mnist.y_train, 5000, seed=1)
+    np.testing.assert_array_equal(train, again)
+    assert not np.array_equal(train, other)
+
+
+def test_splits_keep_test_set_whole(mnist_dir):
+    splits = load_splits(mnist_dir, validation_size=1000, seed=3, limit=2000)
+    assert len(splits.x_train) == 2000 and len(splits.x_val) == 1000 and len(splits.x_test) == 10000
+
+
+@pytest.mark.parametrize("flatten, one_hot", [(False, False), (True, True)])
+def test_pipeline_shapes_dtypes_ranges(mnist, flatten, one_hot):
+    import tensorflow as tf
+
+    ds = make_dataset(
+        mnist.x_test[:300], mnist.y_test[:300], batch_size=128, flatten=flatten, one_hot=one_hot
+    )
+    batches = list(ds)
+    assert [int(x.shape[0]) for x, _ in batches] == [128, 128, 44]
+    x, y = batches[0]
+    assert x.dtype == tf.float32 and x.shape[1:] == ((784,) if flatten else (28, 28, 1))
+    assert float(tf.reduce_min(x)) == 0.0 and float(tf.reduce_max(x)) == 1.0
+    if one_hot:
+        assert y.shape == (128, 10) and np.all(np.asarray(y).sum(axis=1) == 1)
+    else:
+        assert y.dtype == tf.int32
+        np.testing.assert_array_equal(np.asarray(y), mnist.y_test[:128])
+    np.testing.assert_allclose(np.asarray(x).reshape(128, 28, 28), mnist.x_test[:128] / 255.0, atol=1e-6)
+
+
+def test_pipeline_shuffle_is_seeded_and_covers_everything(mnist):
+    labels = np.arange(200) % 10
+    images = mnist.x_test[:200]
+    a = np.concatenate(
+        [y for _, y in make_dataset(images, labels, 64, shuffle=True, seed=7).as_numpy_iterator()]
+    )
+    b = np.concatenate(
+        [y for _, y in make_dataset(images, labels, 64, shuffle=True, seed=7).as_numpy_iterator()]
+    )
+    np.testing.assert_array_equal(a, b)
+    assert sorted(a.tolist()) == sorted(labels.tolist()) and not np.array_equal(a, labels)
