@@ -45,6 +45,86 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from digitlab.config import resolve_config
+
+    flags = {k: getattr(args, k) for k in _TRAIN_FLAGS}
+    config = resolve_config(args.model, args.recipe, **flags)  # validate before importing TensorFlow
+    from digitlab.train import train_and_evaluate
+
+    train_and_evaluate(config)
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from digitlab.launch import launch
+
+    return launch(args.command, workers=args.workers, timeout=args.timeout)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from digitlab.config import RECIPES
+    from digitlab.models import MODELS
+
+    print("models:")
+    for name, spec in MODELS.items():
+        print(f"  {name:<10} {spec.description}" + ("" if spec.keras_loop else "  [custom loop only]"))
+    print("recipes:")
+    for name, recipe in RECIPES.items():
+        print(f"  {name:<10} {recipe.description}")
+    return 0
+
+
+_TRAIN_FLAGS = (
+    "epochs", "batch_size", "lr", "seed", "out", "loop", "strategy", "clip_norm", "validation_size", "limit",
+    "dropout", "weight_decay", "initializer", "schedule", "optimizer", "patience", "bn_momentum", "data_dir",
+)  # fmt: skip
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from digitlab.config import LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
+    from digitlab.models import model_names
+
+    p.add_argument(
+        "--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)"
+    )
+    p.add_argument(
+        "--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)"
+    )
+    p.add_argument(
+        "--epochs", type=int, help="maximum epochs (default: recipe; early stopping may end sooner)"
+    )
+    p.add_argument("--batch-size", type=int, help="global batch size (default: recipe, 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: recipe, 1e-3)")
+    p.add_argument("--seed", type=int, help="seed for weights, shuffling and the split (default 0)")
+    p.add_argument(
+        "--out", help="run directory (default runs/<model>-<timestamp>; an unfinished identical run resumes)"
+    )
+    p.add_argument("--loop", choices=LOOPS, help="fit (Keras model.fit, default) or custom (GradientTape)")
+    p.add_argument(
+        "--strategy", choices=STRATEGIES, help="tf.distribute strategy for the custom loop (default auto)"
+    )
+    p.add_argument("--clip-norm", type=float, help="clip gradients to this global norm (default: off)")
+    p.add_argument(
+        "--validation-size", type=int, help="training images held out for validation (default 5000)"
+    )
+    p.add_argument(
+        "--limit", type=int, help="train on this many examples only, for smoke tests (default: all)"
+    )
+    p.add_argument("--dropout", type=float, help="dropout rate (default: the model's)")
+    p.add_argument("--weight-decay", type=float, help="L2 penalty on kernels (default 0)")
+    p.add_argument(
+        "--initializer", help="kernel initializer, e.g. he_normal, glorot_uniform (default he_normal)"
+    )
+    p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: recipe)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: recipe, adam)")
+    p.add_argument(
+        "--patience", type=int, help="early-stopping patience in epochs, 0 = off (default: recipe)"
+    )
+    p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum (default: recipe, 0.99)")
+    p.add_argument("--data-dir", help="where MNIST lives (default: $DIGITLAB_DATA or ~/.cache/digitlab)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from digitlab import __version__
 
@@ -79,6 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid", type=Path, default=None, help="where to save the sample grid (default DATA_DIR/samples.png)"
     )
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "train", help="train a model into a run directory (config, model.keras, history, metrics)"
+    )
+    _train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "launch",
+        help="run a command as N local workers of one tf.distribute cluster (loopback ports)",
+        description="Example: digitlab launch --workers 2 -- train --model cnn --loop custom",
+    )
+    p.add_argument("--workers", type=int, default=2, help="number of worker processes (default 2)")
+    p.add_argument("--timeout", type=float, default=None, help="stop all workers after this many seconds")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the digitlab command each worker runs")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("models", help="list the models and the recipes")
+    p.set_defaults(func=cmd_models)
     return parser
 
 

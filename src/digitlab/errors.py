@@ -26,3 +26,7 @@ class ModelError(DigitlabError):
 
 class ImageError(DigitlabError):
     """An input image cannot be read or is unsafe to decode."""
+
+
+class LaunchError(DigitlabError):
+    """A worker of a local multi-worker cluster failed or the cluster timed out."""

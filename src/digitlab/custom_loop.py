@@ -1,0 +1,218 @@
+"""The custom training loop: GradientTape + tf.function, unchanged under any tf.distribute strategy.
+
+The environment decides the strategy (`--strategy auto`): a `TF_CONFIG` describing a cluster →
+MultiWorkerMirroredStrategy, several GPUs → MirroredStrategy, else the default strategy. Losses are
+summed per replica and divided by the *global* batch size, so the gradient is the same whatever the number
+of replicas. Every worker runs the same number of steps (drop_remainder) so collectives never wait on a
+worker that has run out of data. Only the chief writes the run; the others checkpoint to scratch space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from digitlab.config import TrainConfig
+from digitlab.data import Splits, make_dataset
+from digitlab.errors import ConfigError
+from digitlab.models import RawMLP, build_model
+from digitlab.rundir import RunDir
+
+
+def cluster_size() -> int:
+    """Number of tasks described by TF_CONFIG (0 when unset)."""
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except ValueError:
+        raise ConfigError("TF_CONFIG is not valid JSON") from None
+    return sum(len(tasks) for tasks in cluster.values())
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Pick the strategy; MultiWorkerMirroredStrategy must be created before any other TF op runs."""
+    if name == "auto":
+        if cluster_size() > 1:
+            name = "multi-worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "multi-worker":
+        if cluster_size() < 1:
+            raise ConfigError("--strategy multi-worker needs TF_CONFIG describing the cluster (see README)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def strategy_name(strategy: tf.distribute.Strategy | None) -> str:
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return "default"
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """Worker 0 (or the explicit chief) writes outputs; with no cluster everyone is the chief."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def weights_fingerprint(model) -> str:
+    """A short hash of all trainable weights (workers in lock-step print the same one)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for v in model.trainable_variables:
+        h.update(np.asarray(v.numpy() if hasattr(v, "numpy") else v).tobytes())
+    return h.hexdigest()[:16]
+
+
+def train(
+    config: TrainConfig,
+    splits: Splits,
+    run: RunDir,
+    strategy: tf.distribute.Strategy,
+    log: Callable[[str], None] = print,
+    on_epoch_end: Callable[[int, object], None] | None = None,
+):
+    """Train with an explicit GradientTape step; returns the model with its best-on-validation weights."""
+    global_batch = config.batch_size
+    if global_batch % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"--batch-size {global_batch} must be divisible by the {strategy.num_replicas_in_sync} replicas"
+        )
+    steps_per_epoch = len(splits.x_train) // global_batch
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"--batch-size {global_batch} is larger than the {len(splits.x_train)} training examples"
+        )
+
+    from digitlab.train import current_lr, make_optimizer, model_options
+
+    with strategy.scope():
+        model = build_model(config.model, model_options(config), seed=config.seed)
+        if not isinstance(model, RawMLP):
+            model.build((None, 28, 28, 1))
+        optimizer = make_optimizer(config, steps_per_epoch)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        best_val = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_val_loss")
+        wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_without_improvement")
+        variables = model.trainable_variables
+        optimizer.build(variables)  # create the slots now so a checkpoint restore fills them
+
+    state = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_val=best_val, wait=wait)
+    manager = tf.train.CheckpointManager(state, str(run.ckpt), max_to_keep=1)
+    best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run.best), max_to_keep=1)
+    if manager.latest_checkpoint:
+        state.restore(manager.latest_checkpoint)
+        log(f"resumed from epoch {int(epoch.numpy())} ({manager.latest_checkpoint})")
+
+    train_ds = make_dataset(
+        splits.x_train, splits.y_train, global_batch, shuffle=True, seed=config.seed, drop_remainder=True
+    ).repeat()
+    # Skip the epochs already done so a resumed run sees the same shuffles as an uninterrupted one would.
+    train_ds = train_ds.skip(int(epoch.numpy()) * steps_per_epoch)
+    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+    val_ds = make_dataset(splits.x_val, splits.y_val, 1024)
+
+    def step_fn(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, variables)
+        if config.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32))
+        return loss, correct
+
+    @tf.function
+    def train_step(iterator):
+        loss, correct = strategy.run(step_fn, args=next(iterator))
+        return (
+            strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+            strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None),
+        )
+
+    @tf.function
+    def eval_batch(x, y):
+        logits = model(x, training=False)
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32))
+        return loss, correct
+
+    writers = {name: tf.summary.create_file_writer(str(run.logs / name)) for name in ("train", "validation")}
+    while int(epoch.numpy()) < config.epochs:
+        n = int(epoch.numpy()) + 1
+        start = time.perf_counter()
+        loss_sum = correct_sum = 0.0
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"epoch {n}/{config.epochs}", unit="step", disable=None, leave=False
+        )
+        for i in bar:
+            loss, correct = train_step(iterator)
+            loss_sum += float(loss)
+            correct_sum += float(correct)
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / (i + 1):.4f}")
+        bar.close()
+        seconds = time.perf_counter() - start
+        val_loss = val_correct = 0.0
+        for x, y in val_ds:
+            batch_loss, batch_correct = eval_batch(x, y)
+            val_loss += float(batch_loss)
+            val_correct += float(batch_correct)
+        row = {
+            "epoch": n,
+            "loss": loss_sum / steps_per_epoch,
+            "accuracy": correct_sum / (steps_per_epoch * global_batch),
+            "val_loss": val_loss / len(splits.x_val),
+            "val_accuracy": val_correct / len(splits.x_val),
+            "lr": current_lr(optimizer),
+            "seconds": seconds,
+        }
+        log(
+            f"epoch {n}/{config.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+            f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  {seconds:.1f}s"
+        )
+        for name, loss_key, acc_key in (
+            ("train", "loss", "accuracy"),
+            ("validation", "val_loss", "val_accuracy"),
+        ):
+            with writers[name].as_default(step=n):
+                tf.summary.scalar("epoch_loss", row[loss_key])
+                tf.summary.scalar("epoch_accuracy", row[acc_key])
+        if row["val_loss"] < float(best_val.numpy()):
+            best_val.assign(row["val_loss"])
+            wait.assign(0)
+            best_manager.save(checkpoint_number=n)
+        else:
+            wait.assign_add(1)
+        epoch.assign(n)
+        manager.save(checkpoint_number=n)  # the resume point first, then the history row that reports it
+        run.append_history(row)
+        if on_epoch_end is not None:
+            on_epoch_end(n, model)
+        if config.patience and int(wait.numpy()) >= config.patience:
+            log(f"early stopping: no validation improvement for {config.patience} epochs")
+            break
+    if best_manager.latest_checkpoint:
+        tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
+    # Every worker prints this (not only the chief): workers in lock-step end with the same weights.
+    print(f"weights fingerprint {weights_fingerprint(model)}", flush=True)
+    return model

@@ -1,0 +1,208 @@
+"""The model zoo: every model maps (N, 28, 28, 1) floats in [0, 1] to 10 logits (never a softmax).
+
+Add a model by writing a builder `fn(options) -> keras.Model` and registering it in `MODELS`; the CLI,
+both training loops, evaluation and serving pick it up from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from digitlab.errors import ConfigError
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Knobs shared by every builder; `None` means the model's own default."""
+
+    dropout: float | None = None  # dropout rate (cnn: before the head; deep-cnn: scales its .2/.3/.4/.5)
+    weight_decay: float = 0.0  # L2 penalty on kernels, added to the loss
+    initializer: str = "he_normal"  # kernel initializer for conv/dense layers (ReLU nets want He)
+    bn_momentum: float = 0.99  # BatchNorm moving-average momentum (low values settle fast in short runs)
+
+
+def _regularizer(options: ModelOptions):
+    return keras.regularizers.L2(options.weight_decay) if options.weight_decay else None
+
+
+def _dense(units: int, options: ModelOptions, **kw) -> layers.Dense:
+    return layers.Dense(
+        units, kernel_initializer=options.initializer, kernel_regularizer=_regularizer(options), **kw
+    )
+
+
+def _conv(filters: int, options: ModelOptions, kernel: int = 3, **kw) -> layers.Conv2D:
+    return layers.Conv2D(
+        filters,
+        kernel,
+        kernel_initializer=options.initializer,
+        kernel_regularizer=_regularizer(options),
+        **kw,
+    )
+
+
+def build_mlp(options: ModelOptions) -> keras.Model:
+    """Flatten → Dense(128, ReLU) → Dense(10): the "hello world" of Keras."""
+    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = layers.Flatten()(x)
+    x = _dense(128, options, activation="relu")(x)
+    if options.dropout:
+        x = layers.Dropout(options.dropout)(x)
+    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="mlp")
+
+
+def build_cnn(options: ModelOptions) -> keras.Model:
+    """The classic Keras MNIST convnet: two conv/pool blocks and a linear head."""
+    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = _conv(32, options, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = _conv(64, options, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    if options.dropout:
+        x = layers.Dropout(options.dropout)(x)
+    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="cnn")
+
+
+def build_deep_cnn(options: ModelOptions) -> keras.Model:
+    """Conv+BN pairs with growing dropout (the well-known ~99.5% Kaggle architecture)."""
+    scale = 1.0 if options.dropout is None else options.dropout / 0.5  # --dropout sets the head's rate
+    momentum = options.bn_momentum
+
+    def conv_bn(x, filters):
+        x = _conv(filters, options, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=momentum)(x)
+        return layers.Activation("relu")(x)
+
+    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = conv_bn(conv_bn(x, 32), 32)
+    x = layers.Dropout(0.2 * scale)(layers.MaxPooling2D(2)(x))
+    x = conv_bn(conv_bn(x, 64), 64)
+    x = layers.Dropout(0.3 * scale)(layers.MaxPooling2D(2)(x))
+    x = conv_bn(x, 128)
+    x = layers.Dropout(0.4 * scale)(layers.MaxPooling2D(2)(x))
+    x = layers.Flatten()(x)
+    x = _dense(200, options, use_bias=False)(x)
+    x = layers.Activation("relu")(layers.BatchNormalization(momentum=momentum)(x))
+    x = layers.Dropout(0.5 * scale)(x)
+    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="deep_cnn")
+
+
+def build_fast_cnn(options: ModelOptions) -> keras.Model:
+    """Small but wide, built for CPU wall time: two strided convs do their own downsampling (no pooling
+    pass, 4× fewer positions per conv), BatchNorm lets a high one-cycle learning rate work from step one."""
+    momentum = options.bn_momentum
+
+    def conv_bn(x, filters, kernel):
+        x = _conv(filters, options, kernel=kernel, strides=2, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=momentum)(x)
+        return layers.Activation("relu")(x)
+
+    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = conv_bn(x, 32, kernel=5)  # 14×14×32
+    x = conv_bn(x, 64, kernel=3)  # 7×7×64
+    x = layers.Flatten()(x)
+    x = _dense(128, options, activation="relu")(x)  # a cheap hidden layer buys more than another conv
+    if options.dropout:
+        x = layers.Dropout(options.dropout)(x)
+    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="fast_cnn")
+
+
+# --- the raw model: tf.Variable + tf.Module, no Keras layers -----------------------------------------------
+
+
+class RawMLP(tf.Module):
+    """The `mlp` maths with bare tf.Variables: logits = relu(x·W1 + b1)·W2 + b2, He-initialised.
+
+    Trained only by the custom loop; `to_keras()` moves the trained variables into the equivalent Keras
+    model so it saves, reloads and serves exactly like the others.
+    """
+
+    def __init__(self, hidden: int = 128, seed: int = 0, weight_decay: float = 0.0, name: str = "raw_mlp"):
+        super().__init__(name=name)
+        rng = tf.random.Generator.from_seed(seed)
+        # He initialisation: N(0, 2/fan_in) keeps ReLU activations' variance constant through depth.
+        self.w1 = tf.Variable(rng.normal((784, hidden), stddev=np.sqrt(2 / 784)), name="w1")
+        self.b1 = tf.Variable(tf.zeros(hidden), name="b1")
+        self.w2 = tf.Variable(rng.normal((hidden, NUM_CLASSES), stddev=np.sqrt(2 / hidden)), name="w2")
+        self.b2 = tf.Variable(tf.zeros(NUM_CLASSES), name="b2")
+        self.weight_decay = weight_decay
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="image")])
+    def serve(self, images: tf.Tensor) -> tf.Tensor:
+        return self(images)
+
+    def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        x = tf.reshape(images, (-1, 784))
+        return tf.nn.relu(x @ self.w1 + self.b1) @ self.w2 + self.b2
+
+    @property
+    def losses(self) -> list[tf.Tensor]:
+        """L2 penalty on the weight matrices, mirroring Keras' `model.losses`."""
+        if not self.weight_decay:
+            return []
+        return [self.weight_decay * (tf.reduce_sum(self.w1**2) + tf.reduce_sum(self.w2**2))]
+
+    def to_keras(self) -> keras.Model:
+        model = build_mlp(ModelOptions())
+        dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
+        dense[0].set_weights([self.w1.numpy(), self.b1.numpy()])
+        dense[1].set_weights([self.w2.numpy(), self.b2.numpy()])
+        return keras.Model(model.input, model.output, name="raw_mlp")
+
+
+# --- the registry -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[[ModelOptions], keras.Model]
+    description: str
+    keras_loop: bool = True  # False: a raw tf.Module that only the custom loop can train
+    default_dropout: float | None = None
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mlp": ModelSpec(build_mlp, "Flatten → Dense(128, ReLU) → Dense(10)"),
+    "cnn": ModelSpec(
+        build_cnn, "Conv32 → Pool → Conv64 → Pool → Dense(10), dropout before the head", True, 0.5
+    ),
+    "deep-cnn": ModelSpec(build_deep_cnn, "5 Conv+BN, 3 pools, dropout .2/.3/.4/.5, Dense(200)+BN"),
+    "fast-cnn": ModelSpec(
+        build_fast_cnn, "strided Conv5×5(32)+BN → strided Conv3×3(64)+BN → Dense(128) → Dense(10)"
+    ),
+    "raw-mlp": ModelSpec(lambda o: build_mlp(o), "the mlp as a tf.Module of tf.Variables", keras_loop=False),
+}
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+
+
+def build_model(name: str, options: ModelOptions | None = None, seed: int = 0) -> keras.Model | RawMLP:
+    """Build a fresh, untrained model by registry name."""
+    spec = get_spec(name)
+    options = options or ModelOptions()
+    if options.dropout is None and spec.default_dropout is not None:
+        options = ModelOptions(
+            spec.default_dropout, options.weight_decay, options.initializer, options.bn_momentum
+        )
+    if name == "raw-mlp":
+        return RawMLP(seed=seed, weight_decay=options.weight_decay)
+    return spec.build(options)

@@ -1,0 +1,214 @@
+"""Training on small real subsets: models × loops, save/reload, resume, multi-worker, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from digitlab.cli import main
+from digitlab.config import resolve_config
+from digitlab.errors import ConfigError
+from digitlab.rundir import RunDir
+
+SMALL = {"limit": 512, "validation_size": 500, "batch_size": 64, "patience": 0, "bn_momentum": 0.5}
+COMBOS = [
+    ("mlp", "fit"),
+    ("mlp", "custom"),
+    ("cnn", "fit"),
+    ("cnn", "custom"),
+    ("deep-cnn", "fit"),
+    ("deep-cnn", "custom"),
+    ("fast-cnn", "fit"),
+    ("fast-cnn", "custom"),
+    ("raw-mlp", "custom"),
+]
+
+
+def _train(tmp_path, model, loop, **overrides):
+    from digitlab.train import train_and_evaluate
+
+    settings = {**SMALL, "epochs": 2, **overrides}
+    config = resolve_config(model, out=str(tmp_path / f"{model}-{loop}"), loop=loop, **settings)
+    return train_and_evaluate(config, log=lambda *_: None)
+
+
+@pytest.mark.parametrize("model, loop", COMBOS)
+def test_every_model_and_loop_trains_with_falling_loss(tmp_path, mnist_dir, model, loop):
+    result = _train(tmp_path, model, loop, lr=2e-3, schedule="constant")
+    run = RunDir(result.run_dir)
+    history = run.read_history()
+    assert [int(r["epoch"]) for r in history] == [1, 2]
+    assert history[1]["loss"] < history[0]["loss"], history
+    assert result.metrics["test"]["accuracy"] > 0.5  # 2 epochs on 1k examples: far above chance
+    for name in ("config.json", "model.keras", "history.csv", "metrics.json", "summary.txt", "logs"):
+        assert (run.path / name).exists(), name
+    assert not run.backup.exists() and not run.ckpt.exists()  # resume state is cleaned up on success
+    config = run.read_config()
+    assert config["settings"]["model"] == model and config["environment"]["tensorflow"]
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, mnist_dir):
+    tmp = tmp_path_factory.mktemp("runs")
+    return {
+        kind: _train(tmp, kind, loop, epochs=1) for kind, loop in [("fast-cnn", "fit"), ("raw-mlp", "custom")]
+    }
+
+
+def test_model_keras_reloads_in_plain_keras_with_identical_predictions(trained_runs, mnist, tmp_path):
+    """A fresh interpreter that never imports digitlab loads each model.keras and predicts the same."""
+    x = (mnist.x_test[:256, ..., None] / 255.0).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    paths = {kind: str(result.run_dir / "model.keras") for kind, result in trained_runs.items()}
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, keras
+        x = np.load({str(tmp_path / "x.npy")!r})
+        for kind, path in {paths!r}.items():
+            np.save({str(tmp_path)!r} + f"/{{kind}}.npy", np.asarray(keras.saving.load_model(path)(x)))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    for kind, result in trained_runs.items():
+        expected = np.asarray(result.model(x, training=False))
+        got = np.load(tmp_path / f"{kind}.npy")
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=kind)
+        assert np.array_equal(got.argmax(1), expected.argmax(1))
+
+
+def test_raw_mlp_also_exports_a_savedmodel(trained_runs, mnist):
+    import tensorflow as tf
+
+    result = trained_runs["raw-mlp"]
+    loaded = tf.saved_model.load(str(result.run_dir / "savedmodel"))
+    x = (mnist.x_test[:64, ..., None] / 255.0).astype("float32")
+    np.testing.assert_allclose(
+        loaded.signatures["serving_default"](image=tf.constant(x))["output_0"].numpy(),
+        np.asarray(result.model(x)),
+        atol=1e-5,
+    )
+
+
+def test_same_seed_same_result(tmp_path, mnist_dir):
+    a = _train(tmp_path / "a", "fast-cnn", "fit", epochs=1)
+    b = _train(tmp_path / "b", "fast-cnn", "fit", epochs=1)
+    c = _train(tmp_path / "c", "fast-cnn", "fit", epochs=1, seed=1)
+    assert a.metrics["test"] == b.metrics["test"]
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert a.metrics["test"] != c.metrics["test"]
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen(
+        [sys.executable, "-m", "digitlab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_killed_run_resumes_and_finishes(tmp_path, mnist_dir, loop):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--model",
+        "mlp",
+        "--loop",
+        loop,
+        "--epochs",
+        "4",
+        "--limit",
+        "8000",
+        "--batch-size",
+        "32",
+    ]
+    args += ["--validation-size", "500", "--patience", "0", "--out", str(out)]
+    proc = _cli(*args)
+    run = RunDir(out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(run.read_history()) < 1:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(run.read_history())
+    assert 1 <= done < 4 and not run.finished
+
+    again = _cli(*args)
+    output, _ = again.communicate(timeout=180)
+    assert again.returncode == 0, output
+    assert "resuming" in output
+    epochs = [int(r["epoch"]) for r in run.read_history()]
+    assert epochs == [1, 2, 3, 4]
+    assert run.finished and json.loads(run.metrics.read_text())["epochs_run"] == 4
+
+
+def test_two_workers_train_in_lock_step(tmp_path, mnist_dir):
+    out = tmp_path / "mw"
+    proc = _cli(
+        "launch", "--workers", "2", "--timeout", "240", "--",
+        "train", "--model", "mlp", "--loop", "custom", "--epochs", "2", "--limit", "2048",
+        "--batch-size", "64", "--validation-size", "500", "--out", str(out),
+    )  # fmt: skip
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    prints = dict(re.findall(r"\[worker (\d)\] weights fingerprint (\w+)", output))
+    assert set(prints) == {"0", "1"}, output
+    assert prints["0"] == prints["1"]
+    assert RunDir(out).finished
+    config = RunDir(out).read_config()
+    assert config["strategy"] == "MultiWorkerMirroredStrategy" and config["replicas"] == 2
+
+
+def test_launch_stops_everyone_when_a_worker_dies(capsys):
+    code = main(["launch", "--workers", "2", "--timeout", "60", "--", "train", "--epochs", "-1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "exited with status 2; stopped the other workers" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet"], "unknown model 'resnet'"),
+        (["--epochs", "-3"], "--epochs must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--recipe", "turbo"], "unknown recipe 'turbo'"),
+        (["--model", "raw-mlp", "--loop", "fit"], "train it with --loop custom"),
+        (["--strategy", "multi-worker"], "use --loop custom"),
+    ],
+)
+def test_bad_settings_give_one_line_errors(capsys, args, message):
+    assert main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_unwritable_out_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["train", "--out", str(blocker / "run"), "--limit", "64", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not writable" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_resolve_config_precedence():
+    fast = resolve_config(None, "fast")
+    assert fast.model == "fast-cnn" and fast.schedule == "onecycle"
+    assert resolve_config("mlp", "fast", epochs=7).epochs == 7
+    assert resolve_config("raw-mlp").loop == "custom"
+    with pytest.raises(ConfigError):
+        resolve_config("cnn", dropout=1.5)
