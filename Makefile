@@ -12,9 +12,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The default model's run directory; delete it (or pass RUN_DIR=...) to train another.
+RUN_DIR ?= runs/default
+
 run: $(BIN)/.installed
 	$(BIN)/digitlab fetch
 	$(BIN)/digitlab info
+	@if [ -f $(RUN_DIR)/model.keras ]; then echo "default model: $(RUN_DIR) (already trained)"; \
+	else $(BIN)/digitlab train --out $(RUN_DIR); fi
+	@cat $(RUN_DIR)/summary.txt
+	$(BIN)/digitlab evaluate $(RUN_DIR)
 
 test: $(BIN)/.installed lint
 	$(BIN)/pytest -q
@@ -29,6 +36,7 @@ format: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/load_speed.py
+	$(BIN)/python bench/train_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

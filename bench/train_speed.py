@@ -108,9 +108,11 @@ def run_child(spec: dict) -> dict:
     return result
 
 
-def race() -> dict:
-    rows = {}
+def race(only: str | None = None, previous: dict | None = None) -> dict:
+    rows = {k: v for k, v in (previous or {}).items() if k in RACE and only and k != only}
     for name, spec in RACE.items():
+        if only and name != only:
+            continue
         print(f"race: {name} ...", flush=True)
         r = run_child(spec)
         reached = next((p["seconds"] for p in r["curve"] if p["test_accuracy"] >= TARGET), None)
@@ -123,7 +125,7 @@ def race() -> dict:
             f"{name:<16}{r['model']:<10}{reached:>12}{r['total_seconds']:>10.1f}"
             f"{r['final_test_accuracy']:>10.4f}{r['peak_memory_mb']:>10.0f}"
         )
-    a, b = rows["keras-example"]["seconds_to_99"], rows["digitlab-fast"]["seconds_to_99"]
+    a, b = rows["keras-example"].get("seconds_to_99"), rows["digitlab-fast"].get("seconds_to_99")
     if a and b:
         print(f"fast reaches 99.0% {a / b:.1f}× sooner than the Keras example (target ≥ 5×)")
         rows["speedup_to_99"] = round(a / b, 2)
@@ -150,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-race", action="store_true", help="only the per-epoch table")
     parser.add_argument("--skip-epochs", action="store_true", help="only the race")
+    parser.add_argument("--only", choices=list(RACE), help="rerun one side of the race, keep the other's result")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,11 +162,9 @@ def main() -> None:
 
     result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     if RESULTS.is_file():
-        result.update(
-            {k: v for k, v in json.loads(RESULTS.read_text()).items() if k in ("race", "epoch_seconds")}
-        )
+        result.update({k: v for k, v in json.loads(RESULTS.read_text()).items() if k in ("race", "epoch_seconds")})
     if not args.skip_race:
-        result["race"] = race()
+        result["race"] = race(args.only, result.get("race"))
     if not args.skip_epochs:
         result["epoch_seconds"] = epochs()
     RESULTS.parent.mkdir(exist_ok=True)

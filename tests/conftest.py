@@ -21,3 +21,23 @@ def mnist_dir():
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
     return load_mnist(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, mnist_dir):
+    """A real `cnn` trained for one epoch on the full training split (~98.5% test accuracy, ~40 s on 2 cores).
+
+    Shared by the evaluation, inference and serving tests.
+    """
+    from digitlab.config import resolve_config
+    from digitlab.train import train_and_evaluate
+
+    out = tmp_path_factory.mktemp("trained") / "cnn"
+    config = resolve_config("cnn", epochs=1, lr=3e-3, schedule="onecycle", out=str(out))
+    train_and_evaluate(config, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def good_cnn(trained_run):
+    return trained_run

@@ -106,9 +106,7 @@ def test_splits_keep_test_set_whole(mnist_dir):
 def test_pipeline_shapes_dtypes_ranges(mnist, flatten, one_hot):
     import tensorflow as tf
 
-    ds = make_dataset(
-        mnist.x_test[:300], mnist.y_test[:300], batch_size=128, flatten=flatten, one_hot=one_hot
-    )
+    ds = make_dataset(mnist.x_test[:300], mnist.y_test[:300], batch_size=128, flatten=flatten, one_hot=one_hot)
     batches = list(ds)
     assert [int(x.shape[0]) for x, _ in batches] == [128, 128, 44]
     x, y = batches[0]
@@ -125,11 +123,7 @@ def test_pipeline_shapes_dtypes_ranges(mnist, flatten, one_hot):
 def test_pipeline_shuffle_is_seeded_and_covers_everything(mnist):
     labels = np.arange(200) % 10
     images = mnist.x_test[:200]
-    a = np.concatenate(
-        [y for _, y in make_dataset(images, labels, 64, shuffle=True, seed=7).as_numpy_iterator()]
-    )
-    b = np.concatenate(
-        [y for _, y in make_dataset(images, labels, 64, shuffle=True, seed=7).as_numpy_iterator()]
-    )
+    a = np.concatenate([y for _, y in make_dataset(images, labels, 64, shuffle=True, seed=7).as_numpy_iterator()])
+    b = np.concatenate([y for _, y in make_dataset(images, labels, 64, shuffle=True, seed=7).as_numpy_iterator()])
     np.testing.assert_array_equal(a, b)
     assert sorted(a.tolist()) == sorted(labels.tolist()) and not np.array_equal(a, labels)

@@ -59,9 +59,7 @@ def test_every_model_and_loop_trains_with_falling_loss(tmp_path, mnist_dir, mode
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory, mnist_dir):
     tmp = tmp_path_factory.mktemp("runs")
-    return {
-        kind: _train(tmp, kind, loop, epochs=1) for kind, loop in [("fast-cnn", "fit"), ("raw-mlp", "custom")]
-    }
+    return {kind: _train(tmp, kind, loop, epochs=1) for kind, loop in [("fast-cnn", "fit"), ("raw-mlp", "custom")]}
 
 
 def test_model_keras_reloads_in_plain_keras_with_identical_predictions(trained_runs, mnist, tmp_path):

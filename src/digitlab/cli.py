@@ -56,6 +56,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from digitlab.evaluate import evaluate_model, format_summary
+
+    result = evaluate_model(args.target, split=args.split, out=args.out, data_dir=args.data_dir)
+    print(format_summary(result.metrics))
+    print(f"report: {result.out_dir / 'report.html'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from digitlab.evaluate import compare_runs
+
+    _, table = compare_runs(args.runs, out=args.out)
+    print(table)
+    print(f"saved: {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from digitlab.predict import run_predict
+
+    return run_predict(args.paths, args.model, args.top_k, args.json, args.save_processed)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from digitlab.serve import ServeConfig, serve
+
+    config = ServeConfig(
+        model=str(args.model),
+        max_body_bytes=args.max_body_bytes,
+        max_pixels=args.max_pixels,
+        feedback_dir=str(args.feedback_dir) if args.feedback_dir else None,
+        cors_origins=tuple(args.cors_origin),
+    )
+    serve(config, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     from digitlab.launch import launch
 
@@ -85,15 +123,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     from digitlab.config import LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
     from digitlab.models import model_names
 
-    p.add_argument(
-        "--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)"
-    )
-    p.add_argument(
-        "--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)"
-    )
-    p.add_argument(
-        "--epochs", type=int, help="maximum epochs (default: recipe; early stopping may end sooner)"
-    )
+    p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
+    p.add_argument("--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: recipe; early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: recipe, 128)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: recipe, 1e-3)")
     p.add_argument("--seed", type=int, help="seed for weights, shuffling and the split (default 0)")
@@ -101,26 +133,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "--out", help="run directory (default runs/<model>-<timestamp>; an unfinished identical run resumes)"
     )
     p.add_argument("--loop", choices=LOOPS, help="fit (Keras model.fit, default) or custom (GradientTape)")
-    p.add_argument(
-        "--strategy", choices=STRATEGIES, help="tf.distribute strategy for the custom loop (default auto)"
-    )
+    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy for the custom loop (default auto)")
     p.add_argument("--clip-norm", type=float, help="clip gradients to this global norm (default: off)")
-    p.add_argument(
-        "--validation-size", type=int, help="training images held out for validation (default 5000)"
-    )
-    p.add_argument(
-        "--limit", type=int, help="train on this many examples only, for smoke tests (default: all)"
-    )
+    p.add_argument("--validation-size", type=int, help="training images held out for validation (default 5000)")
+    p.add_argument("--limit", type=int, help="train on this many examples only, for smoke tests (default: all)")
     p.add_argument("--dropout", type=float, help="dropout rate (default: the model's)")
     p.add_argument("--weight-decay", type=float, help="L2 penalty on kernels (default 0)")
-    p.add_argument(
-        "--initializer", help="kernel initializer, e.g. he_normal, glorot_uniform (default he_normal)"
-    )
+    p.add_argument("--initializer", help="kernel initializer, e.g. he_normal, glorot_uniform (default he_normal)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: recipe)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: recipe, adam)")
-    p.add_argument(
-        "--patience", type=int, help="early-stopping patience in epochs, 0 = off (default: recipe)"
-    )
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs, 0 = off (default: recipe)")
     p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum (default: recipe, 0.99)")
     p.add_argument("--data-dir", help="where MNIST lives (default: $DIGITLAB_DATA or ~/.cache/digitlab)")
 
@@ -143,28 +165,53 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder with the four IDX files (raw or .gz) or Keras' mnist.npz; tried first",
     )
-    p.add_argument(
-        "--verify", action="store_true", help="re-hash the stored files instead of trusting the stamp"
-    )
+    p.add_argument("--verify", action="store_true", help="re-hash the stored files instead of trusting the stamp")
     p.add_argument("--force", action="store_true", help="fetch again even if verified data is present")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("info", help="per-class counts per split, pixel statistics and a sample grid PNG")
     _data_dir_arg(p)
-    p.add_argument(
-        "--validation-size", type=int, default=5000, help="images held out of training (default 5000)"
-    )
+    p.add_argument("--validation-size", type=int, default=5000, help="images held out of training (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified validation split (default 0)")
     p.add_argument(
         "--grid", type=Path, default=None, help="where to save the sample grid (default DATA_DIR/samples.png)"
     )
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser(
-        "train", help="train a model into a run directory (config, model.keras, history, metrics)"
-    )
+    p = sub.add_parser("train", help="train a model into a run directory (config, model.keras, history, metrics)")
     _train_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics, calibration, plots and an HTML report for a run or model")
+    p.add_argument("target", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run directory or a .keras file")
+    p.add_argument("--split", choices=("test", "validation"), default="test", help="data to evaluate (default test)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/report)")
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict digits in image files or folders (any common format)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files and/or folders (recursive)")
+    p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
+    p.add_argument("--top-k", type=int, default=3, help="how many top classes to show (default 3)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    p.add_argument("--save-processed", type=Path, default=None, help="write the 28×28 each image became here")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="the draw-a-digit page and the REST API")
+    p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    p.add_argument("--max-body-bytes", type=int, default=5 * 1024 * 1024, help="request size limit (default 5 MiB)")
+    p.add_argument("--max-pixels", type=int, default=16_000_000, help="decoded image size limit (default 16 MP)")
+    p.add_argument("--feedback-dir", type=Path, default=None, help="where corrections go (default RUN/feedback)")
+    p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("compare", help="a side-by-side table of the main metrics of several runs")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (or .keras files)")
+    p.add_argument("--out", type=Path, default=Path("runs/comparison"), help="saves OUT.md and OUT.json")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "launch",
@@ -182,9 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault(
-        "TF_CPP_MIN_LOG_LEVEL", "2"
-    )  # keep TensorFlow's C++ start-up chatter out of the CLI
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -95,9 +95,7 @@ def train(
         )
     steps_per_epoch = len(splits.x_train) // global_batch
     if steps_per_epoch == 0:
-        raise ConfigError(
-            f"--batch-size {global_batch} is larger than the {len(splits.x_train)} training examples"
-        )
+        raise ConfigError(f"--batch-size {global_batch} is larger than the {len(splits.x_train)} training examples")
 
     from digitlab.train import current_lr, make_optimizer, model_options
 
@@ -161,9 +159,7 @@ def train(
         n = int(epoch.numpy()) + 1
         start = time.perf_counter()
         loss_sum = correct_sum = 0.0
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"epoch {n}/{config.epochs}", unit="step", disable=None, leave=False
-        )
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {n}/{config.epochs}", unit="step", disable=None, leave=False)
         for i in bar:
             loss, correct = train_step(iterator)
             loss_sum += float(loss)

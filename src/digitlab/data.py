@@ -90,9 +90,7 @@ def split_train_validation(
     indices = np.arange(len(labels))
     if validation_size == 0:
         return indices, indices[:0]
-    train, val = train_test_split(
-        indices, test_size=validation_size, stratify=labels, random_state=seed, shuffle=True
-    )
+    train, val = train_test_split(indices, test_size=validation_size, stratify=labels, random_state=seed, shuffle=True)
     return np.sort(train), np.sort(val)
 
 
@@ -183,9 +181,7 @@ def describe(splits: Splits) -> dict:
 
 
 def format_summary(summary: dict) -> str:
-    lines = [
-        f"{'split':<6}{'count':>7}  " + "".join(f"{d:>6}" for d in range(NUM_CLASSES)) + "    mean    std"
-    ]
+    lines = [f"{'split':<6}{'count':>7}  " + "".join(f"{d:>6}" for d in range(NUM_CLASSES)) + "    mean    std"]
     for name, s in summary.items():
         counts = "".join(f"{c:>6}" for c in s["per_class"])
         lines.append(f"{name:<6}{s['count']:>7}  {counts}  {s['pixel_mean']:.4f} {s['pixel_std']:.4f}")

@@ -46,16 +46,12 @@ def _stream(proc: subprocess.Popen, prefix: str, lock: threading.Lock) -> None:
             sys.stdout.flush()
 
 
-def launch(
-    command: list[str], workers: int = 2, timeout: float | None = None, host: str = "127.0.0.1"
-) -> int:
+def launch(command: list[str], workers: int = 2, timeout: float | None = None, host: str = "127.0.0.1") -> int:
     """Run `digitlab <command>` as `workers` processes of one cluster; return 0 when all succeed."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if not command:
-        raise ConfigError(
-            "nothing to launch: put the command after `--`, e.g. `launch --workers 2 -- train ...`"
-        )
+        raise ConfigError("nothing to launch: put the command after `--`, e.g. `launch --workers 2 -- train ...`")
     if command[0] == "--":
         command = command[1:]
     procs: list[subprocess.Popen] = []
@@ -91,9 +87,7 @@ def launch(
                 break
             if deadline is not None and time.monotonic() > deadline:
                 _stop(procs)
-                raise LaunchError(
-                    f"the {workers}-worker cluster did not finish within {timeout:.0f} s; stopped all"
-                )
+                raise LaunchError(f"the {workers}-worker cluster did not finish within {timeout:.0f} s; stopped all")
             time.sleep(0.1)
     except KeyboardInterrupt:
         _stop(procs)

@@ -35,9 +35,7 @@ def _regularizer(options: ModelOptions):
 
 
 def _dense(units: int, options: ModelOptions, **kw) -> layers.Dense:
-    return layers.Dense(
-        units, kernel_initializer=options.initializer, kernel_regularizer=_regularizer(options), **kw
-    )
+    return layers.Dense(units, kernel_initializer=options.initializer, kernel_regularizer=_regularizer(options), **kw)
 
 
 def _conv(filters: int, options: ModelOptions, kernel: int = 3, **kw) -> layers.Conv2D:
@@ -173,13 +171,9 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(build_mlp, "Flatten → Dense(128, ReLU) → Dense(10)"),
-    "cnn": ModelSpec(
-        build_cnn, "Conv32 → Pool → Conv64 → Pool → Dense(10), dropout before the head", True, 0.5
-    ),
+    "cnn": ModelSpec(build_cnn, "Conv32 → Pool → Conv64 → Pool → Dense(10), dropout before the head", True, 0.5),
     "deep-cnn": ModelSpec(build_deep_cnn, "5 Conv+BN, 3 pools, dropout .2/.3/.4/.5, Dense(200)+BN"),
-    "fast-cnn": ModelSpec(
-        build_fast_cnn, "strided Conv5×5(32)+BN → strided Conv3×3(64)+BN → Dense(128) → Dense(10)"
-    ),
+    "fast-cnn": ModelSpec(build_fast_cnn, "strided Conv5×5(32)+BN → strided Conv3×3(64)+BN → Dense(128) → Dense(10)"),
     "raw-mlp": ModelSpec(lambda o: build_mlp(o), "the mlp as a tf.Module of tf.Variables", keras_loop=False),
 }
 
@@ -200,9 +194,7 @@ def build_model(name: str, options: ModelOptions | None = None, seed: int = 0) -
     spec = get_spec(name)
     options = options or ModelOptions()
     if options.dropout is None and spec.default_dropout is not None:
-        options = ModelOptions(
-            spec.default_dropout, options.weight_decay, options.initializer, options.bn_momentum
-        )
+        options = ModelOptions(spec.default_dropout, options.weight_decay, options.initializer, options.bn_momentum)
     if name == "raw-mlp":
         return RawMLP(seed=seed, weight_decay=options.weight_decay)
     return spec.build(options)

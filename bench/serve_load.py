@@ -1,0 +1,139 @@
+"""Load test of `digitlab serve` on loopback: requests/s and latency percentiles at 1 and 32 clients.
+
+Run: `.venv/bin/python bench/serve_load.py --model RUN_OR_MODEL [--seconds 10] [--workers 1]`. Starts the
+server on a free 127.0.0.1 port, drives it with keep-alive HTTP/1.1 clients (plain asyncio streams, so the
+load generator itself stays cheap), for a bounded time per phase, then stops it. Prints a table and writes
+bench/results/serve_load.json. Routes: /api/predict with a canvas PNG (JSON data URL, what the page sends)
+and the TF Serving route with one 28×28 instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "serve_load.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def payloads() -> dict[str, tuple[str, bytes]]:
+    from digitlab.data import load_mnist
+    from digitlab.synthetic import render
+
+    mnist = load_mnist()
+    image = render(mnist.x_test[0], "black-on-white", np.random.default_rng(0))
+    buf = io.BytesIO()
+    image.resize((280, 280)).save(buf, format="PNG")  # the page's canvas size
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {
+        "/api/predict (canvas PNG)": ("/api/predict", json.dumps({"image": url}).encode()),
+        "TF Serving (28×28 instance)": (
+            "/v1/models/digits:predict",
+            json.dumps({"instances": [mnist.x_test[1].tolist()]}).encode(),
+        ),
+    }
+
+
+async def client(port: int, path: str, body: bytes, deadline: float, latencies: list, errors: list) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode()
+    try:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            writer.write(head + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append((time.perf_counter() - start) * 1000)
+            if b" 200 " not in status_line:
+                errors.append(status_line.decode().strip())
+    except (ConnectionError, asyncio.IncompleteReadError) as e:
+        errors.append(type(e).__name__)
+    finally:
+        writer.close()
+
+
+async def phase(port: int, path: str, body: bytes, clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    await asyncio.gather(*(client(port, path, body, deadline, latencies, errors) for _ in range(clients)))
+    wall = time.perf_counter() - start
+    q = np.percentile(latencies, [50, 95, 99]) if latencies else [float("nan")] * 3
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(float(q[0]), 2),
+        "p95_ms": round(float(q[1]), 2),
+        "p99_ms": round(float(q[2]), 2),
+        "errors": len(errors),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="run directory or .keras file")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase (default 10)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    args = parser.parse_args()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digitlab", "serve", "--model", args.model, "--port", str(port),
+         "--workers", str(args.workers)],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not become ready") from None
+                time.sleep(0.3)
+        rows = {}
+        for name, (path, body) in payloads().items():
+            asyncio.run(phase(port, path, body, 4, 2.0))  # warm-up
+            for clients in (1, 32):
+                rows[f"{name} @ {clients}"] = asyncio.run(phase(port, path, body, clients, args.seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"{'route @ clients':<40}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, r in rows.items():
+        print(f"{name:<40}{r['requests_per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
+    result = {"workers": args.workers, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""`digitlab predict`: images in, digits out, streamed through tf.data; a bad file never stops a batch.
+
+Decoding and preprocessing run in parallel inside a tf.data pipeline (`tf.numpy_function` around
+`to_mnist_28x28`), the model sees batches, and the model's calibrated temperature (from `digitlab evaluate`)
+scales the probabilities when it has one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitlab.errors import ConfigError, ImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+OK, BLANK, FAILED = 0, 1, 2
+
+
+def collect_paths(inputs: list[str | Path]) -> list[Path]:
+    """Files as given, and image files found recursively in folders (sorted, so output order is stable)."""
+    paths: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(item)  # a missing or non-image file gets its own error line
+    return paths
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: int | None = None
+    probabilities: list[float] | None = None
+    top_k: list[dict[str, float]] | None = None
+    blank: bool = False
+    reason: str = ""
+    error: str | None = None
+    pixels: np.ndarray | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "path": self.path,
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "top_k": self.top_k,
+            "blank": self.blank,
+        }
+        if self.blank:
+            out["reason"] = self.reason
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    def to_text(self) -> str:
+        if self.error is not None:
+            return f"{self.path}: error: {self.error}"
+        if self.blank:
+            return f"{self.path}: no digit ({self.reason})"
+        top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in self.top_k or [])
+        return f"{self.path}: {self.label}  (top-{len(self.top_k or [])}: {top})"
+
+
+def _preprocess_file(path: bytes) -> tuple[np.ndarray, np.int32, bytes]:
+    from digitlab.preprocess import to_mnist_28x28
+
+    try:
+        p = to_mnist_28x28(path.decode())
+    except ImageError as e:
+        return np.zeros((28, 28), np.float32), np.int32(FAILED), str(e).encode()
+    except Exception as e:  # a decoder bug on one odd file must not stop the batch
+        return np.zeros((28, 28), np.float32), np.int32(FAILED), f"{type(e).__name__}: {e}".encode()
+    return p.pixels, np.int32(BLANK if p.blank else OK), p.reason.encode()
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    from scipy.special import softmax
+
+    return softmax(np.asarray(logits, np.float64) / temperature, axis=1)
+
+
+def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:
+    order = np.argsort(-probs)[:k]
+    return [{"label": int(i), "probability": round(float(probs[i]), 6)} for i in order]
+
+
+def predict_files(
+    paths: list[Path], model, temperature: float = 1.0, top_k: int = 3, batch_size: int = 256, progress: bool = True
+) -> Iterator[Prediction]:
+    """Yield one Prediction per path, in order; preprocessing runs in parallel in tf.data."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    if not 1 <= top_k <= 10:
+        raise ConfigError(f"--top-k must be between 1 and 10, got {top_k}")
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths] or [""]).take(len(paths))
+
+    def load(path):
+        pixels, status, message = tf.numpy_function(_preprocess_file, [path], (tf.float32, tf.int32, tf.string))
+        pixels.set_shape((28, 28))
+        return path, pixels, status, message
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None if progress else True, file=sys.stderr)
+    for batch_paths, pixels, status, messages in ds:
+        logits = forward(pixels[..., None]).numpy()
+        probs = probabilities(logits, temperature)
+        for i in range(len(status)):
+            path, code = batch_paths[i].numpy().decode(), int(status[i])
+            message = messages[i].numpy().decode()
+            if code == FAILED:
+                yield Prediction(path, error=message)
+            elif code == BLANK:
+                yield Prediction(path, blank=True, reason=message, pixels=pixels[i].numpy())
+            else:
+                p = probs[i]
+                yield Prediction(
+                    path,
+                    label=int(p.argmax()),
+                    probabilities=[round(float(v), 6) for v in p],
+                    top_k=top_k_of(p, top_k),
+                    pixels=pixels[i].numpy(),
+                )
+        bar.update(len(status))
+    bar.close()
+
+
+def run_predict(
+    inputs: list[str | Path],
+    model_path: str | Path,
+    top_k: int = 3,
+    as_json: bool = False,
+    save_processed: str | Path | None = None,
+    out=sys.stdout,
+) -> int:
+    """The CLI command: print one line per file; return 1 if any file failed, else 0."""
+    from digitlab.atomic import atomic_write_bytes
+    from digitlab.evaluate import load_model
+
+    paths = collect_paths(inputs)
+    if not paths:
+        raise ConfigError("no images found in the given paths")
+    loaded = load_model(model_path)
+    save_dir = Path(save_processed) if save_processed else None
+    failed = 0
+    start = time.perf_counter()
+    for n, pred in enumerate(predict_files(paths, loaded.model, loaded.temperature, top_k), 1):
+        failed += pred.error is not None
+        print(json.dumps(pred.to_json()) if as_json else pred.to_text(), file=out, flush=False)
+        if save_dir is not None and pred.pixels is not None:
+            from digitlab.preprocess import Processed
+
+            name = f"{n:06d}-{Path(pred.path).stem}.png"
+            atomic_write_bytes(save_dir / name, Processed(pred.pixels, pred.blank).to_png())
+    out.flush()
+    seconds = time.perf_counter() - start
+    print(
+        f"{len(paths)} images in {seconds:.2f} s ({len(paths) / seconds:.0f} images/s), {failed} failed"
+        + (f"; temperature {loaded.temperature:.3f}" if loaded.temperature != 1.0 else ""),
+        file=sys.stderr,
+    )
+    return 1 if failed else 0

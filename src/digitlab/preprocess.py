@@ -1,0 +1,278 @@
+"""Any image of a digit → the 28×28 input an MNIST model expects, made the way MNIST itself was made.
+
+MNIST digits are white ink on black, size-normalised so the longer side of the ink's bounding box is 20 px
+(aspect ratio kept, anti-aliased), then placed in 28×28 so the ink's centre of mass is at the centre.
+A canvas drawing, a scan or a phone photo is none of that: black ink on white or on a transparent
+background, off-centre, thick or thin strokes, uneven light and paper texture. `to_mnist_28x28` undoes
+each difference in turn, and says "no digit" rather than guess on a blank canvas, a dot, or noise:
+
+1. decode safely (pixel limit against decompression bombs) and shrink to a working size;
+2. ink map: alpha for transparent images, else luminance with the polarity taken from the border;
+3. flatten uneven background (a grey opening larger than any stroke estimates it) and stretch contrast;
+4. keep the connected ink blobs that matter (drops specks), or report "no digit";
+5. normalise stroke width toward MNIST's (about 15% of the digit's longer side), crop to the bounding box;
+6. scale the longer side to 20 px with anti-aliasing, paste into 28×28, shift the centre of mass to centre.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digitlab.errors import ImageError
+
+MAX_PIXELS = 40_000_000  # refuse larger images (a 40 MP photo is fine; a decompression bomb is not)
+WORK_SIZE = 112  # working resolution (longer side): strokes stay several pixels wide, work stays ~1 ms
+BOX = 20  # MNIST: the longer side of the digit's bounding box
+CANVAS = 28
+INK_THRESHOLD = 0.25  # after contrast stretching, what counts as ink
+STROKE_RATIO = 0.155  # MNIST stroke width ≈ 15% of the digit's longer side (measured: median 0.158)
+
+ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
+
+
+@dataclass
+class Processed:
+    """The model input and what was found on the way, so callers can show it."""
+
+    pixels: np.ndarray  # (28, 28) float32 in [0, 1], white ink on black
+    blank: bool  # True: no digit found (blank canvas, a dot, or noise); `pixels` is all zeros then
+    reason: str = ""  # why it is blank
+    polarity: str = "light-on-dark"  # or "dark-on-light" (inverted) or "alpha" (ink from transparency)
+    bbox: tuple[int, int, int, int] | None = None  # (left, top, right, bottom) of the ink in the input image
+    source_size: tuple[int, int] = (0, 0)  # (width, height) of the input image
+    stroke_scale: float = 1.0  # >1: strokes were thickened, <1: thinned
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_model_input(self) -> np.ndarray:
+        return self.pixels.reshape(1, 28, 28, 1)
+
+    def to_png(self, scale: int = 1) -> bytes:
+        image = Image.fromarray(np.round(self.pixels * 255).astype(np.uint8), mode="L")
+        if scale > 1:
+            image = image.resize((28 * scale, 28 * scale), Image.NEAREST)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+
+
+# --- decoding -----------------------------------------------------------------------------------------------
+
+
+def decode_data_url(url: str) -> bytes:
+    """Bytes of a `data:image/...;base64,...` URL."""
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:") or ";base64" not in header or not payload:
+        raise ImageError("not a base64 data URL (expected data:image/png;base64,...)")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("the data URL's base64 payload is invalid") from None
+
+
+def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
+    """Open a path, bytes, data URL, PIL image or array as a PIL image, safely.
+
+    The pixel limit is checked from the header before any pixel is decoded. `draft_size` lets a JPEG decode
+    at 1/2, 1/4 or 1/8 scale (no smaller than that size), which is most of the cost of a large photo.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        return _from_array(source)
+    else:
+        if isinstance(source, str) and source.startswith("data:"):
+            source = decode_data_url(source)
+        try:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source)
+        except FileNotFoundError:
+            raise ImageError(f"{source}: no such file") from None
+        except IsADirectoryError:
+            raise ImageError(f"{source}: is a directory") from None
+        except UnidentifiedImageError:
+            raise ImageError("not a recognised image format") from None
+        except (OSError, ValueError) as e:
+            raise ImageError(f"cannot read the image ({e})") from None
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ImageError("the image has zero size")
+    if width * height > max_pixels:
+        raise ImageError(f"the image is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}")
+    if getattr(image, "format", None) == "JPEG" and draft_size:
+        image.draft("RGB" if image.mode != "L" else "L", (draft_size, draft_size))  # DCT-domain downscale
+    try:
+        image.load()  # decode now so truncated files fail here, with a clear message
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+        raise ImageError(f"the image data is truncated or corrupt ({e})") from None
+    return image
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ImageError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if array.size == 0:
+        raise ImageError("the image has zero size")
+    if not np.all(np.isfinite(array)):
+        raise ImageError("the image array contains NaN or infinite values")
+    if array.dtype != np.uint8:
+        scale = 255.0 if array.max() <= 1.0 else 1.0  # floats in [0, 1] or values in [0, 255]
+        array = np.clip(np.asarray(array, dtype=np.float64) * scale, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(array)
+
+
+# --- the pipeline -------------------------------------------------------------------------------------------
+
+
+def ink_map(image: Image.Image) -> tuple[np.ndarray, str, float]:
+    """Working-size float map with ink ≈ 1, background ≈ 0; returns (ink, polarity, scale to the original)."""
+    image = ImageOps.exif_transpose(image)
+    width, height = image.size
+    scale = max(width, height) / WORK_SIZE
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    image = image.convert("LA" if has_alpha else "L")
+    if scale > 1:  # area downsampling keeps the ink mass of thin strokes; reduce() is the fast integer part
+        factor = int(scale)
+        if factor >= 2:
+            image = image.reduce(factor)
+        size = (max(1, round(width / scale)), max(1, round(height / scale)))
+        if image.size != size:
+            image = image.resize(size, Image.BOX)
+    else:
+        scale = 1.0
+    arrays = np.asarray(image, dtype=np.float32) / 255.0
+    if has_alpha:
+        gray, alpha = arrays[..., 0], arrays[..., 1]
+        if alpha.min() < 0.9:  # a real transparent background: what is opaque is ink, whatever its colour
+            return alpha, "alpha", scale
+    else:
+        gray = arrays
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) > 0.5:
+        return 1.0 - gray, "dark-on-light", scale
+    return gray, "light-on-dark", scale
+
+
+def flatten_background(ink: np.ndarray) -> np.ndarray:
+    """Remove slow background variation (lighting gradients, grey paper) and stretch ink to ~1."""
+    h, w = ink.shape
+    size = max(3, int(max(h, w) * 0.35))
+    # grey opening = the background where strokes (narrower than `size`) are cut away; computed on a
+    # 4× smaller copy since the background is smooth, then upsampled
+    small = ink[::4, ::4]
+    background = ndimage.grey_opening(small, size=(max(2, size // 4),) * 2)
+    background = ndimage.uniform_filter(background, size=3)
+    background = np.kron(background, np.ones((4, 4), dtype=np.float32))[:h, :w]
+    flat = np.clip(ink - background, 0.0, None)
+    k = int(flat.size * 0.997)
+    peak = float(np.partition(flat.ravel(), k)[k]) if flat.size else 0.0  # robust max: ignores hot pixels
+    if peak < 0.08:  # no contrast at all
+        return np.zeros_like(flat)
+    return np.clip(flat / peak, 0.0, 1.0)
+
+
+def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """Mask of the ink blobs that make the digit, or (None, reason) when there is none."""
+    mask = flat > INK_THRESHOLD
+    total = mask.sum()
+    if total == 0:
+        return None, "blank: no ink"
+    coverage = total / mask.size
+    if coverage > 0.45:
+        return None, f"noise: ink covers {coverage:.0%} of the image"
+    labels, count = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = sizes.max()
+    keep = np.flatnonzero(sizes >= max(largest * 0.08, 4)) + 1  # parts of the digit, not specks
+    digit = np.isin(labels, keep)
+    ys, xs = np.nonzero(digit)
+    extent = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) / max(mask.shape)
+    if extent < 0.08:
+        return None, f"blank: only a dot ({extent:.0%} of the image)"
+    if count > 40 and largest < 0.25 * total:
+        return None, f"noise: {count} scattered blobs, none dominant"
+    return digit, ""
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width ≈ 2 · area / perimeter (a long stroke of width w: area L·w, perimeter ≈ 2L)."""
+    area = mask.sum()
+    perimeter = np.count_nonzero(mask ^ ndimage.binary_erosion(mask))
+    return 2.0 * area / max(perimeter, 1)
+
+
+def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processed:
+    """Turn any digit image into MNIST's 28×28 format (see the module docstring for the steps)."""
+    image = load_image(source, max_pixels, draft_size=WORK_SIZE * 2)
+    ink, polarity, scale = ink_map(image)
+    flat = flatten_background(ink)
+    digit, reason = find_digit(flat)
+    result = Processed(np.zeros((28, 28), np.float32), blank=digit is None, reason=reason, polarity=polarity,
+                       source_size=image.size)  # fmt: skip
+    if digit is None:
+        return result
+    values = np.where(ndimage.binary_dilation(digit, iterations=1), flat, 0.0)  # keep the anti-aliased edges
+
+    ys, xs = np.nonzero(digit)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    longest = max(bottom - top, right - left)
+    # stroke width: make it MNIST-like relative to the digit size (thin pen → thicker, marker → thinner)
+    target = STROKE_RATIO * longest
+    width = stroke_width(digit)
+    radius = round((target - width) / 2)
+    if radius >= 1:
+        values = ndimage.grey_dilation(values, footprint=_disk(radius))
+    elif radius <= -1 and width > 3:
+        eroded = ndimage.grey_erosion(values, footprint=_disk(-radius))
+        if (eroded > INK_THRESHOLD).sum() > 0.3 * (values > INK_THRESHOLD).sum():  # never erase the digit
+            values = eroded
+    result.stroke_scale = float((width + 2 * radius) / width) if width else 1.0
+
+    mask = values > INK_THRESHOLD * 0.5
+    ys, xs = np.nonzero(mask)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop = values[top:bottom, left:right]
+    h, w = crop.shape
+    factor = BOX / max(h, w)
+    new = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(new, Image.LANCZOS))
+    small = np.clip(small, 0.0, None)
+    if small.max() > 0:
+        small = np.clip(small / small.max(), 0.0, 1.0)  # MNIST digits reach full intensity
+    canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    y0, x0 = (CANVAS - new[1]) // 2, (CANVAS - new[0]) // 2
+    canvas[y0 : y0 + new[1], x0 : x0 + new[0]] = small
+    cy, cx = ndimage.center_of_mass(canvas)
+    dy, dx = round(CANVAS / 2 - 0.5 - cy), round(CANVAS / 2 - 0.5 - cx)
+    # keep the box inside the canvas while centring the mass
+    dy = int(np.clip(dy, -y0, CANVAS - (y0 + new[1])))
+    dx = int(np.clip(dx, -x0, CANVAS - (x0 + new[0])))
+    result.pixels = np.roll(canvas, (dy, dx), axis=(0, 1))
+    result.bbox = (
+        int(left * scale),
+        int(top * scale),
+        min(image.size[0], int(np.ceil(right * scale))),
+        min(image.size[1], int(np.ceil(bottom * scale))),
+    )
+    result.details = {"stroke_width_px": round(width * scale, 2), "work_scale": round(scale, 3)}
+    return result
+
+
+_DISKS: dict[int, np.ndarray] = {}
+
+
+def _disk(radius: int) -> np.ndarray:
+    if radius not in _DISKS:
+        y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+        _DISKS[radius] = x * x + y * y <= radius * radius + radius * 0.5
+    return _DISKS[radius]

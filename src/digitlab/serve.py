@@ -1,0 +1,414 @@
+"""`digitlab serve`: the draw-a-digit page and a REST API (FastAPI + uvicorn).
+
+The model runs in a single background thread fed by a queue: requests that arrive together are predicted in
+one batch (micro-batching), so concurrent clients share model calls and the event loop never waits on
+TensorFlow. Decoding and preprocessing run in the thread pool. Every bad request gets a JSON error with a 4xx
+status that says what was wrong; file-system paths never appear in responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from digitlab.atomic import atomic_write_bytes
+from digitlab.errors import ImageError
+from digitlab.predict import probabilities, top_k_of
+from digitlab.preprocess import Processed, to_mnist_28x28
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
+MAX_INSTANCES = 256  # per TF Serving request
+SERVE_PIXELS = 16_000_000  # decoded-pixel limit per image for the server (a 16 MP photo)
+
+
+class BadRequest(Exception):
+    """A client error: becomes `{"error": message}` with this status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ServeConfig:
+    model: str  # run directory or .keras file
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_pixels: int = SERVE_PIXELS
+    feedback_dir: str | None = None  # default: RUN/feedback, or ./feedback for a bare model file
+    cors_origins: tuple[str, ...] = ()  # no CORS unless configured
+    max_batch: int = 64
+
+
+class BatchPredictor:
+    """One thread owns the model; callers submit (N, 28, 28) arrays and get logits back via futures."""
+
+    def __init__(self, model, max_batch: int = 64):
+        import tensorflow as tf
+
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._queue: queue.Queue = queue.Queue()
+        self.max_batch = max_batch
+        self._thread = threading.Thread(target=self._run, name="digitlab-model", daemon=True)
+        self._forward(np.zeros((1, 28, 28, 1), np.float32))  # trace before serving
+        self._thread.start()
+
+    def submit(self, pixels: np.ndarray) -> Future:
+        future: Future = Future()
+        self._queue.put((pixels, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            count = len(items[0][0])
+            while count < self.max_batch:  # take whatever else is already waiting: that is the batch
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(item)
+                count += len(item[0])
+            try:
+                batch = np.concatenate([p for p, _ in items]).astype(np.float32)[..., None]
+                logits = self._forward(batch).numpy()
+                start = 0
+                for pixels, future in items:
+                    future.set_result(logits[start : start + len(pixels)])
+                    start += len(pixels)
+            except Exception as e:  # never leave a caller waiting
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(e)
+
+
+def _png_data_url(processed: Processed) -> str:
+    return "data:image/png;base64," + base64.b64encode(processed.to_png()).decode()
+
+
+def _pixels_from_json(value: Any, what: str) -> np.ndarray:
+    """A 28×28 (or 28×28×1) array of finite numbers in [0, 1] or [0, 255]."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise BadRequest(f"{what} must be a 28×28 array of numbers") from None
+    if array.shape == (28, 28, 1):
+        array = array[..., 0]
+    if array.shape != (28, 28):
+        raise BadRequest(f"{what} must have shape 28×28, got {'×'.join(map(str, array.shape)) or 'a scalar'}")
+    if not np.all(np.isfinite(array)):
+        raise BadRequest(f"{what} contains NaN or infinite values")
+    if array.min() < 0 or array.max() > 255:
+        raise BadRequest(f"{what} values must be in [0, 1] or [0, 255]")
+    if array.max() > 1:
+        array = array / 255.0
+    return array.astype(np.float32)
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """Build the app; the model loads here, so a bad model fails before the server starts."""
+    from digitlab.evaluate import load_model
+
+    loaded = load_model(config.model)
+    predictor = BatchPredictor(loaded.model, config.max_batch)
+    metrics: dict[str, Any] = {}
+    if loaded.run_dir is not None:
+        for name in ("report/metrics.json", "metrics.json"):
+            path = loaded.run_dir / name
+            if path.is_file():
+                data = json.loads(path.read_text())
+                metrics = {"test_accuracy": data.get("accuracy") or data.get("test", {}).get("accuracy")}
+                break
+    feedback_dir = Path(config.feedback_dir or ((loaded.run_dir / "feedback") if loaded.run_dir else Path("feedback")))
+    model_info = {
+        "name": loaded.name,
+        "version": 1,
+        "temperature": loaded.temperature,
+        "metrics": metrics,
+        "input": {
+            "image": "any PNG/JPEG/GIF/BMP/WebP; preprocessed like MNIST (ink found, cropped, 20 px box, centred)",
+            "pixels": "28×28 numbers in [0, 1] or [0, 255], white digit on black (MNIST convention)",
+            "max_body_bytes": config.max_body_bytes,
+            "max_pixels": config.max_pixels,
+        },
+        "output": {"label": "0-9", "probabilities": "10 calibrated probabilities"},
+    }
+
+    app = FastAPI(
+        title="digitlab",
+        description="Handwritten digit recognition: the draw-a-digit page and its API.",
+        version="1",
+    )
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"])
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, e: BadRequest):
+        return JSONResponse({"error": str(e)}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"error": f"invalid request: {where or 'body'}: {first.get('msg', 'invalid')}"}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException):
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, e: Exception):  # a bug: say so without leaking internals
+        return JSONResponse({"error": f"internal error ({type(e).__name__})"}, status_code=500)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest("invalid Content-Length header")
+            if int(declared) > config.max_body_bytes:
+                raise BadRequest(f"request body over the limit of {config.max_body_bytes:,} bytes", 413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise BadRequest(f"request body over the limit of {config.max_body_bytes:,} bytes", 413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def parse_json(body: bytes) -> Any:
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("the body is not valid JSON") from None
+
+    def preprocess(data: bytes | str) -> Processed:
+        try:
+            return to_mnist_28x28(data, max_pixels=config.max_pixels)
+        except ImageError as e:
+            status = 413 if "over the limit" in str(e) else 400
+            raise BadRequest(f"image: {e}", status) from None
+
+    async def images_from_request(request: Request) -> tuple[list[Processed], bool]:
+        """Processed inputs of /api/predict; the flag says whether they came as raw pixels."""
+        body = await read_body(request)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not body:
+            raise BadRequest("empty request body: send an image, or JSON with 'image' or 'pixels'")
+        if content_type == "multipart/form-data":
+            from starlette.datastructures import UploadFile
+            from starlette.formparsers import MultiPartException, MultiPartParser
+
+            async def once():
+                yield body
+
+            try:
+                form = await MultiPartParser(request.headers, once()).parse()
+            except MultiPartException as e:
+                raise BadRequest(f"malformed multipart body ({e.message})") from None
+            files = [v for v in form.values() if isinstance(v, UploadFile)]
+            if not files:
+                raise BadRequest("multipart body has no file field")
+            data = await files[0].read()
+            return [await run_in_threadpool(preprocess, data)], False
+        if content_type == "application/json":
+            payload = await parse_json(body)
+            if not isinstance(payload, dict) or not ({"image", "pixels"} & payload.keys()):
+                raise BadRequest("JSON body must be an object with 'image' (a data URL) or 'pixels' (28×28)")
+            if "pixels" in payload:
+                pixels = _pixels_from_json(payload["pixels"], "pixels")
+                return [
+                    Processed(pixels, blank=not pixels.any(), reason="blank: no ink" if not pixels.any() else "")
+                ], True
+            image = payload["image"]
+            if not isinstance(image, str):
+                raise BadRequest("'image' must be a string: a data:image/...;base64,... URL or base64")
+            data = image if image.startswith("data:") else _b64(image, "image")
+            return [await run_in_threadpool(preprocess, data)], False
+        return [await run_in_threadpool(preprocess, body)], False  # raw image bytes, any content type
+
+    async def predict(processed: list[Processed]) -> np.ndarray:
+        pixels = np.stack([p.pixels for p in processed])
+        logits = await asyncio.wrap_future(predictor.submit(pixels))
+        return probabilities(logits, loaded.temperature)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.post("/api/predict", summary="Predict the digit in one image")
+    async def api_predict(request: Request):
+        """Send an image as a multipart upload, as the raw body, or JSON `{"image": "data:image/png;base64,..."}`
+        or `{"pixels": [[...28 numbers...], ...28 rows]}`. Answers the label, 10 calibrated probabilities, the
+        top 3, whether no digit was found, and the 28×28 the model saw (PNG data URL)."""
+        start = time.perf_counter()
+        (processed,), _ = await images_from_request(request)
+        body: dict[str, Any] = {"blank": processed.blank, "processed": _png_data_url(processed)}
+        if processed.blank:
+            body.update(label=None, probabilities=None, top_k=[], reason=processed.reason)
+        else:
+            probs = (await predict([processed]))[0]
+            body.update(
+                label=int(probs.argmax()),
+                probabilities=[round(float(p), 6) for p in probs],
+                top_k=top_k_of(probs, 3),
+            )
+        body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        return body
+
+    @app.post("/v1/models/digits:predict", summary="TensorFlow Serving REST predict")
+    async def tf_serving_predict(request: Request):
+        """`{"instances": [...]}` where each instance is a 28×28 array (MNIST convention) or `{"b64": "..."}`
+        image bytes; answers `{"predictions": [[10 probabilities], ...]}` like TF Serving."""
+        payload = await parse_json(await read_body(request))
+        if not isinstance(payload, dict):
+            raise BadRequest("body must be a JSON object with 'instances' (or 'inputs')")
+        instances = payload.get("instances", payload.get("inputs"))
+        if not isinstance(instances, list) or not instances:
+            raise BadRequest("'instances' must be a non-empty list")
+        if len(instances) > MAX_INSTANCES:
+            raise BadRequest(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}", 413)
+        processed = []
+        for i, instance in enumerate(instances):
+            if isinstance(instance, dict):
+                if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
+                    raise BadRequest(f"instances[{i}] must be a 28×28 array or {{'b64': '...'}}")
+                processed.append(await run_in_threadpool(preprocess, _b64(instance["b64"], f"instances[{i}].b64")))
+            else:
+                processed.append(Processed(_pixels_from_json(instance, f"instances[{i}]"), blank=False))
+        probs = await predict(processed)
+        return {"predictions": [[round(float(p), 6) for p in row] for row in probs]}
+
+    @app.get("/v1/models/digits", summary="TensorFlow Serving model status")
+    async def tf_serving_status():
+        return {
+            "model_version_status": [
+                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            ]
+        }
+
+    @app.post("/api/feedback", summary="Store a correction for later fine-tuning")
+    async def feedback(request: Request):
+        """JSON `{"image": data URL of the drawing, "label": the true digit, "predicted": what the model said}`;
+        stored as a PNG plus one line in `index.jsonl` of the feedback folder."""
+        payload = await parse_json(await read_body(request))
+        if not isinstance(payload, dict):
+            raise BadRequest("body must be a JSON object with 'image' and 'label'")
+        label = payload.get("label")
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label <= 9:
+            raise BadRequest("'label' must be an integer 0-9")
+        predicted = payload.get("predicted")
+        if predicted is not None and (
+            not isinstance(predicted, int) or isinstance(predicted, bool) or not 0 <= predicted <= 9
+        ):
+            raise BadRequest("'predicted' must be an integer 0-9 or null")
+        image = payload.get("image")
+        if not isinstance(image, str):
+            raise BadRequest("'image' must be a data:image/png;base64,... URL")
+        data = await run_in_threadpool(_image_bytes, image)
+        processed = await run_in_threadpool(preprocess, data)  # validates the image, and is what we store too
+        record = await run_in_threadpool(_store_feedback, feedback_dir, data, processed, label, predicted)
+        return {"stored": True, "id": record["id"]}
+
+    @app.get("/api/model", summary="Model name, metrics and input contract")
+    async def model():
+        return model_info
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: the model answers")
+    async def readyz():
+        logits = await asyncio.wrap_future(predictor.submit(np.zeros((1, 28, 28), np.float32)))
+        if logits.shape != (1, 10) or not np.all(np.isfinite(logits)):
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return {"status": "ready", "model": loaded.name}
+
+    return app
+
+
+def _b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise BadRequest(f"{what} is not valid base64") from None
+
+
+def _image_bytes(image: str) -> bytes:
+    from digitlab.preprocess import decode_data_url
+
+    try:
+        return decode_data_url(image) if image.startswith("data:") else _b64(image, "image")
+    except ImageError as e:
+        raise BadRequest(f"image: {e}") from None
+
+
+_FEEDBACK_LOCK = threading.Lock()
+
+
+def _store_feedback(folder: Path, data: bytes, processed: Processed, label: int, predicted: int | None) -> dict:
+    """PNG first (atomically), then the index line: an index line never points at a missing file."""
+    import io
+
+    from PIL import Image
+
+    record_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buf, format="PNG")  # normalise whatever came in to PNG
+    atomic_write_bytes(folder / f"{record_id}.png", buf.getvalue())
+    record = {
+        "id": record_id,
+        "file": f"{record_id}.png",
+        "label": label,
+        "predicted": predicted,
+        "blank": processed.blank,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    with _FEEDBACK_LOCK, open(folder / "index.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")  # one short line in append mode: written whole or not at all
+    return record
+
+
+def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    import os
+
+    import uvicorn
+
+    create_app(config)  # fail fast (bad model → one-line error) before binding the port
+    os.environ["DIGITLAB_SERVE_CONFIG"] = json.dumps(config.__dict__, default=list)
+    print(f"serving {config.model} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
+    uvicorn.run("digitlab.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory for each worker process (they cannot share one app object)."""
+    import os
+
+    raw = json.loads(os.environ["DIGITLAB_SERVE_CONFIG"])
+    raw["cors_origins"] = tuple(raw.get("cors_origins") or ())
+    return create_app(ServeConfig(**raw))
+
+
+__all__ = ["BadRequest", "ServeConfig", "create_app", "serve"]

@@ -1,0 +1,181 @@
+"""The draw page in a real headless Chromium (Debian's), driven by Playwright with real mouse and touch strokes.
+
+Screenshots of each flow go to test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="no Chromium: `apt-get install chromium` (.ci/run does this)"
+)
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, tmp_path_factory):
+    import uvicorn
+
+    from digitlab.serve import ServeConfig, create_app
+
+    feedback = tmp_path_factory.mktemp("browser-feedback")
+    app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(feedback)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", feedback
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+# Digit shapes as strokes in [0, 1] canvas coordinates.
+def _circle(cx, cy, rx, ry, n=40):
+    return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 1)]
+
+
+SHAPES = {
+    1: [[(0.52, 0.18), (0.50, 0.50), (0.48, 0.84)]],
+    7: [[(0.28, 0.2), (0.72, 0.2), (0.62, 0.4), (0.50, 0.62), (0.42, 0.84)]],
+    0: [_circle(0.5, 0.5, 0.2, 0.32)],
+}
+
+
+def _stroke_points(points, steps=6):
+    out = []
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        out += [(x0 + (x1 - x0) * t / steps, y0 + (y1 - y0) * t / steps) for t in range(steps)]
+    return [*out, points[-1]]
+
+
+def _draw_mouse(page, strokes):
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        pts = _stroke_points(stroke)
+        page.mouse.move(box["x"] + pts[0][0] * box["width"], box["y"] + pts[0][1] * box["height"])
+        page.mouse.down()
+        for x, y in pts[1:]:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.up()
+
+
+def _draw_touch(page, cdp, strokes):
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        pts = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in _stroke_points(stroke)]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": pts[0][0], "y": pts[0][1]}]})
+        for x, y in pts[1:]:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def _wait_label(page, expected: str):
+    page.wait_for_function(
+        "e => document.getElementById('label').textContent === e", arg=expected, timeout=15000
+    )
+
+
+def _check_result(page, label: int):
+    _wait_label(page, str(label))
+    widths = page.eval_on_selector_all("#bars .fill", "els => els.map(e => parseFloat(e.style.width))")
+    assert len(widths) == 10 and max(widths) == widths[label] and widths[label] > 50
+    seen = page.evaluate(
+        "() => { const d = document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data;"
+        " let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s; }"
+    )
+    assert seen > 28 * 255  # the 28×28 preview shows a digit (white ink on black)
+
+
+def test_draw_digits_with_the_mouse(server, browser):
+    url, _ = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(url)
+    page.wait_for_function("document.getElementById('model').textContent.startsWith('model cnn')")
+    for digit, strokes in SHAPES.items():
+        page.click("#clear")
+        _draw_mouse(page, strokes)
+        _check_result(page, digit)
+        page.screenshot(path=str(ARTIFACTS / f"mouse-{digit}.png"))
+    page.close()
+
+
+def test_empty_canvas_and_a_dot_show_no_digit(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(url)
+    assert "No digit" in page.text_content("#status")
+    _draw_mouse(page, SHAPES[7])
+    _wait_label(page, "7")
+    page.click("#clear")
+    _wait_label(page, "?")
+    assert "No digit" in page.text_content("#status")
+    _draw_mouse(page, [[(0.5, 0.5), (0.505, 0.5)]])  # a dot: not a digit
+    _wait_label(page, "–")
+    assert "No digit found" in page.text_content("#status")
+    page.screenshot(path=str(ARTIFACTS / "no-digit.png"))
+    page.close()
+
+
+def test_a_correction_is_stored(server, browser):
+    url, feedback = server
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(url)
+    _draw_mouse(page, SHAPES[1])
+    _wait_label(page, "1")
+    page.click("button[aria-label='It was a 4']")
+    page.wait_for_function("document.getElementById('thanks').textContent.includes('Saved as a 4')")
+    record = json.loads((feedback / "index.jsonl").read_text().splitlines()[-1])
+    assert record["label"] == 4 and record["predicted"] == 1 and (feedback / record["file"]).is_file()
+    page.screenshot(path=str(ARTIFACTS / "correction.png"))
+    page.close()
+
+
+def test_phone_viewport_with_touch(server, browser):
+    url, _ = server
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(url)
+    cdp = context.new_cdp_session(page)
+    for digit in (7, 0):
+        page.click("#clear")
+        _draw_touch(page, cdp, SHAPES[digit])
+        _check_result(page, digit)
+        page.screenshot(path=str(ARTIFACTS / f"phone-touch-{digit}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    context.close()

@@ -1,0 +1,186 @@
+"""The REST API: every route and every error path, on a real trained model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digitlab.serve import ServeConfig, create_app
+from digitlab.synthetic import render
+
+
+@pytest.fixture(scope="module")
+def client(trained_run, tmp_path_factory):
+    feedback = tmp_path_factory.mktemp("feedback")
+    app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(feedback), max_body_bytes=2_000_000))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.feedback_dir = feedback
+        yield c
+
+
+@pytest.fixture(scope="module")
+def digit_png(mnist):
+    image = render(mnist.x_test[0], "black-on-white", np.random.default_rng(0))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue(), int(mnist.y_test[0])
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _check_prediction(body, label):
+    assert body["label"] == label and body["blank"] is False
+    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-4
+    assert body["top_k"][0]["label"] == label and len(body["top_k"]) == 3
+    assert body["processed"].startswith("data:image/png;base64,")
+    seen = Image.open(io.BytesIO(base64.b64decode(body["processed"].split(",", 1)[1])))
+    assert seen.size == (28, 28)
+    assert body["timing_ms"] >= 0
+
+
+def test_predict_json_data_url(client, digit_png):
+    png, label = digit_png
+    r = client.post("/api/predict", json={"image": _data_url(png)})
+    assert r.status_code == 200, r.text
+    _check_prediction(r.json(), label)
+
+
+def test_predict_multipart_and_raw_body(client, digit_png):
+    png, label = digit_png
+    r = client.post("/api/predict", files={"file": ("digit.png", png, "image/png")})
+    assert r.status_code == 200, r.text
+    _check_prediction(r.json(), label)
+    r = client.post("/api/predict", content=png, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    _check_prediction(r.json(), label)
+
+
+def test_predict_pixels(client, mnist):
+    r = client.post("/api/predict", json={"pixels": mnist.x_test[1].tolist()})
+    assert r.status_code == 200, r.text
+    _check_prediction(r.json(), int(mnist.y_test[1]))
+    r = client.post("/api/predict", json={"pixels": (mnist.x_test[1] / 255.0).tolist()})
+    assert r.json()["label"] == int(mnist.y_test[1])
+
+
+def test_blank_canvas_is_no_digit(client):
+    buf = io.BytesIO()
+    Image.new("RGB", (280, 280), "white").save(buf, format="PNG")
+    body = client.post("/api/predict", json={"image": _data_url(buf.getvalue())}).json()
+    assert body["blank"] is True and body["label"] is None and body["probabilities"] is None
+    assert client.post("/api/predict", json={"pixels": np.zeros((28, 28)).tolist()}).json()["blank"] is True
+
+
+def test_tf_serving_routes(client, mnist, digit_png):
+    png, label = digit_png
+    instances = [mnist.x_test[i].tolist() for i in range(3)] + [{"b64": base64.b64encode(png).decode()}]
+    r = client.post("/v1/models/digits:predict", json={"instances": instances})
+    assert r.status_code == 200, r.text
+    predictions = np.array(r.json()["predictions"])
+    assert predictions.shape == (4, 10)
+    assert predictions.argmax(1).tolist() == [*mnist.y_test[:3].tolist(), label]
+    status = client.get("/v1/models/digits").json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_model_health_and_docs(client):
+    info = client.get("/api/model").json()
+    assert info["name"] == "cnn" and info["metrics"]["test_accuracy"] > 0.95
+    assert "/" not in json.dumps(info["name"]) and "tmp" not in json.dumps(info)  # no file-system paths
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    assert "/api/predict" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no CDN assets
+
+
+def test_feedback_is_stored(client, digit_png):
+    png, _ = digit_png
+    r = client.post("/api/feedback", json={"image": _data_url(png), "label": 3, "predicted": 7})
+    assert r.status_code == 200, r.text
+    lines = (client.feedback_dir / "index.jsonl").read_text().splitlines()
+    record = json.loads(lines[-1])
+    assert record["label"] == 3 and record["predicted"] == 7 and record["id"] == r.json()["id"]
+    assert (client.feedback_dir / record["file"]).is_file()
+    assert not list(client.feedback_dir.glob("*.part"))
+
+
+BAD_REQUESTS = [
+    ("/api/predict", {"content": b""}, 400, "empty request body"),
+    ("/api/predict", {"content": b"not an image"}, 400, "not a recognised image"),
+    ("/api/predict", {"content": b"{", "headers": {"Content-Type": "application/json"}}, 400, "not valid JSON"),
+    ("/api/predict", {"json": [1, 2]}, 400, "must be an object"),
+    ("/api/predict", {"json": {"img": "x"}}, 400, "must be an object with 'image'"),
+    ("/api/predict", {"json": {"image": 5}}, 400, "'image' must be a string"),
+    ("/api/predict", {"json": {"image": "data:image/png;base64,!!!"}}, 400, "base64"),
+    ("/api/predict", {"json": {"image": "bm90IGFuIGltYWdl"}}, 400, "not a recognised image"),
+    ("/api/predict", {"json": {"pixels": [[0] * 28] * 27}}, 400, "shape 28×28"),
+    ("/api/predict", {"json": {"pixels": "abc"}}, 400, "28×28"),
+    ("/api/predict", {"json": {"pixels": [["a"] * 28] * 28}}, 400, "array of numbers"),
+    ("/api/predict", {"json": {"pixels": [[1e9] * 28] * 28}}, 400, "values must be in"),
+    ("/api/predict", {"json": {"pixels": [[-1] * 28] * 28}}, 400, "values must be in"),
+    (
+        "/api/predict",
+        {"content": b'{"pixels": [' + b",".join([b"[" + b",".join([b"NaN"] * 28) + b"]"] * 28) + b"]}",
+         "headers": {"Content-Type": "application/json"}},
+        400,
+        "NaN",
+    ),  # fmt: skip
+    ("/api/predict", {"content": b"x" * 2_000_001}, 413, "over the limit"),
+    ("/api/predict", {"files": {"nope": ("", b"", "text/plain")}, "data": {"a": "b"}}, 400, "image"),
+    ("/v1/models/digits:predict", {"json": {"instances": []}}, 400, "non-empty list"),
+    ("/v1/models/digits:predict", {"json": {"instances": [[[0] * 28] * 28] * 257}}, 413, "at most 256"),
+    ("/v1/models/digits:predict", {"json": {"instances": [{"b64": 1}]}}, 400, "instances[0]"),
+    ("/v1/models/digits:predict", {"json": {"instances": [[1, 2]]}}, 400, "instances[0] must have shape"),
+    ("/v1/models/digits:predict", {"json": "hello"}, 400, "JSON object"),
+    ("/api/feedback", {"json": {"image": "data:image/png;base64,AAAA", "label": 12}}, 400, "'label' must be"),
+    ("/api/feedback", {"json": {"image": "data:image/png;base64,AAAA", "label": True}}, 400, "'label' must be"),
+    ("/api/feedback", {"json": {"label": 3}}, 400, "'image' must be"),
+    ("/api/feedback", {"json": {"image": "data:image/png;base64,AAAA", "label": 3}}, 400, "image"),
+    ("/api/nothing", {"json": {}}, 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize("route, kwargs, status, message", BAD_REQUESTS)
+def test_bad_requests_get_clear_4xx(client, route, kwargs, status, message):
+    r = client.post(route, **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"], r.json()
+    assert "/tmp" not in r.text and "Traceback" not in r.text
+
+
+def test_bomb_image_is_refused(client):
+    buf = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(buf, format="PNG")  # 36 MP, tiny on the wire
+    r = client.post("/api/predict", content=buf.getvalue())
+    assert r.status_code == 413 and "over the limit" in r.json()["error"]
+
+
+def test_burst_of_malformed_requests_then_a_good_one(client, digit_png):
+    png, label = digit_png
+    for route, kwargs, status, _ in BAD_REQUESTS * 3:
+        assert client.post(route, **kwargs).status_code == status
+    r = client.post("/api/predict", json={"image": _data_url(png)})
+    assert r.status_code == 200
+    _check_prediction(r.json(), label)
+
+
+def test_concurrent_requests_are_batched(client, mnist):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        return client.post("/api/predict", json={"pixels": mnist.x_test[i].tolist()}).json()["label"]
+
+    with ThreadPoolExecutor(16) as pool:
+        labels = list(pool.map(one, range(64)))
+    assert np.mean(np.array(labels) == mnist.y_test[:64]) > 0.9
