@@ -69,7 +69,7 @@ def test_polarity_and_alpha_are_detected(mnist):
         (np.zeros((400, 400), np.uint8), "blank"),
         (np.full((400, 400), 255, np.uint8), "blank"),
         (np.zeros((400, 400, 4), np.uint8), "blank"),  # fully transparent canvas
-        ("dot", "dot"),
+        ("dot", "blank"),
         ("noise", "noise"),
         ("gaussian-noise", "noise"),
     ],

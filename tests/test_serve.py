@@ -137,7 +137,7 @@ BAD_REQUESTS = [
         "NaN",
     ),  # fmt: skip
     ("/api/predict", {"content": b"x" * 2_000_001}, 413, "over the limit"),
-    ("/api/predict", {"files": {"nope": ("", b"", "text/plain")}, "data": {"a": "b"}}, 400, "image"),
+    ("/api/predict", {"files": {"nope": ("", b"", "text/plain")}, "data": {"a": "b"}}, 400, "file"),
     ("/v1/models/digits:predict", {"json": {"instances": []}}, 400, "non-empty list"),
     ("/v1/models/digits:predict", {"json": {"instances": [[[0] * 28] * 28] * 257}}, 413, "at most 256"),
     ("/v1/models/digits:predict", {"json": {"instances": [{"b64": 1}]}}, 400, "instances[0]"),

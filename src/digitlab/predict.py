@@ -141,9 +141,10 @@ def run_predict(
     top_k: int = 3,
     as_json: bool = False,
     save_processed: str | Path | None = None,
-    out=sys.stdout,
+    out=None,
 ) -> int:
     """The CLI command: print one line per file; return 1 if any file failed, else 0."""
+    out = out or sys.stdout
     from digitlab.atomic import atomic_write_bytes
     from digitlab.evaluate import load_model
 

@@ -34,7 +34,8 @@ WORK_SIZE = 112  # working resolution (longer side): strokes stay several pixels
 BOX = 20  # MNIST: the longer side of the digit's bounding box
 CANVAS = 28
 INK_THRESHOLD = 0.25  # after contrast stretching, what counts as ink
-STROKE_RATIO = 0.155  # MNIST stroke width ≈ 15% of the digit's longer side (measured: median 0.158)
+NOISE_FLOOR = 0.12  # below this (after stretching) a pixel is background noise, set to 0 as in MNIST
+STROKE_RANGE = (0.11, 0.20)  # MNIST stroke width / longer side: median 0.158, 10-90% ≈ 0.12-0.21 (measured)
 
 ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
@@ -157,8 +158,17 @@ def ink_map(image: Image.Image) -> tuple[np.ndarray, str, float]:
             return alpha, "alpha", scale
     else:
         gray = arrays
+    # Polarity. A clean canvas or scan has a uniform border: the background is its colour. Otherwise (a photo
+    # with a lighting gradient) ink is the minority that departs from its surroundings: against a local mean,
+    # dark ink leaves a long negative tail and light ink a long positive one.
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 0.5:
+    if border.std() < 0.05:
+        dark_ink = np.median(border) > 0.5
+    else:
+        residual = gray - ndimage.uniform_filter(gray, size=max(3, max(gray.shape) // 2))
+        low, high = np.percentile(residual, [0.5, 99.5])
+        dark_ink = -low > high
+    if dark_ink:
         return 1.0 - gray, "dark-on-light", scale
     return gray, "light-on-dark", scale
 
@@ -221,21 +231,28 @@ def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processe
                        source_size=image.size)  # fmt: skip
     if digit is None:
         return result
-    values = np.where(ndimage.binary_dilation(digit, iterations=1), flat, 0.0)  # keep the anti-aliased edges
+    # keep the anti-aliased edges next to the digit; lift the noise floor (paper grain, JPEG) to exact black
+    values = np.where(ndimage.binary_dilation(digit, iterations=1), flat, 0.0)
+    values = np.clip((values - NOISE_FLOOR) / (1.0 - NOISE_FLOOR), 0.0, 1.0)
 
     ys, xs = np.nonzero(digit)
     top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     longest = max(bottom - top, right - left)
-    # stroke width: make it MNIST-like relative to the digit size (thin pen → thicker, marker → thinner)
-    target = STROKE_RATIO * longest
+    # Stroke width: MNIST's is ~16% of the digit's longer side (median; 13-22% covers most digits). Only a
+    # clearly thinner or thicker stroke is changed, toward the edge of that range, not to one fixed width.
     width = stroke_width(digit)
-    radius = round((target - width) / 2)
-    if radius >= 1:
+    ratio = width / longest
+    radius = 0
+    if ratio < STROKE_RANGE[0]:
+        radius = max(1, round((STROKE_RANGE[0] * longest - width) / 2))
         values = ndimage.grey_dilation(values, footprint=_disk(radius))
-    elif radius <= -1 and width > 3:
+    elif ratio > STROKE_RANGE[1] and width > 3:
+        radius = -max(1, round((width - STROKE_RANGE[1] * longest) / 2))
         eroded = ndimage.grey_erosion(values, footprint=_disk(-radius))
         if (eroded > INK_THRESHOLD).sum() > 0.3 * (values > INK_THRESHOLD).sum():  # never erase the digit
             values = eroded
+        else:
+            radius = 0
     result.stroke_scale = float((width + 2 * radius) / width) if width else 1.0
 
     mask = values > INK_THRESHOLD * 0.5

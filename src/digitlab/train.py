@@ -30,6 +30,8 @@ from digitlab.errors import ModelError
 from digitlab.models import ModelOptions, RawMLP, build_model
 from digitlab.rundir import RunDir, default_run_path, environment, find_unfinished_run
 
+tf.get_logger().setLevel("ERROR")  # retracing notices for each new model are expected here, not actionable
+
 
 @keras.saving.register_keras_serializable(package="digitlab")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
