@@ -22,6 +22,8 @@ run: $(BIN)/.installed
 	else $(BIN)/digitlab train --out $(RUN_DIR); fi
 	@cat $(RUN_DIR)/summary.txt
 	$(BIN)/digitlab evaluate $(RUN_DIR)
+	@echo "Serving the draw-a-digit page on http://127.0.0.1:8000 (Ctrl-C to stop)"
+	$(BIN)/digitlab serve --model $(RUN_DIR) --port 8000
 
 test: $(BIN)/.installed lint
 	$(BIN)/pytest -q

@@ -5,6 +5,7 @@ Screenshots of each flow go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -78,7 +79,7 @@ SHAPES = {
 
 def _stroke_points(points, steps=6):
     out = []
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         out += [(x0 + (x1 - x0) * t / steps, y0 + (y1 - y0) * t / steps) for t in range(steps)]
     return [*out, points[-1]]
 
@@ -105,9 +106,7 @@ def _draw_touch(page, cdp, strokes):
 
 
 def _wait_label(page, expected: str):
-    page.wait_for_function(
-        "e => document.getElementById('label').textContent === e", arg=expected, timeout=15000
-    )
+    page.wait_for_function("e => document.getElementById('label').textContent === e", arg=expected, timeout=15000)
 
 
 def _check_result(page, label: int):

@@ -131,11 +131,13 @@ BAD_REQUESTS = [
     ("/api/predict", {"json": {"pixels": [[-1] * 28] * 28}}, 400, "values must be in"),
     (
         "/api/predict",
-        {"content": b'{"pixels": [' + b",".join([b"[" + b",".join([b"NaN"] * 28) + b"]"] * 28) + b"]}",
-         "headers": {"Content-Type": "application/json"}},
+        {
+            "content": b'{"pixels": [' + b",".join([b"[" + b",".join([b"NaN"] * 28) + b"]"] * 28) + b"]}",
+            "headers": {"Content-Type": "application/json"},
+        },
         400,
         "NaN",
-    ),  # fmt: skip
+    ),
     ("/api/predict", {"content": b"x" * 2_000_001}, 413, "over the limit"),
     ("/api/predict", {"files": {"nope": ("", b"", "text/plain")}, "data": {"a": "b"}}, 400, "file"),
     ("/v1/models/digits:predict", {"json": {"instances": []}}, 400, "non-empty list"),

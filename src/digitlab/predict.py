@@ -110,7 +110,9 @@ def predict_files(
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    from digitlab.train import inference_function
+
+    forward = inference_function(model)
     bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None if progress else True, file=sys.stderr)
     for batch_paths, pixels, status, messages in ds:
         logits = forward(pixels[..., None]).numpy()

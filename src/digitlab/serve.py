@@ -62,9 +62,10 @@ class BatchPredictor:
     """One thread owns the model; callers submit (N, 28, 28) arrays and get logits back via futures."""
 
     def __init__(self, model, max_batch: int = 64):
-        import tensorflow as tf
 
-        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        from digitlab.train import inference_function
+
+        self._forward = inference_function(model)
         self._queue: queue.Queue = queue.Queue()
         self.max_batch = max_batch
         self._thread = threading.Thread(target=self._run, name="digitlab-model", daemon=True)
