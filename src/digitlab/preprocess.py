@@ -184,8 +184,9 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
     background = ndimage.uniform_filter(background, size=3)
     background = np.kron(background, np.ones((4, 4), dtype=np.float32))[:h, :w]
     flat = np.clip(ink - background, 0.0, None)
-    k = int(flat.size * 0.997)
-    peak = float(np.partition(flat.ravel(), k)[k]) if flat.size else 0.0  # robust max: ignores hot pixels
+    sample = flat[::2, ::2].ravel()  # a quarter of the pixels is plenty for a percentile
+    k = int(sample.size * 0.997)
+    peak = float(np.partition(sample, k)[k]) if sample.size else 0.0  # robust max: ignores hot pixels
     if peak < 0.08:  # no contrast at all
         return np.zeros_like(flat)
     return np.clip(flat / peak, 0.0, 1.0)
@@ -216,8 +217,13 @@ def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, str]:
 
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width ≈ 2 · area / perimeter (a long stroke of width w: area L·w, perimeter ≈ 2L)."""
-    area = mask.sum()
-    perimeter = np.count_nonzero(mask ^ ndimage.binary_erosion(mask))
+    area = np.count_nonzero(mask)
+    inner = mask.copy()  # 4-neighbour erosion by slicing: much cheaper than a generic morphology call
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    perimeter = area - np.count_nonzero(inner)
     return 2.0 * area / max(perimeter, 1)
 
 
