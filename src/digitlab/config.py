@@ -64,7 +64,7 @@ RECIPES: dict[str, Recipe] = {
         per_model={
             "mlp": {"epochs": 15},
             "raw-mlp": {"epochs": 15, "loop": "custom"},
-            "deep-cnn": {"epochs": 15, "schedule": "onecycle", "lr": 3e-3, "patience": 0},
+            "deep-cnn": {"epochs": 8, "schedule": "onecycle", "lr": 3e-3, "patience": 0},
             "fast-cnn": {"epochs": 4, "lr": 5e-3, "schedule": "onecycle", "bn_momentum": 0.9, "patience": 0},
         },
         default_model="cnn",

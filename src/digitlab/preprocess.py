@@ -135,15 +135,19 @@ def _from_array(array: np.ndarray) -> Image.Image:
 # --- the pipeline -------------------------------------------------------------------------------------------
 
 
-def ink_map(image: Image.Image) -> tuple[np.ndarray, str, float]:
-    """Working-size float map with ink ≈ 1, background ≈ 0; returns (ink, polarity, scale to the original)."""
+def ink_map(image: Image.Image) -> tuple[np.ndarray, str, float, bool]:
+    """Working-size float map with ink ≈ 1, background ≈ 0.
+
+    Returns (ink, polarity, scale to the original, whether the background is uniform, i.e. needs no flattening).
+    """
     image = ImageOps.exif_transpose(image)
     width, height = image.size
     scale = max(width, height) / WORK_SIZE
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    image = image.convert("LA" if has_alpha else "L")
-    if scale > 1:  # area downsampling keeps the ink mass of thin strokes; reduce() is the fast integer part
-        factor = int(scale)
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("LA" if has_alpha else "L")
+    if scale > 1:  # area downsampling keeps the ink mass of thin strokes; reduce() is the fast integer part,
+        factor = int(scale)  # and shrinking before the colour conversion makes that conversion cheap
         if factor >= 2:
             image = image.reduce(factor)
         size = (max(1, round(width / scale)), max(1, round(height / scale)))
@@ -151,38 +155,46 @@ def ink_map(image: Image.Image) -> tuple[np.ndarray, str, float]:
             image = image.resize(size, Image.BOX)
     else:
         scale = 1.0
+    image = image.convert("LA" if has_alpha else "L")
     arrays = np.asarray(image, dtype=np.float32) / 255.0
     if has_alpha:
         gray, alpha = arrays[..., 0], arrays[..., 1]
         if alpha.min() < 0.9:  # a real transparent background: what is opaque is ink, whatever its colour
-            return alpha, "alpha", scale
+            return alpha, "alpha", scale, True
     else:
         gray = arrays
     # Polarity. A clean canvas or scan has a uniform border: the background is its colour. Otherwise (a photo
     # with a lighting gradient) ink is the minority that departs from its surroundings: against a local mean,
     # dark ink leaves a long negative tail and light ink a long positive one.
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if border.std() < 0.05:
+    uniform = bool(border.std() < 0.05)
+    if uniform:
         dark_ink = np.median(border) > 0.5
     else:
         residual = gray - ndimage.uniform_filter(gray, size=max(3, max(gray.shape) // 2))
         low, high = np.percentile(residual, [0.5, 99.5])
         dark_ink = -low > high
     if dark_ink:
-        return 1.0 - gray, "dark-on-light", scale
-    return gray, "light-on-dark", scale
+        return 1.0 - gray, "dark-on-light", scale, uniform
+    return gray, "light-on-dark", scale, uniform
 
 
-def flatten_background(ink: np.ndarray) -> np.ndarray:
-    """Remove slow background variation (lighting gradients, grey paper) and stretch ink to ~1."""
+def flatten_background(ink: np.ndarray, uniform: bool = False) -> np.ndarray:
+    """Remove slow background variation (lighting gradients, grey paper) and stretch ink to ~1.
+
+    A uniform background (a clean canvas or scan) only needs its level subtracted, which is much cheaper.
+    """
     h, w = ink.shape
-    size = max(3, int(max(h, w) * 0.35))
-    # grey opening = the background where strokes (narrower than `size`) are cut away; computed on a
-    # 4× smaller copy since the background is smooth, then upsampled
-    small = ink[::4, ::4]
-    background = ndimage.grey_opening(small, size=(max(2, size // 4),) * 2)
-    background = ndimage.uniform_filter(background, size=3)
-    background = np.kron(background, np.ones((4, 4), dtype=np.float32))[:h, :w]
+    if uniform:
+        background = np.float32(np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])))
+    else:
+        # grey opening = the background where strokes (narrower than `size`) are cut away; computed on a
+        # 4× smaller copy since the background is smooth, then upsampled
+        size = max(3, int(max(h, w) * 0.35))
+        small = ink[::4, ::4]
+        background = ndimage.grey_opening(small, size=(max(2, size // 4),) * 2)
+        background = ndimage.uniform_filter(background, size=3)
+        background = np.kron(background, np.ones((4, 4), dtype=np.float32))[:h, :w]
     flat = np.clip(ink - background, 0.0, None)
     sample = flat[::2, ::2].ravel()  # a quarter of the pixels is plenty for a percentile
     k = int(sample.size * 0.997)
@@ -230,8 +242,8 @@ def stroke_width(mask: np.ndarray) -> float:
 def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processed:
     """Turn any digit image into MNIST's 28×28 format (see the module docstring for the steps)."""
     image = load_image(source, max_pixels, draft_size=WORK_SIZE * 2)
-    ink, polarity, scale = ink_map(image)
-    flat = flatten_background(ink)
+    ink, polarity, scale, uniform = ink_map(image)
+    flat = flatten_background(ink, uniform)
     digit, reason = find_digit(flat)
     result = Processed(np.zeros((28, 28), np.float32), blank=digit is None, reason=reason, polarity=polarity,
                        source_size=image.size)  # fmt: skip
