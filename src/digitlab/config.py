@@ -48,6 +48,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def settings(self) -> dict[str, Any]:
+        """What defines the run (everything but where it is written and free-form notes): same settings, same run."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("out", "extra")}
+
 
 @dataclass(frozen=True)
 class Recipe:

@@ -125,10 +125,11 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 def calibration_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> dict[str, float]:
     scaled = logits / temperature
     probs = softmax(scaled, axis=1)
+    nll = negative_log_likelihood(scaled, labels)
     return {
         "temperature": temperature,
-        "loss": negative_log_likelihood(scaled, labels),  # = NLL, the cross-entropy loss
-        "nll": negative_log_likelihood(scaled, labels),
+        "loss": nll,  # = NLL, the cross-entropy loss
+        "nll": nll,
         "ece": expected_calibration_error(probs, labels),
         "brier": brier_score(probs, labels),
         "mean_confidence": float(probs.max(axis=1).mean()),

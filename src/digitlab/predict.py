@@ -101,7 +101,9 @@ def predict_files(
 
     if not 1 <= top_k <= 10:
         raise ConfigError(f"--top-k must be between 1 and 10, got {top_k}")
-    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths] or [""]).take(len(paths))
+    if not paths:
+        return
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
 
     def load(path):
         pixels, status, message = tf.numpy_function(_preprocess_file, [path], (tf.float32, tf.int32, tf.string))

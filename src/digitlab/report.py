@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import softmax
 
 from digitlab.atomic import atomic_write_text, save_figure
-from digitlab.evaluate import ECE_BINS, reliability_bins
+from digitlab.evaluate import ECE_BINS, expected_calibration_error, reliability_bins
 
 PLOTS = {
     "curves.png": "Training and validation curves",
@@ -70,8 +70,6 @@ def plot_reliability(logits: np.ndarray, labels: np.ndarray, temperature: float,
     for col, (t, name) in enumerate(((1.0, "before"), (temperature, f"after (T = {temperature:.2f})"))):
         probs = softmax(logits / t, axis=1)
         bins = reliability_bins(probs, labels, ECE_BINS)
-        from digitlab.evaluate import expected_calibration_error
-
         ece = expected_calibration_error(probs, labels)
         centers = (np.array(bins["edges"][:-1]) + np.array(bins["edges"][1:])) / 2
         width = 1 / ECE_BINS

@@ -252,7 +252,7 @@ def check_reload(path: Path, in_memory: np.ndarray, images: np.ndarray, count: i
 
 def prepare_run(config: TrainConfig) -> tuple[RunDir, bool]:
     """Choose the run directory: --out, else an unfinished run of the same settings, else a new one."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "extra")}
+    settings = config.settings()
     if config.out:
         run = RunDir(Path(config.out))
     else:
@@ -285,7 +285,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
     splits = load_splits(config.data_dir, config.validation_size, config.seed, config.limit)
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "extra")}
+    settings = config.settings()
     replicas = strategy.num_replicas_in_sync if strategy else 1
     if chief:
         run.write_config(
