@@ -1,6 +1,6 @@
 """Load test of `digitlab serve` on loopback: requests/s and latency percentiles at 1 and 32 clients.
 
-Run: `.venv/bin/python bench/serve_load.py --model RUN_OR_MODEL [--seconds 10] [--workers 1]`. Starts the
+Run: `.venv/bin/python bench/serve_load.py --model RUN_OR_MODEL [--seconds 10] [--workers 1 2]`. Starts the
 server on a free 127.0.0.1 port, drives it with keep-alive HTTP/1.1 clients (plain asyncio streams, so the
 load generator itself stays cheap), for a bounded time per phase, then stops it. Prints a table and writes
 bench/results/serve_load.json. Routes: /api/predict with a canvas PNG (JSON data URL, what the page sends)
@@ -96,16 +96,12 @@ async def phase(port: int, path: str, body: bytes, clients: int, seconds: float)
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="run directory or .keras file")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase (default 10)")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
-    args = parser.parse_args()
+def run_server(model: str, workers: int, seconds: float) -> dict[str, dict]:
+    """Start `digitlab serve` with `workers` processes, run every phase, stop it."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "digitlab", "serve", "--model", args.model, "--port", str(port),
-         "--workers", str(args.workers)],
+        [sys.executable, "-m", "digitlab", "serve", "--model", model, "--port", str(port),
+         "--workers", str(workers)],
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )  # fmt: skip
     try:
@@ -120,16 +116,32 @@ def main() -> None:
                 time.sleep(0.3)
         rows = {}
         for name, (path, body) in payloads().items():
-            asyncio.run(phase(port, path, body, 4, 2.0))  # warm-up
+            asyncio.run(phase(port, path, body, 4, 2.0))  # warm-up (every worker process traces its model)
             for clients in (1, 32):
-                rows[f"{name} @ {clients}"] = asyncio.run(phase(port, path, body, clients, args.seconds))
+                rows[f"{name} @ {clients}"] = asyncio.run(phase(port, path, body, clients, seconds))
+        return rows
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"{'route @ clients':<40}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for name, r in rows.items():
-        print(f"{name:<40}{r['requests_per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
-    result = {"workers": args.workers, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="run directory or .keras file")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase (default 10)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="server worker processes to try (default: 1 2)"
+    )
+    args = parser.parse_args()
+    results = {workers: run_server(args.model, workers, args.seconds) for workers in args.workers}
+    print(f"{'route @ clients':<40}{'workers':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for workers, rows in results.items():
+        for name, r in rows.items():
+            print(
+                f"{name:<40}{workers:>8}{r['requests_per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
+                f"{r['errors']:>8}"
+            )
+    result = {"seconds": args.seconds, "cpus": os.cpu_count(), "by_workers": results}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
