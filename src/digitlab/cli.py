@@ -77,7 +77,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from digitlab.predict import run_predict
 
-    return run_predict(args.paths, args.model, args.top_k, args.json, args.save_processed)
+    return run_predict(args.paths, args.model, args.top_k, args.json, args.save_processed, workers=args.workers)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -100,6 +100,42 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return launch(args.command, workers=args.workers, timeout=args.timeout)
 
 
+def cmd_experiment_transfer(args: argparse.Namespace) -> int:
+    from digitlab.experiment import ExperimentConfig, run_experiment
+
+    config = ExperimentConfig(
+        n_per_class=tuple(args.n), seeds=args.seeds, epochs=args.epochs, min_steps=args.min_steps,
+        batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs, pretrain_limit=args.pretrain_limit,
+        out=str(args.out),
+        data_dir=str(args.data_dir) if args.data_dir else None,
+    )  # fmt: skip
+    config.validate()  # before importing TensorFlow
+    result = run_experiment(config)
+    print(f"test accuracy (%) on digits 5–9, mean ± std over {config.seeds} seeds; {result.results['budget']}")
+    print(result.table)
+    gain = ", ".join(f"{m} {v:+.2f}" for m, v in result.results["transfer_gain_at_smallest_n_points"].items())
+    print(f"transfer vs scratch at N={config.n_per_class[0]}: {gain} points")
+    files = ", ".join(str(result.out_dir / name) for name in ("results.json", "table.md", "accuracy_vs_n.png"))
+    print(f"saved: {files}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from digitlab.finetune import FinetuneConfig, finetune, format_report
+
+    config = FinetuneConfig(
+        model=str(args.model), feedback=str(args.feedback) if args.feedback else None,
+        out=str(args.out) if args.out else None, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        repeat=args.repeat, replay_ratio=args.replay_ratio, holdout=args.holdout, min_feedback=args.min_feedback,
+        seed=args.seed, data_dir=str(args.data_dir) if args.data_dir else None,
+    )  # fmt: skip
+    config.validate()
+    result = finetune(config)
+    print(format_report(result.metrics))
+    print(f"run: {result.run_dir}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from digitlab.config import RECIPES
     from digitlab.models import MODELS
@@ -116,6 +152,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 _TRAIN_FLAGS = (
     "epochs", "batch_size", "lr", "seed", "out", "loop", "strategy", "clip_norm", "validation_size", "limit",
     "dropout", "weight_decay", "initializer", "schedule", "optimizer", "patience", "bn_momentum", "data_dir",
+    "base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr",
 )  # fmt: skip
 
 
@@ -145,6 +182,38 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs, 0 = off (default: recipe)")
     p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum (default: recipe, 0.99)")
     p.add_argument("--data-dir", help="where MNIST lives (default: $DIGITLAB_DATA or ~/.cache/digitlab)")
+    t = p.add_argument_group("transfer learning (--model transfer)")
+    t.add_argument(
+        "--base",
+        metavar="NAME_OR_PATH",
+        help="the pretrained base: vgg16 or mobilenetv2 (keras.applications, any case), or a saved digitlab model "
+        "(a .keras file or a run directory), whose layers up to its logits layer are used (required for transfer)",
+    )
+    t.add_argument(
+        "--weights",
+        metavar="imagenet|none|PATH",
+        help="keras.applications base weights: imagenet (default; downloaded by Keras into ~/.keras/models), "
+        "none (random init) or a local weights file such as vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    )
+    t.add_argument(
+        "--input-size",
+        type=int,
+        help="keras.applications bases: the side 28×28 is resized to, at least 32 (default 32; MobileNetV2 with "
+        "imagenet weights 96, the smallest size it has weights for)",
+    )
+    t.add_argument(
+        "--fine-tune-layers",
+        type=int,
+        metavar="K",
+        help="after the head-only phase, unfreeze the top K layers of the base that hold weights (convolutions and "
+        "dense layers; BatchNorm layers stay frozen and are not counted) and train again (default 0: head only)",
+    )
+    t.add_argument("--fine-tune-epochs", type=int, help="epochs of the fine-tuning phase (default: --epochs)")
+    t.add_argument(
+        "--fine-tune-lr",
+        type=float,
+        help="learning rate of the fine-tuning phase, at most --lr / 10 (default --lr / 10)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3, help="how many top classes to show (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     p.add_argument("--save-processed", type=Path, default=None, help="write the 28×28 each image became here")
+    p.add_argument(
+        "--workers", type=int, default=None, help="preprocessing processes (default: one per CPU; 1 = in-process)"
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="the draw-a-digit page and the REST API")
@@ -222,6 +294,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="stop all workers after this many seconds")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the digitlab command each worker runs")
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("experiment", help="offline experiments (transfer: pretrain on 0–4, learn 5–9 from N labels)")
+    experiments = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    e = experiments.add_parser(
+        "transfer",
+        help="frozen transfer vs fine-tuning vs scratch, learning digits 5–9 from N labels per class",
+        description="Pretrain a cnn on digits 0–4 (cached in --out), then learn 5–9 from N labelled images per "
+        "class with (a) the frozen base + a new head, (b) the same plus fine-tuning, (c) the cnn from scratch; "
+        "prints and saves the test accuracy table and a plot.",
+    )
+    e.add_argument("--n", type=int, nargs="+", default=[10, 50, 100, 500], help="N per class (default 10 50 100 500)")
+    e.add_argument("--seeds", type=int, default=3, help="repetitions per N, averaged (default 3)")
+    e.add_argument("--epochs", type=float, default=15, help="budget: passes over the N-image subset (default 15)")
+    e.add_argument("--min-steps", type=int, default=300, help="budget: at least this many steps (default 300)")
+    e.add_argument("--batch-size", type=int, default=32, help="batch size of every method (default 32)")
+    e.add_argument("--pretrain-epochs", type=int, default=3, help="epochs of the cnn on digits 0–4 (default 3)")
+    e.add_argument(
+        "--pretrain-limit",
+        type=int,
+        default=None,
+        help="pretrain on this many 0–4 images, for smoke tests (default: all)",
+    )
+    e.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/transfer-experiment"),
+        help="output folder (default runs/transfer-experiment)",
+    )
+    _data_dir_arg(e)
+    e.set_defaults(func=cmd_experiment_transfer)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on the corrections collected by the draw page, into a new run directory",
+        description="Preprocesses each stored correction exactly as serving does, holds a seeded share out for a "
+        "before/after comparison, trains on the rest mixed with replayed MNIST training images at a low learning "
+        "rate, and writes a new run (model.keras, metrics.json, summary.txt, history.csv, calibration.json).",
+    )
+    p.add_argument("--model", required=True, type=Path, help="the served model: a run directory or a .keras file")
+    p.add_argument("--feedback", type=Path, default=None, help="the feedback folder (default MODEL_RUN/feedback)")
+    p.add_argument("--out", type=Path, default=None, help="new run directory (default runs/<run>-finetune-<time>)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs over the feedback + replay mix (default 5)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate, kept low (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--repeat", type=int, default=10, help="times each feedback image is shown per epoch (default 10)")
+    p.add_argument(
+        "--replay-ratio", type=float, default=3.0, help="MNIST training images replayed per feedback image (default 3)"
+    )
+    p.add_argument(
+        "--holdout", type=float, default=0.2, help="share of feedback held out for before/after (default 0.2)"
+    )
+    p.add_argument("--min-feedback", type=int, default=20, help="refuse with fewer usable corrections (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the holdout split, replay and order (default 0)")
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("models", help="list the models and the recipes")
     p.set_defaults(func=cmd_models)

@@ -43,14 +43,28 @@ class TrainConfig:
     strategy: str = "auto"  # auto | default | mirrored | multi-worker
     out: str | None = None  # run directory; default runs/<model>-<timestamp>
     data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
+    # --model transfer only (see digitlab/transfer.py); None/0 for every other model
+    base: str | None = None  # vgg16 | mobilenetv2 (keras.applications) or a saved digitlab model (.keras or run dir)
+    weights: str | None = None  # keras.applications bases: imagenet (default) | none (random init) | PATH to a file
+    input_size: int | None = None  # keras.applications bases: side 28×28 is resized to (32; MobileNetV2+imagenet 96)
+    fine_tune_layers: int = 0  # phase 2 unfreezes the base's top K layers with weights (BatchNorm never); 0 = head only
+    fine_tune_epochs: int | None = None  # phase-2 epochs (default: --epochs)
+    fine_tune_lr: float | None = None  # phase-2 learning rate (default --lr / 10; at most --lr / 10)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def settings(self) -> dict[str, Any]:
-        """What defines the run (everything but where it is written and free-form notes): same settings, same run."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("out", "extra")}
+        """What defines the run (everything but where it is written and free-form notes): same settings, same run.
+
+        The transfer settings appear only for --model transfer, so other runs' config.json stay as they were.
+        """
+        skip = {"out", "extra"} | (set() if self.model == "transfer" else set(TRANSFER_FIELDS))
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+
+TRANSFER_FIELDS = ("base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr")
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ RECIPES: dict[str, Recipe] = {
             "raw-mlp": {"epochs": 15, "loop": "custom"},
             "deep-cnn": {"epochs": 8, "schedule": "onecycle", "lr": 3e-3, "patience": 0},
             "fast-cnn": {"epochs": 4, "lr": 5e-3, "schedule": "onecycle", "bn_momentum": 0.9, "patience": 0},
+            "transfer": {"epochs": 5, "patience": 2},  # phase 1; phase 2 (--fine-tune-layers) the same by default
         },
         default_model="cnn",
     ),
@@ -113,6 +128,9 @@ def resolve_config(model: str | None = None, recipe: str = "default", **flags: A
             raise ConfigError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = value
+    from digitlab.transfer import complete_settings
+
+    complete_settings(values)
     config = TrainConfig(**values)
     validate(config)
     return config
@@ -154,6 +172,9 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(message)
     if not get_spec(config.model).keras_loop and config.loop != "custom":
         raise ConfigError(f"model {config.model!r} is a raw tf.Module: train it with --loop custom")
+    from digitlab.transfer import check_settings
+
+    check_settings(config)
     if config.loop == "fit" and config.strategy == "multi-worker":
         raise ConfigError(
             "Keras 3 model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585); "

@@ -28,5 +28,9 @@ class ImageError(DigitlabError):
     """An input image cannot be read or is unsafe to decode."""
 
 
+class FeedbackError(DigitlabError):
+    """A feedback folder is missing or malformed, or holds too few usable corrections to fine-tune on."""
+
+
 class LaunchError(DigitlabError):
     """A worker of a local multi-worker cluster failed or the cluster timed out."""

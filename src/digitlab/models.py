@@ -158,6 +158,11 @@ class RawMLP(tf.Module):
         return keras.Model(model.input, model.output, name="raw_mlp")
 
 
+def build_transfer(options: ModelOptions) -> keras.Model:
+    """Registered so `digitlab models` and --model know it; the network itself depends on --base."""
+    raise ConfigError("the transfer model is built from its --base by digitlab.transfer.build_transfer_model")
+
+
 # --- the registry -------------------------------------------------------------------------------------------
 
 
@@ -175,6 +180,12 @@ MODELS: dict[str, ModelSpec] = {
     "deep-cnn": ModelSpec(build_deep_cnn, "5 Conv+BN, 3 pools, dropout .2/.3/.4/.5, Dense(200)+BN"),
     "fast-cnn": ModelSpec(build_fast_cnn, "strided Conv5×5(32)+BN → strided Conv3×3(64)+BN → Dense(128) → Dense(10)"),
     "raw-mlp": ModelSpec(lambda o: build_mlp(o), "the mlp as a tf.Module of tf.Variables", keras_loop=False),
+    "transfer": ModelSpec(
+        build_transfer,
+        "a pretrained --base (vgg16, mobilenetv2 or a saved digitlab model), frozen, + a new Dense(10) head; "
+        "--fine-tune-layers K then unfreezes its top K layers",
+        default_dropout=0.2,
+    ),
 }
 
 

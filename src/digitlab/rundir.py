@@ -4,7 +4,7 @@
 runs/cnn-20261121-101500/
   config.json      every setting, the seed, library versions, the strategy
   model.keras      the final (best-on-validation) model; plain keras.saving.load_model works on it
-  history.csv      one row per epoch: loss, accuracy, val_loss, val_accuracy, lr, seconds
+  history.csv      one row per epoch: loss, accuracy, val_loss, val_accuracy, lr, seconds (+ phase: transfer)
   logs/            TensorBoard summaries
   metrics.json     validation and test accuracy/loss, epochs, wall time
   summary.txt      a few lines for humans
@@ -86,10 +86,11 @@ class RunDir:
         """Rewrite history.csv atomically with one more epoch (a kill never leaves half a row)."""
         rows = [r for r in self.read_history() if int(r["epoch"]) < int(row["epoch"])] + [row]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+        fields = HISTORY_FIELDS + (["phase"] if any("phase" in r for r in rows) else [])  # transfer runs' phases
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: (int(v) if k == "epoch" else f"{v:.6g}") for k, v in r.items()})
+            writer.writerow({k: (int(v) if k in ("epoch", "phase") else f"{v:.6g}") for k, v in r.items()})
         atomic_write_text(self.history, buf.getvalue())
 
 

@@ -280,6 +280,11 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     strategy = custom_loop.make_strategy(config.strategy) if config.loop == "custom" else None
     chief = custom_loop.is_chief(strategy)
     set_seed(config.seed)
+    transfer_model = None
+    if config.model == "transfer":  # built first: a missing base or undownloadable weights fail before the run dir
+        from digitlab import transfer
+
+        transfer_model = transfer.build_transfer_model(config)
     if chief:
         run, resuming = prepare_run(config)
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
@@ -299,10 +304,18 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
                 "validation_examples": len(splits.x_val),
             }
         )
-        log(f"{'resuming' if resuming else 'training'} {config.model} ({config.loop} loop) into {run.path}")
+        if transfer_model is not None:
+            again = " (an unfinished transfer run starts over)" if resuming else ""
+            log(f"training transfer from base {config.base} into {run.path}{again}")
+        else:
+            log(f"{'resuming' if resuming else 'training'} {config.model} ({config.loop} loop) into {run.path}")
 
     start = time.perf_counter()
-    if config.loop == "fit":
+    transfer_info = None
+    if transfer_model is not None:
+        transfer_info = transfer.train_phases(config, transfer_model, splits, run, log, on_epoch_end)
+        model = transfer_model.model
+    elif config.loop == "fit":
         model = build_model(config.model, model_options(config), seed=config.seed)
         fit_loop(config, model, splits, run, on_epoch_end)
     else:
@@ -328,6 +341,8 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         "parameters": int(export.count_params()),
         "replicas": replicas,
     }
+    if transfer_info is not None:
+        metrics["transfer"] = transfer_info
     if chief:
         finish_run(run, model, export, test_logits, splits, metrics)
         log(f"test accuracy {test['accuracy']:.4f} (validation {val['accuracy']:.4f}); run in {run.path}")
@@ -349,9 +364,23 @@ def finish_run(run: RunDir, model, export: keras.Model, test_logits, splits: Spl
         f"model {m['model']} (recipe {m['recipe']}, {m['loop']} loop, {m['parameters']:,} parameters)\n"
         f"epochs {m['epochs_run']} (best {m['best_epoch']}), {m['train_seconds']:.1f} s training\n"
         f"validation accuracy {val['accuracy']:.4f}  loss {val['loss']:.4f}\n"
-        f"test accuracy       {test['accuracy']:.4f}  loss {test['loss']:.4f}\n",
+        f"test accuracy       {test['accuracy']:.4f}  loss {test['loss']:.4f}\n"
+        + _transfer_summary(metrics.get("transfer")),
     )
     for leftover in (run.backup, run.ckpt, run.best):
         shutil.rmtree(leftover, ignore_errors=True)
     (run.path / "best.weights.h5").unlink(missing_ok=True)
     os.sync()
+
+
+def _transfer_summary(info: dict | None) -> str:
+    if not info:
+        return ""
+    phases = [
+        f"phase {p['phase']}: {p['epochs_run']} epochs at lr {p['lr']:g}, "
+        + (f"top {len(p['unfrozen_base_layers'])} base layers unfrozen" if p["unfrozen_base_layers"] else "head only")
+        for p in info["phases"]
+    ]
+    return (
+        f"transfer from {info['base']} (weights {info['weights']}, input {info['input_size']}px): {'; '.join(phases)}\n"
+    )

@@ -1,0 +1,344 @@
+"""Fine-tuning a served model on the corrections people made on the draw page.
+
+The page stores each correction in the feedback folder (default RUN/feedback): `<id>.png`, the drawing as it
+was sent, and one line of `index.jsonl`, `{"id", "file", "label", "predicted", "blank", "time"}`. Here each
+PNG goes through `to_mnist_28x28`, exactly what serving does, so the model learns from what it actually saw.
+
+A handful of corrections alone would pull the model toward them and make it forget MNIST, so every epoch
+mixes the feedback, repeated (`repeat`) so that it matters, with `replay_ratio` times as many MNIST training
+images drawn afresh, at a low learning rate for a few epochs, BatchNorm frozen (small mixed batches would
+otherwise shift its statistics). A seeded share of the feedback (`holdout`, at least one image) is never
+trained on: it measures the gain on the kind of input people draw, next to the MNIST test set, which
+measures what was kept. The result is a new run directory; the parent run is not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitlab.errors import ConfigError, FeedbackError, ImageError
+
+INDEX = "index.jsonl"
+
+
+@dataclass
+class FinetuneConfig:
+    model: str  # the parent: a run directory or a .keras file
+    feedback: str | None = None  # the feedback folder; default RUN/feedback (where `digitlab serve` stores it)
+    out: str | None = None  # the new run directory; default runs/<parent>-finetune-<timestamp>
+    epochs: int = 5  # few: the model is already trained, this only nudges it
+    lr: float = 1e-4  # low (Adam): 10× below the usual training rate, so MNIST is not forgotten
+    batch_size: int = 64
+    repeat: int = 10  # each training feedback image appears this many times per epoch (oversampling)
+    replay_ratio: float = 3.0  # MNIST training images replayed per feedback image shown, fresh every epoch
+    holdout: float = 0.2  # share of the usable feedback held out for the before/after comparison (at least 1)
+    min_feedback: int = 20  # refuse below this many usable corrections
+    seed: int = 0  # the holdout split, the replayed images, the batch order
+    data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.repeat >= 1, f"--repeat must be at least 1, got {self.repeat}"),
+            (self.replay_ratio >= 0, f"--replay-ratio must be >= 0, got {self.replay_ratio}"),
+            (0 < self.holdout < 1, f"--holdout must be between 0 and 1, got {self.holdout}"),
+            (
+                self.min_feedback >= 2,
+                f"--min-feedback must be at least 2 (one to train, one to test), got {self.min_feedback}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+# --- reading the feedback -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Feedback:
+    """The usable corrections, as the model sees them, and what was skipped and why."""
+
+    pixels: np.ndarray  # (n, 28, 28) float32 in [0, 1]: to_mnist_28x28 of each PNG
+    labels: np.ndarray  # (n,) int32, the digit the person said it was
+    predicted: list[int | None]  # what the model had said when the correction was made
+    ids: list[str]
+    skipped: dict[str, int]  # blank drawings, PNGs missing or unreadable, drawings preprocessing finds blank
+
+
+def _record(line: str, number: int, index: Path) -> dict[str, Any]:
+    """One index line, checked; anything malformed is an error naming the line (the index is machine-written)."""
+    where = f"{index} line {number}"
+    try:
+        record = json.loads(line)
+    except ValueError as e:
+        raise FeedbackError(f"{where} is not valid JSON ({e.msg}); fix or delete that line") from None
+    if not isinstance(record, dict):
+        raise FeedbackError(f"{where} is not a JSON object; fix or delete that line")
+    file, label = record.get("file"), record.get("label")
+    if not isinstance(file, str) or not file or Path(file).name != file:
+        raise FeedbackError(f"{where}: 'file' must be a file name in the feedback folder, got {file!r}")
+    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label <= 9:
+        raise FeedbackError(f"{where}: 'label' must be an integer 0-9, got {label!r}")
+    return record
+
+
+def read_feedback(folder: str | Path) -> Feedback:
+    """Read the feedback folder: skip blank records and missing/unreadable PNGs, preprocess the rest."""
+    from tqdm import tqdm
+
+    from digitlab.preprocess import to_mnist_28x28
+
+    folder = Path(folder)
+    index = folder / INDEX
+    if not folder.is_dir():
+        raise FeedbackError(f"no feedback folder at {folder} (the draw page stores corrections in RUN/feedback)")
+    if not index.is_file():
+        raise FeedbackError(f"{folder} has no {INDEX}; is it a digitlab feedback folder?")
+    records = [
+        (number, _record(line, number, index))
+        for number, line in enumerate(index.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.strip()
+    ]
+    skipped = {"blank": 0, "missing": 0, "unreadable": 0, "no_digit_found": 0}
+    pixels, labels, predicted, ids = [], [], [], []
+    bar = tqdm(records, desc="preprocessing feedback", unit="image", disable=None)  # a bar on terminals only
+    for _, record in bar:
+        if record.get("blank"):
+            skipped["blank"] += 1
+            continue
+        path = folder / record["file"]
+        if not path.is_file():
+            skipped["missing"] += 1
+            continue
+        try:
+            processed = to_mnist_28x28(path)
+        except (ImageError, OSError):
+            skipped["unreadable"] += 1
+            continue
+        if processed.blank:
+            skipped["no_digit_found"] += 1
+            continue
+        pixels.append(processed.pixels)
+        labels.append(record["label"])
+        predicted.append(record.get("predicted"))
+        ids.append(str(record.get("id", record["file"])))
+    return Feedback(
+        np.asarray(pixels, np.float32).reshape(-1, 28, 28),
+        np.asarray(labels, np.int32),
+        predicted,
+        ids,
+        skipped,
+    )
+
+
+def _skipped_text(skipped: dict[str, int]) -> str:
+    parts = [f"{count} {what.replace('_', ' ')}" for what, count in skipped.items() if count]
+    return ", ".join(parts) or "none"
+
+
+def split_holdout(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, holdout) indices; the holdout has at least one image and leaves at least one to train."""
+    order = np.random.default_rng(seed).permutation(n)
+    k = min(max(1, round(share * n)), n - 1)
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+# --- fine-tuning --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(logits.argmax(1) == labels)) if len(labels) else float("nan")
+
+
+def _default_out(parent: Path) -> Path:
+    name = parent.name if parent.is_dir() else parent.stem
+    return Path("runs") / f"{name}-finetune-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
+    """Fine-tune `config.model` on its feedback; write a new run directory and return its metrics."""
+    import keras
+
+    from digitlab.data import load_splits
+    from digitlab.evaluate import LoadedModel, fit_temperature, load_model, negative_log_likelihood, save_temperature
+    from digitlab.rundir import RunDir, environment
+    from digitlab.train import check_reload, current_lr, evaluate_logits, export_model, predict_logits, set_seed
+    from digitlab.transfer import sublayers
+
+    config.validate()
+    parent = load_model(config.model)  # a missing or corrupt model is a one-line ModelError
+    if config.feedback is None and parent.run_dir is None:
+        raise ConfigError(f"{config.model} is a bare model file: pass the feedback folder with --feedback")
+    folder = Path(config.feedback) if config.feedback else parent.run_dir / "feedback"
+    feedback = read_feedback(folder)
+    usable = len(feedback.labels)
+    if usable < config.min_feedback:
+        raise FeedbackError(
+            f"only {usable} usable corrections in {folder} (skipped: {_skipped_text(feedback.skipped)}); "
+            f"fine-tuning needs at least {config.min_feedback} (--min-feedback): collect more on the draw page"
+        )
+    out = Path(config.out) if config.out else _default_out(Path(config.model))
+    run = RunDir(out)
+    if run.finished or (run.model.exists() and not run.config.exists()):
+        raise ConfigError(f"--out {out} already holds a run; choose another --out")
+    run.create()
+    run.history.unlink(missing_ok=True)  # an unfinished earlier attempt starts over
+
+    set_seed(config.seed)
+    train_idx, hold_idx = split_holdout(usable, config.holdout, config.seed)
+    settings = parent.settings
+    validation_size, split_seed = settings.get("validation_size", 5000), settings.get("seed", 0)
+    # the parent's own split: replay comes from its training part, the temperature from its validation part
+    splits = load_splits(config.data_dir, validation_size, split_seed)
+    x_fb = feedback.pixels[..., None]
+    log(
+        f"fine-tuning {parent.name} ({parent.model_path}) on {len(train_idx)} corrections, {len(hold_idx)} held out "
+        f"(skipped: {_skipped_text(feedback.skipped)}) into {run.path}"
+    )
+    run.write_config(
+        {
+            # what `evaluate`, `serve` and `predict` read: the model's name and the validation split it came with
+            "settings": {
+                "model": parent.name,
+                "recipe": "finetune",
+                "validation_size": validation_size,
+                "seed": split_seed,
+                "data_dir": config.data_dir,
+            },
+            "finetune": asdict(config),
+            "parent": {"model_file": str(parent.model_path.resolve()), "settings": settings},
+            "feedback": {
+                "folder": str(folder.resolve()),
+                "usable": usable,
+                "trained_on": [feedback.ids[i] for i in train_idx],
+                "held_out": [feedback.ids[i] for i in hold_idx],
+                "skipped": feedback.skipped,
+            },
+            "environment": environment(),
+        }
+    )
+
+    model = parent.model
+    before = {
+        "test": evaluate_logits(predict_logits(model, splits.x_test), splits.y_test),
+        "feedback_holdout_accuracy": _accuracy(predict_logits(model, x_fb[hold_idx]), feedback.labels[hold_idx]),
+        "feedback_train_accuracy": _accuracy(predict_logits(model, x_fb[train_idx]), feedback.labels[train_idx]),
+    }
+    for layer in sublayers(model):  # frozen BatchNorm runs in inference mode: its MNIST statistics stay
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    rng = np.random.default_rng(config.seed)
+    shown = len(train_idx) * config.repeat
+    replayed = math.ceil(shown * config.replay_ratio)
+    x_val = (splits.x_val / np.float32(255.0))[..., None]
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        # fresh replay every epoch: more of MNIST is seen, and no fixed small replay set is memorised
+        replay = rng.choice(len(splits.x_train), size=replayed, replace=replayed > len(splits.x_train))
+        x = np.concatenate([np.repeat(x_fb[train_idx], config.repeat, axis=0),
+                            (splits.x_train[replay] / np.float32(255.0))[..., None]])  # fmt: skip
+        y = np.concatenate([np.repeat(feedback.labels[train_idx], config.repeat), splits.y_train[replay]])
+        order = rng.permutation(len(x))
+        t0 = time.perf_counter()
+        history = model.fit(
+            x[order], y[order].astype(np.int32), batch_size=config.batch_size, epochs=epoch + 1,
+            initial_epoch=epoch, validation_data=(x_val, splits.y_val.astype(np.int32)), shuffle=False, verbose=0,
+        )  # fmt: skip
+        logs = {k: float(v[-1]) for k, v in history.history.items()}
+        row = {"epoch": epoch + 1, "lr": current_lr(model.optimizer), "seconds": time.perf_counter() - t0, **logs}
+        run.append_history(row)
+        log(
+            f"epoch {epoch + 1}/{config.epochs}: {len(x):,} images ({shown:,} feedback, {replayed:,} MNIST replay)  "
+            f"loss {logs['loss']:.4f}  accuracy {logs['accuracy']:.4f}  "
+            f"val_loss {logs['val_loss']:.4f}  val_accuracy {logs['val_accuracy']:.4f}"
+        )
+    train_seconds = time.perf_counter() - start
+
+    export = export_model(model)
+    test_logits = predict_logits(export, splits.x_test)
+    val_logits = predict_logits(export, splits.x_val)
+    after = {
+        "test": evaluate_logits(test_logits, splits.y_test),
+        "feedback_holdout_accuracy": _accuracy(predict_logits(export, x_fb[hold_idx]), feedback.labels[hold_idx]),
+        "feedback_train_accuracy": _accuracy(predict_logits(export, x_fb[train_idx]), feedback.labels[train_idx]),
+    }
+    export.save(run.model)
+    check_reload(run.model, test_logits, splits.x_test)
+    temperature = fit_temperature(val_logits, splits.y_val)  # recalibrated, as `digitlab evaluate` does
+    save_temperature(
+        LoadedModel(export, parent.name, run.model, run.path, {}),
+        temperature,
+        {
+            "fitted_on": "validation",
+            "validation_nll_before": negative_log_likelihood(val_logits, splits.y_val),
+            "validation_nll_after": negative_log_likelihood(val_logits / temperature, splits.y_val),
+        },
+    )
+    history = run.read_history()
+    metrics = {
+        "model": parent.name,
+        "recipe": "finetune",
+        "loop": "fit",
+        "parent": str(parent.model_path.resolve()),
+        "validation": evaluate_logits(val_logits, splits.y_val),
+        "test": after["test"],
+        "before": before,
+        "after": after,
+        "feedback": {
+            "usable": usable,
+            "trained_on": len(train_idx),
+            "held_out": len(hold_idx),
+            "skipped": feedback.skipped,
+        },
+        "temperature": temperature,
+        "epochs_run": len(history),
+        "best_epoch": None,  # no model selection: the last epoch is kept
+        "train_seconds": round(train_seconds, 2),
+        "parameters": int(export.count_params()),
+    }
+    from digitlab.atomic import atomic_write_json, atomic_write_text
+
+    atomic_write_json(run.metrics, metrics)
+    atomic_write_text(run.summary, format_report(metrics) + "\n")
+    return FinetuneResult(run.path, metrics)
+
+
+def format_report(metrics: dict[str, Any]) -> str:
+    """Before/after on the MNIST test set and on the held-out corrections."""
+    b, a, fb = metrics["before"], metrics["after"], metrics["feedback"]
+    return "\n".join(
+        [
+            f"fine-tuned {metrics['model']} from {metrics['parent']}",
+            f"feedback: {fb['usable']} usable corrections, {fb['trained_on']} trained on, {fb['held_out']} held out "
+            f"(skipped: {_skipped_text(fb['skipped'])})",
+            "                               before    after",
+            f"MNIST test accuracy            {b['test']['accuracy']:.4f}   {a['test']['accuracy']:.4f}",
+            f"held-out feedback accuracy     {b['feedback_holdout_accuracy']:.4f}   "
+            f"{a['feedback_holdout_accuracy']:.4f}   ({fb['held_out']} images)",
+            f"trained-on feedback accuracy   {b['feedback_train_accuracy']:.4f}   {a['feedback_train_accuracy']:.4f}",
+            f"{metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f} s; "
+            f"temperature {metrics['temperature']:.3f} refitted on validation",
+        ]
+    )
