@@ -111,7 +111,7 @@ def pretrain(config: ExperimentConfig, splits, log=print) -> tuple[Path, dict[st
     import keras
 
     from digitlab.models import ModelOptions, build_cnn
-    from digitlab.train import predict_logits, set_seed
+    from digitlab.train import compile_classifier, predict_logits, set_seed
 
     settings = {
         "model": "cnn",
@@ -139,11 +139,7 @@ def pretrain(config: ExperimentConfig, splits, log=print) -> tuple[Path, dict[st
     log(f"pretraining the base: cnn on digits 0–4, {len(train):,} training images, {config.pretrain_epochs} epochs")
     set_seed(0)
     model = build_cnn(ModelOptions(dropout=0.5))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    compile_classifier(model, keras.optimizers.Adam(1e-3))
     start = time.perf_counter()
     x = (splits.x_train[train] / np.float32(255.0))[..., None]
     model.fit(x, splits.y_train[train].astype(np.int32), batch_size=128, epochs=config.pretrain_epochs, verbose=2)
@@ -169,10 +165,9 @@ def pretrain(config: ExperimentConfig, splits, log=print) -> tuple[Path, dict[st
 def _compile_fit(model, ds, steps: int, lr: float) -> None:
     import keras
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    from digitlab.train import compile_classifier
+
+    compile_classifier(model, keras.optimizers.Adam(lr), accuracy=False)
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)  # the stream is shuffled, seeded
 
 

@@ -179,7 +179,15 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     from digitlab.data import load_splits
     from digitlab.evaluate import LoadedModel, fit_temperature, load_model, negative_log_likelihood, save_temperature
     from digitlab.rundir import RunDir, environment
-    from digitlab.train import check_reload, current_lr, evaluate_logits, export_model, predict_logits, set_seed
+    from digitlab.train import (
+        HistoryRows,
+        check_reload,
+        compile_classifier,
+        evaluate_logits,
+        export_model,
+        predict_logits,
+        set_seed,
+    )
     from digitlab.transfer import sublayers
 
     config.validate()
@@ -244,11 +252,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     for layer in sublayers(model):  # frozen BatchNorm runs in inference mode: its MNIST statistics stay
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    compile_classifier(model, keras.optimizers.Adam(config.lr))
     rng = np.random.default_rng(config.seed)
     shown = len(train_idx) * config.repeat
     replayed = math.ceil(shown * config.replay_ratio)
@@ -261,14 +265,12 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
                             (splits.x_train[replay] / np.float32(255.0))[..., None]])  # fmt: skip
         y = np.concatenate([np.repeat(feedback.labels[train_idx], config.repeat), splits.y_train[replay]])
         order = rng.permutation(len(x))
-        t0 = time.perf_counter()
         history = model.fit(
             x[order], y[order].astype(np.int32), batch_size=config.batch_size, epochs=epoch + 1,
             initial_epoch=epoch, validation_data=(x_val, splits.y_val.astype(np.int32)), shuffle=False, verbose=0,
+            callbacks=[HistoryRows(run)],  # initial_epoch numbers the row
         )  # fmt: skip
         logs = {k: float(v[-1]) for k, v in history.history.items()}
-        row = {"epoch": epoch + 1, "lr": current_lr(model.optimizer), "seconds": time.perf_counter() - t0, **logs}
-        run.append_history(row)
         log(
             f"epoch {epoch + 1}/{config.epochs}: {len(x):,} images ({shown:,} feedback, {replayed:,} MNIST replay)  "
             f"loss {logs['loss']:.4f}  accuracy {logs['accuracy']:.4f}  "

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.errors import ConfigError, ImageError
+from digitlab.errors import ConfigError, DigitlabError, ImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 OK, BLANK, FAILED = 0, 1, 2
@@ -103,8 +103,6 @@ def preprocess_stream(paths: list[str], workers: int) -> Iterable[tuple[np.ndarr
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
-
-    from digitlab.errors import DigitlabError
 
     chunk = max(1, min(64, len(paths) // (workers * 8)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digitlab.atomic import atomic_write_bytes
-from digitlab.errors import ImageError
+from digitlab.errors import ConfigError, ImageError
 from digitlab.predict import probabilities, top_k_of
 from digitlab.preprocess import Processed, to_mnist_28x28
 
@@ -411,8 +411,6 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
     import uvicorn
 
     if workers < 1:
-        from digitlab.errors import ConfigError
-
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")

@@ -101,12 +101,25 @@ def progress_verbosity() -> int:
 # --- the fit loop -------------------------------------------------------------------------------------------
 
 
-class _HistoryRows(keras.callbacks.Callback):
-    """Writes each epoch to history.csv atomically (the same file format as the custom loop)."""
+def compile_classifier(model: keras.Model, optimizer, accuracy: bool = True) -> None:
+    """Compile for 10 (or N) logits and integer labels: the loss every digitlab model trains with."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if accuracy else None,
+    )
 
-    def __init__(self, run: RunDir):
+
+class HistoryRows(keras.callbacks.Callback):
+    """Writes each epoch to history.csv atomically (the same file format as the custom loop).
+
+    `first_epoch` numbers the rows after epochs already written (a second training phase); `extra` adds
+    fixed columns to every row (a transfer run's `phase`).
+    """
+
+    def __init__(self, run: RunDir, first_epoch: int = 0, extra: dict[str, Any] | None = None):
         super().__init__()
-        self.run = run
+        self.run, self.first_epoch, self.extra = run, first_epoch, extra or {}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
@@ -114,7 +127,8 @@ class _HistoryRows(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         row = {
-            "epoch": epoch + 1,
+            "epoch": self.first_epoch + epoch + 1,
+            **self.extra,
             "lr": current_lr(self.model.optimizer),
             "seconds": time.perf_counter() - self.start,
         }
@@ -152,11 +166,7 @@ def fit_loop(
     val_ds = make_dataset(splits.x_val, splits.y_val, 1024)
     steps = math.ceil(len(splits.x_train) / config.batch_size)
     with strategy.scope():
-        model.compile(
-            optimizer=make_optimizer(config, steps),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
+        compile_classifier(model, make_optimizer(config, steps))
     history = run.read_history()
     val_losses = [r["val_loss"] for r in history if "val_loss" in r]
     callbacks = [
@@ -169,7 +179,7 @@ def fit_loop(
             initial_value_threshold=min(val_losses) if val_losses else None,
         ),
         keras.callbacks.TensorBoard(str(run.logs), histogram_freq=0, write_graph=False),
-        _HistoryRows(run),
+        HistoryRows(run),
     ]
     if config.patience:
         callbacks.append(_ResumableEarlyStopping(history, monitor="val_loss", patience=config.patience))

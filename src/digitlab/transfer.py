@@ -29,7 +29,6 @@ import dataclasses
 import math
 import os
 import socket
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,16 +275,12 @@ def base_from_model(model: keras.Model, name: str | None = None) -> keras.Model:
 
 
 def saved_base(path: str) -> keras.Model:
-    import keras
+    from digitlab.evaluate import load_model
 
     file = saved_model_file(path)
     if file is None:
         raise ModelError(f"no saved model at {path} (expected a .keras file or a run directory with model.keras)")
-    try:
-        model = keras.saving.load_model(file, compile=False)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ModelError(f"cannot load {file}: {first[:200]}") from None
+    model = load_model(file).model  # a corrupt file or a non-MNIST input shape is a one-line ModelError
     if tuple(model.input_shape[1:]) != (28, 28, 1):
         raise ModelError(f"{file} takes inputs of shape {model.input_shape[1:]}, not MNIST's (28, 28, 1)")
     return base_from_model(model)
@@ -394,38 +389,19 @@ def unfreeze_all(base: keras.Model) -> None:
 # --- training: the two phases of `digitlab train --model transfer` ------------------------------------------
 
 
-def _compile(model: keras.Model, optimizer) -> None:
+def _keep_best(first_epoch: int, keep: list, on_epoch_end, model) -> keras.callbacks.Callback:
+    """Keeps the best-on-validation weights of the whole run in memory and calls the epoch hook, with epochs
+    numbered across phases."""
     import keras
 
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    def end(epoch, logs):
+        logs = logs or {}
+        if logs.get("val_loss") is not None and logs["val_loss"] < keep[0]:
+            keep[:] = [float(logs["val_loss"]), model.get_weights()]
+        if on_epoch_end is not None:
+            on_epoch_end(first_epoch + epoch + 1, model)
 
-
-def _callbacks(run: RunDir, phase: int, first_epoch: int, keep: list, on_epoch_end, model) -> list:
-    """history.csv rows numbered across phases with a phase column, and the best weights of the whole run."""
-    import keras
-
-    from digitlab.train import current_lr
-
-    class PhaseHistory(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            row = {"epoch": first_epoch + epoch + 1, "phase": phase, "lr": current_lr(self.model.optimizer)}
-            row["seconds"] = time.perf_counter() - self.start
-            row.update({k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")})
-            run.append_history(row)
-            if logs.get("val_loss") is not None and logs["val_loss"] < keep[0]:
-                keep[:] = [float(logs["val_loss"]), self.model.get_weights()]  # best on validation, kept in memory
-            if on_epoch_end is not None:
-                on_epoch_end(first_epoch + epoch + 1, model)
-
-    return [PhaseHistory(), keras.callbacks.TensorBoard(str(run.logs / f"phase{phase}"), write_graph=False)]
+    return keras.callbacks.LambdaCallback(on_epoch_end=end)
 
 
 def train_phases(
@@ -443,7 +419,7 @@ def train_phases(
     import keras
 
     from digitlab.data import make_dataset
-    from digitlab.train import make_optimizer, progress_verbosity
+    from digitlab.train import HistoryRows, compile_classifier, make_optimizer, progress_verbosity
 
     model = built.model
     run.history.unlink(missing_ok=True)
@@ -458,11 +434,15 @@ def train_phases(
     phases, done = [], 0
     for phase, epochs, lr, k in plan:
         unfrozen = set_trainable_top(built.base, k)
-        _compile(model, make_optimizer(dataclasses.replace(config, lr=lr, epochs=epochs), steps))
+        compile_classifier(model, make_optimizer(dataclasses.replace(config, lr=lr, epochs=epochs), steps))
         trainable = int(sum(v.numpy().size for v in model.trainable_weights))
         what = "head only, base frozen" if not k else f"head + top {k} base layers ({', '.join(unfrozen)})"
         log(f"phase {phase}: {what}; lr {lr:g}, up to {epochs} epochs, {trainable:,} trainable parameters")
-        callbacks = _callbacks(run, phase, done, keep, on_epoch_end, model)
+        callbacks = [
+            HistoryRows(run, first_epoch=done, extra={"phase": phase}),
+            keras.callbacks.TensorBoard(str(run.logs / f"phase{phase}"), write_graph=False),
+            _keep_best(done, keep, on_epoch_end, model),
+        ]
         if config.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
