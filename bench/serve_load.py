@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import json
 import os
 import socket
@@ -35,13 +34,12 @@ def free_port() -> int:
 
 def payloads() -> dict[str, tuple[str, bytes]]:
     from digitlab.data import load_mnist
-    from digitlab.synthetic import render
+    from digitlab.synthetic import browser_png, render
 
     mnist = load_mnist()
     image = render(mnist.x_test[0], "black-on-white", np.random.default_rng(0))
-    buf = io.BytesIO()
-    image.resize((280, 280)).save(buf, format="PNG")  # the page's canvas size
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    png = browser_png(image.resize((280, 280)))  # the page's canvas: 280 CSS px, RGBA, as Chromium encodes it
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
     return {
         "/api/predict (canvas PNG)": ("/api/predict", json.dumps({"image": url}).encode()),
         "TF Serving (28×28 instance)": (

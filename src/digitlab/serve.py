@@ -32,12 +32,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from digitlab.atomic import atomic_write_bytes
 from digitlab.errors import ConfigError, ImageError
 from digitlab.predict import probabilities, top_k_of
-from digitlab.preprocess import Processed, to_mnist_28x28
+from digitlab.preprocess import Processed, decode_data_url, image_size, to_mnist_28x28
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
 MAX_INSTANCES = 256  # per TF Serving request
 SERVE_PIXELS = 16_000_000  # decoded-pixel limit per image for the server (a 16 MP photo)
+INLINE_PIXELS = 640 * 640  # images up to this size are preprocessed on the event loop (see create_app)
+BATCH_WAIT_S = 0.002  # how long the model thread waits for requests still being preprocessed
 
 
 class BadRequest(Exception):
@@ -61,13 +63,17 @@ class ServeConfig:
 class BatchPredictor:
     """One thread owns the model; callers submit (N, 28, 28) arrays and get logits back via futures."""
 
-    def __init__(self, model, max_batch: int = 64):
-
+    def __init__(self, model, max_batch: int = 64, max_wait: float = BATCH_WAIT_S):
         from digitlab.train import inference_function
 
         self._forward = inference_function(model)
         self._queue: queue.Queue = queue.Queue()
         self.max_batch = max_batch
+        self.max_wait = max_wait
+        # requests being preprocessed that will come here next (written by the event loop thread only): while
+        # there are any, a batch waits up to `max_wait` for them, since one model call on a batch of 4 costs
+        # about as much as one on a batch of 1
+        self.pending = 0
         self._thread = threading.Thread(target=self._run, name="digitlab-model", daemon=True)
         self._forward(np.zeros((1, 28, 28, 1), np.float32))  # trace before serving
         self._thread.start()
@@ -81,11 +87,18 @@ class BatchPredictor:
         while True:
             items = [self._queue.get()]
             count = len(items[0][0])
-            while count < self.max_batch:  # take whatever else is already waiting: that is the batch
+            deadline = time.monotonic() + self.max_wait
+            while count < self.max_batch:  # what is already waiting, and what is about to arrive: the batch
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    remaining = deadline - time.monotonic()
+                    if self.pending <= 0 or remaining <= 0:
+                        break
+                    try:
+                        item = self._queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
                 items.append(item)
                 count += len(item[0])
             try:
@@ -202,19 +215,29 @@ def create_app(config: ServeConfig) -> FastAPI:
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("the body is not valid JSON") from None
 
-    def preprocess(data: bytes | str) -> Processed:
+    def preprocess(data: bytes) -> Processed:
         try:
             return to_mnist_28x28(data, max_pixels=config.max_pixels)
         except ImageError as e:
             status = 413 if "over the limit" in str(e) else 400
             raise BadRequest(f"image: {e}", status) from None
 
-    # Preprocessing is mostly small NumPy/Pillow calls that hold the GIL: dozens of threads contending for it
-    # (Starlette's default pool has 40) thrash; two threads keep the event loop free and the CPU busy.
-    preprocess_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="digitlab-preprocess")
+    # Where preprocessing runs. A canvas-sized image takes ~1-2 ms of small NumPy/OpenCV calls, each of which
+    # releases and retakes the GIL: done in a thread pool, every one of those becomes a GIL handoff with the
+    # event loop (measured: ~40% more CPU per request, mostly in the kernel). So the event loop preprocesses
+    # such images itself, and only large ones (a phone photo: tens of ms) go to a thread, where they cannot
+    # stall the other requests. The model always runs in its own thread (BatchPredictor).
+    preprocess_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitlab-preprocess")
 
-    async def preprocess_async(data: bytes | str) -> Processed:
-        return await asyncio.get_running_loop().run_in_executor(preprocess_pool, preprocess, data)
+    async def preprocess_async(data: bytes) -> Processed:
+        predictor.pending += 1  # lets the model thread wait a moment to batch this request with others
+        try:
+            size = image_size(data)
+            if size is not None and size[0] * size[1] <= INLINE_PIXELS:
+                return preprocess(data)
+            return await asyncio.get_running_loop().run_in_executor(preprocess_pool, preprocess, data)
+        finally:
+            predictor.pending -= 1
 
     async def images_from_request(request: Request) -> tuple[list[Processed], bool]:
         """Processed inputs of /api/predict; the flag says whether they came as raw pixels."""
@@ -250,8 +273,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             image = payload["image"]
             if not isinstance(image, str):
                 raise BadRequest("'image' must be a string: a data:image/...;base64,... URL or base64")
-            data = image if image.startswith("data:") else _b64(image, "image")
-            return [await preprocess_async(data)], False
+            return [await preprocess_async(_image_bytes(image))], False
         return [await preprocess_async(body)], False  # raw image bytes, any content type
 
     async def predict(processed: list[Processed]) -> np.ndarray:
@@ -365,8 +387,6 @@ def _b64(text: str, what: str) -> bytes:
 
 
 def _image_bytes(image: str) -> bytes:
-    from digitlab.preprocess import decode_data_url
-
     try:
         return decode_data_url(image) if image.startswith("data:") else _b64(image, "image")
     except ImageError as e:
