@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from digitlab.errors import ImageError
-from digitlab.preprocess import load_image, to_mnist_28x28
-from digitlab.synthetic import STYLES, plain_resize, render
+from digitlab.preprocess import _spng_format, image_size, load_image, load_pixels, to_mnist_28x28
+from digitlab.synthetic import STYLES, browser_png, plain_resize, render
 
 COUNT = 300  # test digits per style: enough to see 1.5 points, quick to preprocess
 
@@ -129,3 +129,57 @@ def test_truncated_png_and_pixel_limit(mnist):
         to_mnist_28x28(np.full((28, 28), np.nan))
     with pytest.raises(ImageError, match="zero size"):
         to_mnist_28x28(np.zeros((0, 10), np.uint8))
+
+
+def test_browser_png_is_laid_out_like_chromium_canvas(mnist):
+    """Chromium's toDataURL (checked by hand): RGBA, filter 2 ("Up") on every row, zlib's fastest level."""
+    import zlib
+
+    image = render(mnist.x_test[5], "black-on-white", np.random.default_rng(2))
+    png = browser_png(image)
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.mode == "RGBA" and decoded.size == image.size
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image.convert("RGBA")))
+    idat = png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8]
+    assert idat[:2] == b"\x78\x01"
+    raw = zlib.decompress(idat)
+    stride = 1 + image.size[0] * 4
+    assert {raw[i * stride] for i in range(image.size[1])} == {2}
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "I;16"])
+def test_png_fast_path_decodes_like_pillow(mnist, mode):
+    """8-bit L/RGB/RGBA PNGs decode with libspng, the rest with Pillow: the pixels must not depend on which."""
+    image = render(mnist.x_test[6], "black-on-white", np.random.default_rng(3)).convert(mode if mode != "I;16" else "I")
+    if mode == "I;16":
+        image = Image.fromarray((np.asarray(image, np.uint16) * 257).astype(np.uint16))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    png = buf.getvalue()
+    assert (_spng_format(png) is not None) == (mode in ("L", "RGB", "RGBA"))
+    expected = np.asarray(Image.open(io.BytesIO(png)).convert("L" if mode in ("P", "I;16") else mode))
+    if mode in ("L", "RGB", "RGBA"):
+        np.testing.assert_array_equal(load_pixels(png), expected)
+    assert image_size(png) == image.size
+    # whatever the decoder, the digit comes out the same as from the decoded RGB image
+    reference = to_mnist_28x28(np.asarray(image.convert("RGB"))).pixels
+    if mode != "I;16":  # 16-bit grey → 8-bit rounds differently
+        np.testing.assert_allclose(to_mnist_28x28(png).pixels, reference, atol=0.05)
+
+
+def test_png_size_is_checked_before_decoding(mnist):
+    """A PNG header claiming 30000×30000 is refused from the header (the fast path never allocates it)."""
+    import struct
+    import zlib
+
+    png = bytearray(browser_png(render(mnist.x_test[0], "canvas", np.random.default_rng(0))))
+    ihdr = struct.pack(">II", 30000, 30000) + bytes(png[24:29])
+    png[16:29] = ihdr
+    png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    assert image_size(bytes(png)) == (30000, 30000)
+    with pytest.raises(ImageError, match="over the limit"):
+        to_mnist_28x28(bytes(png))
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480)).save(buf, format="JPEG")
+    assert image_size(buf.getvalue()) == (640, 480)
+    assert image_size(b"not an image") is None

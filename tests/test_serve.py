@@ -186,3 +186,41 @@ def test_concurrent_requests_are_batched(client, mnist):
     with ThreadPoolExecutor(16) as pool:
         labels = list(pool.map(one, range(64)))
     assert np.mean(np.array(labels) == mnist.y_test[:64]) > 0.9
+
+
+def test_large_image_is_preprocessed_off_the_event_loop(client, mnist):
+    """Images over INLINE_PIXELS go to the preprocessing thread; the answer must be the same kind."""
+    from digitlab.serve import INLINE_PIXELS
+
+    image = render(mnist.x_test[1], "black-on-white", np.random.default_rng(1)).resize((900, 900))
+    assert INLINE_PIXELS < 900 * 900
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    r = client.post("/api/predict", content=buf.getvalue())
+    assert r.status_code == 200
+    _check_prediction(r.json(), int(mnist.y_test[1]))
+
+
+def test_model_thread_waits_for_requests_still_being_preprocessed(good_cnn, mnist):
+    """With a request announced as pending, a lone submission waits and shares one model call with it."""
+    import time
+
+    from digitlab.evaluate import load_model
+    from digitlab.serve import BatchPredictor
+
+    predictor = BatchPredictor(load_model(good_cnn).model, max_wait=2.0)
+    calls = []
+    forward = predictor._forward
+    predictor._forward = lambda x: calls.append(len(x)) or forward(x)
+    predictor.pending = 1
+    first = predictor.submit(mnist.x_test[:1].astype(np.float32) / 255)
+    time.sleep(0.2)
+    predictor.pending = 0
+    second = predictor.submit(mnist.x_test[1:3].astype(np.float32) / 255)
+    logits = np.concatenate([first.result(timeout=10), second.result(timeout=10)])
+    assert calls == [3]
+    np.testing.assert_array_equal(logits.argmax(1), mnist.y_test[:3])
+    predictor.pending = 0  # and with nothing pending, a request goes alone at once
+    start = time.perf_counter()
+    predictor.submit(mnist.x_test[3:4].astype(np.float32) / 255).result(timeout=10)
+    assert calls[-1] == 1 and time.perf_counter() - start < 1.0
