@@ -2,8 +2,9 @@
 
 The model runs in a single background thread fed by a queue: requests that arrive together are predicted in
 one batch (micro-batching), so concurrent clients share model calls and the event loop never waits on
-TensorFlow. Decoding and preprocessing run in the thread pool. Every bad request gets a JSON error with a 4xx
-status that says what was wrong; file-system paths never appear in responses.
+TensorFlow. Canvas-sized images are decoded and preprocessed on the event loop (cheaper than handing them to a
+thread under the GIL), larger ones in a thread. Every bad request gets a JSON error with a 4xx status that
+says what was wrong; file-system paths never appear in responses.
 """
 
 from __future__ import annotations
