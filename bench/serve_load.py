@@ -4,7 +4,8 @@ Run: `.venv/bin/python bench/serve_load.py --model RUN_OR_MODEL [--seconds 10] [
 server on a free 127.0.0.1 port, drives it with keep-alive HTTP/1.1 clients (plain asyncio streams, so the
 load generator itself stays cheap), for a bounded time per phase, then stops it. Prints a table and writes
 bench/results/serve_load.json. Routes: /api/predict with a canvas PNG (JSON data URL, what the page sends)
-and the TF Serving route with one 28×28 instance.
+and the TF Serving route with one 28×28 instance. Also reports the server's CPU time per request (all its
+processes, from /proc), which says more than requests/s when the load generator shares the cores.
 """
 
 from __future__ import annotations
@@ -94,6 +95,21 @@ async def phase(port: int, path: str, body: bytes, clients: int, seconds: float)
     }
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (the uvicorn workers), from /proc (Linux)."""
+    total, pids = 0.0, [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # gone, or not Linux
+    return total
+
+
 def run_server(model: str, workers: int, seconds: float) -> dict[str, dict]:
     """Start `digitlab serve` with `workers` processes, run every phase, stop it."""
     port = free_port()
@@ -116,7 +132,11 @@ def run_server(model: str, workers: int, seconds: float) -> dict[str, dict]:
         for name, (path, body) in payloads().items():
             asyncio.run(phase(port, path, body, 4, 2.0))  # warm-up (every worker process traces its model)
             for clients in (1, 32):
-                rows[f"{name} @ {clients}"] = asyncio.run(phase(port, path, body, clients, seconds))
+                cpu = server_cpu_seconds(server.pid)
+                row = asyncio.run(phase(port, path, body, clients, seconds))
+                cpu = server_cpu_seconds(server.pid) - cpu
+                row["server_cpu_ms_per_request"] = round(cpu * 1000 / max(row["requests"], 1), 2)
+                rows[f"{name} @ {clients}"] = row
         return rows
     finally:
         server.terminate()
@@ -132,12 +152,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     results = {workers: run_server(args.model, workers, args.seconds) for workers in args.workers}
-    print(f"{'route @ clients':<40}{'workers':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(
+        f"{'route @ clients':<40}{'workers':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'server CPU ms/req':>19}"
+    )
     for workers, rows in results.items():
         for name, r in rows.items():
             print(
                 f"{name:<40}{workers:>8}{r['requests_per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
-                f"{r['errors']:>8}"
+                f"{r['errors']:>8}{r['server_cpu_ms_per_request']:>19}"
             )
     result = {"seconds": args.seconds, "cpus": os.cpu_count(), "by_workers": results}
     RESULTS.parent.mkdir(exist_ok=True)

@@ -225,7 +225,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     # Where preprocessing runs. A canvas-sized image takes ~1-2 ms of small NumPy/OpenCV calls, each of which
     # releases and retakes the GIL: done in a thread pool, every one of those becomes a GIL handoff with the
-    # event loop (measured: ~40% more CPU per request, mostly in the kernel). So the event loop preprocesses
+    # event loop (measured: ~25% more CPU per request, much of it in the kernel). So the event loop preprocesses
     # such images itself, and only large ones (a phone photo: tens of ms) go to a thread, where they cannot
     # stall the other requests. The model always runs in its own thread (BatchPredictor).
     preprocess_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitlab-preprocess")
