@@ -136,6 +136,13 @@ def resolve_config(model: str | None = None, recipe: str = "default", **flags: A
     return config
 
 
+def require(checks: list[tuple[bool, str]]) -> None:
+    """Raise ConfigError with the message of the first (condition, message) pair whose condition is false."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
 def validate(config: TrainConfig) -> None:
     """Raise ConfigError with a one-line message for any out-of-range setting."""
     get_spec(config.model)
@@ -167,9 +174,7 @@ def validate(config: TrainConfig) -> None:
         (config.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (config.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    require(checks)
     if not get_spec(config.model).keras_loop and config.loop != "custom":
         raise ConfigError(f"model {config.model!r} is a raw tf.Module: train it with --loop custom")
     from digitlab.transfer import check_settings

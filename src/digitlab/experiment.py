@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.atomic import atomic_write_json, atomic_write_text, save_figure
+from digitlab.config import require
 from digitlab.errors import ConfigError
 
 OLD_DIGITS = (0, 1, 2, 3, 4)  # what the base is pretrained on
@@ -73,9 +74,7 @@ class ExperimentConfig:
             (self.pretrain_epochs >= 1, f"--pretrain-epochs must be at least 1, got {self.pretrain_epochs}"),
             (self.pretrain_limit is None or self.pretrain_limit >= 10, "--pretrain-limit must be at least 10"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require(checks)
 
 
 # --- data ---------------------------------------------------------------------------------------------------

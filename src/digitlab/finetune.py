@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.config import require
 from digitlab.errors import ConfigError, FeedbackError, ImageError
 
 INDEX = "index.jsonl"
@@ -57,9 +58,7 @@ class FinetuneConfig:
                 f"--min-feedback must be at least 2 (one to train, one to test), got {self.min_feedback}",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require(checks)
 
 
 # --- reading the feedback -----------------------------------------------------------------------------------
