@@ -230,15 +230,16 @@ def create_app(config: ServeConfig) -> FastAPI:
     # stall the other requests. The model always runs in its own thread (BatchPredictor).
     preprocess_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitlab-preprocess")
 
-    async def preprocess_async(data: bytes) -> Processed:
-        predictor.pending += 1  # lets the model thread wait a moment to batch this request with others
+    async def preprocess_async(data: bytes, for_model: bool = True) -> Processed:
+        pending = 1 if for_model else 0
+        predictor.pending += pending  # lets the model thread wait a moment to batch this request with others
         try:
             size = image_size(data)
             if size is not None and size[0] * size[1] <= INLINE_PIXELS:
                 return preprocess(data)
             return await asyncio.get_running_loop().run_in_executor(preprocess_pool, preprocess, data)
         finally:
-            predictor.pending -= 1
+            predictor.pending -= pending
 
     async def images_from_request(request: Request) -> tuple[list[Processed], bool]:
         """Processed inputs of /api/predict; the flag says whether they came as raw pixels."""
@@ -358,7 +359,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         if not isinstance(image, str):
             raise BadRequest("'image' must be a data:image/png;base64,... URL")
         data = await run_in_threadpool(_image_bytes, image)
-        processed = await preprocess_async(data)  # validates the image, and is what we store too
+        processed = await preprocess_async(data, for_model=False)  # validates the image; stored with it
         record = await run_in_threadpool(_store_feedback, feedback_dir, data, processed, label, predicted)
         return {"stored": True, "id": record["id"]}
 
