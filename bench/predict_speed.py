@@ -51,7 +51,6 @@ def per_image_times(paths: list[Path]) -> dict:
     from digitlab.preprocess import load_pixels, to_mnist_28x28
 
     blobs = [p.read_bytes() for p in paths[:1000]]
-    decode, preprocess, total = [], [], []
     for _ in range(2):  # the first pass warms caches; keep the second
         decode, preprocess, total = [], [], []
         for blob in blobs:

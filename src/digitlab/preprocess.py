@@ -120,7 +120,7 @@ def load_pixels(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: in
         data = _source_bytes(source)
         fast = _spng_format(data)
         if fast is not None:
-            _check_size(*struct.unpack(">II", data[16:24]), max_pixels)
+            _check_size(*image_size(data), max_pixels)  # from the IHDR chunk: nothing decoded yet
             try:
                 return pyspng.load(bytes(data), fast)
             except RuntimeError:
@@ -139,17 +139,26 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SPNG_FORMATS = {0: "L", 2: "RGB", 6: "RGBA"}  # PNG colour type → output format, for 8-bit images
 
 
+def _png_ihdr(data: bytes | bytearray) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk, or None when `data` is not a PNG."""
+    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">IIBB", data[16:26])
+
+
 def _spng_format(data: bytes | bytearray) -> str | None:
     """libspng's output format when `data` is an 8-bit grey/RGB/RGBA PNG without an EXIF orientation."""
-    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or data[24] != 8:
+    header = _png_ihdr(data)
+    if header is None or header[2] != 8 or b"eXIf" in data:
         return None
-    return _SPNG_FORMATS.get(data[25]) if b"eXIf" not in data else None
+    return _SPNG_FORMATS.get(header[3])
 
 
 def image_size(data: bytes | bytearray) -> tuple[int, int] | None:
     """(width, height) read from the header alone, or None when the header cannot be read."""
-    if len(data) >= 24 and data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR":
-        return struct.unpack(">II", data[16:24])
+    header = _png_ihdr(data)
+    if header is not None:
+        return header[0], header[1]
     try:
         return Image.open(io.BytesIO(data)).size
     except Exception:  # any unreadable input: decoding it properly will name the problem
@@ -230,21 +239,22 @@ def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, str, int, float | None]:
         return cv2.resize(band, (small_w, small_h), interpolation=cv2.INTER_AREA)
 
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    if channels > 1 and factor <= 2:  # OpenCV's 2× area path is SIMD for all channels at once: shrink first
-        pixels, factor_done = shrink(pixels), True
-    else:  # at other factors it is ~4× slower on interleaved channels: split them first
-        factor_done = False
+    # OpenCV's 2× area path is SIMD for all channels at once: shrink first. At other factors it is ~4× slower
+    # on interleaved channels: take the bands apart first, then shrink only those needed.
+    shrink_first = channels > 1 and factor <= 2
+    if shrink_first:
+        pixels = shrink(pixels)
     if channels in (2, 4):
-        alpha = pixels[..., -1] if factor_done else cv2.extractChannel(pixels, channels - 1)
+        alpha = pixels[..., -1] if shrink_first else cv2.extractChannel(pixels, channels - 1)
         if cv2.minMaxLoc(alpha)[0] < 230:  # some transparency: is the background transparent?
-            alpha = (alpha if factor_done else shrink(alpha)).astype(np.float32) * np.float32(1 / 255)
+            alpha = (alpha if shrink_first else shrink(alpha)).astype(np.float32) * np.float32(1 / 255)
             if alpha.min() < 0.9:  # a real transparent background: what is opaque is ink, whatever its colour
                 return alpha, "alpha", factor, 0.0
     if channels >= 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2GRAY if channels == 4 else cv2.COLOR_RGB2GRAY)
     elif channels == 2:
         pixels = cv2.extractChannel(pixels, 0)
-    if not factor_done:
+    if not shrink_first:
         pixels = shrink(pixels)
     gray = pixels.astype(np.float32) * np.float32(1 / 255)
     # Polarity. A clean canvas or scan has a uniform border: the background is its colour. Otherwise (a photo
