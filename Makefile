@@ -1,5 +1,5 @@
 # digitlab: `make run` sets up, fetches MNIST, trains the default model if none, reports and serves;
-# `make test` runs ruff and pytest. Both create .venv on first use.
+# `make test` runs ruff, import-linter (the layer contract) and pytest. Both create .venv on first use.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -31,6 +31,7 @@ test: $(BIN)/.installed lint
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format src tests bench

@@ -10,8 +10,8 @@ import statistics
 import time
 from pathlib import Path
 
-from digitlab.data import load_mnist
-from digitlab.fetch import default_data_dir, fetch_mnist, verify_data_dir
+from digitlab.data.fetch import default_data_dir, fetch_mnist, verify_data_dir
+from digitlab.data.mnist import load_mnist
 
 
 def timed(fn, repeats: int = 10) -> list[float]:

@@ -30,8 +30,8 @@ KINDS = ("browser canvas (RGBA)", "Pillow-written (grey)")
 
 
 def make_pngs(folder: Path, count: int) -> dict[str, list[Path]]:
-    from digitlab.data import load_mnist
-    from digitlab.synthetic import browser_png, render
+    from digitlab.data.mnist import load_mnist
+    from digitlab.data.synthetic import browser_png, render
 
     mnist = load_mnist()
     paths: dict[str, list[Path]] = {kind: [] for kind in KINDS}
@@ -48,7 +48,8 @@ def make_pngs(folder: Path, count: int) -> dict[str, list[Path]]:
 
 
 def per_image_times(paths: list[Path]) -> dict:
-    from digitlab.preprocess import load_pixels, to_mnist_28x28
+    from digitlab.data.decode import load_pixels
+    from digitlab.data.preprocess import to_mnist_28x28
 
     blobs = [p.read_bytes() for p in paths[:1000]]
     for _ in range(2):  # the first pass warms caches; keep the second
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10000, help="number of PNGs (default 10000)")
     parser.add_argument("--workers", type=int, default=None, help="predict's preprocessing processes (default: CPUs)")
     args = parser.parse_args()
-    from digitlab.predict import default_workers, run_predict
+    from digitlab.inference.predict import default_workers, run_predict
 
     with tempfile.TemporaryDirectory(prefix="digitlab-bench-") as tmp:
         print(f"making {args.count} canvas PNGs ...", flush=True)

@@ -1,4 +1,4 @@
-"""Accuracy on realistic inputs: each style of `digitlab.synthetic` vs the same digits as original 28×28.
+"""Accuracy on realistic inputs: each style of `digitlab.data.synthetic` vs the same digits as original 28×28.
 
 Run: `.venv/bin/python bench/preprocess_accuracy.py --model RUN_OR_MODEL [--count 1000]` — prints a table
 (original, digitlab preprocessing, plain resize, per style) and writes bench/results/preprocess_accuracy.json.
@@ -17,11 +17,11 @@ RESULTS = Path(__file__).parent / "results" / "preprocess_accuracy.json"
 
 
 def measure(model_path: str, count: int = 1000, seed: int = 0) -> dict:
-    from digitlab.data import load_mnist
-    from digitlab.evaluate import load_model
-    from digitlab.preprocess import to_mnist_28x28
-    from digitlab.synthetic import STYLES, plain_resize, render
-    from digitlab.train import predict_logits
+    from digitlab.data.mnist import load_mnist
+    from digitlab.data.preprocess import to_mnist_28x28
+    from digitlab.data.synthetic import STYLES, plain_resize, render
+    from digitlab.models.forward import predict_logits
+    from digitlab.models.saved import load_model
 
     loaded = load_model(model_path)
     mnist = load_mnist()

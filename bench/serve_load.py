@@ -34,8 +34,8 @@ def free_port() -> int:
 
 
 def payloads() -> dict[str, tuple[str, bytes]]:
-    from digitlab.data import load_mnist
-    from digitlab.synthetic import browser_png, render
+    from digitlab.data.mnist import load_mnist
+    from digitlab.data.synthetic import browser_png, render
 
     mnist = load_mnist()
     image = render(mnist.x_test[0], "black-on-white", np.random.default_rng(0))

@@ -50,9 +50,10 @@ def child(spec: dict, out: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    from digitlab.config import resolve_config
-    from digitlab.data import load_mnist
-    from digitlab.train import predict_logits, train_and_evaluate
+    from digitlab.data.mnist import load_mnist
+    from digitlab.models.forward import predict_logits
+    from digitlab.training.config import resolve_config
+    from digitlab.training.train import train_and_evaluate
 
     spec = dict(spec)
     model, recipe = spec.pop("model"), spec.pop("recipe")

@@ -8,8 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from digitlab.data import load_mnist
-from digitlab.fetch import default_data_dir, fetch_mnist
+from digitlab.data.fetch import default_data_dir, fetch_mnist
+from digitlab.data.mnist import load_mnist
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +29,8 @@ def trained_run(tmp_path_factory, mnist_dir):
 
     Shared by the evaluation, inference and serving tests.
     """
-    from digitlab.config import resolve_config
-    from digitlab.train import train_and_evaluate
+    from digitlab.training.config import resolve_config
+    from digitlab.training.train import train_and_evaluate
 
     out = tmp_path_factory.mktemp("trained") / "cnn"
     config = resolve_config("cnn", epochs=1, lr=3e-3, schedule="onecycle", out=str(out))

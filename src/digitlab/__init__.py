@@ -1,6 +1,11 @@
-"""digitlab: a reference-quality MNIST pipeline with TensorFlow/Keras, from data to a draw-a-digit page."""
+"""digitlab: a reference-quality MNIST pipeline with TensorFlow/Keras, from data to a draw-a-digit page.
 
-from digitlab.data import Mnist, Splits, load_mnist, load_splits, make_dataset, split_train_validation
+The package is a stack of planes, each importing only the ones below it (checked by import-linter):
+cli → serving → inference → evaluation → training → models → data → core (errors, atomic, rundir).
+"""
+
+import lazy_loader
+
 from digitlab.errors import (
     ConfigError,
     DataError,
@@ -10,9 +15,22 @@ from digitlab.errors import (
     ImageError,
     ModelError,
 )
-from digitlab.fetch import fetch_mnist
 
 __version__ = "0.1.0"
+
+__getattr__, __dir__, _lazy = lazy_loader.attach(
+    __name__,
+    submodules=["data", "evaluation", "inference", "models", "serving", "training"],
+    submod_attrs={
+        "data.fetch": ["fetch_mnist"],
+        "data.mnist": ["Mnist", "Splits", "load_mnist", "load_splits", "make_dataset", "split_train_validation"],
+        "data.preprocess": ["to_mnist_28x28"],
+        "inference.predictor": ["Predictor"],
+        "models.saved": ["load_model"],
+        "training.config": ["resolve_config"],
+        "training.train": ["train_and_evaluate"],
+    },
+)
 
 __all__ = [
     "ConfigError",
@@ -21,12 +39,6 @@ __all__ = [
     "FeedbackError",
     "FetchError",
     "ImageError",
-    "Mnist",
     "ModelError",
-    "Splits",
-    "fetch_mnist",
-    "load_mnist",
-    "load_splits",
-    "make_dataset",
-    "split_train_validation",
+    *_lazy,
 ]

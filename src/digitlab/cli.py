@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
+from digitlab.tf_logging import import_tensorflow
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from digitlab.fetch import fetch_mnist
+    from digitlab.data.fetch import fetch_mnist
 
     result = fetch_mnist(args.data_dir, source_dir=args.source, force=args.force, verify=args.verify)
     if result.source == "cache":
@@ -34,8 +35,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from digitlab.data import describe, format_summary, load_splits, save_sample_grid
-    from digitlab.fetch import default_data_dir
+    from digitlab.data.fetch import default_data_dir
+    from digitlab.data.mnist import describe, format_summary, load_splits, save_sample_grid
 
     splits = load_splits(args.data_dir, validation_size=args.validation_size, seed=args.seed)
     print(format_summary(describe(splits)))
@@ -46,18 +47,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from digitlab.config import resolve_config
+    from digitlab.training.config import resolve_config
 
     flags = {k: getattr(args, k) for k in _TRAIN_FLAGS}
     config = resolve_config(args.model, args.recipe, **flags)  # validate before importing TensorFlow
-    from digitlab.train import train_and_evaluate
+    from digitlab.training.train import train_and_evaluate
 
     train_and_evaluate(config)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from digitlab.evaluate import evaluate_model, format_summary
+    from digitlab.evaluation.evaluate import evaluate_model, format_summary
 
     result = evaluate_model(args.target, split=args.split, out=args.out, data_dir=args.data_dir)
     print(format_summary(result.metrics))
@@ -66,7 +67,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from digitlab.evaluate import compare_runs
+    from digitlab.evaluation.compare import compare_runs
 
     _, table = compare_runs(args.runs, out=args.out)
     print(table)
@@ -75,13 +76,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from digitlab.predict import run_predict
+    from digitlab.inference.predict import run_predict
 
     return run_predict(args.paths, args.model, args.top_k, args.json, args.save_processed, workers=args.workers)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from digitlab.serve import ServeConfig, serve
+    from digitlab.serving.app import ServeConfig
+    from digitlab.serving.server import serve
 
     config = ServeConfig(
         model=str(args.model),
@@ -95,13 +97,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from digitlab.launch import launch
+    from digitlab.training.launch import launch
 
     return launch(args.command, workers=args.workers, timeout=args.timeout)
 
 
 def cmd_experiment_transfer(args: argparse.Namespace) -> int:
-    from digitlab.experiment import ExperimentConfig, run_experiment
+    from digitlab.training.experiment import ExperimentConfig, run_experiment
 
     config = ExperimentConfig(
         n_per_class=tuple(args.n), seeds=args.seeds, epochs=args.epochs, min_steps=args.min_steps,
@@ -121,7 +123,7 @@ def cmd_experiment_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from digitlab.finetune import FinetuneConfig, finetune, format_report
+    from digitlab.training.finetune import FinetuneConfig, finetune, format_report
 
     config = FinetuneConfig(
         model=str(args.model), feedback=str(args.feedback) if args.feedback else None,
@@ -137,8 +139,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from digitlab.config import RECIPES
-    from digitlab.models import MODELS
+    from digitlab.models.zoo import MODELS
+    from digitlab.training.config import RECIPES
 
     print("models:")
     for name, spec in MODELS.items():
@@ -157,8 +159,8 @@ _TRAIN_FLAGS = (
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from digitlab.config import LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
-    from digitlab.models import model_names
+    from digitlab.models.zoo import model_names
+    from digitlab.training.config import LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
 
     p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
     p.add_argument("--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)")
@@ -223,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="digitlab", description="MNIST handwritten digits with TensorFlow/Keras: data to served page."
     )
     parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up and C++ log lines (or DIGITLAB_LOG=debug)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fetch", help="download and verify MNIST into the data directory")
@@ -356,7 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--verbose" in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        os.environ["DIGITLAB_LOG"] = "debug"  # before TensorFlow starts, and inherited by launched workers
+    import_tensorflow()  # the parser lists the model registry, which is Keras; quietly (see tf_logging)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

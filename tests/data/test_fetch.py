@@ -13,10 +13,10 @@ import threading
 import numpy as np
 import pytest
 
-from digitlab import fetch
 from digitlab.cli import main
+from digitlab.data import fetch
+from digitlab.data.fetch import FILES, SourceUnavailable, check_files, fetch_mnist, npz_to_idx, verify_data_dir
 from digitlab.errors import FetchError
-from digitlab.fetch import FILES, SourceUnavailable, check_files, fetch_mnist, npz_to_idx, verify_data_dir
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from digitlab.data import (
+from digitlab.data.fetch import FILES, idx_bytes
+from digitlab.data.mnist import (
     load_mnist,
     load_splits,
     make_dataset,
@@ -15,7 +16,6 @@ from digitlab.data import (
     split_train_validation,
 )
 from digitlab.errors import DataError
-from digitlab.fetch import FILES, idx_bytes
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

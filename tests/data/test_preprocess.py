@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitlab.data.decode import _spng_format, image_size, load_image, load_pixels
+from digitlab.data.preprocess import to_mnist_28x28
+from digitlab.data.synthetic import STYLES, browser_png, plain_resize, render
 from digitlab.errors import ImageError
-from digitlab.preprocess import _spng_format, image_size, load_image, load_pixels, to_mnist_28x28
-from digitlab.synthetic import STYLES, browser_png, plain_resize, render
 
 COUNT = 300  # test digits per style: enough to see 1.5 points, quick to preprocess
 
 
 @pytest.fixture(scope="module")
 def model_and_digits(good_cnn, mnist):
-    from digitlab.evaluate import load_model
+    from digitlab.models.saved import load_model
 
     rng = np.random.default_rng(1)
     pick = rng.choice(len(mnist.y_test), size=COUNT, replace=False)
@@ -26,7 +27,7 @@ def model_and_digits(good_cnn, mnist):
 
 
 def _accuracy(model, images, labels) -> float:
-    from digitlab.train import predict_logits
+    from digitlab.models.forward import predict_logits
 
     return float(np.mean(predict_logits(model, np.stack(images)[..., None]).argmax(1) == labels))
 

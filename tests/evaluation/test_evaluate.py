@@ -10,18 +10,17 @@ import pytest
 
 from digitlab.cli import main
 from digitlab.errors import ModelError
-from digitlab.evaluate import (
+from digitlab.evaluation.evaluate import evaluate_model
+from digitlab.evaluation.metrics import (
     brier_score,
     classification_metrics,
-    evaluate_model,
     expected_calibration_error,
-    fit_temperature,
-    load_model,
     most_confused_pairs,
-    negative_log_likelihood,
     reliability_bins,
     top_k_accuracy,
 )
+from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+from digitlab.models.saved import load_model
 
 
 def _probs_with_confidence(confidence: float, predicted: np.ndarray) -> np.ndarray:
@@ -116,7 +115,7 @@ def test_report_on_a_real_model(evaluation, trained_run):
     ):
         assert (out / name).stat().st_size > 1000, name
     metrics = json.loads((out / "metrics.json").read_text())
-    schema = json.loads(resources.files("digitlab").joinpath("metrics.schema.json").read_text())
+    schema = json.loads(resources.files("digitlab.evaluation").joinpath("metrics.schema.json").read_text())
     jsonschema.validate(metrics, schema)
     assert metrics["examples"] == 10000 and metrics["accuracy"] > 0.95
     assert sum(v["support"] for v in metrics["per_class"].values()) == 10000
@@ -134,8 +133,8 @@ def test_temperature_lowers_validation_nll_and_keeps_predictions(evaluation, tra
     # the predicted class (hence accuracy and the confusion matrix) does not depend on T
     before, after = cal["before"], cal["after"]
     assert before["temperature"] == 1.0 and after["temperature"] != 1.0
-    from digitlab.data import load_mnist
-    from digitlab.train import predict_logits
+    from digitlab.data.mnist import load_mnist
+    from digitlab.models.forward import predict_logits
 
     mnist = load_mnist()
     logits = predict_logits(load_model(trained_run).model, mnist.x_test[:2000])

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from digitlab.cli import main
-from digitlab.synthetic import render
+from digitlab.data.synthetic import render
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +75,12 @@ def test_predict_bad_arguments(trained_run, tmp_path, capsys):
 
 def test_worker_processes_match_in_process(image_folder, trained_run, capsys):
     """Enough files to start the process pool (≥ 64): same answers, same order as in-process, bad files too."""
-    from digitlab.evaluate import load_model
-    from digitlab.predict import collect_paths, predict_files
+    from digitlab.inference.predict import collect_paths, predict_files
+    from digitlab.inference.predictor import Predictor
 
     folder, _ = image_folder
     paths = collect_paths([folder]) * 6  # 66 files, four of them broken in different ways
-    model = load_model(trained_run).model
+    model = Predictor.load(trained_run)
     pooled = [p.to_json() for p in predict_files(paths, model, progress=False, workers=2, batch_size=16)]
     inline = [p.to_json() for p in predict_files(paths, model, progress=False, workers=1, batch_size=16)]
     assert len(pooled) == len(paths) and [r["path"] for r in pooled] == [str(p) for p in paths]

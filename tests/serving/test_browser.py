@@ -36,7 +36,7 @@ LAUNCH_ARGS = [
 def server(trained_run, tmp_path_factory):
     import uvicorn
 
-    from digitlab.serve import ServeConfig, create_app
+    from digitlab.serving.app import ServeConfig, create_app
 
     feedback = tmp_path_factory.mktemp("browser-feedback")
     app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(feedback)))

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitlab.serve import ServeConfig, create_app
-from digitlab.synthetic import render
+from digitlab.data.synthetic import render
+from digitlab.serving.app import ServeConfig, create_app
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_concurrent_requests_are_batched(client, mnist):
 
 def test_large_image_is_preprocessed_off_the_event_loop(client, mnist):
     """Images over INLINE_PIXELS go to the preprocessing thread; the answer must be the same kind."""
-    from digitlab.serve import INLINE_PIXELS
+    from digitlab.serving.app import INLINE_PIXELS
 
     image = render(mnist.x_test[1], "black-on-white", np.random.default_rng(1)).resize((900, 900))
     assert INLINE_PIXELS < 900 * 900
@@ -205,13 +205,13 @@ def test_model_thread_waits_for_requests_still_being_preprocessed(good_cnn, mnis
     """With a request announced as pending, a lone submission waits and shares one model call with it."""
     import time
 
-    from digitlab.evaluate import load_model
-    from digitlab.serve import BatchPredictor
+    from digitlab.inference.predictor import Predictor
+    from digitlab.serving.batching import BatchPredictor
 
-    predictor = BatchPredictor(load_model(good_cnn).model, max_wait=2.0)
+    predictor = BatchPredictor(Predictor.load(good_cnn), max_wait=2.0)
     calls = []
-    forward = predictor._forward
-    predictor._forward = lambda x: calls.append(len(x)) or forward(x)
+    logits_of = predictor._logits
+    predictor._logits = lambda x: calls.append(len(x)) or logits_of(x)
     predictor.pending = 1
     first = predictor.submit(mnist.x_test[:1].astype(np.float32) / 255)
     time.sleep(0.2)

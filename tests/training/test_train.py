@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from digitlab.cli import main
-from digitlab.config import resolve_config
 from digitlab.errors import ConfigError
 from digitlab.rundir import RunDir
+from digitlab.training.config import resolve_config
 
 SMALL = {"limit": 512, "validation_size": 500, "batch_size": 64, "patience": 0, "bn_momentum": 0.5}
 COMBOS = [
@@ -34,7 +34,7 @@ COMBOS = [
 
 
 def _train(tmp_path, model, loop, **overrides):
-    from digitlab.train import train_and_evaluate
+    from digitlab.training.train import train_and_evaluate
 
     settings = {**SMALL, "epochs": 2, **overrides}
     config = resolve_config(model, out=str(tmp_path / f"{model}-{loop}"), loop=loop, **settings)

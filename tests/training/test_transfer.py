@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from digitlab.cli import main
-from digitlab.config import resolve_config
 from digitlab.errors import ConfigError, ModelError
 from digitlab.rundir import RunDir
+from digitlab.training.config import resolve_config
 
 SMALL = {"validation_size": 500, "batch_size": 64, "patience": 0}
 QUIET = {"log": lambda *_: None}
@@ -41,7 +41,7 @@ def _changed(before: dict, after: dict) -> set[str]:
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory, mnist_dir):
     """A tiny real cnn run (2,048 images, one epoch): a base to transfer from and a model to fine-tune."""
-    from digitlab.train import train_and_evaluate
+    from digitlab.training.train import train_and_evaluate
 
     out = tmp_path_factory.mktemp("base") / "cnn"
     train_and_evaluate(resolve_config("cnn", out=str(out), limit=2048, epochs=1, lr=3e-3, **SMALL), **QUIET)
@@ -51,7 +51,7 @@ def base_run(tmp_path_factory, mnist_dir):
 @pytest.fixture(scope="module")
 def transfer_run(base_run, tmp_path_factory):
     """`digitlab train --model transfer --base RUN --fine-tune-layers 1` on 1,024 images: both phases."""
-    from digitlab.train import train_and_evaluate
+    from digitlab.training.train import train_and_evaluate
 
     out = tmp_path_factory.mktemp("transfer") / "run"
     config = resolve_config(
@@ -62,8 +62,9 @@ def transfer_run(base_run, tmp_path_factory):
 
 
 def test_transfer_from_a_saved_digitlab_model_trains_head_then_fine_tunes(transfer_run, base_run):
-    from digitlab.evaluate import evaluate_model, load_model
-    from digitlab.transfer import saved_base, weighted_layers
+    from digitlab.evaluation.evaluate import evaluate_model
+    from digitlab.models.saved import load_model
+    from digitlab.models.transfer import saved_base, weighted_layers
 
     run = RunDir(transfer_run.run_dir)
     history = run.read_history()
@@ -100,9 +101,9 @@ def test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_ph
     BatchNorm moving statistics; phase 2 with K=1 moves its dense layer only."""
     import keras
 
-    from digitlab.models import build_model
-    from digitlab.train import train_and_evaluate
-    from digitlab.transfer import saved_base, weighted_layers
+    from digitlab.models.transfer import saved_base, weighted_layers
+    from digitlab.models.zoo import build_model
+    from digitlab.training.train import train_and_evaluate
 
     build_model("fast-cnn").save(tmp_path / "fast.keras")
     base0 = saved_base(str(tmp_path / "fast.keras"))
@@ -134,7 +135,8 @@ def application_models(tmp_path_factory, mnist):
     """VGG16 and MobileNetV2 with --weights none at the adapted size, one training step each, saved."""
     import keras
 
-    from digitlab.transfer import build_transfer_model, set_trainable_top
+    from digitlab.models.transfer import set_trainable_top
+    from digitlab.training.transfer import build_model as build_transfer_model
 
     folder = tmp_path_factory.mktemp("applications")
     x, y = _images(mnist, 16)
@@ -165,7 +167,7 @@ def application_models(tmp_path_factory, mnist):
 
 
 def test_keras_applications_bases_build_at_the_adapted_size_and_train_a_step(application_models):
-    from digitlab.transfer import set_trainable_top
+    from digitlab.models.transfer import set_trainable_top
 
     assert set(application_models) == {"vgg16", "mobilenetv2"}  # names matched case- and punctuation-insensitively
     for key, built in application_models.items():
@@ -188,7 +190,7 @@ def test_the_input_adapter_equals_the_bases_own_preprocess_input(mnist, key, siz
     import keras
     import tensorflow as tf
 
-    from digitlab.transfer import APPLICATIONS, input_adapter
+    from digitlab.models.transfer import APPLICATIONS, input_adapter
 
     inputs = keras.Input((28, 28, 1))
     adapter = keras.Model(inputs, input_adapter(inputs, APPLICATIONS[key], size))
@@ -205,7 +207,7 @@ def test_the_input_adapter_equals_the_bases_own_preprocess_input(mnist, key, siz
 
 
 def test_weights_from_a_local_file(application_models, tmp_path):
-    from digitlab.transfer import build_transfer_model
+    from digitlab.training.transfer import build_model as build_transfer_model
 
     source = application_models["mobilenetv2"]["transfer"].base
     source.save_weights(tmp_path / "mobilenetv2.weights.h5")
@@ -319,8 +321,8 @@ def test_the_learning_rate_rule_and_defaults(base_run, capsys, tmp_path):
 
 def test_the_transfer_experiment_runs_at_a_tiny_scale(tmp_path, mnist_dir, capsys):
     """`digitlab experiment transfer` end to end: N=5, one seed, 20 steps, a base pretrained on 1,000 images."""
-    from digitlab.data import load_splits
-    from digitlab.experiment import ExperimentConfig, pretrain
+    from digitlab.data.mnist import load_splits
+    from digitlab.training.experiment import ExperimentConfig, pretrain
 
     args = ["--n", "5", "--seeds", "1", "--epochs", "1", "--min-steps", "20", "--pretrain-epochs", "1"]
     assert main(["experiment", "transfer", *args, "--pretrain-limit", "1000", "--out", str(tmp_path)]) == 0
@@ -349,18 +351,18 @@ def test_the_transfer_experiment_runs_at_a_tiny_scale(tmp_path, mnist_dir, capsy
 
 def _store(folder, image: Image.Image, label: int, predicted: int | None = None) -> dict:
     """A correction stored exactly as `POST /api/feedback` stores it."""
-    from digitlab.preprocess import to_mnist_28x28
-    from digitlab.serve import _store_feedback
+    from digitlab.data.preprocess import to_mnist_28x28
+    from digitlab.serving.feedback import store_feedback
 
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    return _store_feedback(folder, buf.getvalue(), to_mnist_28x28(buf.getvalue()), label, predicted)
+    return store_feedback(folder, buf.getvalue(), to_mnist_28x28(buf.getvalue()), label, predicted)
 
 
 @pytest.fixture(scope="module")
 def feedback_folder(tmp_path_factory, mnist):
     """30 drawings of real MNIST test digits on canvases, plus a blank one, a missing and an unreadable PNG."""
-    from digitlab.synthetic import render
+    from digitlab.data.synthetic import render
 
     folder = tmp_path_factory.mktemp("feedback")
     rng = np.random.default_rng(0)
@@ -376,7 +378,7 @@ def feedback_folder(tmp_path_factory, mnist):
 
 
 def test_finetune_on_synthetic_feedback_writes_a_new_calibrated_run(base_run, feedback_folder, tmp_path, capsys):
-    from digitlab.evaluate import load_model
+    from digitlab.models.saved import load_model
 
     out = tmp_path / "finetuned"
     args = ["finetune", "--model", str(base_run), "--feedback", str(feedback_folder), "--out", str(out)]
@@ -407,7 +409,7 @@ def test_finetune_on_synthetic_feedback_writes_a_new_calibrated_run(base_run, fe
 
 
 def test_finetune_refuses_too_little_feedback(base_run, tmp_path, mnist, capsys):
-    from digitlab.synthetic import render
+    from digitlab.data.synthetic import render
 
     folder = tmp_path / "feedback"
     rng = np.random.default_rng(1)
@@ -431,7 +433,7 @@ def test_finetune_refuses_too_little_feedback(base_run, tmp_path, mnist, capsys)
     ],
 )
 def test_a_malformed_index_line_is_a_clear_error(base_run, tmp_path, mnist, capsys, line, message):
-    from digitlab.synthetic import render
+    from digitlab.data.synthetic import render
 
     folder = tmp_path / "feedback"
     _store(folder, render(mnist.x_test[0], "canvas", np.random.default_rng(0)), int(mnist.y_test[0]))

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from digitlab.data.fetch import default_data_dir, fetch_mnist, verify_data_dir
 from digitlab.errors import DataError
-from digitlab.fetch import default_data_dir, fetch_mnist, verify_data_dir
 
 if TYPE_CHECKING:
     import tensorflow as tf

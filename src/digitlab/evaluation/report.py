@@ -16,7 +16,8 @@ import numpy as np
 from scipy.special import softmax
 
 from digitlab.atomic import atomic_write_text, save_figure
-from digitlab.evaluate import ECE_BINS, expected_calibration_error, reliability_bins
+from digitlab.evaluation.metrics import ECE_BINS, expected_calibration_error, reliability_bins
+from digitlab.rundir import RunDir
 
 PLOTS = {
     "curves.png": "Training and validation curves",
@@ -140,8 +141,6 @@ def model_summary(model) -> str:
 
 def write_report(out_dir: Path, metrics: dict[str, Any], loaded, images, labels, logits) -> Path:
     """Render every plot, then report.html with the plots embedded (opens without a server)."""
-    from digitlab.rundir import RunDir
-
     history = RunDir(loaded.run_dir).read_history() if loaded.run_dir else []
     temperature = metrics["calibration"]["after"]["temperature"]
     made = [

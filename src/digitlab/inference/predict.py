@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.atomic import atomic_write_bytes
+from digitlab.data.preprocess import Processed, to_mnist_28x28
 from digitlab.errors import ConfigError, DigitlabError, ImageError
+from digitlab.inference.predictor import Predictor, top_k_of
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 OK, BLANK, FAILED = 0, 1, 2
@@ -73,8 +76,6 @@ class Prediction:
 
 def _preprocess_file(path: str) -> tuple[np.ndarray, int, str]:
     """(pixels, status, message) for one file; never raises, so one bad file cannot stop the stream."""
-    from digitlab.preprocess import to_mnist_28x28
-
     try:
         p = to_mnist_28x28(path)
     except ImageError as e:
@@ -112,21 +113,9 @@ def preprocess_stream(paths: list[str], workers: int) -> Iterable[tuple[np.ndarr
             raise DigitlabError("a preprocessing worker process died (out of memory?); try --workers 1") from None
 
 
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    from scipy.special import softmax
-
-    return softmax(np.asarray(logits, np.float64) / temperature, axis=1)
-
-
-def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:
-    order = np.argsort(-probs)[:k]
-    return [{"label": int(i), "probability": round(float(probs[i]), 6)} for i in order]
-
-
 def predict_files(
     paths: list[Path],
-    model,
-    temperature: float = 1.0,
+    predictor: Predictor,
     top_k: int = 3,
     batch_size: int = 256,
     progress: bool = True,
@@ -159,12 +148,9 @@ def predict_files(
     )
     # prefetch: the workers preprocess the next batch while the model runs on this one
     ds = tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
-    from digitlab.train import inference_function
-
-    forward = inference_function(model)
     bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None if progress else True, file=sys.stderr)
     for batch_paths, pixels, status, messages in ds:
-        probs = probabilities(forward(pixels[..., None]).numpy(), temperature)
+        probs = predictor.probabilities(pixels)
         pixels, status = pixels.numpy(), status.numpy()
         for i in range(len(status)):
             path, code, message = batch_paths[i].numpy().decode(), int(status[i]), messages[i].numpy().decode()
@@ -196,29 +182,24 @@ def run_predict(
 ) -> int:
     """The CLI command: print one line per file; return 1 if any file failed, else 0."""
     out = out or sys.stdout
-    from digitlab.atomic import atomic_write_bytes
-    from digitlab.evaluate import load_model
-
     paths = collect_paths(inputs)
     if not paths:
         raise ConfigError("no images found in the given paths")
-    loaded = load_model(model_path)
+    predictor = Predictor.load(model_path)
     save_dir = Path(save_processed) if save_processed else None
     failed = 0
     start = time.perf_counter()
-    for n, pred in enumerate(predict_files(paths, loaded.model, loaded.temperature, top_k, workers=workers), 1):
+    for n, pred in enumerate(predict_files(paths, predictor, top_k, workers=workers), 1):
         failed += pred.error is not None
         print(json.dumps(pred.to_json()) if as_json else pred.to_text(), file=out, flush=False)
         if save_dir is not None and pred.pixels is not None:
-            from digitlab.preprocess import Processed
-
             name = f"{n:06d}-{Path(pred.path).stem}.png"
             atomic_write_bytes(save_dir / name, Processed(pred.pixels, pred.blank).to_png())
     out.flush()
     seconds = time.perf_counter() - start
     print(
         f"{len(paths)} images in {seconds:.2f} s ({len(paths) / seconds:.0f} images/s), {failed} failed"
-        + (f"; temperature {loaded.temperature:.3f}" if loaded.temperature != 1.0 else ""),
+        + (f"; temperature {predictor.temperature:.3f}" if predictor.temperature != 1.0 else ""),
         file=sys.stderr,
     )
     return 1 if failed else 0

@@ -1,13 +1,9 @@
-"""Transfer learning: a pretrained base, frozen, under a new head; then, optionally, its top layers fine-tuned.
+"""Transfer models: a pretrained base under a new head, and the freezing that its two training phases use.
 
 The base is either a `keras.applications` network (VGG16, MobileNetV2) or a saved digitlab model, whose
-layers up to its "logits" Dense layer become the base. Training runs in two phases, the pattern of the Keras
-transfer-learning guide:
-
-1. the base is frozen (`trainable = False`) and only the new head learns, at `--lr`;
-2. with `--fine-tune-layers K > 0`, the top K base layers that hold weights are unfrozen and everything is
-   trained again at a learning rate at least 10× lower (`--fine-tune-lr`), so the large gradients of a
-   still-untrained head cannot wreck the pretrained features.
+layers up to its "logits" Dense layer become the base. `digitlab.training.transfer` trains it in the two
+phases of the Keras transfer-learning guide (head only on a frozen base, then the top K base layers at a
+lower rate); this module builds the network and freezes or unfreezes its layers.
 
 BatchNorm layers never unfreeze: a frozen BatchNormalization runs in inference mode in Keras 3 (it uses its
 moving statistics), which is what keeps the pretrained statistics intact. The base is also called with
@@ -25,8 +21,6 @@ digitlab and without `safe_mode=False` (a Lambda layer would need both).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 import os
 import socket
 import warnings
@@ -39,10 +33,6 @@ from digitlab.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:  # keras is imported lazily: config validation uses this module's name checks
     import keras
-
-    from digitlab.config import TrainConfig
-    from digitlab.data import Splits
-    from digitlab.rundir import RunDir
 
 # --- the bases ----------------------------------------------------------------------------------------------
 
@@ -97,83 +87,6 @@ def default_input_size(app: Application, weights: str) -> int:
 def weights_file_name(app: Application, size: int) -> str:
     # keras.applications falls back to the 224 file when the size has no file of its own
     return app.weights_file.format(size=size if size in app.imagenet_sizes else 224)
-
-
-def complete_settings(values: dict[str, Any]) -> None:
-    """Fill in the transfer defaults that depend on other settings, so config.json records what was used."""
-    if values.get("model") != "transfer" or not values.get("base"):
-        return
-    key = application_key(values["base"])
-    if key:
-        values["base"] = key  # the canonical name: "MobileNet_V2" and "mobilenetv2" are the same run
-        weights = values.get("weights") or "imagenet"
-        values["weights"] = weights.lower() if weights.lower() in WEIGHTS_CHOICES else weights
-        values["input_size"] = values.get("input_size") or default_input_size(APPLICATIONS[key], values["weights"])
-    if values.get("fine_tune_layers"):
-        values["fine_tune_epochs"] = values.get("fine_tune_epochs") or values.get("epochs")
-        values["fine_tune_lr"] = values.get("fine_tune_lr") or values["lr"] / 10
-
-
-def check_settings(config: TrainConfig) -> None:
-    """One-line ConfigErrors for the transfer settings (called by `digitlab.config.validate`)."""
-    given = [
-        flag
-        for flag, value in (
-            ("--base", config.base),
-            ("--weights", config.weights),
-            ("--input-size", config.input_size),
-            ("--fine-tune-layers", config.fine_tune_layers or None),
-            ("--fine-tune-epochs", config.fine_tune_epochs),
-            ("--fine-tune-lr", config.fine_tune_lr),
-        )
-        if value is not None
-    ]
-    if config.model != "transfer":
-        if given:
-            raise ConfigError(
-                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --model transfer"
-            )
-        return
-    names = ", ".join(APPLICATIONS)
-    if not config.base:
-        raise ConfigError(
-            f"--model transfer needs --base: {names} (keras.applications) or a saved digitlab model "
-            "(a .keras file or a run directory)"
-        )
-    if config.loop != "fit":
-        raise ConfigError("--model transfer trains with --loop fit (its two phases are model.fit calls)")
-    key = application_key(config.base)
-    if key is None:
-        if saved_model_file(config.base) is None:
-            raise ConfigError(
-                f"--base {config.base!r} is neither a supported keras.applications base ({names}) nor a saved "
-                "digitlab model (a .keras file or a run directory with model.keras)"
-            )
-        if config.weights is not None or config.input_size is not None:
-            raise ConfigError(
-                "--weights and --input-size apply to keras.applications bases; a saved digitlab model brings its "
-                "own weights and takes 28×28 input"
-            )
-    else:
-        app = APPLICATIONS[key]
-        weights = config.weights or "imagenet"
-        if weights not in WEIGHTS_CHOICES and not Path(weights).expanduser().is_file():
-            raise ConfigError(f"--weights must be imagenet, none or a weights file; no file at {weights}")
-        if config.input_size is not None and config.input_size < app.min_size:
-            raise ConfigError(f"--input-size for {key} must be at least {app.min_size}, got {config.input_size}")
-    if config.fine_tune_layers < 0:
-        raise ConfigError(f"--fine-tune-layers must be >= 0, got {config.fine_tune_layers}")
-    if config.fine_tune_layers == 0:
-        if config.fine_tune_epochs is not None or config.fine_tune_lr is not None:
-            raise ConfigError("--fine-tune-epochs and --fine-tune-lr need --fine-tune-layers K > 0")
-        return
-    if config.fine_tune_epochs is not None and config.fine_tune_epochs < 1:
-        raise ConfigError(f"--fine-tune-epochs must be at least 1, got {config.fine_tune_epochs}")
-    if config.fine_tune_lr is not None and not 0 < config.fine_tune_lr <= config.lr / 10 * (1 + 1e-9):
-        raise ConfigError(
-            f"--fine-tune-lr must be positive and at most --lr / 10 = {config.lr / 10:g} (a high rate on an "
-            f"unfrozen pretrained base destroys its features), got {config.fine_tune_lr:g}"
-        )
 
 
 # --- building -----------------------------------------------------------------------------------------------
@@ -275,7 +188,7 @@ def base_from_model(model: keras.Model, name: str | None = None) -> keras.Model:
 
 
 def saved_base(path: str) -> keras.Model:
-    from digitlab.evaluate import load_model
+    from digitlab.models.saved import load_model
 
     file = saved_model_file(path)
     if file is None:
@@ -312,36 +225,48 @@ class TransferModel:
     info: dict[str, Any] = field(default_factory=dict)  # what was built, recorded in metrics.json
 
 
-def build_transfer_model(config: TrainConfig, num_classes: int = 10) -> TransferModel:
-    """The base named by `config.base` (keras.applications or a saved digitlab model) under a new head."""
-    from digitlab.models import get_spec
+def build_transfer_model(
+    base: str,
+    weights: str | None = None,
+    input_size: int | None = None,
+    dropout: float | None = None,
+    fine_tune_layers: int = 0,
+    num_classes: int = 10,
+) -> TransferModel:
+    """The named base (a keras.applications key or a saved digitlab model) under a new head.
 
-    dropout = config.dropout if config.dropout is not None else (get_spec("transfer").default_dropout or 0.0)
-    key = application_key(config.base or "")
+    Args mirror `digitlab train --model transfer`: `weights` imagenet | none | a file (keras.applications
+    only), `input_size` the side 28×28 is resized to, `dropout` the head's (None: the registry default), and
+    `fine_tune_layers` is checked against the base's weighted layers here, before any training.
+    """
+    from digitlab.models.zoo import get_spec
+
+    dropout = dropout if dropout is not None else (get_spec("transfer").default_dropout or 0.0)
+    key = application_key(base or "")
     if key:
         app = APPLICATIONS[key]
-        weights = config.weights or "imagenet"
-        size = config.input_size or default_input_size(app, weights)
-        base = application_base(key, weights, size)
-        model = attach_head(base, num_classes, dropout, lambda x: input_adapter(x, app, size))
+        weights = weights or "imagenet"
+        size = input_size or default_input_size(app, weights)
+        network = application_base(key, weights, size)
+        model = attach_head(network, num_classes, dropout, lambda x: input_adapter(x, app, size))
         info = {"base": key, "base_kind": "keras.applications", "weights": weights, "input_size": size}
     else:
-        base = saved_base(config.base)
-        model = attach_head(base, num_classes, dropout)
-        info = {"base": str(config.base), "base_kind": "digitlab model", "weights": "saved", "input_size": 28}
-        info["base_file"] = str(saved_model_file(config.base).resolve())
-    layers_with_weights = weighted_layers(base)
-    if config.fine_tune_layers > len(layers_with_weights):
+        network = saved_base(base)
+        model = attach_head(network, num_classes, dropout)
+        info = {"base": str(base), "base_kind": "digitlab model", "weights": "saved", "input_size": 28}
+        info["base_file"] = str(saved_model_file(base).resolve())
+    layers_with_weights = weighted_layers(network)
+    if fine_tune_layers > len(layers_with_weights):
         raise ConfigError(
-            f"--fine-tune-layers {config.fine_tune_layers} but the base {info['base']} has only "
+            f"--fine-tune-layers {fine_tune_layers} but the base {info['base']} has only "
             f"{len(layers_with_weights)} layers with weights (BatchNorm not counted)"
         )
     info.update(
         head_dropout=dropout,
         base_layers_with_weights=len(layers_with_weights),
-        base_parameters=int(base.count_params()),
+        base_parameters=int(network.count_params()),
     )
-    return TransferModel(model, base, info)
+    return TransferModel(model, network, info)
 
 
 # --- freezing -----------------------------------------------------------------------------------------------
@@ -384,83 +309,3 @@ def unfreeze_all(base: keras.Model) -> None:
     base.trainable = True
     for layer in sublayers(base):
         layer.trainable = True
-
-
-# --- training: the two phases of `digitlab train --model transfer` ------------------------------------------
-
-
-def _keep_best(first_epoch: int, keep: list, on_epoch_end, model) -> keras.callbacks.Callback:
-    """Keeps the best-on-validation weights of the whole run in memory and calls the epoch hook, with epochs
-    numbered across phases."""
-    import keras
-
-    def end(epoch, logs):
-        logs = logs or {}
-        if logs.get("val_loss") is not None and logs["val_loss"] < keep[0]:
-            keep[:] = [float(logs["val_loss"]), model.get_weights()]
-        if on_epoch_end is not None:
-            on_epoch_end(first_epoch + epoch + 1, model)
-
-    return keras.callbacks.LambdaCallback(on_epoch_end=end)
-
-
-def train_phases(
-    config: TrainConfig,
-    built: TransferModel,
-    splits: Splits,
-    run: RunDir,
-    log: Callable[[str], Any] = print,
-    on_epoch_end: Callable | None = None,
-) -> dict[str, Any]:
-    """Phase 1 (head only) then, if asked, phase 2 (top K base layers at the lower rate); best weights kept.
-
-    Returns what each phase did, for metrics.json. Transfer runs start over rather than resume.
-    """
-    import keras
-
-    from digitlab.data import make_dataset
-    from digitlab.train import HistoryRows, compile_classifier, make_optimizer, progress_verbosity
-
-    model = built.model
-    run.history.unlink(missing_ok=True)
-    train_ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=config.seed)
-    val_ds = make_dataset(splits.x_val, splits.y_val, 256)
-    steps = math.ceil(len(splits.x_train) / config.batch_size)
-    plan = [(1, config.epochs, config.lr, 0)]
-    if config.fine_tune_layers:
-        plan.append((2, config.fine_tune_epochs or config.epochs, config.fine_tune_lr or config.lr / 10,
-                     config.fine_tune_layers))  # fmt: skip
-    keep: list = [math.inf, None]
-    phases, done = [], 0
-    for phase, epochs, lr, k in plan:
-        unfrozen = set_trainable_top(built.base, k)
-        compile_classifier(model, make_optimizer(dataclasses.replace(config, lr=lr, epochs=epochs), steps))
-        trainable = int(sum(v.numpy().size for v in model.trainable_weights))
-        what = "head only, base frozen" if not k else f"head + top {k} base layers ({', '.join(unfrozen)})"
-        log(f"phase {phase}: {what}; lr {lr:g}, up to {epochs} epochs, {trainable:,} trainable parameters")
-        callbacks = [
-            HistoryRows(run, first_epoch=done, extra={"phase": phase}),
-            keras.callbacks.TensorBoard(str(run.logs / f"phase{phase}"), write_graph=False),
-            _keep_best(done, keep, on_epoch_end, model),
-        ]
-        if config.patience:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
-                  verbose=progress_verbosity())  # fmt: skip
-        rows = [r for r in run.read_history() if r.get("phase") == phase]
-        done += len(rows)
-        phases.append(
-            {
-                "phase": phase,
-                "lr": lr,
-                "epochs_run": len(rows),
-                "unfrozen_base_layers": unfrozen,
-                "trainable_parameters": trainable,
-                "best_val_loss": min((r["val_loss"] for r in rows), default=None),
-                "final_val_accuracy": rows[-1].get("val_accuracy") if rows else None,
-            }
-        )
-    if keep[1] is not None:
-        model.set_weights(keep[1])
-    unfreeze_all(built.base)
-    return {**built.info, "fine_tune_layers": config.fine_tune_layers, "phases": phases}

@@ -160,7 +160,7 @@ class RawMLP(tf.Module):
 
 def build_transfer(options: ModelOptions) -> keras.Model:
     """Registered so `digitlab models` and --model know it; the network itself depends on --base."""
-    raise ConfigError("the transfer model is built from its --base by digitlab.transfer.build_transfer_model")
+    raise ConfigError("the transfer model is built from its --base by digitlab.models.transfer.build_transfer_model")
 
 
 # --- the registry -------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""`digitlab serve`: the draw-a-digit page and a REST API (FastAPI + uvicorn).
+"""The draw-a-digit page and its REST API (FastAPI): routes, limits and error handling.
 
-The model runs in a single background thread fed by a queue: requests that arrive together are predicted in
-one batch (micro-batching), so concurrent clients share model calls and the event loop never waits on
+The model runs in a single background thread fed by a queue (`batching.py`): requests that arrive together
+are predicted in one batch, so concurrent clients share model calls and the event loop never waits on
 TensorFlow. Canvas-sized images are decoded and preprocessed on the event loop (cheaper than handing them to a
 thread under the GIL), larger ones in a thread. Every bad request gets a JSON error with a 4xx status that
 says what was wrong; file-system paths never appear in responses.
@@ -10,15 +10,10 @@ says what was wrong; file-system paths never appear in responses.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import queue
-import threading
 import time
-import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +25,28 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from digitlab.atomic import atomic_write_bytes
-from digitlab.errors import ConfigError, ImageError
-from digitlab.predict import probabilities, top_k_of
-from digitlab.preprocess import Processed, decode_data_url, image_size, to_mnist_28x28
+from digitlab.data.decode import image_size
+from digitlab.data.preprocess import Processed, to_mnist_28x28
+from digitlab.errors import ImageError
+from digitlab.inference.predictor import Predictor, top_k_of
+from digitlab.models.calibration import probabilities
+from digitlab.serving.batching import BatchPredictor
+from digitlab.serving.feedback import store_feedback
+from digitlab.serving.inputs import (
+    BadRequest,
+    b64,
+    image_bytes,
+    parse_json,
+    pixels_from_json,
+    png_data_url,
+    read_body,
+)
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
 MAX_INSTANCES = 256  # per TF Serving request
 SERVE_PIXELS = 16_000_000  # decoded-pixel limit per image for the server (a 16 MP photo)
 INLINE_PIXELS = 640 * 640  # images up to this size are preprocessed on the event loop (see create_app)
-BATCH_WAIT_S = 0.002  # how long the model thread waits for requests still being preprocessed
-
-
-class BadRequest(Exception):
-    """A client error: becomes `{"error": message}` with this status."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -61,89 +59,11 @@ class ServeConfig:
     max_batch: int = 64
 
 
-class BatchPredictor:
-    """One thread owns the model; callers submit (N, 28, 28) arrays and get logits back via futures."""
-
-    def __init__(self, model, max_batch: int = 64, max_wait: float = BATCH_WAIT_S):
-        from digitlab.train import inference_function
-
-        self._forward = inference_function(model)
-        self._queue: queue.Queue = queue.Queue()
-        self.max_batch = max_batch
-        self.max_wait = max_wait
-        # requests being preprocessed that will come here next (written by the event loop thread only): while
-        # there are any, a batch waits up to `max_wait` for them, since one model call on a batch of 4 costs
-        # about as much as one on a batch of 1
-        self.pending = 0
-        self._thread = threading.Thread(target=self._run, name="digitlab-model", daemon=True)
-        self._forward(np.zeros((1, 28, 28, 1), np.float32))  # trace before serving
-        self._thread.start()
-
-    def submit(self, pixels: np.ndarray) -> Future:
-        future: Future = Future()
-        self._queue.put((pixels, future))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            items = [self._queue.get()]
-            count = len(items[0][0])
-            deadline = time.monotonic() + self.max_wait
-            while count < self.max_batch:  # what is already waiting, and what is about to arrive: the batch
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    remaining = deadline - time.monotonic()
-                    if self.pending <= 0 or remaining <= 0:
-                        break
-                    try:
-                        item = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                items.append(item)
-                count += len(item[0])
-            try:
-                batch = np.concatenate([p for p, _ in items]).astype(np.float32)[..., None]
-                logits = self._forward(batch).numpy()
-                start = 0
-                for pixels, future in items:
-                    future.set_result(logits[start : start + len(pixels)])
-                    start += len(pixels)
-            except Exception as e:  # never leave a caller waiting
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(e)
-
-
-def _png_data_url(processed: Processed) -> str:
-    return "data:image/png;base64," + base64.b64encode(processed.to_png()).decode()
-
-
-def _pixels_from_json(value: Any, what: str) -> np.ndarray:
-    """A 28×28 (or 28×28×1) array of finite numbers in [0, 1] or [0, 255]."""
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise BadRequest(f"{what} must be a 28×28 array of numbers") from None
-    if array.shape == (28, 28, 1):
-        array = array[..., 0]
-    if array.shape != (28, 28):
-        raise BadRequest(f"{what} must have shape 28×28, got {'×'.join(map(str, array.shape)) or 'a scalar'}")
-    if not np.all(np.isfinite(array)):
-        raise BadRequest(f"{what} contains NaN or infinite values")
-    if array.min() < 0 or array.max() > 255:
-        raise BadRequest(f"{what} values must be in [0, 1] or [0, 255]")
-    if array.max() > 1:
-        array = array / 255.0
-    return array.astype(np.float32)
-
-
 def create_app(config: ServeConfig) -> FastAPI:
     """Build the app; the model loads here, so a bad model fails before the server starts."""
-    from digitlab.evaluate import load_model
-
-    loaded = load_model(config.model)
-    predictor = BatchPredictor(loaded.model, config.max_batch)
+    predictor = Predictor.load(config.model)
+    loaded = predictor.loaded
+    batcher = BatchPredictor(predictor, config.max_batch)
     metrics: dict[str, Any] = {}
     if loaded.run_dir is not None:
         for name in ("report/metrics.json", "metrics.json"):
@@ -195,27 +115,6 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def unexpected(_: Request, e: Exception):  # a bug: say so without leaking internals
         return JSONResponse({"error": f"internal error ({type(e).__name__})"}, status_code=500)
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise BadRequest("invalid Content-Length header")
-            if int(declared) > config.max_body_bytes:
-                raise BadRequest(f"request body over the limit of {config.max_body_bytes:,} bytes", 413)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > config.max_body_bytes:
-                raise BadRequest(f"request body over the limit of {config.max_body_bytes:,} bytes", 413)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def parse_json(body: bytes) -> Any:
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON") from None
-
     def preprocess(data: bytes) -> Processed:
         try:
             return to_mnist_28x28(data, max_pixels=config.max_pixels)
@@ -232,18 +131,18 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     async def preprocess_async(data: bytes, for_model: bool = True) -> Processed:
         pending = 1 if for_model else 0
-        predictor.pending += pending  # lets the model thread wait a moment to batch this request with others
+        batcher.pending += pending  # lets the model thread wait a moment to batch this request with others
         try:
             size = image_size(data)
             if size is not None and size[0] * size[1] <= INLINE_PIXELS:
                 return preprocess(data)
             return await asyncio.get_running_loop().run_in_executor(preprocess_pool, preprocess, data)
         finally:
-            predictor.pending -= pending
+            batcher.pending -= pending
 
     async def images_from_request(request: Request) -> tuple[list[Processed], bool]:
         """Processed inputs of /api/predict; the flag says whether they came as raw pixels."""
-        body = await read_body(request)
+        body = await read_body(request, config.max_body_bytes)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if not body:
             raise BadRequest("empty request body: send an image, or JSON with 'image' or 'pixels'")
@@ -264,23 +163,23 @@ def create_app(config: ServeConfig) -> FastAPI:
             data = await files[0].read()
             return [await preprocess_async(data)], False
         if content_type == "application/json":
-            payload = await parse_json(body)
+            payload = parse_json(body)
             if not isinstance(payload, dict) or not ({"image", "pixels"} & payload.keys()):
                 raise BadRequest("JSON body must be an object with 'image' (a data URL) or 'pixels' (28×28)")
             if "pixels" in payload:
-                pixels = _pixels_from_json(payload["pixels"], "pixels")
+                pixels = pixels_from_json(payload["pixels"], "pixels")
                 return [
                     Processed(pixels, blank=not pixels.any(), reason="blank: no ink" if not pixels.any() else "")
                 ], True
             image = payload["image"]
             if not isinstance(image, str):
                 raise BadRequest("'image' must be a string: a data:image/...;base64,... URL or base64")
-            return [await preprocess_async(_image_bytes(image))], False
+            return [await preprocess_async(image_bytes(image))], False
         return [await preprocess_async(body)], False  # raw image bytes, any content type
 
     async def predict(processed: list[Processed]) -> np.ndarray:
         pixels = np.stack([p.pixels for p in processed])
-        logits = await asyncio.wrap_future(predictor.submit(pixels))
+        logits = await asyncio.wrap_future(batcher.submit(pixels))
         return probabilities(logits, loaded.temperature)
 
     @app.get("/", include_in_schema=False)
@@ -296,7 +195,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         top 3, whether no digit was found, and the 28×28 the model saw (PNG data URL)."""
         start = time.perf_counter()
         (processed,), _ = await images_from_request(request)
-        body: dict[str, Any] = {"blank": processed.blank, "processed": _png_data_url(processed)}
+        body: dict[str, Any] = {"blank": processed.blank, "processed": png_data_url(processed)}
         if processed.blank:
             body.update(label=None, probabilities=None, top_k=[], reason=processed.reason)
         else:
@@ -313,7 +212,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def tf_serving_predict(request: Request):
         """`{"instances": [...]}` where each instance is a 28×28 array (MNIST convention) or `{"b64": "..."}`
         image bytes; answers `{"predictions": [[10 probabilities], ...]}` like TF Serving."""
-        payload = await parse_json(await read_body(request))
+        payload = parse_json(await read_body(request, config.max_body_bytes))
         if not isinstance(payload, dict):
             raise BadRequest("body must be a JSON object with 'instances' (or 'inputs')")
         instances = payload.get("instances", payload.get("inputs"))
@@ -326,9 +225,9 @@ def create_app(config: ServeConfig) -> FastAPI:
             if isinstance(instance, dict):
                 if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
                     raise BadRequest(f"instances[{i}] must be a 28×28 array or {{'b64': '...'}}")
-                processed.append(await preprocess_async(_b64(instance["b64"], f"instances[{i}].b64")))
+                processed.append(await preprocess_async(b64(instance["b64"], f"instances[{i}].b64")))
             else:
-                processed.append(Processed(_pixels_from_json(instance, f"instances[{i}]"), blank=False))
+                processed.append(Processed(pixels_from_json(instance, f"instances[{i}]"), blank=False))
         probs = await predict(processed)
         return JSONResponse({"predictions": [[round(float(p), 6) for p in row] for row in probs]})
 
@@ -344,7 +243,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def feedback(request: Request):
         """JSON `{"image": data URL of the drawing, "label": the true digit, "predicted": what the model said}`;
         stored as a PNG plus one line in `index.jsonl` of the feedback folder."""
-        payload = await parse_json(await read_body(request))
+        payload = parse_json(await read_body(request, config.max_body_bytes))
         if not isinstance(payload, dict):
             raise BadRequest("body must be a JSON object with 'image' and 'label'")
         label = payload.get("label")
@@ -358,9 +257,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         image = payload.get("image")
         if not isinstance(image, str):
             raise BadRequest("'image' must be a data:image/png;base64,... URL")
-        data = _image_bytes(image)  # a base64 decode: cheaper than a thread handoff, as in /api/predict
+        data = image_bytes(image)  # a base64 decode: cheaper than a thread handoff, as in /api/predict
         processed = await preprocess_async(data, for_model=False)  # validates the image; stored with it
-        record = await run_in_threadpool(_store_feedback, feedback_dir, data, processed, label, predicted)
+        record = await run_in_threadpool(store_feedback, feedback_dir, data, processed, label, predicted)
         return {"stored": True, "id": record["id"]}
 
     @app.get("/api/model", summary="Model name, metrics and input contract")
@@ -373,83 +272,9 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/readyz", summary="Readiness: the model answers")
     async def readyz():
-        logits = await asyncio.wrap_future(predictor.submit(np.zeros((1, 28, 28), np.float32)))
+        logits = await asyncio.wrap_future(batcher.submit(np.zeros((1, 28, 28), np.float32)))
         if logits.shape != (1, 10) or not np.all(np.isfinite(logits)):
             return JSONResponse({"status": "not ready"}, status_code=503)
         return {"status": "ready", "model": loaded.name}
 
     return app
-
-
-def _b64(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except ValueError:
-        raise BadRequest(f"{what} is not valid base64") from None
-
-
-def _image_bytes(image: str) -> bytes:
-    try:
-        return decode_data_url(image) if image.startswith("data:") else _b64(image, "image")
-    except ImageError as e:
-        raise BadRequest(f"image: {e}") from None
-
-
-_FEEDBACK_LOCK = threading.Lock()
-
-
-def _store_feedback(folder: Path, data: bytes, processed: Processed, label: int, predicted: int | None) -> dict:
-    """PNG first (atomically), then the index line: an index line never points at a missing file."""
-    import io
-
-    from PIL import Image
-
-    record_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(data)).save(buf, format="PNG")  # normalise whatever came in to PNG
-    atomic_write_bytes(folder / f"{record_id}.png", buf.getvalue())
-    record = {
-        "id": record_id,
-        "file": f"{record_id}.png",
-        "label": label,
-        "predicted": predicted,
-        "blank": processed.blank,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    with _FEEDBACK_LOCK, open(folder / "index.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")  # one short line in append mode: written whole or not at all
-    return record
-
-
-def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run uvicorn with `workers` processes, each with its own model and micro-batcher.
-
-    TensorFlow gets one thread per process: the model is small and requests already run in parallel, and
-    TensorFlow's spinning pool threads would otherwise take CPU from preprocessing (measured: ~1 ms less
-    CPU per request). Set TF_NUM_INTRAOP_THREADS yourself to override. Must run before TensorFlow starts.
-    """
-    import os
-
-    import uvicorn
-
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-
-    create_app(config)  # fail fast (bad model → one-line error) before binding the port
-    os.environ["DIGITLAB_SERVE_CONFIG"] = json.dumps(config.__dict__, default=list)
-    print(f"serving {config.model} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
-    uvicorn.run("digitlab.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
-
-
-def app_from_env() -> FastAPI:
-    """uvicorn's factory for each worker process (they cannot share one app object)."""
-    import os
-
-    raw = json.loads(os.environ["DIGITLAB_SERVE_CONFIG"])
-    raw["cors_origins"] = tuple(raw.get("cors_origins") or ())
-    return create_app(ServeConfig(**raw))
-
-
-__all__ = ["BadRequest", "ServeConfig", "create_app", "serve"]

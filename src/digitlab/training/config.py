@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.errors import ConfigError
-from digitlab.models import get_spec
+from digitlab.models.transfer import (
+    APPLICATIONS,
+    WEIGHTS_CHOICES,
+    application_key,
+    default_input_size,
+    saved_model_file,
+)
+from digitlab.models.zoo import ModelOptions, get_spec
 
 LOOPS = ("fit", "custom")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
@@ -23,7 +30,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 @dataclass
 class TrainConfig:
-    model: str = "cnn"  # registry name, see `digitlab.models.MODELS`
+    model: str = "cnn"  # registry name, see `digitlab.models.zoo.MODELS`
     recipe: str = "default"  # named hyper-parameter set, see RECIPES
     epochs: int = 12  # upper bound; early stopping on validation loss may end sooner
     batch_size: int = 128  # global batch size (split across replicas under tf.distribute)
@@ -43,7 +50,7 @@ class TrainConfig:
     strategy: str = "auto"  # auto | default | mirrored | multi-worker
     out: str | None = None  # run directory; default runs/<model>-<timestamp>
     data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
-    # --model transfer only (see digitlab/transfer.py); None/0 for every other model
+    # --model transfer only (see digitlab/models/transfer.py); None/0 for every other model
     base: str | None = None  # vgg16 | mobilenetv2 (keras.applications) or a saved digitlab model (.keras or run dir)
     weights: str | None = None  # keras.applications bases: imagenet (default) | none (random init) | PATH to a file
     input_size: int | None = None  # keras.applications bases: side 28×28 is resized to (32; MobileNetV2+imagenet 96)
@@ -128,8 +135,6 @@ def resolve_config(model: str | None = None, recipe: str = "default", **flags: A
             raise ConfigError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = value
-    from digitlab.transfer import complete_settings
-
     complete_settings(values)
     config = TrainConfig(**values)
     validate(config)
@@ -177,8 +182,6 @@ def validate(config: TrainConfig) -> None:
     require(checks)
     if not get_spec(config.model).keras_loop and config.loop != "custom":
         raise ConfigError(f"model {config.model!r} is a raw tf.Module: train it with --loop custom")
-    from digitlab.transfer import check_settings
-
     check_settings(config)
     if config.loop == "fit" and config.strategy == "multi-worker":
         raise ConfigError(
@@ -192,3 +195,87 @@ def validate(config: TrainConfig) -> None:
         parent = next(p for p in [out, *out.parents] if p.exists())
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise ConfigError(f"--out {config.out} is not writable ({parent} is not a writable directory)")
+
+
+def model_options(config: TrainConfig) -> ModelOptions:
+    return ModelOptions(config.dropout, config.weight_decay, config.initializer, config.bn_momentum)
+
+
+# --- --model transfer: defaults that depend on other settings, and the settings' checks ---------------------
+
+
+def complete_settings(values: dict[str, Any]) -> None:
+    """Fill in the transfer defaults that depend on other settings, so config.json records what was used."""
+    if values.get("model") != "transfer" or not values.get("base"):
+        return
+    key = application_key(values["base"])
+    if key:
+        values["base"] = key  # the canonical name: "MobileNet_V2" and "mobilenetv2" are the same run
+        weights = values.get("weights") or "imagenet"
+        values["weights"] = weights.lower() if weights.lower() in WEIGHTS_CHOICES else weights
+        values["input_size"] = values.get("input_size") or default_input_size(APPLICATIONS[key], values["weights"])
+    if values.get("fine_tune_layers"):
+        values["fine_tune_epochs"] = values.get("fine_tune_epochs") or values.get("epochs")
+        values["fine_tune_lr"] = values.get("fine_tune_lr") or values["lr"] / 10
+
+
+def check_settings(config: TrainConfig) -> None:
+    """One-line ConfigErrors for the transfer settings (called by `validate`)."""
+    given = [
+        flag
+        for flag, value in (
+            ("--base", config.base),
+            ("--weights", config.weights),
+            ("--input-size", config.input_size),
+            ("--fine-tune-layers", config.fine_tune_layers or None),
+            ("--fine-tune-epochs", config.fine_tune_epochs),
+            ("--fine-tune-lr", config.fine_tune_lr),
+        )
+        if value is not None
+    ]
+    if config.model != "transfer":
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --model transfer"
+            )
+        return
+    names = ", ".join(APPLICATIONS)
+    if not config.base:
+        raise ConfigError(
+            f"--model transfer needs --base: {names} (keras.applications) or a saved digitlab model "
+            "(a .keras file or a run directory)"
+        )
+    if config.loop != "fit":
+        raise ConfigError("--model transfer trains with --loop fit (its two phases are model.fit calls)")
+    key = application_key(config.base)
+    if key is None:
+        if saved_model_file(config.base) is None:
+            raise ConfigError(
+                f"--base {config.base!r} is neither a supported keras.applications base ({names}) nor a saved "
+                "digitlab model (a .keras file or a run directory with model.keras)"
+            )
+        if config.weights is not None or config.input_size is not None:
+            raise ConfigError(
+                "--weights and --input-size apply to keras.applications bases; a saved digitlab model brings its "
+                "own weights and takes 28×28 input"
+            )
+    else:
+        app = APPLICATIONS[key]
+        weights = config.weights or "imagenet"
+        if weights not in WEIGHTS_CHOICES and not Path(weights).expanduser().is_file():
+            raise ConfigError(f"--weights must be imagenet, none or a weights file; no file at {weights}")
+        if config.input_size is not None and config.input_size < app.min_size:
+            raise ConfigError(f"--input-size for {key} must be at least {app.min_size}, got {config.input_size}")
+    if config.fine_tune_layers < 0:
+        raise ConfigError(f"--fine-tune-layers must be >= 0, got {config.fine_tune_layers}")
+    if config.fine_tune_layers == 0:
+        if config.fine_tune_epochs is not None or config.fine_tune_lr is not None:
+            raise ConfigError("--fine-tune-epochs and --fine-tune-lr need --fine-tune-layers K > 0")
+        return
+    if config.fine_tune_epochs is not None and config.fine_tune_epochs < 1:
+        raise ConfigError(f"--fine-tune-epochs must be at least 1, got {config.fine_tune_epochs}")
+    if config.fine_tune_lr is not None and not 0 < config.fine_tune_lr <= config.lr / 10 * (1 + 1e-9):
+        raise ConfigError(
+            f"--fine-tune-lr must be positive and at most --lr / 10 = {config.lr / 10:g} (a high rate on an "
+            f"unfrozen pretrained base destroys its features), got {config.fine_tune_lr:g}"
+        )

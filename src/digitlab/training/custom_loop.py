@@ -1,7 +1,6 @@
 """The custom training loop: GradientTape + tf.function, unchanged under any tf.distribute strategy.
 
-The environment decides the strategy (`--strategy auto`): a `TF_CONFIG` describing a cluster →
-MultiWorkerMirroredStrategy, several GPUs → MirroredStrategy, else the default strategy. Losses are
+The environment decides the strategy (`--strategy auto`, see `strategy.py`). Losses are
 summed per replica and divided by the *global* batch size, so the gradient is the same whatever the number
 of replicas. Every worker runs the same number of steps (drop_remainder) so collectives never wait on a
 worker that has run out of data. Only the chief writes the run; the others checkpoint to scratch space.
@@ -9,8 +8,6 @@ worker that has run out of data. Only the chief writes the run; the others check
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
 
@@ -19,54 +16,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from digitlab.config import TrainConfig
-from digitlab.data import Splits, make_dataset
+from digitlab.data.mnist import Splits, make_dataset
 from digitlab.errors import ConfigError
-from digitlab.models import RawMLP, build_model
+from digitlab.models.zoo import RawMLP, build_model
 from digitlab.rundir import RunDir
-
-
-def cluster_size() -> int:
-    """Number of tasks described by TF_CONFIG (0 when unset)."""
-    try:
-        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    except ValueError:
-        raise ConfigError("TF_CONFIG is not valid JSON") from None
-    return sum(len(tasks) for tasks in cluster.values())
-
-
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """Pick the strategy; MultiWorkerMirroredStrategy must be created before any other TF op runs."""
-    if name == "auto":
-        if cluster_size() > 1:
-            name = "multi-worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
-    if name == "multi-worker":
-        if cluster_size() < 1:
-            raise ConfigError("--strategy multi-worker needs TF_CONFIG describing the cluster (see README)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def strategy_name(strategy: tf.distribute.Strategy | None) -> str:
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "MultiWorkerMirroredStrategy"
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
-        return "MirroredStrategy"
-    return "default"
-
-
-def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
-    """Worker 0 (or the explicit chief) writes outputs; with no cluster everyone is the chief."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    resolver = strategy.cluster_resolver
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+from digitlab.training.config import TrainConfig, model_options
+from digitlab.training.optim import current_lr, make_optimizer
 
 
 def weights_fingerprint(model) -> str:
@@ -96,8 +51,6 @@ def train(
     steps_per_epoch = len(splits.x_train) // global_batch
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch-size {global_batch} is larger than the {len(splits.x_train)} training examples")
-
-    from digitlab.train import current_lr, make_optimizer, model_options
 
     with strategy.scope():
         model = build_model(config.model, model_options(config), seed=config.seed)

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from digitlab.atomic import atomic_write_json, atomic_write_text, save_figure
-from digitlab.config import require
 from digitlab.errors import ConfigError
+from digitlab.training.config import require
 
 OLD_DIGITS = (0, 1, 2, 3, 4)  # what the base is pretrained on
 NEW_DIGITS = (5, 6, 7, 8, 9)  # what is learnt from N labels per class
@@ -109,8 +109,10 @@ def pretrain(config: ExperimentConfig, splits, log=print) -> tuple[Path, dict[st
     """A cnn trained on digits 0–4 only, cached as OUT/pretrained-cnn-<key>.keras (key = its settings)."""
     import keras
 
-    from digitlab.models import ModelOptions, build_cnn
-    from digitlab.train import compile_classifier, predict_logits, set_seed
+    from digitlab.models.forward import predict_logits
+    from digitlab.models.zoo import ModelOptions, build_cnn
+    from digitlab.training.optim import compile_classifier
+    from digitlab.training.train import set_seed
 
     settings = {
         "model": "cnn",
@@ -164,7 +166,7 @@ def pretrain(config: ExperimentConfig, splits, log=print) -> tuple[Path, dict[st
 def _compile_fit(model, ds, steps: int, lr: float) -> None:
     import keras
 
-    from digitlab.train import compile_classifier
+    from digitlab.training.optim import compile_classifier
 
     compile_classifier(model, keras.optimizers.Adam(lr), accuracy=False)
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)  # the stream is shuffled, seeded
@@ -193,9 +195,9 @@ def _fit_head_on_features(model, base, x: np.ndarray, y: np.ndarray, steps: int,
 def train_method(method: str, config: ExperimentConfig, pretrained: Path, x: np.ndarray, y: np.ndarray,
                  steps: int, seed: int):  # fmt: skip
     """Build and train one method's model on (x, y) within `steps` optimizer steps; returns the model."""
-    from digitlab import transfer
-    from digitlab.models import ModelOptions, build_cnn
-    from digitlab.train import set_seed
+    from digitlab.models import transfer
+    from digitlab.models.zoo import ModelOptions, build_cnn
+    from digitlab.training.train import set_seed
 
     set_seed(seed)  # same head initialisation for (a) and (b); the scratch model's own for (c)
     classes = len(NEW_DIGITS)
@@ -234,8 +236,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> ExperimentResult:
     """Pretrain (or reuse) the base, run every method × N × seed, write results.json, table.md and the plot."""
     from tqdm import tqdm
 
-    from digitlab.data import load_splits
-    from digitlab.train import predict_logits
+    from digitlab.data.mnist import load_splits
+    from digitlab.models.forward import predict_logits
 
     config.validate()
     out = Path(config.out)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.config import require
 from digitlab.errors import ConfigError, FeedbackError, ImageError
+from digitlab.training.config import require
 
 INDEX = "index.jsonl"
 
@@ -96,7 +96,7 @@ def read_feedback(folder: str | Path) -> Feedback:
     """Read the feedback folder: skip blank records and missing/unreadable PNGs, preprocess the rest."""
     from tqdm import tqdm
 
-    from digitlab.preprocess import to_mnist_28x28
+    from digitlab.data.preprocess import to_mnist_28x28
 
     folder = Path(folder)
     index = folder / INDEX
@@ -175,19 +175,15 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     """Fine-tune `config.model` on its feedback; write a new run directory and return its metrics."""
     import keras
 
-    from digitlab.data import load_splits
-    from digitlab.evaluate import LoadedModel, fit_temperature, load_model, negative_log_likelihood, save_temperature
+    from digitlab.data.mnist import load_splits
+    from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+    from digitlab.models.forward import predict_logits
+    from digitlab.models.saved import LoadedModel, export_model, load_model, save_temperature
+    from digitlab.models.transfer import sublayers
     from digitlab.rundir import RunDir, environment
-    from digitlab.train import (
-        HistoryRows,
-        check_reload,
-        compile_classifier,
-        evaluate_logits,
-        export_model,
-        predict_logits,
-        set_seed,
-    )
-    from digitlab.transfer import sublayers
+    from digitlab.training.callbacks import HistoryRows
+    from digitlab.training.optim import compile_classifier
+    from digitlab.training.train import check_reload, evaluate_logits, set_seed
 
     config.validate()
     parent = load_model(config.model)  # a missing or corrupt model is a one-line ModelError

@@ -1,7 +1,7 @@
 """Training: `train_and_evaluate(config)` → a finished run directory.
 
 Two loops share everything but the inner loop: `--loop fit` is Keras `model.fit` with the usual callbacks;
-`--loop custom` (in `custom_loop.py`) is an explicit GradientTape step that runs under any tf.distribute
+`--loop custom` (`custom_loop.py`) is an explicit GradientTape step that runs under any tf.distribute
 strategy. Both resume a killed run, keep the best-on-validation weights, and end the same way: export
 `model.keras`, reload it, check its test predictions equal the in-memory model's, write metrics.
 """
@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import tempfile
 import time
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,68 +21,18 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.atomic import atomic_write_json, atomic_write_text
-from digitlab.config import TrainConfig
-from digitlab.data import Splits, load_splits, make_dataset
-from digitlab.errors import ModelError
-from digitlab.models import ModelOptions, RawMLP, build_model
+from digitlab.data.mnist import Splits, load_splits, make_dataset
+from digitlab.errors import ConfigError, ModelError
+from digitlab.models.forward import predict_logits
+from digitlab.models.saved import export_model
+from digitlab.models.zoo import RawMLP, build_model
 from digitlab.rundir import RunDir, default_run_path, environment, find_unfinished_run
+from digitlab.training import custom_loop, strategy, transfer
+from digitlab.training.callbacks import EpochHook, HistoryRows, ResumableEarlyStopping, progress_verbosity
+from digitlab.training.config import TrainConfig, model_options
+from digitlab.training.optim import compile_classifier, make_optimizer
 
 tf.get_logger().setLevel("ERROR")  # retracing notices for each new model are expected here, not actionable
-
-
-@keras.saving.register_keras_serializable(package="digitlab")
-class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak` over `warmup` of the steps, then cosine annealing to ~0.
-
-    The warm-up lets a high peak rate be used safely (fast progress); the anneal settles into a minimum.
-    """
-
-    def __init__(self, peak: float, total_steps: int, warmup: float = 0.25, final_div: float = 100.0):
-        self.peak, self.total_steps, self.warmup, self.final_div = peak, total_steps, warmup, final_div
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        total = tf.cast(max(self.total_steps, 1), tf.float32)
-        up = tf.maximum(total * self.warmup, 1.0)
-        start = self.peak / 10.0
-        warm = start + (self.peak - start) * step / up
-        progress = tf.clip_by_value((step - up) / tf.maximum(total - up, 1.0), 0.0, 1.0)
-        end = self.peak / self.final_div
-        anneal = end + (self.peak - end) * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        return tf.where(step < up, warm, anneal)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "peak": self.peak,
-            "total_steps": self.total_steps,
-            "warmup": self.warmup,
-            "final_div": self.final_div,
-        }
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    total = steps_per_epoch * config.epochs
-    if config.schedule == "onecycle":
-        lr = OneCycle(config.lr, total)
-    elif config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(config.lr, total)
-    else:
-        lr = config.lr
-    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **clip)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=1e-4, **clip)
-    return keras.optimizers.Adam(lr, **clip)
-
-
-def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
-    lr = optimizer.learning_rate
-    return float(lr.numpy() if hasattr(lr, "numpy") else lr)
-
-
-def model_options(config: TrainConfig) -> ModelOptions:
-    return ModelOptions(config.dropout, config.weight_decay, config.initializer, config.bn_momentum)
 
 
 def set_seed(seed: int) -> None:
@@ -94,64 +41,7 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def progress_verbosity() -> int:
-    return 1 if sys.stdout.isatty() else 2  # a live bar on a terminal, one line per epoch in logs
-
-
 # --- the fit loop -------------------------------------------------------------------------------------------
-
-
-def compile_classifier(model: keras.Model, optimizer, accuracy: bool = True) -> None:
-    """Compile for 10 (or N) logits and integer labels: the loss every digitlab model trains with."""
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if accuracy else None,
-    )
-
-
-class HistoryRows(keras.callbacks.Callback):
-    """Writes each epoch to history.csv atomically (the same file format as the custom loop).
-
-    `first_epoch` numbers the rows after epochs already written (a second training phase); `extra` adds
-    fixed columns to every row (a transfer run's `phase`).
-    """
-
-    def __init__(self, run: RunDir, first_epoch: int = 0, extra: dict[str, Any] | None = None):
-        super().__init__()
-        self.run, self.first_epoch, self.extra = run, first_epoch, extra or {}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        row = {
-            "epoch": self.first_epoch + epoch + 1,
-            **self.extra,
-            "lr": current_lr(self.model.optimizer),
-            "seconds": time.perf_counter() - self.start,
-        }
-        row.update({k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")})
-        self.run.append_history(row)
-
-
-class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that starts from the best/wait of the epochs already done before a resume."""
-
-    def __init__(self, history: list[dict[str, float]], **kw):
-        super().__init__(**kw)
-        self._history = history
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        losses = [r["val_loss"] for r in self._history if "val_loss" in r]
-        if losses:
-            best = int(np.argmin(losses))
-            self.best, self.wait = losses[best], len(losses) - 1 - best
-
-
-EpochHook = Callable[[int, Any], None]  # (epoch number from 1, model) after each epoch; benches use it
 
 
 def fit_loop(
@@ -161,11 +51,11 @@ def fit_loop(
     run: RunDir,
     on_epoch_end: EpochHook | None = None,
 ) -> None:
-    strategy = tf.distribute.get_strategy()
+    distribution = tf.distribute.get_strategy()
     train_ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=config.seed)
     val_ds = make_dataset(splits.x_val, splits.y_val, 1024)
     steps = math.ceil(len(splits.x_train) / config.batch_size)
-    with strategy.scope():
+    with distribution.scope():
         compile_classifier(model, make_optimizer(config, steps))
     history = run.read_history()
     val_losses = [r["val_loss"] for r in history if "val_loss" in r]
@@ -182,7 +72,7 @@ def fit_loop(
         HistoryRows(run),
     ]
     if config.patience:
-        callbacks.append(_ResumableEarlyStopping(history, monitor="val_loss", patience=config.patience))
+        callbacks.append(ResumableEarlyStopping(history, monitor="val_loss", patience=config.patience))
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch_end(e + 1, model)))
     model.fit(
@@ -206,41 +96,6 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     model: keras.Model
-
-
-def export_model(model: keras.Model | RawMLP) -> keras.Model:
-    """A plain, uncompiled Keras model over the trained weights: loads anywhere without digitlab.
-
-    Wrapping the same layers in a new functional Model drops the optimizer and compile state (so the
-    one-cycle schedule, a digitlab class, is not needed to load it) without copying weights.
-    """
-    if isinstance(model, RawMLP):
-        return model.to_keras()
-    return keras.Model(model.input, model.output, name=model.name)
-
-
-_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def inference_function(model) -> Callable:
-    """The model's forward pass in inference mode as one traced graph (batch size may vary)."""
-
-    def forward(x):
-        return model(x, training=False)
-
-    return tf.function(forward, reduce_retracing=True)
-
-
-def predict_logits(model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Logits for uint8 or [0, 1] float images, batched through one traced graph (2-3× faster than eager)."""
-    forward = _FORWARD.get(model)
-    if forward is None:  # one traced function per model, reused across calls
-        forward = _FORWARD[model] = inference_function(model)
-    if images.dtype != np.uint8:  # already scaled to [0, 1]: batch as is
-        ds = tf.data.Dataset.from_tensor_slices(images.astype(np.float32).reshape(-1, 28, 28, 1)).batch(batch_size)
-        return np.concatenate([forward(x).numpy() for x in ds])
-    ds = make_dataset(images, batch_size=batch_size, cache=False)
-    return np.concatenate([forward(x).numpy() for x in ds])
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -271,8 +126,6 @@ def prepare_run(config: TrainConfig) -> tuple[RunDir, bool]:
     resuming = run.read_config().get("settings") == settings and not run.finished
     run.create()
     if run.finished or (run.config.exists() and not resuming):
-        from digitlab.errors import ConfigError
-
         raise ConfigError(f"--out {run.path} already holds a different or finished run; choose another --out")
     return run, resuming
 
@@ -281,34 +134,30 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     """Train `config.model`, write the run directory, and return its metrics.
 
     Args:
-      config: a validated TrainConfig (see `digitlab.config.resolve_config`).
+      config: a validated TrainConfig (see `digitlab.training.config.resolve_config`).
       log: where progress lines go.
       on_epoch_end: called after every epoch with (epoch, model), e.g. to time accuracy milestones.
     """
-    from digitlab import custom_loop
-
-    strategy = custom_loop.make_strategy(config.strategy) if config.loop == "custom" else None
-    chief = custom_loop.is_chief(strategy)
+    distribution = strategy.make_strategy(config.strategy) if config.loop == "custom" else None
+    chief = strategy.is_chief(distribution)
     set_seed(config.seed)
     transfer_model = None
     if config.model == "transfer":  # built first: a missing base or undownloadable weights fail before the run dir
-        from digitlab import transfer
-
-        transfer_model = transfer.build_transfer_model(config)
+        transfer_model = transfer.build_model(config)
     if chief:
         run, resuming = prepare_run(config)
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
     splits = load_splits(config.data_dir, config.validation_size, config.seed, config.limit)
     settings = config.settings()
-    replicas = strategy.num_replicas_in_sync if strategy else 1
+    replicas = distribution.num_replicas_in_sync if distribution else 1
     if chief:
         run.write_config(
             {
                 "settings": settings,
                 "extra": config.extra,
                 "environment": environment(),
-                "strategy": custom_loop.strategy_name(strategy),
+                "strategy": strategy.strategy_name(distribution),
                 "replicas": replicas,
                 "train_examples": len(splits.x_train),
                 "validation_examples": len(splits.x_val),
@@ -330,7 +179,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         fit_loop(config, model, splits, run, on_epoch_end)
     else:
         quiet = log if chief else (lambda *_: None)
-        model = custom_loop.train(config, splits, run, strategy, log=quiet, on_epoch_end=on_epoch_end)
+        model = custom_loop.train(config, splits, run, distribution, log=quiet, on_epoch_end=on_epoch_end)
     train_seconds = time.perf_counter() - start
 
     history = run.read_history()

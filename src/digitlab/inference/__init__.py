@@ -1,0 +1,13 @@
+"""Inference: a trained model answering new images, one at a time or a folder at a time (`digitlab predict`),
+with calibrated probabilities. Uses `models`, `data` and the core.
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "predict": ["Prediction", "collect_paths", "predict_files", "run_predict"],
+        "predictor": ["Predictor", "top_k_of"],
+    },
+)

@@ -1,0 +1,14 @@
+"""Serving: the draw-a-digit page and its REST API (own routes and TensorFlow Serving's), micro-batching and
+the feedback folder. Uses `inference`, `models`, `data` and the core.
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "app": ["ServeConfig", "create_app"],
+        "inputs": ["BadRequest"],
+        "server": ["serve"],
+    },
+)

@@ -1,0 +1,40 @@
+"""The page's corrections ("Wrong? It was …"): a PNG per correction and one line in `index.jsonl`.
+
+`digitlab finetune` reads this folder. The PNG is written first (atomically), then the index line, so an
+index line never points at a missing file; appends are serialised by a lock and each line is written whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+
+from digitlab.atomic import atomic_write_bytes
+from digitlab.data.preprocess import Processed
+
+_FEEDBACK_LOCK = threading.Lock()
+
+
+def store_feedback(folder: Path, data: bytes, processed: Processed, label: int, predicted: int | None) -> dict:
+    """PNG first (atomically), then the index line: an index line never points at a missing file."""
+    record_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buf, format="PNG")  # normalise whatever came in to PNG
+    atomic_write_bytes(folder / f"{record_id}.png", buf.getvalue())
+    record = {
+        "id": record_id,
+        "file": f"{record_id}.png",
+        "label": label,
+        "predicted": predicted,
+        "blank": processed.blank,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    with _FEEDBACK_LOCK, open(folder / "index.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")  # one short line in append mode: written whole or not at all
+    return record

@@ -1,0 +1,87 @@
+"""Request bodies → model inputs, and every way they can be wrong: each becomes a `BadRequest` (a JSON 4xx).
+
+Bodies are read with a size limit that a lying `Content-Length` cannot get around; pixels must be finite and
+in range; base64 and data URLs must decode.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+
+from digitlab.data.decode import decode_data_url
+from digitlab.data.preprocess import Processed
+from digitlab.errors import ImageError
+
+
+class BadRequest(Exception):
+    """A client error: becomes `{"error": message}` with this status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("invalid Content-Length header")
+        if int(declared) > limit:
+            raise BadRequest(f"request body over the limit of {limit:,} bytes", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"request body over the limit of {limit:,} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+
+
+def png_data_url(processed: Processed) -> str:
+    return "data:image/png;base64," + base64.b64encode(processed.to_png()).decode()
+
+
+def pixels_from_json(value: Any, what: str) -> np.ndarray:
+    """A 28×28 (or 28×28×1) array of finite numbers in [0, 1] or [0, 255]."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise BadRequest(f"{what} must be a 28×28 array of numbers") from None
+    if array.shape == (28, 28, 1):
+        array = array[..., 0]
+    if array.shape != (28, 28):
+        raise BadRequest(f"{what} must have shape 28×28, got {'×'.join(map(str, array.shape)) or 'a scalar'}")
+    if not np.all(np.isfinite(array)):
+        raise BadRequest(f"{what} contains NaN or infinite values")
+    if array.min() < 0 or array.max() > 255:
+        raise BadRequest(f"{what} values must be in [0, 1] or [0, 255]")
+    if array.max() > 1:
+        array = array / 255.0
+    return array.astype(np.float32)
+
+
+def b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise BadRequest(f"{what} is not valid base64") from None
+
+
+def image_bytes(image: str) -> bytes:
+    try:
+        return decode_data_url(image) if image.startswith("data:") else b64(image, "image")
+    except ImageError as e:
+        raise BadRequest(f"image: {e}") from None

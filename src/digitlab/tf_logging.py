@@ -1,0 +1,44 @@
+"""TensorFlow's start-up notices, kept out of digitlab's output unless asked for.
+
+TensorFlow 2.21 writes its C++ notices (`oneDNN custom operations are on ...`, twice) through absl before
+absl's logging is initialised, and `TF_CPP_MIN_LOG_LEVEL` no longer silences them. So the first import of
+TensorFlow runs with the process's stderr (file descriptor 2) pointed at a temporary file: the notices go
+there, and if the import fails, everything it wrote is replayed so nothing diagnostic is lost.
+`--verbose` or `DIGITLAB_LOG=debug` leaves stderr alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+
+def verbose_requested() -> bool:
+    return os.environ.get("DIGITLAB_LOG", "").lower() == "debug"
+
+
+def import_tensorflow(verbose: bool | None = None) -> None:
+    """Import TensorFlow (and so Keras' backend) once, its C++ start-up notices hidden unless `verbose`."""
+    if verbose is None:
+        verbose = verbose_requested()
+    if verbose or "tensorflow" in sys.modules:
+        import tensorflow
+
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # what TensorFlow still honours after start-up
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.buffer.write(capture.read())
+            sys.stderr.flush()
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
