@@ -41,3 +41,35 @@ def trained_run(tmp_path_factory, mnist_dir):
 @pytest.fixture(scope="session")
 def good_cnn(trained_run):
     return trained_run
+
+
+def _png_header_only(width: int, height: int, depth: int, colour: int) -> bytes:
+    """A PNG whose header declares width×height pixels (and holds almost none)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _bmp_header_only(width: int, height: int) -> bytes:
+    import struct
+
+    return (
+        b"BM"
+        + struct.pack("<IHHI", 0, 0, 0, 54)
+        + struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
+    )
+
+
+@pytest.fixture(scope="session")
+def header_bombs() -> dict[str, bytes]:
+    """Tiny files whose headers declare far more pixels than any limit (Pillow's own included)."""
+    return {
+        "1-bit PNG 30000×30000": _png_header_only(30000, 30000, 1, 0),
+        "16-bit PNG 20000×20000": _png_header_only(20000, 20000, 16, 0),
+        "BMP 100000×100000": _bmp_header_only(100000, 100000),
+    }

@@ -119,6 +119,13 @@ def test_bad_bytes_raise_image_error(data, message):
         to_mnist_28x28(data)
 
 
+def test_headers_past_pillows_bomb_limit_are_image_errors(header_bombs):
+    """Pillow refuses these in Image.open with its own DecompressionBombError; digitlab names the limit."""
+    for data in header_bombs.values():
+        with pytest.raises(ImageError, match="over the limit of 40,000,000 pixels"):
+            to_mnist_28x28(data)
+
+
 def test_truncated_png_and_pixel_limit(mnist):
     buf = io.BytesIO()
     Image.fromarray(np.zeros((500, 500), np.uint8)).save(buf, format="PNG")

@@ -168,6 +168,37 @@ def test_bomb_image_is_refused(client):
     assert r.status_code == 413 and "over the limit" in r.json()["error"]
 
 
+def test_decoder_bombs_past_pillows_limit_are_413(client, header_bombs):
+    """Found by a hostile client (issue 17): headers past Pillow's own bomb limit raised DecompressionBombError
+    out of Image.open, answered with a 500."""
+    for data in header_bombs.values():
+        for kwargs in ({"content": data}, {"json": {"image": _data_url(data)}}):
+            r = client.post("/api/predict", **kwargs)
+            assert r.status_code == 413 and "over the limit" in r.json()["error"], r.text
+        instances = [{"b64": base64.b64encode(data).decode()}]
+        assert client.post("/v1/models/digits:predict", json={"instances": instances}).status_code == 413
+        assert client.post("/api/feedback", json={"image": _data_url(data), "label": 3}).status_code == 413
+
+
+# Found by a hostile client (issue 17): `[` × 100,000 overflowed the JSON parser's recursion, answered with a 500.
+DEEP = b"[" * 100_000
+
+
+@pytest.mark.parametrize(
+    "route, body",
+    [
+        ("/api/predict", DEEP),
+        ("/api/predict", b'{"image": ' + DEEP),
+        ("/api/predict", b'{"pixels": ' + DEEP),
+        ("/v1/models/digits:predict", b'{"instances": ' + DEEP),
+        ("/api/feedback", b'{"label": 3, "image": ' + DEEP),
+    ],
+)
+def test_deeply_nested_json_is_400(client, route, body):
+    r = client.post(route, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"], r.text
+
+
 def test_burst_of_malformed_requests_then_a_good_one(client, digit_png):
     png, label = digit_png
     for route, kwargs, status, _ in BAD_REQUESTS * 3:

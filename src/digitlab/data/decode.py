@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +50,12 @@ def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: int
     elif isinstance(source, np.ndarray):
         return Image.fromarray(_from_array(source, max_pixels))
     else:
-        image = _open(_source_bytes(source))
+        image = _open(_source_bytes(source), max_pixels)
     _check_size(*image.size, max_pixels)
-    if getattr(image, "format", None) == "JPEG" and draft_size:
-        image.draft("RGB" if image.mode != "L" else "L", (draft_size, draft_size))  # DCT-domain downscale
-    try:
+    with _refusals("the image data is truncated or corrupt"):
+        if getattr(image, "format", None) == "JPEG" and draft_size:
+            image.draft("RGB" if image.mode != "L" else "L", (draft_size, draft_size))  # DCT-domain downscale
         image.load()  # decode now so truncated files fail here, with a clear message
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-        raise ImageError(f"the image data is truncated or corrupt ({e})") from None
     return image
 
 
@@ -79,12 +79,13 @@ def load_pixels(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: in
                 pass  # corrupt or unusual: Pillow decodes it below, or names what is wrong
         source = data
     image = load_image(source, max_pixels, draft_size)
-    if "exif" in image.info or image.format in ("TIFF", "MPO"):  # only these can carry an orientation tag
-        image = ImageOps.exif_transpose(image)
-    if image.mode not in ("L", "LA", "RGB", "RGBA"):  # palette, 1-bit, 16-bit, CMYK, ...
-        transparent = image.mode in ("PA", "La") or (image.mode == "P" and "transparency" in image.info)
-        image = image.convert("LA" if transparent else "L")
-    return np.asarray(image)
+    with _refusals("cannot convert the image"):
+        if "exif" in image.info or image.format in ("TIFF", "MPO"):  # only these can carry an orientation tag
+            image = ImageOps.exif_transpose(image)
+        if image.mode not in ("L", "LA", "RGB", "RGBA"):  # palette, 1-bit, 16-bit, CMYK, ...
+            transparent = image.mode in ("PA", "La") or (image.mode == "P" and "transparency" in image.info)
+            image = image.convert("LA" if transparent else "L")
+        return np.asarray(image)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -133,13 +134,38 @@ def _source_bytes(source: str | Path | bytes | bytearray) -> bytes | bytearray:
         raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
 
 
-def _open(data: bytes | bytearray) -> Image.Image:
+def _open(data: bytes | bytearray, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read the header (no pixels yet). Pillow's own bomb check may refuse here, before our size check."""
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError("not a recognised image format") from None
-    except (OSError, ValueError) as e:
-        raise ImageError(f"cannot read the image ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"the image is over the limit of {max_pixels:,} pixels ({_reason(e)})") from None
+    except Exception as e:  # any other refusal of a header parser: see _refusals
+        raise ImageError(f"cannot read the image ({_reason(e)})") from None
+
+
+@contextlib.contextmanager
+def _refusals(what: str) -> Iterator[None]:
+    """Turn every exception a decoder raises on untrusted bytes into one `ImageError`.
+
+    Pillow's plugins refuse malformed files with whatever their parsing code hits (OSError, ValueError,
+    SyntaxError, EOFError, struct.error, IndexError, a bomb check, MemoryError, ...): all of them mean the
+    same to a caller, "this image cannot be decoded", and none may escape as a server error.
+    """
+    try:
+        yield
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"the image is over the pixel limit ({e})") from None
+    except Exception as e:
+        raise ImageError(f"{what} ({_reason(e)})") from None
+
+
+def _reason(e: Exception) -> str:
+    return " ".join(str(e).split())[:200] or type(e).__name__
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

@@ -44,10 +44,13 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
+    """The body as JSON; nesting deeper than Python's recursion limit (`[[[[…`) is a 400, not a crash."""
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
 
 
 def png_data_url(processed: Processed) -> str:
