@@ -1,7 +1,9 @@
 """Load test of `digitlab serve` on loopback: requests/s and latency percentiles at 1 and 32 clients.
 
-Run: `.venv/bin/python bench/serve_load.py --model RUN_OR_MODEL [--seconds 10] [--workers 1 2]`. Starts the
-server on a free 127.0.0.1 port, drives it with keep-alive HTTP/1.1 clients (plain asyncio streams, so the
+Run: `.venv/bin/python bench/serve_load.py --model RUN_OR_MODEL [--seconds 10] [--workers 1 2]
+[--runtimes onnx keras]`. For each runtime and worker count it starts the server on a free 127.0.0.1 port
+(timing it from process start to the first ready answer of /readyz, and reading each process's resident
+memory once it is ready), drives it with keep-alive HTTP/1.1 clients (plain asyncio streams, so the
 load generator itself stays cheap), for a bounded time per phase, then stops it. Prints a table and writes
 bench/results/serve_load.json. Routes: /api/predict with a canvas PNG (JSON data URL, what the page sends)
 and the TF Serving route with one 28×28 instance. Also reports the server's CPU time per request (all its
@@ -110,13 +112,33 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
-def run_server(model: str, workers: int, seconds: float) -> dict[str, dict]:
-    """Start `digitlab serve` with `workers` processes, run every phase, stop it."""
+def process_tree(pid: int) -> list[int]:
+    pids, out = [pid], []
+    while pids:
+        current = pids.pop()
+        out.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def run_server(model: str, workers: int, seconds: float, runtime: str) -> dict[str, dict]:
+    """Start `digitlab serve` with `workers` processes and `runtime`, time its start, run every phase, stop it."""
     port = free_port()
+    start = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "-m", "digitlab", "serve", "--model", model, "--port", str(port),
-         "--workers", str(workers)],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+         "--workers", str(workers), "--runtime", runtime],
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -127,8 +149,11 @@ def run_server(model: str, workers: int, seconds: float) -> dict[str, dict]:
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the server did not become ready") from None
-                time.sleep(0.3)
-        rows = {}
+                time.sleep(0.01)
+        ready = time.perf_counter() - start
+        time.sleep(1.0 if workers > 1 else 0)  # with several workers, let every one finish loading
+        memory = [resident_mb(pid) for pid in process_tree(server.pid)]
+        rows = {"start": {"ready_s": round(ready, 2), "resident_mb_per_process": memory}}
         for name, (path, body) in payloads().items():
             asyncio.run(phase(port, path, body, 4, 2.0))  # warm-up (every worker process traces its model)
             for clients in (1, 32):
@@ -150,19 +175,33 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1, 2], help="server worker processes to try (default: 1 2)"
     )
-    args = parser.parse_args()
-    results = {workers: run_server(args.model, workers, args.seconds) for workers in args.workers}
-    print(
-        f"{'route @ clients':<40}{'workers':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'server CPU ms/req':>19}"
+    parser.add_argument(
+        "--runtimes", nargs="+", default=["onnx", "keras"], help="model runtimes to try (default: onnx keras)"
     )
-    for workers, rows in results.items():
-        for name, r in rows.items():
-            print(
-                f"{name:<40}{workers:>8}{r['requests_per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
-                f"{r['errors']:>8}{r['server_cpu_ms_per_request']:>19}"
-            )
-    result = {"seconds": args.seconds, "cpus": os.cpu_count(), "by_workers": results}
+    args = parser.parse_args()
+    results = {
+        runtime: {workers: run_server(args.model, workers, args.seconds, runtime) for workers in args.workers}
+        for runtime in args.runtimes
+    }
+    print(
+        f"{'route @ clients':<36}{'runtime':>8}{'workers':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}{'server CPU ms/req':>19}"
+    )
+    for runtime, by_workers in results.items():
+        for workers, rows in by_workers.items():
+            for name, r in rows.items():
+                if name == "start":
+                    continue
+                print(
+                    f"{name:<36}{runtime:>8}{workers:>8}{r['requests_per_s']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}"
+                    f"{r['p99_ms']:>9}{r['errors']:>8}{r['server_cpu_ms_per_request']:>19}"
+                )
+    print(f"\n{'start-up':<20}{'runtime':>8}{'workers':>8}{'s to /readyz':>14}  resident MB per process")
+    for runtime, by_workers in results.items():
+        for workers, rows in by_workers.items():
+            start = rows["start"]
+            print(f"{'':<20}{runtime:>8}{workers:>8}{start['ready_s']:>14}  {start['resident_mb_per_process']}")
+    result = {"seconds": args.seconds, "cpus": os.cpu_count(), "by_runtime": results}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -78,7 +78,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from digitlab.inference.predict import run_predict
 
-    return run_predict(args.paths, args.model, args.top_k, args.json, args.save_processed, workers=args.workers)
+    return run_predict(
+        args.paths, args.model, args.top_k, args.json, args.save_processed, workers=args.workers, runtime=args.runtime
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -91,8 +93,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         feedback_dir=str(args.feedback_dir) if args.feedback_dir else None,
         cors_origins=tuple(args.cors_origin),
+        runtime=args.runtime,
     )
     serve(config, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitlab.inference.deploy import export_run
+
+    results = export_run(args.target, args.format, args.out, data_dir=args.data_dir)
+    print(f"{len(results)} export(s) written and checked; metadata beside each file")
     return 0
 
 
@@ -139,7 +150,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from digitlab.models.zoo import MODELS
+    from digitlab.models.registry import MODELS
     from digitlab.training.config import RECIPES
 
     print("models:")
@@ -159,7 +170,7 @@ _TRAIN_FLAGS = (
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from digitlab.models.zoo import model_names
+    from digitlab.models.registry import model_names
     from digitlab.training.config import LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
 
     p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
@@ -220,6 +231,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from digitlab import __version__
+    from digitlab.inference.runtimes import RUNTIMES
+    from digitlab.models.export import FORMATS
 
     parser = argparse.ArgumentParser(
         prog="digitlab", description="MNIST handwritten digits with TensorFlow/Keras: data to served page."
@@ -256,14 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model into a run directory (config, model.keras, history, metrics)")
     _train_args(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, tensorflow=True)
 
     p = sub.add_parser("evaluate", help="metrics, calibration, plots and an HTML report for a run or model")
     p.add_argument("target", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run directory or a .keras file")
     p.add_argument("--split", choices=("test", "validation"), default="test", help="data to evaluate (default test)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/report)")
     _data_dir_arg(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, tensorflow=True)
 
     p = sub.add_parser("predict", help="predict digits in image files or folders (any common format)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files and/or folders (recursive)")
@@ -273,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-processed", type=Path, default=None, help="write the 28×28 each image became here")
     p.add_argument(
         "--workers", type=int, default=None, help="preprocessing processes (default: one per CPU; 1 = in-process)"
+    )
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="what runs the model: auto (ONNX Runtime, else LiteRT, else Keras; exports on demand into "
+        "RUN/export), keras, onnx or litert (default auto)",
     )
     p.set_defaults(func=cmd_predict)
 
@@ -285,12 +305,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="decoded image size limit (default 16 MP)")
     p.add_argument("--feedback-dir", type=Path, default=None, help="where corrections go (default RUN/feedback)")
     p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)")
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="what runs the model: auto (ONNX Runtime, else LiteRT, else Keras; exports on demand into "
+        "RUN/export), keras, onnx or litert (default auto)",
+    )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "export",
+        help="export a model as a TF Serving SavedModel, ONNX and/or LiteRT, each checked against Keras",
+    )
+    p.add_argument("target", type=Path, metavar="RUN", help="a run directory or a .keras file")
+    p.add_argument(
+        "--format", default="all", choices=[*FORMATS, "all"], help="savedmodel, onnx, litert or all (default all)"
+    )
+    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/export)")
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_export, tensorflow=True)
 
     p = sub.add_parser("compare", help="a side-by-side table of the main metrics of several runs")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (or .keras files)")
     p.add_argument("--out", type=Path, default=Path("runs/comparison"), help="saves OUT.md and OUT.json")
-    p.set_defaults(func=cmd_compare)
+    p.set_defaults(func=cmd_compare, tensorflow=True)
 
     p = sub.add_parser(
         "launch",
@@ -330,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default runs/transfer-experiment)",
     )
     _data_dir_arg(e)
-    e.set_defaults(func=cmd_experiment_transfer)
+    e.set_defaults(func=cmd_experiment_transfer, tensorflow=True)
 
     p = sub.add_parser(
         "finetune",
@@ -355,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-feedback", type=int, default=20, help="refuse with fewer usable corrections (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the holdout split, replay and order (default 0)")
     _data_dir_arg(p)
-    p.set_defaults(func=cmd_finetune)
+    p.set_defaults(func=cmd_finetune, tensorflow=True)
 
     p = sub.add_parser("models", help="list the models and the recipes")
     p.set_defaults(func=cmd_models)
@@ -366,8 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--verbose" in argv[: argv.index("--") if "--" in argv else len(argv)]:
         os.environ["DIGITLAB_LOG"] = "debug"  # before TensorFlow starts, and inherited by launched workers
-    import_tensorflow()  # the parser lists the model registry, which is Keras; quietly (see tf_logging)
     args = build_parser().parse_args(argv)
+    if getattr(args, "tensorflow", False):
+        import_tensorflow()  # quietly (see tf_logging); predict and serve start it only for --runtime keras
     try:
         return args.func(args)
     except DigitlabError as e:

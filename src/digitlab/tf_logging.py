@@ -4,14 +4,17 @@ TensorFlow 2.21 writes its C++ notices (`oneDNN custom operations are on ...`, t
 absl's logging is initialised, and `TF_CPP_MIN_LOG_LEVEL` no longer silences them. So the first import of
 TensorFlow runs with the process's stderr (file descriptor 2) pointed at a temporary file: the notices go
 there, and if the import fails, everything it wrote is replayed so nothing diagnostic is lost.
-`--verbose` or `DIGITLAB_LOG=debug` leaves stderr alone.
+LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice is caught the same way. `--verbose` or
+`DIGITLAB_LOG=debug` leaves stderr alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 
 
 def verbose_requested() -> bool:
@@ -20,19 +23,28 @@ def verbose_requested() -> bool:
 
 def import_tensorflow(verbose: bool | None = None) -> None:
     """Import TensorFlow (and so Keras' backend) once, its C++ start-up notices hidden unless `verbose`."""
-    if verbose is None:
-        verbose = verbose_requested()
-    if verbose or "tensorflow" in sys.modules:
-        import tensorflow
-
+    if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # what TensorFlow still honours after start-up
+    with native_stderr_captured(verbose):
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def native_stderr_captured(verbose: bool | None = None) -> Iterator[None]:
+    """Run the block with file descriptor 2 pointed at a temporary file (C++ libraries write there directly,
+    past `sys.stderr`); on an exception, replay what was written so nothing diagnostic is lost."""
+    if verbose is None:
+        verbose = verbose_requested()
+    if verbose:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            yield
         except BaseException:
             os.dup2(saved, 2)
             capture.seek(0)

@@ -255,3 +255,19 @@ def test_model_thread_waits_for_requests_still_being_preprocessed(good_cnn, mnis
     start = time.perf_counter()
     predictor.submit(mnist.x_test[3:4].astype(np.float32) / 255).result(timeout=10)
     assert calls[-1] == 1 and time.perf_counter() - start < 1.0
+
+
+def test_every_runtime_serves_the_same_answer(trained_run, digit_png, tmp_path):
+    png, label = digit_png
+    answers = {}
+    for runtime in ("keras", "onnx", "litert"):
+        app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(tmp_path), runtime=runtime))
+        with TestClient(app, raise_server_exceptions=False) as c:
+            assert c.get("/api/model").json()["runtime"] == runtime
+            assert c.get("/readyz").json()["runtime"] == runtime
+            answers[runtime] = c.post("/api/predict", json={"image": _data_url(png)}).json()
+            batch = c.post("/v1/models/digits:predict", json={"instances": [{"b64": base64.b64encode(png).decode()}]})
+            assert np.argmax(batch.json()["predictions"][0]) == label
+    for runtime, body in answers.items():
+        _check_prediction(body, label)
+        assert np.abs(np.array(body["probabilities"]) - answers["keras"]["probabilities"]).max() <= 1e-4, runtime

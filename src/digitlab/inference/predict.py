@@ -1,9 +1,10 @@
-"""`digitlab predict`: images in, digits out, streamed through tf.data; a bad file never stops a batch.
+"""`digitlab predict`: images in, digits out, in order; a bad file never stops a batch.
 
-Decoding and preprocessing run in parallel in worker processes, not in tf.data's threads: `to_mnist_28x28`
-is mostly small NumPy/SciPy/Pillow calls that hold the GIL, so threads (a `tf.numpy_function` map) ran no
-faster than one core. The workers' 28×28s stream in order into a tf.data pipeline that batches and prefetches
-for the model, and the model's calibrated temperature (from `digitlab evaluate`) scales the probabilities.
+Decoding and preprocessing run in parallel in worker processes, not threads: `to_mnist_28x28` is mostly
+small NumPy/OpenCV/Pillow calls that hold the GIL, so threads (tf.data's, or a `tf.numpy_function` map)
+ran no faster than one core. The workers' 28×28s come back in order and are batched for the model, run by
+the chosen runtime (ONNX Runtime by default: no TensorFlow start-up), and the model's calibrated temperature
+(from `digitlab evaluate`) scales the probabilities.
 """
 
 from __future__ import annotations
@@ -121,8 +122,11 @@ def predict_files(
     progress: bool = True,
     workers: int | None = None,
 ) -> Iterator[Prediction]:
-    """Yield one Prediction per path, in order; preprocessing runs on `workers` processes (default: all CPUs)."""
-    import tensorflow as tf
+    """Yield one Prediction per path, in order; preprocessing runs on `workers` processes (default: all CPUs).
+
+    The pool works ahead of the model (every file is submitted at once and results wait in order), so the
+    model's batch and the workers' next images overlap without a separate pipeline.
+    """
     from tqdm import tqdm
 
     if not 1 <= top_k <= 10:
@@ -132,42 +136,30 @@ def predict_files(
     if not paths:
         return
     names = [str(p) for p in paths]
-
-    def batches():  # batched here, not by tf.data: one Python→TF hand-over per batch, not per image
-        stream = preprocess_stream(names, workers or default_workers())
-        for start in range(0, len(names), batch_size):
-            rows = [next(stream) for _ in names[start : start + batch_size]]
-            pixels, status, messages = zip(*rows, strict=True)
-            yield names[start : start + len(rows)], np.stack(pixels), np.array(status, np.int32), list(messages)
-
-    signature = (
-        tf.TensorSpec((None,), tf.string),
-        tf.TensorSpec((None, 28, 28), tf.float32),
-        tf.TensorSpec((None,), tf.int32),
-        tf.TensorSpec((None,), tf.string),
-    )
-    # prefetch: the workers preprocess the next batch while the model runs on this one
-    ds = tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+    stream = preprocess_stream(names, workers or default_workers())
     bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None if progress else True, file=sys.stderr)
-    for batch_paths, pixels, status, messages in ds:
-        probs = predictor.probabilities(pixels)
-        pixels, status = pixels.numpy(), status.numpy()
-        for i in range(len(status)):
-            path, code, message = batch_paths[i].numpy().decode(), int(status[i]), messages[i].numpy().decode()
+    for start in range(0, len(names), batch_size):
+        rows = [next(stream) for _ in names[start : start + batch_size]]
+        pixels = np.stack([r[0] for r in rows])
+        ok = [i for i, r in enumerate(rows) if r[1] == OK]
+        probs = predictor.probabilities(pixels[ok]) if ok else np.zeros((0, 10))
+        row_of = {i: n for n, i in enumerate(ok)}
+        for i, (image, code, message) in enumerate(rows):
+            path = names[start + i]
             if code == FAILED:
                 yield Prediction(path, error=message)
             elif code == BLANK:
-                yield Prediction(path, blank=True, reason=message, pixels=pixels[i])
+                yield Prediction(path, blank=True, reason=message, pixels=image)
             else:
-                p = probs[i]
+                p = probs[row_of[i]]
                 yield Prediction(
                     path,
                     label=int(p.argmax()),
                     probabilities=[round(float(v), 6) for v in p],
                     top_k=top_k_of(p, top_k),
-                    pixels=pixels[i],
+                    pixels=image,
                 )
-        bar.update(len(status))
+        bar.update(len(rows))
     bar.close()
 
 
@@ -179,13 +171,14 @@ def run_predict(
     save_processed: str | Path | None = None,
     out=None,
     workers: int | None = None,
+    runtime: str = "auto",
 ) -> int:
     """The CLI command: print one line per file; return 1 if any file failed, else 0."""
     out = out or sys.stdout
     paths = collect_paths(inputs)
     if not paths:
         raise ConfigError("no images found in the given paths")
-    predictor = Predictor.load(model_path)
+    predictor = Predictor.load(model_path, runtime, log=lambda line: print(line, file=sys.stderr))
     save_dir = Path(save_processed) if save_processed else None
     failed = 0
     start = time.perf_counter()
@@ -199,7 +192,8 @@ def run_predict(
     seconds = time.perf_counter() - start
     print(
         f"{len(paths)} images in {seconds:.2f} s ({len(paths) / seconds:.0f} images/s), {failed} failed"
-        + (f"; temperature {predictor.temperature:.3f}" if predictor.temperature != 1.0 else ""),
+        + f"; runtime {predictor.runtime.name}"
+        + (f", temperature {predictor.temperature:.3f}" if predictor.temperature != 1.0 else ""),
         file=sys.stderr,
     )
     return 1 if failed else 0

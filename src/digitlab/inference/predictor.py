@@ -1,41 +1,66 @@
 """A trained model ready to answer: images in, calibrated probabilities out.
 
-`Predictor` pairs a loaded model with its fitted temperature and runs it as one traced graph on batches of
-MNIST-style 28×28s. `digitlab predict`, the server's micro-batcher and the notebook all predict through it,
-so every door into a model gives the same numbers.
+`Predictor` pairs a loaded model with its fitted temperature and a runtime (`runtimes.py`: Keras, ONNX
+Runtime or LiteRT) on batches of MNIST-style 28×28s. `digitlab predict`, the server's micro-batcher and the
+notebook all predict through it, so every door into a model gives the same numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from digitlab.errors import ConfigError, ModelError
+from digitlab.inference.deploy import ensure_exported
+from digitlab.inference.runtimes import RUNTIMES, KerasRuntime, Runtime, open_runtime
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model
 
 
 class Predictor:
-    """A loaded model and its temperature; `logits`/`probabilities` take (N, 28, 28) or (N, 28, 28, 1) in [0, 1]."""
+    """A model behind a runtime, with its temperature; `logits`/`probabilities` take (N, 28, 28) or
+    (N, 28, 28, 1) floats in [0, 1]."""
 
-    def __init__(self, loaded: LoadedModel):
-        from digitlab.models.forward import inference_function  # TensorFlow: only once a model runs
-
+    def __init__(self, loaded: LoadedModel, runtime: Runtime, note: str = ""):
         self.loaded = loaded
         self.name = loaded.name
         self.temperature = loaded.temperature
-        self._forward = inference_function(loaded.model)
+        self.runtime = runtime
+        self.note = note  # why `auto` chose what it chose, when it could not take ONNX Runtime
 
     @classmethod
-    def load(cls, path: str | Path) -> Predictor:
-        """From a run directory or a `.keras` file (a one-line ModelError when it cannot be loaded)."""
-        return cls(load_model(path))
+    def load(cls, path: str | Path, runtime: str = "keras", log: Callable[[str], Any] = print) -> Predictor:
+        """From a run directory or a `.keras` file (a one-line ModelError when it cannot be loaded).
+
+        `runtime`: keras (the model itself), onnx or litert (an export, made on demand in RUN/export and
+        remade when stale), or auto: ONNX Runtime if it loads, then LiteRT, then Keras.
+        """
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if runtime == "keras":
+            loaded = load_model(path)
+            return cls(loaded, KerasRuntime(loaded.model))
+        loaded = load_model(path, network=False)
+        tried = []
+        for fmt in ("onnx", "litert") if runtime == "auto" else (runtime,):
+            try:
+                return cls(loaded, open_runtime(fmt, ensure_exported(loaded, fmt, log)))
+            except (ModelError, ConfigError) as e:
+                if runtime != "auto":
+                    raise
+                tried.append(f"{fmt}: {e}")
+        note = "runtime auto fell back to keras (" + "; ".join(tried) + ")"
+        log(note)
+        return cls(loaded, KerasRuntime(loaded.model), note)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         batch = np.asarray(pixels, np.float32)
         if batch.ndim == 3:
             batch = batch[..., None]
-        return self._forward(batch).numpy()
+        return self.runtime.logits(batch)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         return probabilities(self.logits(pixels), self.temperature)

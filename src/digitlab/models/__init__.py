@@ -10,8 +10,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "calibration": ["fit_temperature", "negative_log_likelihood", "probabilities"],
         "forward": ["inference_function", "predict_logits"],
-        "saved": ["CALIBRATION_FILE", "LoadedModel", "export_model", "load_model", "save_temperature"],
+        "saved": ["CALIBRATION_FILE", "LoadedModel", "plain_keras_model", "load_model", "save_temperature"],
         "transfer": ["APPLICATIONS", "TransferModel", "build_transfer_model"],
-        "zoo": ["MODELS", "ModelOptions", "ModelSpec", "RawMLP", "build_model", "get_spec", "model_names"],
+        "registry": ["MODELS", "ModelOptions", "ModelSpec", "get_spec", "model_names"],
+        "zoo": ["RawMLP", "build_model"],
     },
 )

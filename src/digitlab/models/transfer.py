@@ -239,7 +239,7 @@ def build_transfer_model(
     only), `input_size` the side 28×28 is resized to, `dropout` the head's (None: the registry default), and
     `fine_tune_layers` is checked against the base's weighted layers here, before any training.
     """
-    from digitlab.models.zoo import get_spec
+    from digitlab.models.registry import get_spec
 
     dropout = dropout if dropout is not None else (get_spec("transfer").default_dropout or 0.0)
     key = application_key(base or "")

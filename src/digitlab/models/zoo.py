@@ -1,13 +1,10 @@
 """The model zoo: every model maps (N, 28, 28, 1) floats in [0, 1] to 10 logits (never a softmax).
 
-Add a model by writing a builder `fn(options) -> keras.Model` and registering it in `MODELS`; the CLI,
-both training loops, evaluation and serving pick it up from there.
+Add a model by writing a builder `fn(options) -> keras.Model` here and registering it in
+`registry.MODELS`; the CLI, both training loops, evaluation and serving pick it up from there.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -15,19 +12,7 @@ import tensorflow as tf
 from keras import layers
 
 from digitlab.errors import ConfigError
-
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Knobs shared by every builder; `None` means the model's own default."""
-
-    dropout: float | None = None  # dropout rate (cnn: before the head; deep-cnn: scales its .2/.3/.4/.5)
-    weight_decay: float = 0.0  # L2 penalty on kernels, added to the loss
-    initializer: str = "he_normal"  # kernel initializer for conv/dense layers (ReLU nets want He)
-    bn_momentum: float = 0.99  # BatchNorm moving-average momentum (low values settle fast in short runs)
+from digitlab.models.registry import INPUT_SHAPE, NUM_CLASSES, ModelOptions, get_spec
 
 
 def _regularizer(options: ModelOptions):
@@ -163,49 +148,12 @@ def build_transfer(options: ModelOptions) -> keras.Model:
     raise ConfigError("the transfer model is built from its --base by digitlab.models.transfer.build_transfer_model")
 
 
-# --- the registry -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    build: Callable[[ModelOptions], keras.Model]
-    description: str
-    keras_loop: bool = True  # False: a raw tf.Module that only the custom loop can train
-    default_dropout: float | None = None
-
-
-MODELS: dict[str, ModelSpec] = {
-    "mlp": ModelSpec(build_mlp, "Flatten → Dense(128, ReLU) → Dense(10)"),
-    "cnn": ModelSpec(build_cnn, "Conv32 → Pool → Conv64 → Pool → Dense(10), dropout before the head", True, 0.5),
-    "deep-cnn": ModelSpec(build_deep_cnn, "5 Conv+BN, 3 pools, dropout .2/.3/.4/.5, Dense(200)+BN"),
-    "fast-cnn": ModelSpec(build_fast_cnn, "strided Conv5×5(32)+BN → strided Conv3×3(64)+BN → Dense(128) → Dense(10)"),
-    "raw-mlp": ModelSpec(lambda o: build_mlp(o), "the mlp as a tf.Module of tf.Variables", keras_loop=False),
-    "transfer": ModelSpec(
-        build_transfer,
-        "a pretrained --base (vgg16, mobilenetv2 or a saved digitlab model), frozen, + a new Dense(10) head; "
-        "--fine-tune-layers K then unfreezes its top K layers",
-        default_dropout=0.2,
-    ),
-}
-
-
-def model_names() -> list[str]:
-    return list(MODELS)
-
-
-def get_spec(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
-
-
-def build_model(name: str, options: ModelOptions | None = None, seed: int = 0) -> keras.Model | RawMLP:
-    """Build a fresh, untrained model by registry name."""
+def build_model(name: str, options: ModelOptions | None = None, seed: int = 0):
+    """Build a fresh, untrained model by registry name (a keras.Model, or a RawMLP for raw-mlp)."""
     spec = get_spec(name)
     options = options or ModelOptions()
     if options.dropout is None and spec.default_dropout is not None:
         options = ModelOptions(spec.default_dropout, options.weight_decay, options.initializer, options.bn_momentum)
     if name == "raw-mlp":
         return RawMLP(seed=seed, weight_decay=options.weight_decay)
-    return spec.build(options)
+    return globals()[spec.builder](options)

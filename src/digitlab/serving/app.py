@@ -57,11 +57,12 @@ class ServeConfig:
     feedback_dir: str | None = None  # default: RUN/feedback, or ./feedback for a bare model file
     cors_origins: tuple[str, ...] = ()  # no CORS unless configured
     max_batch: int = 64
+    runtime: str = "auto"  # auto | keras | onnx | litert (see digitlab.inference.runtimes)
 
 
 def create_app(config: ServeConfig) -> FastAPI:
     """Build the app; the model loads here, so a bad model fails before the server starts."""
-    predictor = Predictor.load(config.model)
+    predictor = Predictor.load(config.model, config.runtime)
     loaded = predictor.loaded
     batcher = BatchPredictor(predictor, config.max_batch)
     metrics: dict[str, Any] = {}
@@ -76,6 +77,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     model_info = {
         "name": loaded.name,
         "version": 1,
+        "runtime": predictor.runtime.name,
         "temperature": loaded.temperature,
         "metrics": metrics,
         "input": {
@@ -92,6 +94,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         description="Handwritten digit recognition: the draw-a-digit page and its API.",
         version="1",
     )
+    app.state.runtime = predictor.runtime.name
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -275,6 +278,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         logits = await asyncio.wrap_future(batcher.submit(np.zeros((1, 28, 28), np.float32)))
         if logits.shape != (1, 10) or not np.all(np.isfinite(logits)):
             return JSONResponse({"status": "not ready"}, status_code=503)
-        return {"status": "ready", "model": loaded.name}
+        return {"status": "ready", "model": loaded.name, "runtime": predictor.runtime.name}
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -9,15 +10,17 @@ from fastapi import FastAPI
 
 from digitlab.errors import ConfigError
 from digitlab.serving.app import ServeConfig, create_app
-from digitlab.tf_logging import import_tensorflow
 
 
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run uvicorn with `workers` processes, each with its own model and micro-batcher.
 
-    TensorFlow gets one thread per process: the model is small and requests already run in parallel, and
-    TensorFlow's spinning pool threads would otherwise take CPU from preprocessing (measured: ~1 ms less
-    CPU per request). Set TF_NUM_INTRAOP_THREADS yourself to override. Must run before TensorFlow starts.
+    The model runtime gets one thread per process (ONNX Runtime and LiteRT by their session options;
+    TensorFlow by TF_NUM_INTRAOP_THREADS, set before it starts): the model is small, requests already run
+    in parallel, and spinning pool threads would take CPU from preprocessing (measured with Keras: ~1 ms
+    less CPU per request). Set TF_NUM_INTRAOP_THREADS yourself to override. The app is built here first,
+    so a bad model fails before the port is bound and an export needed by the runtime is made once, not
+    by every worker at the same time.
     """
     import uvicorn
 
@@ -26,9 +29,17 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
-    create_app(config)  # fail fast (bad model → one-line error) before binding the port
+    app = create_app(config)
+    runtime = app.state.runtime
+    print(
+        f"serving {config.model} ({runtime} runtime) on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
+        flush=True,
+    )
+    if workers == 1:  # this process serves the app it just built
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    config = dataclasses.replace(config, runtime=runtime)  # the workers take what the parent chose
     os.environ["DIGITLAB_SERVE_CONFIG"] = json.dumps(config.__dict__, default=list)
-    print(f"serving {config.model} on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
     uvicorn.run(
         "digitlab.serving.server:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning"
     )
@@ -36,7 +47,6 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
 
 def app_from_env() -> FastAPI:
     """uvicorn's factory for each worker process (they cannot share one app object)."""
-    import_tensorflow()  # a fresh process: keep TensorFlow's start-up notices quiet here too
     raw = json.loads(os.environ["DIGITLAB_SERVE_CONFIG"])
     raw["cors_origins"] = tuple(raw.get("cors_origins") or ())
     return create_app(ServeConfig(**raw))

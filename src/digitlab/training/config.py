@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.errors import ConfigError
+from digitlab.models.registry import ModelOptions, get_spec
 from digitlab.models.transfer import (
     APPLICATIONS,
     WEIGHTS_CHOICES,
@@ -20,7 +21,6 @@ from digitlab.models.transfer import (
     default_input_size,
     saved_model_file,
 )
-from digitlab.models.zoo import ModelOptions, get_spec
 
 LOOPS = ("fit", "custom")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")

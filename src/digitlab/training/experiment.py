@@ -110,7 +110,8 @@ def pretrain(config: ExperimentConfig, splits, log=print) -> tuple[Path, dict[st
     import keras
 
     from digitlab.models.forward import predict_logits
-    from digitlab.models.zoo import ModelOptions, build_cnn
+    from digitlab.models.registry import ModelOptions
+    from digitlab.models.zoo import build_cnn
     from digitlab.training.optim import compile_classifier
     from digitlab.training.train import set_seed
 
@@ -196,7 +197,8 @@ def train_method(method: str, config: ExperimentConfig, pretrained: Path, x: np.
                  steps: int, seed: int):  # fmt: skip
     """Build and train one method's model on (x, y) within `steps` optimizer steps; returns the model."""
     from digitlab.models import transfer
-    from digitlab.models.zoo import ModelOptions, build_cnn
+    from digitlab.models.registry import ModelOptions
+    from digitlab.models.zoo import build_cnn
     from digitlab.training.train import set_seed
 
     set_seed(seed)  # same head initialisation for (a) and (b); the scratch model's own for (c)

@@ -178,7 +178,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     from digitlab.data.mnist import load_splits
     from digitlab.models.calibration import fit_temperature, negative_log_likelihood
     from digitlab.models.forward import predict_logits
-    from digitlab.models.saved import LoadedModel, export_model, load_model, save_temperature
+    from digitlab.models.saved import LoadedModel, load_model, plain_keras_model, save_temperature
     from digitlab.models.transfer import sublayers
     from digitlab.rundir import RunDir, environment
     from digitlab.training.callbacks import HistoryRows
@@ -273,7 +273,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
         )
     train_seconds = time.perf_counter() - start
 
-    export = export_model(model)
+    export = plain_keras_model(model)
     test_logits = predict_logits(export, splits.x_test)
     val_logits = predict_logits(export, splits.x_val)
     after = {

@@ -24,7 +24,7 @@ from digitlab.atomic import atomic_write_json, atomic_write_text
 from digitlab.data.mnist import Splits, load_splits, make_dataset
 from digitlab.errors import ConfigError, ModelError
 from digitlab.models.forward import predict_logits
-from digitlab.models.saved import export_model
+from digitlab.models.saved import plain_keras_model
 from digitlab.models.zoo import RawMLP, build_model
 from digitlab.rundir import RunDir, default_run_path, environment, find_unfinished_run
 from digitlab.training import custom_loop, strategy, transfer
@@ -183,7 +183,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     train_seconds = time.perf_counter() - start
 
     history = run.read_history()
-    export = export_model(model)
+    export = plain_keras_model(model)
     val = evaluate_logits(predict_logits(export, splits.x_val), splits.y_val)
     test_logits = predict_logits(export, splits.x_test)
     test = evaluate_logits(test_logits, splits.y_test)

@@ -209,5 +209,6 @@ window.addEventListener("resize", resizePad);
 resizePad(); redraw(); showEmpty();
 fetch("/api/model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test_accuracy;
-  $("model").textContent = `model ${m.name}` + (acc ? `, test accuracy ${(acc * 100).toFixed(2)}%` : "");
+  $("model").textContent = `model ${m.name}` + (acc ? `, test accuracy ${(acc * 100).toFixed(2)}%` : "") +
+    (m.runtime ? ` · runtime ${m.runtime}` : "");
 }).catch(() => { $("model").textContent = "model unavailable"; });

@@ -1,0 +1,151 @@
+"""`digitlab export` and exports made on demand: convert, prove the copy answers like Keras, then record it.
+
+A copy is trusted only after its parity check: on the first 1,000 test digits its probabilities (with the
+model's temperature) must give the same class as the Keras model's on every image and differ by at most
+1e-4 anywhere. The check's numbers go into the metadata JSON beside the file; a copy that fails is removed
+and the command says by how much it differed. `ensure_exported` is what `--runtime onnx|litert` calls: it
+reuses a current export (same model file, intact, passed) and re-exports a stale or corrupted one.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitlab.errors import ConfigError, ModelError
+from digitlab.inference.runtimes import KerasRuntime, open_runtime
+from digitlab.models import export
+from digitlab.models.calibration import probabilities
+from digitlab.models.saved import LoadedModel, load_model
+from digitlab.tf_logging import import_tensorflow
+
+PARITY_IMAGES = 1000
+PARITY_TOLERANCE = 1e-4  # max absolute difference of any probability
+
+
+def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    """Compare two (N, 10) probability arrays: same argmax everywhere, max |difference| ≤ the tolerance."""
+    same = int(np.sum(reference.argmax(1) == candidate.argmax(1)))
+    diff = float(np.max(np.abs(reference - candidate)))
+    return {
+        "images": len(reference),
+        "same_label": same,
+        "max_abs_probability_diff": diff,
+        "tolerance": PARITY_TOLERANCE,
+        "passed": same == len(reference) and diff <= PARITY_TOLERANCE,
+    }
+
+
+def _parity_images(data_dir: str | Path | None = None) -> np.ndarray:
+    from digitlab.data.mnist import load_mnist
+
+    return (load_mnist(data_dir).x_test[:PARITY_IMAGES].astype(np.float32) / 255.0)[..., None]
+
+
+def export_loaded(
+    loaded: LoadedModel,
+    formats: list[str],
+    out: Path | None = None,
+    log: Callable[[str], Any] = print,
+    data_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Export `loaded` to each format under `out` (default RUN/export), parity-check, write metadata."""
+    import_tensorflow()
+    out = out or export.export_dir_for(loaded.model_path, loaded.run_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot write exports to {out} ({e.strerror or e})") from None
+    images = _parity_images(data_dir)
+    reference = probabilities(KerasRuntime(loaded.model).logits(images), loaded.temperature)
+    source = loaded.file_digest()
+    results = []
+    for fmt in formats:
+        start = time.perf_counter()
+        info = export.convert(loaded.model, fmt, out, loaded.temperature)
+        path = export.exported_path(out, fmt)
+        runtime = open_runtime(fmt, path)
+        check = parity(reference, probabilities(runtime.logits(images), loaded.temperature))
+        if not check["passed"]:
+            import shutil
+
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            export.metadata_path(out, fmt).unlink(missing_ok=True)
+            raise ModelError(
+                f"the {fmt} export of {loaded.name} does not answer like the Keras model: "
+                f"{check['same_label']}/{check['images']} same labels, max probability difference "
+                f"{check['max_abs_probability_diff']:.2g} (tolerance {PARITY_TOLERANCE:g}); it was removed"
+            )
+        meta = {
+            "schema": "digitlab.export/1",
+            "format": fmt,
+            "file": str(path.relative_to(out)),
+            "sha256": export.digest(path),
+            "model": loaded.name,
+            "source": {
+                "file": loaded.model_path.name,
+                "sha256": source,
+                "run": loaded.run_dir.name if loaded.run_dir else None,
+            },
+            "input": export.INPUT_CONTRACT,
+            "output": {"logits": [None, 10], "probabilities": "softmax(logits / temperature)"},
+            "labels": export.LABELS,
+            "temperature": loaded.temperature,
+            "parity": check,
+            **info,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "exported_with": _versions(fmt),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        export.write_metadata(out, fmt, meta)
+        log(
+            f"{fmt:<10} {path}  parity on {check['images']} test digits: {check['same_label']} same labels, "
+            f"max probability difference {check['max_abs_probability_diff']:.1e}"
+        )
+        results.append(meta)
+    return results
+
+
+def export_run(
+    target: str | Path,
+    formats: str | list[str] = "all",
+    out: str | Path | None = None,
+    log: Callable[[str], Any] = print,
+    data_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """The `digitlab export` command: a run directory or .keras file → the requested formats."""
+    chosen = list(export.FORMATS) if formats == "all" else [formats] if isinstance(formats, str) else formats
+    for fmt in chosen:
+        export.check_format(fmt)
+    loaded = load_model(target)
+    return export_loaded(loaded, chosen, Path(out) if out else None, log, data_dir)
+
+
+def ensure_exported(loaded: LoadedModel, fmt: str, log: Callable[[str], Any] = print) -> Path:
+    """The current export of `loaded` in format `fmt`, made (or remade, if stale or corrupt) when needed."""
+    out = export.export_dir_for(loaded.model_path, loaded.run_dir)
+    current, why = export.is_current(out, fmt, loaded.file_digest(), loaded.temperature)
+    if not current:
+        log(f"exporting {loaded.name} to {fmt} ({why})")
+        export_loaded(loaded, [fmt], out, log=lambda _: None)
+    return export.exported_path(out, fmt)
+
+
+def _versions(fmt: str) -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = {"savedmodel": ["tensorflow", "keras"], "onnx": ["keras", "tf2onnx", "onnx", "onnxruntime"]}
+    names["litert"] = ["tensorflow", "keras", "ai-edge-litert"]
+    versions = {"python": platform.python_version()}
+    for name in names[fmt]:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = md.version("tensorflow-cpu") if name == "tensorflow" else "?"
+    return versions

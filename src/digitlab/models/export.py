@@ -1,0 +1,182 @@
+"""A trained model in the formats people deploy: a TF Serving SavedModel, ONNX, LiteRT (`.tflite`).
+
+Conversion uses Keras' own exporters (`model.export`, `keras.export.ExportArchive`); ONNX goes through
+tf2onnx ≥ 1.17 (older releases pin protobuf < 4 and cannot install beside TensorFlow 2.21). Every format
+takes the same input, `image`: (N, 28, 28, 1) float32 in [0, 1], a white digit on black, centred and
+size-normalised like MNIST (`digitlab.data.preprocess` makes any image so), and answers 10 logits.
+Probabilities are softmax(logits / temperature), with the temperature in the metadata JSON written beside
+each export; the SavedModel also answers them directly.
+
+Each export is written under a temporary name and renamed, and its metadata records the sha256 of the
+source `model.keras` and of the exported file, so a stale or corrupted copy is recognised (`is_current`)
+and never run. Parity with Keras is checked by `digitlab.inference.deploy`, which runs the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from digitlab.atomic import atomic_write_json
+from digitlab.errors import ConfigError, ModelError
+
+FORMATS = ("savedmodel", "onnx", "litert")
+SERVING_NAME = "digits"  # TF Serving's model name: REST at /v1/models/digits:predict
+SERVING_VERSION = 1
+ONNX_OPSET = 17
+INPUT_CONTRACT = {
+    "name": "image",
+    "shape": [None, 28, 28, 1],
+    "dtype": "float32",
+    "range": [0.0, 1.0],
+    "convention": "white digit on black, centred and size-normalised like MNIST; digitlab's preprocessing "
+    "(to_mnist_28x28) turns any image into this",
+}
+LABELS = list(range(10))
+
+
+def export_dir_for(model_path: Path, run_dir: Path | None) -> Path:
+    """Where a model's exports live by default: RUN/export, or `<name>-export/` beside a bare .keras file."""
+    return run_dir / "export" if run_dir is not None else model_path.parent / f"{model_path.stem}-export"
+
+
+def exported_path(out: Path, fmt: str) -> Path:
+    """The file (or, for a SavedModel, the version directory) of format `fmt` under `out`."""
+    return {
+        "savedmodel": out / "savedmodel" / SERVING_NAME / str(SERVING_VERSION),
+        "onnx": out / "model.onnx",
+        "litert": out / "model.tflite",
+    }[check_format(fmt)]
+
+
+def metadata_path(out: Path, fmt: str) -> Path:
+    return out / f"{check_format(fmt)}.json"
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)} or all, got {fmt!r}")
+    return fmt
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file, or of every file under a directory (names and contents, in sorted order)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def read_metadata(out: Path, fmt: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(metadata_path(out, fmt).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> tuple[bool, str]:
+    """(True, "") when the export under `out` was made from this exact model file, passed parity and is
+    intact; else (False, why). The SavedModel also bakes the temperature in, so a refit makes it stale."""
+    meta = read_metadata(out, fmt)
+    path = exported_path(out, fmt)
+    if meta is None:
+        return False, "not exported yet"
+    if meta.get("source", {}).get("sha256") != source_sha256:
+        return False, "the model file changed since it was exported"
+    if not meta.get("parity", {}).get("passed"):
+        return False, "the export did not pass its parity check"
+    if fmt == "savedmodel" and abs(meta.get("temperature", 1.0) - temperature) > 1e-9:
+        return False, "the temperature was refitted since it was exported"
+    if not path.exists() or digest(path) != meta.get("sha256"):
+        return False, f"{path.name} is missing or corrupt (its sha256 differs from the metadata's)"
+    return True, ""
+
+
+def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, Any]:
+    """Write `model` (a Keras model) in format `fmt` under `out`, atomically; returns what the metadata
+    should say about the conversion (opset, operators, endpoint names)."""
+    import numpy as np
+
+    model(np.zeros((1, 28, 28, 1), np.float32), training=False)  # Keras' exporters need a called model
+    target = exported_path(out, fmt)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{fmt}-", dir=target.parent))
+    try:
+        staged = tmp / target.name
+        info = {"savedmodel": _savedmodel, "onnx": _onnx, "litert": _litert}[fmt](model, staged, temperature)
+        if target.is_dir():
+            shutil.rmtree(target)
+        staged.replace(target)
+    except (ModelError, ConfigError):
+        raise
+    except Exception as e:  # a converter's refusal names the layer or op that blocks it
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelError(f"cannot export {model.name} to {fmt}: {reason}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+def write_metadata(out: Path, fmt: str, meta: dict[str, Any]) -> Path:
+    return atomic_write_json(metadata_path(out, fmt), meta)
+
+
+def _savedmodel(model, path: Path, temperature: float) -> dict[str, Any]:
+    """`serving_default`: image → {logits, probabilities}, laid out as TF Serving's NAME/VERSION/."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(image):
+        logits = model(image, training=False)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits / temperature)}
+
+    signature = [tf.TensorSpec((None, 28, 28, 1), tf.float32, name="image")]
+    archive.add_endpoint(name="serving_default", fn=serve, input_signature=signature)
+    archive.write_out(str(path), verbose=False)
+    return {"signature": "serving_default", "signature_outputs": ["logits", "probabilities"]}
+
+
+def _onnx(model, path: Path, temperature: float) -> dict[str, Any]:
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object
+        model.export(str(path), format="onnx", opset_version=ONNX_OPSET, verbose=False)
+    graph = onnx.load(str(path))
+    opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+    return {"opset": int(opset), "input_name": graph.graph.input[0].name, "output_name": graph.graph.output[0].name}
+
+
+def _litert(model, path: Path, temperature: float) -> dict[str, Any]:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model.export(str(path), format="litert", verbose=False)
+    flat = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops, flex = set(), set()
+    for i in range(flat.OperatorCodesLength()):
+        code = flat.OperatorCodes(i)
+        custom = code.CustomCode()
+        if custom:
+            (flex if custom.startswith(b"Flex") else ops).add(custom.decode())
+        else:
+            ops.add(builtin.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?"))
+    if flex:
+        raise ModelError(
+            f"cannot export {model.name} to litert without Select TF ops ({', '.join(sorted(flex))}); "
+            "those need TensorFlow's Flex delegate on the device"
+        )
+    return {"operators": sorted(ops), "select_tf_ops": []}

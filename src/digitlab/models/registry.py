@@ -1,0 +1,59 @@
+"""The model registry: names, descriptions and defaults, without importing Keras.
+
+Add a model by writing its builder `fn(options) -> keras.Model` in `zoo.py` and one line in `MODELS`.
+The CLI lists and validates models from here, so parsing a command never starts TensorFlow; networks are
+built by `zoo.build_model`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digitlab.errors import ConfigError
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Knobs shared by every builder; `None` means the model's own default."""
+
+    dropout: float | None = None  # dropout rate (cnn: before the head; deep-cnn: scales its .2/.3/.4/.5)
+    weight_decay: float = 0.0  # L2 penalty on kernels, added to the loss
+    initializer: str = "he_normal"  # kernel initializer for conv/dense layers (ReLU nets want He)
+    bn_momentum: float = 0.99  # BatchNorm moving-average momentum (low values settle fast in short runs)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    builder: str  # name of the builder function in digitlab.models.zoo
+    description: str
+    keras_loop: bool = True  # False: a raw tf.Module that only the custom loop can train
+    default_dropout: float | None = None
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mlp": ModelSpec("build_mlp", "Flatten → Dense(128, ReLU) → Dense(10)"),
+    "cnn": ModelSpec("build_cnn", "Conv32 → Pool → Conv64 → Pool → Dense(10), dropout before the head", True, 0.5),
+    "deep-cnn": ModelSpec("build_deep_cnn", "5 Conv+BN, 3 pools, dropout .2/.3/.4/.5, Dense(200)+BN"),
+    "fast-cnn": ModelSpec("build_fast_cnn", "strided Conv5×5(32)+BN → strided Conv3×3(64)+BN → Dense(128) → Dense(10)"),
+    "raw-mlp": ModelSpec("build_mlp", "the mlp as a tf.Module of tf.Variables", keras_loop=False),
+    "transfer": ModelSpec(
+        "build_transfer",
+        "a pretrained --base (vgg16, mobilenetv2 or a saved digitlab model), frozen, + a new Dense(10) head; "
+        "--fine-tune-layers K then unfreezes its top K layers",
+        default_dropout=0.2,
+    ),
+}
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None

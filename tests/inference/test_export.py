@@ -1,0 +1,175 @@
+"""Exports (SavedModel, ONNX, LiteRT) of every model kind answer like Keras; runtimes agree; stale copies are
+never run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from digitlab.cli import main
+from digitlab.errors import ModelError
+from digitlab.inference import deploy
+from digitlab.inference.predictor import Predictor
+from digitlab.models import export
+from digitlab.models.saved import load_model
+from digitlab.training.config import resolve_config
+
+TINY = {"limit": 512, "validation_size": 500, "batch_size": 64, "patience": 0, "epochs": 1, "lr": 3e-3}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, trained_run, mnist_dir):
+    """One tiny real run of each model kind (the transfer one on the shared cnn run as its base)."""
+    from digitlab.training.train import train_and_evaluate
+
+    tmp = tmp_path_factory.mktemp("export-runs")
+    made = {"cnn": trained_run}
+    for kind, extra in [
+        ("mlp", {}),
+        ("deep-cnn", {"bn_momentum": 0.5}),
+        ("raw-mlp", {"loop": "custom"}),
+        ("transfer", {"base": str(trained_run), "fine_tune_layers": 1, "fine_tune_epochs": 1}),
+    ]:
+        config = resolve_config(kind, out=str(tmp / kind), **TINY, **extra)
+        made[kind] = train_and_evaluate(config, log=lambda *_: None).run_dir
+    return made
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "deep-cnn", "raw-mlp", "transfer"])
+def test_every_format_passes_parity_for_every_model_kind(runs, kind, tmp_path, mnist_dir):
+    results = deploy.export_run(runs[kind], "all", tmp_path, log=lambda *_: None, data_dir=mnist_dir)
+    assert [r["format"] for r in results] == list(export.FORMATS)
+    for meta in results:
+        check = meta["parity"]
+        assert check["passed"] and check["images"] == 1000 and check["same_label"] == 1000, (kind, meta["format"])
+        assert check["max_abs_probability_diff"] <= 1e-4
+        assert meta == json.loads(export.metadata_path(tmp_path, meta["format"]).read_text())
+        assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["labels"] == list(range(10))
+        loaded = load_model(runs[kind], network=False)
+        assert export.is_current(tmp_path, meta["format"], loaded.file_digest(), loaded.temperature) == (True, "")
+    onnx, litert = results[1], results[2]
+    assert onnx["opset"] == export.ONNX_OPSET
+    assert litert["select_tf_ops"] == []
+    assert ("CONV_2D" in litert["operators"]) == (kind not in ("mlp", "raw-mlp")), litert["operators"]
+
+
+def test_savedmodel_signature_runs_as_documented(runs, tmp_path, mnist, mnist_dir):
+    """TF Serving's view: `serving_default`, input `image` (N, 28, 28, 1) float32 in [0, 1]."""
+    import tensorflow as tf
+
+    deploy.export_run(runs["cnn"], "savedmodel", tmp_path, log=lambda *_: None, data_dir=mnist_dir)
+    folder = tmp_path / "savedmodel" / "digits" / "1"
+    assert (folder / "saved_model.pb").is_file()
+    signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["image"]
+    x = (mnist.x_test[:64] / 255.0).astype(np.float32)[..., None]
+    out = signature(image=tf.constant(x))
+    assert set(out) == {"logits", "probabilities"}
+    probs = out["probabilities"].numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    keras_probs = Predictor.load(runs["cnn"], "keras").probabilities(x)
+    np.testing.assert_allclose(probs, keras_probs, atol=1e-4)
+    assert (probs.argmax(1) == mnist.y_test[:64]).mean() > 0.9
+
+
+def test_runtimes_agree_on_real_digits(runs, mnist):
+    x = (mnist.x_test[1000:1300] / 255.0).astype(np.float32)
+    answers = {
+        rt: Predictor.load(runs["cnn"], rt, log=lambda *_: None).probabilities(x) for rt in ("keras", "onnx", "litert")
+    }
+    for rt in ("onnx", "litert"):
+        np.testing.assert_array_equal(answers[rt].argmax(1), answers["keras"].argmax(1))
+        assert np.abs(answers[rt] - answers["keras"]).max() <= 1e-4
+    # LiteRT pads odd batch sizes: every size gives the same rows
+    litert = Predictor.load(runs["cnn"], "litert", log=lambda *_: None)
+    np.testing.assert_allclose(litert.probabilities(x[:5]), answers["litert"][:5], atol=1e-6)
+
+
+def test_predict_gives_the_same_labels_under_every_runtime(runs, mnist, tmp_path):
+    from digitlab.data.synthetic import render
+    from digitlab.inference.predict import predict_files
+
+    paths = []
+    for i in range(24):
+        path = tmp_path / f"{i}.png"
+        render(mnist.x_test[i], "black-on-white", np.random.default_rng(i)).save(path)
+        paths.append(path)
+    labels = {}
+    for rt in ("keras", "onnx", "litert"):
+        predictor = Predictor.load(runs["cnn"], rt, log=lambda *_: None)
+        labels[rt] = [p.label for p in predict_files(paths, predictor, progress=False, workers=1)]
+    assert labels["onnx"] == labels["keras"] == labels["litert"]
+    assert np.mean(np.array(labels["keras"]) == mnist.y_test[:24]) > 0.85
+
+
+def test_auto_picks_onnx_without_importing_tensorflow(runs):
+    code = (
+        "import sys\nfrom digitlab.inference.predictor import Predictor\n"
+        f"p = Predictor.load({str(runs['cnn'])!r}, 'auto')\n"
+        "print(p.runtime.name, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["onnx", "False"], out.stderr
+
+
+def test_corrupt_or_stale_exports_are_rebuilt(runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["mlp"], run)
+    loaded = load_model(run, network=False)
+    path = deploy.ensure_exported(loaded, "onnx", log=lambda *_: None)
+    path.write_bytes(b"not an onnx file")  # corrupted on disk
+    assert export.is_current(run / "export", "onnx", loaded.file_digest(), 1.0) == (
+        False,
+        "model.onnx is missing or corrupt (its sha256 differs from the metadata's)",
+    )
+    notes = []
+    deploy.ensure_exported(loaded, "onnx", log=notes.append)
+    assert "missing or corrupt" in notes[0]
+    assert export.is_current(run / "export", "onnx", loaded.file_digest(), 1.0) == (True, "")
+    # a retrained model.keras makes every export stale
+    from digitlab.models.registry import ModelOptions
+    from digitlab.models.zoo import build_model
+
+    build_model("mlp", ModelOptions()).save(run / "model.keras")
+    fresh = load_model(run, network=False)
+    assert export.is_current(run / "export", "onnx", fresh.file_digest(), 1.0)[1] == (
+        "the model file changed since it was exported"
+    )
+    predictor = Predictor.load(run, "onnx", log=notes.append)
+    assert "changed since it was exported" in notes[-1]
+    x = np.random.default_rng(0).random((8, 28, 28), np.float32)
+    np.testing.assert_allclose(predictor.probabilities(x), Predictor.load(run, "keras").probabilities(x), atol=1e-5)
+
+
+def test_a_copy_that_disagrees_is_removed_with_a_clear_error(runs, tmp_path, monkeypatch):
+    real = deploy.open_runtime
+
+    class Off:
+        name = "onnx"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def logits(self, batch):
+            return self.inner.logits(batch) + np.eye(10, dtype=np.float32)[np.zeros(len(batch), int)] * 3
+
+    monkeypatch.setattr(deploy, "open_runtime", lambda fmt, path: Off(real(fmt, path)))
+    with pytest.raises(ModelError, match="does not answer like the Keras model"):
+        deploy.export_run(runs["cnn"], "onnx", tmp_path, log=lambda *_: None)
+    assert not (tmp_path / "model.onnx").exists() and not (tmp_path / "onnx.json").exists()
+
+
+def test_export_cli(runs, tmp_path, capsys):
+    assert main(["export", str(runs["mlp"]), "--format", "onnx", "--out", str(tmp_path)]) == 0
+    assert "parity on 1000 test digits: 1000 same labels" in capsys.readouterr().out
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "onnx.json").is_file()
+    assert main(["export", str(tmp_path / "nope"), "--format", "onnx"]) == 2
+    assert "no model at" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(runs["mlp"]), "--format", "tfjs"])
