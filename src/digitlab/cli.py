@@ -229,9 +229,20 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _runtime_arg(p: argparse.ArgumentParser) -> None:
+    from digitlab.inference.runtimes import RUNTIMES
+
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="what runs the model: auto (ONNX Runtime, else LiteRT, else Keras; exports on demand into "
+        "RUN/export), keras, onnx or litert (default auto)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from digitlab import __version__
-    from digitlab.inference.runtimes import RUNTIMES
     from digitlab.models.export import FORMATS
 
     parser = argparse.ArgumentParser(
@@ -287,13 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=None, help="preprocessing processes (default: one per CPU; 1 = in-process)"
     )
-    p.add_argument(
-        "--runtime",
-        default="auto",
-        choices=RUNTIMES,
-        help="what runs the model: auto (ONNX Runtime, else LiteRT, else Keras; exports on demand into "
-        "RUN/export), keras, onnx or litert (default auto)",
-    )
+    _runtime_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="the draw-a-digit page and the REST API")
@@ -305,13 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="decoded image size limit (default 16 MP)")
     p.add_argument("--feedback-dir", type=Path, default=None, help="where corrections go (default RUN/feedback)")
     p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)")
-    p.add_argument(
-        "--runtime",
-        default="auto",
-        choices=RUNTIMES,
-        help="what runs the model: auto (ONNX Runtime, else LiteRT, else Keras; exports on demand into "
-        "RUN/export), keras, onnx or litert (default auto)",
-    )
+    _runtime_arg(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
