@@ -39,6 +39,28 @@ def trained_run(tmp_path_factory, mnist_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, trained_run, mnist_dir):
+    """One tiny real run of each kind (512 images, one epoch; transfer on `trained_run` as its base), plus the
+    shared `cnn`. Shared by the export and explain tests."""
+    from digitlab.training.config import resolve_config
+    from digitlab.training.train import train_and_evaluate
+
+    tiny = {"limit": 512, "validation_size": 500, "batch_size": 64, "patience": 0, "epochs": 1, "lr": 3e-3}
+    tmp = tmp_path_factory.mktemp("tiny-runs")
+    made = {"cnn": trained_run}
+    for kind, extra in [
+        ("mlp", {}),
+        ("deep-cnn", {"bn_momentum": 0.5}),
+        ("fast-cnn", {"bn_momentum": 0.5}),
+        ("raw-mlp", {"loop": "custom"}),
+        ("transfer", {"base": str(trained_run), "fine_tune_layers": 1, "fine_tune_epochs": 1}),
+    ]:
+        config = resolve_config(kind, out=str(tmp / kind), **tiny, **extra)
+        made[kind] = train_and_evaluate(config, log=lambda *_: None).run_dir
+    return made
+
+
+@pytest.fixture(scope="session")
 def good_cnn(trained_run):
     return trained_run
 

@@ -107,6 +107,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from digitlab.explain.command import run_explain
+
+    return run_explain(
+        args.paths, args.model, args.method, args.target, args.contrast, args.out, args.steps, args.baseline,
+        data_dir=args.data_dir,
+    )  # fmt: skip
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     from digitlab.training.launch import launch
 
@@ -312,6 +321,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)")
     _runtime_arg(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("explain", help="how the model reaches its answer: layer maps and attributions per image")
+    p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE", help="image files and/or folders (recursive)")
+    p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
+    p.add_argument(
+        "--method", default="all", choices=["ig", "smoothgrad", "gradcam", "occlusion", "all"],
+        help="attribution method (default all)",
+    )  # fmt: skip
+    p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
+    p.add_argument("--contrast", type=int, default=None, help="explain target rather than this class (why 9, not 4?)")
+    p.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
+    p.add_argument(
+        "--baseline", default="blur", choices=["black", "blur", "grey"], help="Integrated Gradients baseline (blur)"
+    )
+    p.add_argument("--out", type=Path, default=Path("explanations"), help="folder for the PNG panels")
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_explain, tensorflow=True)
 
     p = sub.add_parser(
         "export",

@@ -16,27 +16,11 @@ from digitlab.inference import deploy
 from digitlab.inference.predictor import Predictor
 from digitlab.models import export
 from digitlab.models.saved import load_model
-from digitlab.training.config import resolve_config
-
-TINY = {"limit": 512, "validation_size": 500, "batch_size": 64, "patience": 0, "epochs": 1, "lr": 3e-3}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, trained_run, mnist_dir):
-    """One tiny real run of each model kind (the transfer one on the shared cnn run as its base)."""
-    from digitlab.training.train import train_and_evaluate
-
-    tmp = tmp_path_factory.mktemp("export-runs")
-    made = {"cnn": trained_run}
-    for kind, extra in [
-        ("mlp", {}),
-        ("deep-cnn", {"bn_momentum": 0.5}),
-        ("raw-mlp", {"loop": "custom"}),
-        ("transfer", {"base": str(trained_run), "fine_tune_layers": 1, "fine_tune_epochs": 1}),
-    ]:
-        config = resolve_config(kind, out=str(tmp / kind), **TINY, **extra)
-        made[kind] = train_and_evaluate(config, log=lambda *_: None).run_dir
-    return made
+def runs(tiny_runs):
+    return tiny_runs
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "deep-cnn", "raw-mlp", "transfer"])

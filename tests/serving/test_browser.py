@@ -178,3 +178,36 @@ def test_phone_viewport_with_touch(server, browser):
         page.screenshot(path=str(ARTIFACTS / f"phone-touch-{digit}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     context.close()
+
+
+def _overlay_pixels(page):
+    return page.evaluate(
+        "() => Array.from(document.getElementById('overlay').getContext('2d').getImageData(0, 0, 28, 28).data)"
+    )
+
+
+def test_inside_the_network_panel_follows_the_drawing(server, browser):
+    """Draw a 7: layer maps and the attribution overlay appear; another "why not" class changes the map."""
+    url, _ = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(url)
+    _draw_mouse(page, SHAPES[7])
+    _wait_label(page, "7")
+    # the first explanation loads TensorFlow and builds the training digits' map: allow for that
+    page.wait_for_selector("#layers figure img", timeout=90000)
+    page.wait_for_function("document.getElementById('why').textContent.includes('toward 7')", timeout=30000)
+    captions = page.eval_on_selector_all("#layers figcaption", "els => els.map(e => e.textContent)")
+    assert any("convolution" in c for c in captions) and any("logits" in c for c in captions), captions
+    assert page.eval_on_selector_all("#neighbours img", "els => els.length") == 5
+    before = _overlay_pixels(page)
+    assert len({tuple(before[i : i + 3]) for i in range(0, len(before), 4)}) > 20  # a coloured map, not blank
+    page.screenshot(path=str(ARTIFACTS / "inside-7.png"), full_page=True)
+    page.select_option("#contrast", "1")
+    page.wait_for_function("document.getElementById('why').textContent.includes('rather than 1')", timeout=30000)
+    page.wait_for_timeout(300)
+    assert _overlay_pixels(page) != before
+    page.select_option("#method", "gradcam")
+    page.wait_for_function("document.getElementById('why').textContent.startsWith('Grad-CAM')", timeout=30000)
+    page.screenshot(path=str(ARTIFACTS / "inside-7-gradcam-vs-1.png"), full_page=True)
+    page.close()

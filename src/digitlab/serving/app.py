@@ -31,6 +31,7 @@ from digitlab.errors import ImageError
 from digitlab.inference.predictor import Predictor, top_k_of
 from digitlab.models.calibration import probabilities
 from digitlab.serving.batching import BatchPredictor
+from digitlab.serving.explain_routes import register as register_explain
 from digitlab.serving.feedback import store_feedback
 from digitlab.serving.inputs import (
     BadRequest,
@@ -167,6 +168,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             return [await preprocess_async(data)], False
         if content_type == "application/json":
             payload = parse_json(body)
+            request.state.payload = payload if isinstance(payload, dict) else None  # /api/explain's options
             if not isinstance(payload, dict) or not ({"image", "pixels"} & payload.keys()):
                 raise BadRequest("JSON body must be an object with 'image' (a data URL) or 'pixels' (28×28)")
             if "pixels" in payload:
@@ -280,4 +282,5 @@ def create_app(config: ServeConfig) -> FastAPI:
             return JSONResponse({"status": "not ready"}, status_code=503)
         return {"status": "ready", "model": loaded.name, "runtime": predictor.runtime.name}
 
+    register_explain(app, config.model, images_from_request)
     return app

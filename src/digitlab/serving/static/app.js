@@ -140,16 +140,19 @@ function show(r) {
     label.textContent = "–"; label.dataset.state = "blank";
     $("status").textContent = "No digit found. Draw one digit, larger.";
     state.label = null; bars(null); $("feedback").hidden = true;
+    if (window.digitlabInside) window.digitlabInside.clear();
     return;
   }
   label.textContent = r.label; label.dataset.state = "digit";
   const p = r.probabilities[r.label];
   $("status").textContent = `${(p * 100).toFixed(1)}% sure` + (r.top_k[1] ? `; next: ${r.top_k[1].label} (${(r.top_k[1].probability * 100).toFixed(1)}%)` : "");
   state.label = r.label; bars(r.probabilities); $("feedback").hidden = false; $("thanks").textContent = "";
+  if (window.digitlabInside) window.digitlabInside.update(currentImage(), r);
 }
 
 function showEmpty() {
   state.shown = ++state.seq;
+  if (window.digitlabInside) window.digitlabInside.clear();
   $("label").textContent = "?"; $("label").dataset.state = "empty";
   $("status").textContent = "No digit yet: draw one";
   seen.fillStyle = "#000"; seen.fillRect(0, 0, 28, 28);

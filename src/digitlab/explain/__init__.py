@@ -1,0 +1,15 @@
+"""Explain: how a trained network reaches its answer — every layer's activations, attributions you can check
+(Integrated Gradients, SmoothGrad, Grad-CAM, occlusion; against a second class too), and where an input lands
+among the training digits. Written with `tf.GradientTape`. Uses `inference`, `models`, `data` and the core.
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "command": ["run_explain"],
+        "engine": ["BASELINES", "METHODS", "Explainer", "LayerActivation"],
+        "explanation": ["ModelExplainer"],
+    },
+)
