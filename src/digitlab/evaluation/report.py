@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 from scipy.special import softmax
 
 from digitlab.atomic import atomic_write_text, save_figure
+from digitlab.evaluation.inside import inside_section, layer_table, png_tag
 from digitlab.evaluation.metrics import ECE_BINS, expected_calibration_error, reliability_bins
 from digitlab.rundir import RunDir
 
@@ -126,17 +126,7 @@ def plot_f1(per_class: dict[str, dict[str, float]], path: Path) -> Path:
 
 
 def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(PLOTS.get(path.name, path.name))}">'
-
-
-def model_summary(model) -> str:
-    lines: list[str] = []
-    try:
-        model.summary(print_fn=lambda line, **_: lines.append(line), line_length=100)
-    except Exception:  # summary is decoration; never fail a report on it
-        return ""
-    return "\n".join(lines)
+    return png_tag(path, PLOTS.get(path.name, path.name))
 
 
 def write_report(out_dir: Path, metrics: dict[str, Any], loaded, images, labels, logits) -> Path:
@@ -173,6 +163,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], loaded, images, labels,
     figures = "".join(
         f"<figure>{_img(p)}<figcaption>{html.escape(PLOTS[p.name])}</figcaption></figure>" for p in made if p
     )
+    inside = inside_section(loaded, out_dir, images, labels, logits, metrics["most_confused"])
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>digitlab report: {html.escape(metrics["model"])} on {metrics["split"]}</title>
@@ -212,7 +203,8 @@ ECE uses 15 equal-width confidence bins: Σ (n_bin / N) · |accuracy − confide
 <h2>Run configuration</h2>
 <pre>{html.escape(config)}</pre>
 <h2>Model</h2>
-<pre>{html.escape(model_summary(loaded.model))}</pre>
+{layer_table(loaded.model)}
+{inside}
 </body></html>
 """
     return atomic_write_text(out_dir / "report.html", page)

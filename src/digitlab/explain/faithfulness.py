@@ -39,7 +39,7 @@ def deletion_curve(explainer: Explainer, x: np.ndarray, target: int, order: np.n
     """Target probability after removing the first fraction f of `order` (flat indices of ink), f in FRACTIONS."""
     copies = np.repeat(x[None].astype(np.float32), len(FRACTIONS), axis=0).reshape(len(FRACTIONS), -1)
     for i, f in enumerate(FRACTIONS):
-        copies[i, order[: int(round(f * len(order)))]] = 0.0
+        copies[i, order[: round(float(f) * len(order))]] = 0.0
     return softmax(explainer.logits(copies.reshape(-1, 28, 28)), axis=1)[:, target]
 
 

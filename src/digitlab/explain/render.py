@@ -56,7 +56,7 @@ def tile(maps: np.ndarray, columns: int = 8, pad: int = 1, scale: int = 1) -> np
         constant_values=np.nan,
     )
     grid = cells.reshape(h + pad, w + pad, rows, columns).transpose(2, 0, 3, 1)
-    grid = grid.reshape(rows * (h + pad), columns * (w + pad))[:-pad or None, :-pad or None]
+    grid = grid.reshape(rows * (h + pad), columns * (w + pad))[: -pad or None, : -pad or None]
     gaps = np.isnan(grid)
     rgb = colour(np.maximum(np.nan_to_num(grid, nan=0.0), 0.0), "viridis")
     rgb[gaps] = 255  # white lines between channels

@@ -1,17 +1,25 @@
-"""The `digitlab` command: flags and a call into an importable function, nothing more.
-
-Each subcommand imports its stage lazily, so `digitlab fetch` does not pay for importing TensorFlow.
-"""
+"""The `digitlab` command line: every subcommand, flag, default and help line (argparse)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-from digitlab.errors import DigitlabError
-from digitlab.tf_logging import import_tensorflow
+from digitlab.cli.commands import (
+    cmd_compare,
+    cmd_evaluate,
+    cmd_experiment_transfer,
+    cmd_explain,
+    cmd_export,
+    cmd_fetch,
+    cmd_finetune,
+    cmd_info,
+    cmd_launch,
+    cmd_models,
+    cmd_predict,
+    cmd_serve,
+    cmd_train,
+)
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -21,161 +29,6 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
         default=None,
         help="where MNIST lives (default: $DIGITLAB_DATA or ~/.cache/digitlab)",
     )
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    from digitlab.data.fetch import fetch_mnist
-
-    result = fetch_mnist(args.data_dir, source_dir=args.source, force=args.force, verify=args.verify)
-    if result.source == "cache":
-        print(f"MNIST already verified in {result.data_dir}" + (" (full re-hash)" if args.verify else ""))
-    else:
-        print(f"MNIST verified in {result.data_dir} (source: {result.source})")
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from digitlab.data.fetch import default_data_dir
-    from digitlab.data.mnist import describe, format_summary, load_splits, save_sample_grid
-
-    splits = load_splits(args.data_dir, validation_size=args.validation_size, seed=args.seed)
-    print(format_summary(describe(splits)))
-    grid = args.grid or Path(args.data_dir or default_data_dir()) / "samples.png"
-    save_sample_grid(splits.x_train, splits.y_train, grid)
-    print(f"sample grid: {grid}")
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from digitlab.training.config import resolve_config
-
-    flags = {k: getattr(args, k) for k in _TRAIN_FLAGS}
-    config = resolve_config(args.model, args.recipe, **flags)  # validate before importing TensorFlow
-    from digitlab.training.train import train_and_evaluate
-
-    train_and_evaluate(config)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from digitlab.evaluation.evaluate import evaluate_model, format_summary
-
-    result = evaluate_model(args.target, split=args.split, out=args.out, data_dir=args.data_dir)
-    print(format_summary(result.metrics))
-    print(f"report: {result.out_dir / 'report.html'}")
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from digitlab.evaluation.compare import compare_runs
-
-    _, table = compare_runs(args.runs, out=args.out)
-    print(table)
-    print(f"saved: {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from digitlab.inference.predict import run_predict
-
-    return run_predict(
-        args.paths, args.model, args.top_k, args.json, args.save_processed, workers=args.workers, runtime=args.runtime
-    )
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from digitlab.serving.app import ServeConfig
-    from digitlab.serving.server import serve
-
-    config = ServeConfig(
-        model=str(args.model),
-        max_body_bytes=args.max_body_bytes,
-        max_pixels=args.max_pixels,
-        feedback_dir=str(args.feedback_dir) if args.feedback_dir else None,
-        cors_origins=tuple(args.cors_origin),
-        runtime=args.runtime,
-    )
-    serve(config, host=args.host, port=args.port, workers=args.workers)
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from digitlab.inference.deploy import export_run
-
-    results = export_run(args.target, args.format, args.out, data_dir=args.data_dir)
-    print(f"{len(results)} export(s) written and checked; metadata beside each file")
-    return 0
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    from digitlab.explain.command import run_explain
-
-    return run_explain(
-        args.paths, args.model, args.method, args.target, args.contrast, args.out, args.steps, args.baseline,
-        data_dir=args.data_dir,
-    )  # fmt: skip
-
-
-def cmd_launch(args: argparse.Namespace) -> int:
-    from digitlab.training.launch import launch
-
-    return launch(args.command, workers=args.workers, timeout=args.timeout)
-
-
-def cmd_experiment_transfer(args: argparse.Namespace) -> int:
-    from digitlab.training.experiment import ExperimentConfig, run_experiment
-
-    config = ExperimentConfig(
-        n_per_class=tuple(args.n), seeds=args.seeds, epochs=args.epochs, min_steps=args.min_steps,
-        batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs, pretrain_limit=args.pretrain_limit,
-        out=str(args.out),
-        data_dir=str(args.data_dir) if args.data_dir else None,
-    )  # fmt: skip
-    config.validate()  # before importing TensorFlow
-    result = run_experiment(config)
-    print(f"test accuracy (%) on digits 5–9, mean ± std over {config.seeds} seeds; {result.results['budget']}")
-    print(result.table)
-    gain = ", ".join(f"{m} {v:+.2f}" for m, v in result.results["transfer_gain_at_smallest_n_points"].items())
-    print(f"transfer vs scratch at N={config.n_per_class[0]}: {gain} points")
-    files = ", ".join(str(result.out_dir / name) for name in ("results.json", "table.md", "accuracy_vs_n.png"))
-    print(f"saved: {files}")
-    return 0
-
-
-def cmd_finetune(args: argparse.Namespace) -> int:
-    from digitlab.training.finetune import FinetuneConfig, finetune, format_report
-
-    config = FinetuneConfig(
-        model=str(args.model), feedback=str(args.feedback) if args.feedback else None,
-        out=str(args.out) if args.out else None, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        repeat=args.repeat, replay_ratio=args.replay_ratio, holdout=args.holdout, min_feedback=args.min_feedback,
-        seed=args.seed, data_dir=str(args.data_dir) if args.data_dir else None,
-    )  # fmt: skip
-    config.validate()
-    result = finetune(config)
-    print(format_report(result.metrics))
-    print(f"run: {result.run_dir}")
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from digitlab.models.registry import MODELS
-    from digitlab.training.config import RECIPES
-
-    print("models:")
-    for name, spec in MODELS.items():
-        print(f"  {name:<10} {spec.description}" + ("" if spec.keras_loop else "  [custom loop only]"))
-    print("recipes:")
-    for name, recipe in RECIPES.items():
-        print(f"  {name:<10} {recipe.description}")
-    return 0
-
-
-_TRAIN_FLAGS = (
-    "epochs", "batch_size", "lr", "seed", "out", "loop", "strategy", "clip_norm", "validation_size", "limit",
-    "dropout", "weight_decay", "initializer", "schedule", "optimizer", "patience", "bn_momentum", "data_dir",
-    "base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr",
-)  # fmt: skip
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -424,20 +277,3 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the models and the recipes")
     p.set_defaults(func=cmd_models)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--verbose" in argv[: argv.index("--") if "--" in argv else len(argv)]:
-        os.environ["DIGITLAB_LOG"] = "debug"  # before TensorFlow starts, and inherited by launched workers
-    args = build_parser().parse_args(argv)
-    if getattr(args, "tensorflow", False):
-        import_tensorflow()  # quietly (see tf_logging); predict and serve start it only for --runtime keras
-    try:
-        return args.func(args)
-    except DigitlabError as e:
-        print(f"digitlab: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("digitlab: interrupted", file=sys.stderr)
-        return 130
