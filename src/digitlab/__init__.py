@@ -1,7 +1,7 @@
 """digitlab: a reference-quality MNIST pipeline with TensorFlow/Keras, from data to a draw-a-digit page.
 
 The package is a stack of planes, each importing only the ones below it (checked by import-linter):
-cli → serving → inference → evaluation → training → models → data → core (errors, atomic, rundir).
+cli → serving → evaluation → explain → inference → training → models → data → core (errors, atomic, rundir).
 """
 
 import lazy_loader

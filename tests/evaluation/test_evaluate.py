@@ -120,8 +120,14 @@ def test_report_on_a_real_model(evaluation, trained_run):
     assert metrics["examples"] == 10000 and metrics["accuracy"] > 0.95
     assert sum(v["support"] for v in metrics["per_class"].values()) == 10000
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 5 and "<script" not in page and 'src="http' not in page
-    assert "Classification report" in page and "Run configuration" in page
+    # 5 plots + 5 model-level views of "Inside the model", all embedded: the page opens without a server
+    assert page.count("data:image/png;base64,") == 10 and "<script" not in page and 'src="http' not in page
+    assert "Classification report" in page and "Run configuration" in page and "Inside the model" in page
+    for name in ("filters.png", "patches.png", "embedding.png", "class_attribution.png", "confused.png"):
+        assert (out / "inside" / name).stat().st_size > 1000, name
+    faith = json.loads((out / "inside" / "faithfulness.json").read_text())
+    assert faith["ig_completeness_max"] < 0.05 and all(d["ratio"] < 1 for d in faith["deletion"].values())
+    assert "34,826" in page  # the model table's parameter column (the old text summary cut it off)
 
 
 def test_temperature_lowers_validation_nll_and_keeps_predictions(evaluation, trained_run):
