@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean notebook notebook-strip
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# JupyterLab on notebooks/, this machine only (127.0.0.1), in the project's venv.
+notebook: $(BIN)/.installed
+	cd notebooks && ../$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Strip outputs before committing a notebook (a test fails on committed outputs).
+notebook-strip: $(BIN)/.installed
+	$(BIN)/nbstripout notebooks/*.ipynb
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/load_speed.py

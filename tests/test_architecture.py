@@ -59,7 +59,7 @@ def _is_package(module: str) -> bool:
 
 
 def test_every_plane_is_a_package_with_a_docstring():
-    for plane in ("data", "models", "training", "evaluation", "inference", "serving"):
+    for plane in ("data", "models", "training", "inference", "explain", "evaluation", "serving", "notebook"):
         init = SRC / plane / "__init__.py"
         assert init.is_file(), plane
         assert init.read_text().startswith('"""'), f"{plane}/__init__.py says what the plane does"

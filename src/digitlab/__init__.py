@@ -1,7 +1,7 @@
 """digitlab: a reference-quality MNIST pipeline with TensorFlow/Keras, from data to a draw-a-digit page.
 
 The package is a stack of planes, each importing only the ones below it (checked by import-linter):
-cli → serving → evaluation → explain → inference → training → models → data → core (errors, atomic, rundir).
+cli → serving | notebook → evaluation → explain → inference → training → models → data → core (errors, atomic, rundir).
 """
 
 import lazy_loader
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 __getattr__, __dir__, _lazy = lazy_loader.attach(
     __name__,
-    submodules=["data", "evaluation", "inference", "models", "serving", "training"],
+    submodules=["data", "evaluation", "explain", "inference", "models", "notebook", "serving", "training"],
     submod_attrs={
         "data.fetch": ["fetch_mnist"],
         "data.mnist": ["Mnist", "Splits", "load_mnist", "load_splits", "make_dataset", "split_train_validation"],

@@ -1,0 +1,97 @@
+"""Pictures that render inline in a notebook: a run's curves, confusion and mistakes, samples, a prediction
+grid, an explanation. Each returns an object Jupyter displays (an `IPython.display.Image`), made by the same
+code as the report and the CLI, so the notebook shows what the tools show.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from IPython.display import Image
+
+from digitlab.atomic import save_figure
+
+
+def _image(path: Path) -> Image:
+    return Image(data=Path(path).read_bytes(), format="png")
+
+
+def _figure(fig) -> Image:
+    with tempfile.TemporaryDirectory() as tmp:
+        return _image(save_figure(fig, Path(tmp) / "figure.png", dpi=90))
+
+
+def _report_plot(run: str | Path, name: str) -> Image:
+    """RUN/report/<name>, evaluating the run on the test split first if it has no report yet."""
+    path = Path(run) / "report" / name
+    if not path.is_file():
+        from digitlab.evaluation.evaluate import evaluate_model
+
+        evaluate_model(run)
+    return _image(path)
+
+
+def curves(run: str | Path) -> Image:
+    """Training and validation loss and accuracy per epoch."""
+    return _report_plot(run, "curves.png")
+
+
+def confusion(run: str | Path) -> Image:
+    return _report_plot(run, "confusion.png")
+
+
+def misclassified(run: str | Path) -> Image:
+    return _report_plot(run, "misclassified.png")
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> Image:
+    from digitlab.data.mnist import save_sample_grid
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return _image(save_sample_grid(images, labels, Path(tmp) / "samples.png", per_class))
+
+
+def prediction_grid(model, images: np.ndarray, labels: np.ndarray, rows: int = 4, columns: int = 11) -> Image:
+    """The first rows×columns images with the model's answer above each; wrong answers in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from digitlab.inference.predictor import Predictor
+
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, log=lambda *_: None)
+    n = rows * columns
+    x = images[:n].astype(np.float32) / 255.0 if images.dtype == np.uint8 else images[:n]
+    predicted = predictor.probabilities(x).argmax(1)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05))
+    for ax, image, p, y in zip(axes.ravel(), x, predicted, labels[:n], strict=True):
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(str(p), color="#c62828" if p != y else "#222", fontsize=11, fontweight="bold" if p != y else None)
+        ax.axis("off")
+    wrong = int(np.sum(predicted != labels[:n]))
+    fig.suptitle(f"{n} test digits, predicted label above each: {wrong} wrong (red)", fontsize=10)
+    return _figure(fig)
+
+
+def explanation(
+    model: str | Path, image, contrast: int | None = None, methods=("ig", "smoothgrad", "gradcam")
+) -> Image:
+    """The `digitlab explain` panel for one image (any image input, or a 28×28 array in [0, 1])."""
+    from digitlab.data.preprocess import to_mnist_28x28
+    from digitlab.explain.explanation import ModelExplainer
+    from digitlab.explain.render import panel
+
+    explainer = ModelExplainer.load(model)
+    pixels = np.asarray(image, np.float32)
+    if pixels.shape != (28, 28):
+        pixels = to_mnist_28x28(image).pixels
+    label = int(explainer.explainer.logits(pixels)[0].argmax())
+    usable = [m for m in methods if m != "gradcam" or explainer.explainer.cam_index is not None]
+    maps = {m: explainer.explainer.attribution(pixels, m, label, contrast) for m in usable}
+    against = f" rather than {contrast}" if contrast is not None else ""
+    return _figure(
+        panel(pixels, explainer.explainer.activations(pixels), maps, f"predicted {label}; why {label}{against}?")
+    )

@@ -1,0 +1,111 @@
+"""The tutorials run top to bottom (quick settings, as CI runs them), are committed without outputs, and the
+draw() widget answers like the server from Python."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT_S = 300
+
+
+def test_there_are_four_tutorials():
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    """Outputs are stripped before committing (`make notebook-strip`), so diffs show only what changed."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path, tmp_path, mnist_dir, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DIGITLAB_QUICK", "1")  # the kernel inherits it: small, fast settings
+    monkeypatch.setenv("DIGITLAB_DATA", str(mnist_dir))
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    print(f"{path.name}: {time.perf_counter() - start:.0f} s")
+    assert (tmp_path / "runs").is_dir()  # it trained into its own folder, not the repository's
+
+
+@pytest.fixture(scope="module")
+def widget(trained_run):
+    from digitlab.notebook import draw
+
+    return draw(trained_run)
+
+
+def _url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def test_widget_answers_canvases_of_every_style(widget, mnist):
+    from digitlab.data.synthetic import STYLES, browser_png, render
+
+    right = 0
+    for i, style in enumerate(STYLES * 3):
+        widget.image = _url(browser_png(render(mnist.x_test[i], style, np.random.default_rng(i))))
+        assert widget.error == "" and widget.label is not None
+        assert len(widget.probabilities) == 10 and abs(sum(widget.probabilities) - 1) < 1e-4
+        assert widget.top_k[0]["label"] == widget.label and widget.processed.startswith("data:image/png;base64,")
+        right += widget.label == mnist.y_test[i]
+    assert right >= 0.9 * 3 * len(STYLES)
+
+
+def test_widget_blank_and_bad_input_never_raise(widget, mnist):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (280, 280), (255, 255, 255, 255)).save(buf, format="PNG")
+    widget.image = _url(buf.getvalue())
+    assert widget.label is None and widget.error == "" and widget.reason.startswith("blank")
+    for bad, message in [
+        ("data:image/png;base64,@@@", "base64"),
+        ("data:image/png;base64,AAAA", "not a recognised image"),
+        ("https://example.org/seven.png", "data:image"),
+    ]:
+        widget.image = bad
+        assert widget.label is None and message in widget.error and widget.probabilities == []
+    widget.image = ""
+    assert widget.label is None and widget.error == "" and widget.processed == ""
+
+
+def test_widget_matches_the_server(widget, trained_run, mnist):
+    """Same preprocessing, same model call: the widget's probabilities equal /api/predict's."""
+    from fastapi.testclient import TestClient
+
+    from digitlab.data.synthetic import browser_png, render
+    from digitlab.serving.app import ServeConfig, create_app
+
+    url = _url(browser_png(render(mnist.x_test[5], "photo", np.random.default_rng(5))))
+    widget.image = url
+    with TestClient(create_app(ServeConfig(model=str(trained_run)))) as client:
+        body = client.post("/api/predict", json={"image": url}).json()
+    assert body["label"] == widget.label and body["processed"] == widget.processed
+    np.testing.assert_allclose(body["probabilities"], widget.probabilities, atol=1e-6)
+
+
+def test_kernel_env_is_not_left_quick():
+    assert os.environ.get("DIGITLAB_QUICK") is None

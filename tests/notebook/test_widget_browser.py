@@ -1,0 +1,98 @@
+"""The draw() widget's ES module in a real browser: JupyterLab (started here, on a free loopback port) runs a
+small notebook, Chromium draws a 7 on the widget with the mouse, and the widget says 7."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "notebook"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="no Chromium: `apt-get install chromium` (.ci/run does this)"
+)
+SEVEN = [(0.28, 0.2), (0.72, 0.2), (0.62, 0.4), (0.50, 0.62), (0.42, 0.84)]
+
+
+@pytest.fixture(scope="module")
+def lab(trained_run, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lab")
+    cell = f"from digitlab.notebook import draw\nwidget = draw({str(trained_run)!r})\nwidget"
+    notebook = {
+        "cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": cell}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (folder / "draw.ipynb").write_text(json.dumps(notebook))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(folder / ".config"), "JUPYTER_RUNTIME_DIR": str(folder / ".run")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--LabApp.news_url=",
+         "--allow-root"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("JupyterLab did not start")
+            time.sleep(0.3)
+    yield url, token
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def test_draw_a_seven_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    url, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/lab/tree/draw.ipynb?token={token}", timeout=60000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60000)
+        page.wait_for_function(
+            "() => document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'"
+            " || !!document.querySelector('.jp-mod-idle, [data-status=\"idle\"]')",
+            timeout=60000,
+        )
+        page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
+        page.keyboard.press("Shift+Enter")  # run the cell: the widget appears in its output
+        pad = page.wait_for_selector(".digitlab-draw canvas.pad", timeout=120000)
+        box = pad.bounding_box()
+        page.mouse.move(box["x"] + SEVEN[0][0] * box["width"], box["y"] + SEVEN[0][1] * box["height"])
+        page.mouse.down()
+        for x, y in SEVEN[1:]:
+            for t in range(1, 7):
+                page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.up()
+        page.wait_for_function(
+            "() => document.querySelector('.digitlab-draw .label')?.textContent === '7'", timeout=60000
+        )
+        assert page.eval_on_selector(".digitlab-draw .seen img", "img => img.src.startsWith('data:image/png')")
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-draw-7.png"))
+        browser.close()
