@@ -86,8 +86,9 @@ def test_draw_a_seven_in_jupyterlab(lab):
         box = pad.bounding_box()
         page.mouse.move(box["x"] + SEVEN[0][0] * box["width"], box["y"] + SEVEN[0][1] * box["height"])
         page.mouse.down()
-        for x, y in SEVEN[1:]:
-            for t in range(1, 7):
+        for (x0, y0), (x1, y1) in zip(SEVEN, SEVEN[1:], strict=False):
+            for t in range(1, 7):  # small steps, as a hand moves
+                x, y = x0 + (x1 - x0) * t / 6, y0 + (y1 - y0) * t / 6
                 page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
         page.mouse.up()
         page.wait_for_function(
