@@ -3,6 +3,7 @@ small notebook, Chromium draws a 7 on the widget with the mouse, and the widget 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -75,18 +76,23 @@ def test_draw_a_seven_in_jupyterlab(lab):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{url}/lab/tree/draw.ipynb?token={token}", timeout=60000)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60000)
-        page.wait_for_function(
-            "() => document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'"
-            " || !!document.querySelector('.jp-mod-idle, [data-status=\"idle\"]')",
-            timeout=60000,
-        )
-        page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
-        page.keyboard.press("Shift+Enter")  # run the cell: the widget appears in its output
-        pad = page.wait_for_selector(".digitlab-draw canvas.pad", timeout=120000)
+        # the kernel is connected and idle when the status bar says so ("Python 3 (ipykernel) | Idle")
+        page.wait_for_function("() => /\\| Idle/.test(document.body.innerText)", timeout=90000)
+        pad = None
+        for _attempt in range(3):  # a keypress that lands while JupyterLab is still settling is lost: run again
+            page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
+            page.keyboard.press("Shift+Enter")  # run the cell: the widget appears in its output
+            try:
+                pad = page.wait_for_selector(".digitlab-draw canvas.pad", timeout=45000)
+                break
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "jupyterlab-retry.png"))
+                page.keyboard.press("Escape")
+        assert pad is not None, "the widget never appeared (see test-artifacts/notebook/jupyterlab-retry.png)"
         box = pad.bounding_box()
         page.mouse.move(box["x"] + SEVEN[0][0] * box["width"], box["y"] + SEVEN[0][1] * box["height"])
         page.mouse.down()
-        for (x0, y0), (x1, y1) in zip(SEVEN, SEVEN[1:], strict=False):
+        for (x0, y0), (x1, y1) in itertools.pairwise(SEVEN):
             for t in range(1, 7):  # small steps, as a hand moves
                 x, y = x0 + (x1 - x0) * t / 6, y0 + (y1 - y0) * t / 6
                 page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
