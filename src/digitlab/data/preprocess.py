@@ -171,6 +171,8 @@ def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
     keep[edge] &= sizes[edge] >= largest * 0.5
     keep[0] = False
     digit = mask if keep[1:].all() else keep[labels]  # a lookup table: one pass, unlike np.isin
+    if not keep[1:].any():  # nothing but specks (every blob under 4 px): found by fuzzing, was an IndexError
+        return None, None, "blank: only specks"
     box = bounding_box(digit)
     extent = max(box[1] - box[0], box[3] - box[2]) / max(mask.shape)
     if extent < 0.08:

@@ -34,9 +34,12 @@ from digitlab.serving.batching import BatchPredictor
 from digitlab.serving.explain_routes import register as register_explain
 from digitlab.serving.feedback import store_feedback
 from digitlab.serving.inputs import (
+    FEEDBACK_REQUEST,
+    TF_SERVING_REQUEST,
     BadRequest,
     b64,
     image_bytes,
+    image_request,
     parse_json,
     pixels_from_json,
     png_data_url,
@@ -193,7 +196,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.post("/api/predict", summary="Predict the digit in one image")
+    @app.post("/api/predict", summary="Predict the digit in one image", openapi_extra=image_request())
     async def api_predict(request: Request):
         """Send an image as a multipart upload, as the raw body, or JSON `{"image": "data:image/png;base64,..."}`
         or `{"pixels": [[...28 numbers...], ...28 rows]}`. Answers the label, 10 calibrated probabilities, the
@@ -213,7 +216,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return JSONResponse(body)  # already plain JSON types: skip FastAPI's generic encoder
 
-    @app.post("/v1/models/digits:predict", summary="TensorFlow Serving REST predict")
+    @app.post("/v1/models/digits:predict", summary="TensorFlow Serving REST predict", openapi_extra=TF_SERVING_REQUEST)
     async def tf_serving_predict(request: Request):
         """`{"instances": [...]}` where each instance is a 28×28 array (MNIST convention) or `{"b64": "..."}`
         image bytes; answers `{"predictions": [[10 probabilities], ...]}` like TF Serving."""
@@ -244,7 +247,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             ]
         }
 
-    @app.post("/api/feedback", summary="Store a correction for later fine-tuning")
+    @app.post("/api/feedback", summary="Store a correction for later fine-tuning", openapi_extra=FEEDBACK_REQUEST)
     async def feedback(request: Request):
         """JSON `{"image": data URL of the drawing, "label": the true digit, "predicted": what the model said}`;
         stored as a PNG plus one line in `index.jsonl` of the feedback folder."""

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.explain.engine import BASELINES, METHODS
-from digitlab.serving.inputs import BadRequest, png_data_url
+from digitlab.serving.inputs import EXPLAIN_OPTIONS, BadRequest, image_request, png_data_url
 
 MAX_WAITING = 4
 
@@ -93,7 +93,11 @@ def explain_params(payload: dict[str, Any], query) -> dict[str, Any]:
 def register(app: FastAPI, model: str, images_from_request) -> ExplainService:
     service = ExplainService(model)
 
-    @app.post("/api/explain", summary="How the network reaches its answer for one image")
+    @app.post(
+        "/api/explain",
+        summary="How the network reaches its answer for one image",
+        openapi_extra=image_request(EXPLAIN_OPTIONS),
+    )
     async def api_explain(request: Request):
         """Same inputs and limits as `/api/predict`, plus `method` (ig, smoothgrad, gradcam, occlusion or none),
         `target` and `contrast` (digits; default: the prediction, no contrast), `steps` (IG, 4-256, default 32)
@@ -113,7 +117,7 @@ def register(app: FastAPI, model: str, images_from_request) -> ExplainService:
         body.update(result)
         return JSONResponse(body)
 
-    @app.get("/api/explain/map", summary="The training digits' map (penultimate layer, PCA) for the panel")
+    @app.get("/api/explain/map", summary="The training digits' map (penultimate layer, t-SNE) for the panel")
     async def api_explain_map():
         return JSONResponse(await service.run(lambda: service.explainer().map_points()))
 

@@ -88,3 +88,88 @@ def image_bytes(image: str) -> bytes:
         return decode_data_url(image) if image.startswith("data:") else b64(image, "image")
     except ImageError as e:
         raise BadRequest(f"image: {e}") from None
+
+
+# --- the request bodies, as OpenAPI documents them (the routes parse raw bodies themselves) ------------------
+
+_PIXELS = {
+    "type": "array",
+    "minItems": 28,
+    "maxItems": 28,
+    "items": {
+        "type": "array",
+        "minItems": 28,
+        "maxItems": 28,
+        "items": {"type": "number", "minimum": 0, "maximum": 255},
+    },
+    "description": "28×28 numbers in [0, 1] or [0, 255], white digit on black (MNIST convention)",
+}
+_IMAGE = {"type": "string", "description": "a data:image/png;base64,... URL, or plain base64 of image bytes"}
+_IMAGE_BODIES = {
+    "multipart/form-data": {
+        "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+    },
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def image_request(extra: dict | None = None) -> dict:
+    """`openapi_extra` for a route that takes one image as JSON (`image` or `pixels`), multipart or raw bytes."""
+    properties = {"image": _IMAGE, "pixels": _PIXELS, **(extra or {})}
+    json_schema = {"type": "object", "properties": properties, "minProperties": 1}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema}, **_IMAGE_BODIES}}
+    }
+
+
+TF_SERVING_REQUEST = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {
+                        "instances": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 256,
+                            "items": {
+                                "oneOf": [
+                                    _PIXELS,
+                                    {"type": "object", "required": ["b64"], "properties": {"b64": {"type": "string"}}},
+                                ]
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+FEEDBACK_REQUEST = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "label"],
+                    "properties": {
+                        "image": _IMAGE,
+                        "label": {"type": "integer", "minimum": 0, "maximum": 9},
+                        "predicted": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+                    },
+                }
+            }
+        },
+    }
+}
+EXPLAIN_OPTIONS = {
+    "method": {"type": "string", "enum": ["ig", "smoothgrad", "gradcam", "occlusion", "none"]},
+    "target": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+    "contrast": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+    "steps": {"type": "integer", "minimum": 4, "maximum": 256},
+    "baseline": {"type": "string", "enum": ["black", "blur", "grey"]},
+}

@@ -1,0 +1,129 @@
+"""API fuzzing: schemathesis generates requests from the served OpenAPI schema (every route), plus hand-written
+abuse (a lying Content-Length, an oversized body, deep JSON, many multipart parts). Invariant: a JSON 4xx
+with a message or a 2xx; never a 5xx, never a stack trace or a file-system path; the server still answers a
+good request afterwards. Bounded for `make test`; `DIGITLAB_FUZZ=long` runs 20× more."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from digitlab.serving.app import ServeConfig, create_app
+
+LONG = os.environ.get("DIGITLAB_FUZZ") == "long"
+
+
+@pytest.fixture(scope="module")
+def app(trained_run, tmp_path_factory):
+    return create_app(ServeConfig(model=str(trained_run), feedback_dir=str(tmp_path_factory.mktemp("fuzz-feedback"))))
+
+
+@pytest.fixture(scope="module")
+def operations(app):
+    with TestClient(app) as c:  # the explainer's first use loads TensorFlow and builds its map: not fuzzed here
+        assert c.get("/api/explain/map").status_code == 200
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    return {f"{op.method.upper()} {op.path}": op for op in (result.ok() for result in schema.get_all_operations())}
+
+
+def _check(response) -> None:
+    assert response.status_code < 500, (response.status_code, response.text[:300])
+    text = response.text
+    assert "Traceback" not in text and "/tmp/" not in text and "/root/" not in text and "site-packages" not in text
+    if response.status_code >= 400:
+        kind = response.headers.get("content-type", "")
+        assert (kind[0] if isinstance(kind, list) else kind).startswith("application/json")
+        assert response.json().get("error"), text[:200]
+
+
+ROUTES = [
+    "POST /api/predict",
+    "POST /api/explain",
+    "POST /v1/models/digits:predict",
+    "POST /api/feedback",
+    "GET /v1/models/digits",
+    "GET /api/model",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /api/explain/map",
+]
+
+
+def test_the_schema_documents_every_route(operations):
+    assert sorted(operations) == sorted(ROUTES)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_route_from_the_schema(operations, route):
+    """Requests generated from the route's documented body (schemathesis + hypothesis), valid and not."""
+    operation = operations[route]
+
+    @settings(
+        max_examples=(400 if LONG else 25) if operation.method.upper() == "POST" else 5,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=not LONG,
+    )
+    @given(st.data())
+    def run(data):
+        _check(data.draw(operation.as_strategy()).call(timeout=60))
+
+    run()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _good(client) -> None:
+    r = client.post("/api/predict", json={"pixels": [[0.0] * 28] * 14 + [[0.0] * 10 + [1.0] * 8 + [0.0] * 10] * 14})
+    assert r.status_code == 200 and r.json()["label"] is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"content": b"x" * 10, "headers": {"Content-Length": "3"}},  # a Content-Length that lies (shorter)
+        {"content": b"{}", "headers": {"Content-Length": "99999999999999999999"}},
+        {"content": b"{}", "headers": {"Content-Length": "-1"}},
+        {"content": b"[" * 200_000, "headers": {"Content-Type": "application/json"}},
+        {"content": b'{"image": "' + b"A" * 6_000_000 + b'"}', "headers": {"Content-Type": "application/json"}},
+        {
+            "content": b'{"pixels": ' + b"[" * 30 + b"0" + b"]" * 30 + b"}",
+            "headers": {"Content-Type": "application/json"},
+        },
+        {"content": b"\xff\xfe" * 1000, "headers": {"Content-Type": "application/json"}},
+    ],
+    ids=["short-length", "huge-length", "negative-length", "deep-json", "over-limit", "nested-pixels", "not-utf8"],
+)
+def test_hand_written_abuse(client, kwargs):
+    for route in ("/api/predict", "/api/explain", "/v1/models/digits:predict", "/api/feedback"):
+        _check(client.post(route, **kwargs))
+    _good(client)
+
+
+def test_chunked_body_over_the_limit(client):
+    def chunks():
+        for _ in range(200):
+            yield b"A" * 65536  # 13 MB in chunks, no Content-Length
+
+    r = client.post("/api/predict", content=chunks())
+    assert r.status_code == 413
+    _good(client)
+
+
+def test_multipart_with_many_parts(client):
+    boundary = "b0und4ry"
+    parts = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n' for i in range(5000))
+    body = (parts + f"--{boundary}--\r\n").encode()
+    r = client.post("/api/predict", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    _check(r)
+    assert r.status_code in (400, 413)
+    _good(client)
