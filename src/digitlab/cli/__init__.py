@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     except DigitlabError as e:
         print(f"digitlab: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder, a vanished file: say which, in one line
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"digitlab: error: cannot write or read a file{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("digitlab: interrupted", file=sys.stderr)
         return 130

@@ -267,7 +267,10 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise BadRequest("'image' must be a data:image/png;base64,... URL")
         data = image_bytes(image)  # a base64 decode: cheaper than a thread handoff, as in /api/predict
         processed = await preprocess_async(data, for_model=False)  # validates the image; stored with it
-        record = await run_in_threadpool(store_feedback, feedback_dir, data, processed, label, predicted)
+        try:
+            record = await run_in_threadpool(store_feedback, feedback_dir, data, processed, label, predicted)
+        except OSError as e:  # a full or read-only feedback folder: the client is told, nothing is half-written
+            raise BadRequest(f"the correction could not be stored ({e.strerror or 'write failed'})", 507) from None
         return {"stored": True, "id": record["id"]}
 
     @app.get("/api/model", summary="Model name, metrics and input contract")

@@ -6,8 +6,10 @@ index line never points at a missing file; appends are serialised by a lock and 
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -35,6 +37,19 @@ def store_feedback(folder: Path, data: bytes, processed: Processed, label: int, 
         "blank": processed.blank,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    with _FEEDBACK_LOCK, open(folder / "index.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")  # one short line in append mode: written whole or not at all
+    line = (json.dumps(record) + "\n").encode()
+    with _FEEDBACK_LOCK:  # one writer at a time: lines never interleave
+        fd = os.open(folder / "index.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # a full disk never leaves half a line for finetune to trip on
+                (folder / f"{record_id}.png").unlink(missing_ok=True)
+                raise
+        finally:
+            os.close(fd)
     return record

@@ -1,0 +1,219 @@
+"""Faults a user meets: a full disk, model files from someone else, a burst of corrections, a killed run.
+
+The full-disk tests mount a small tmpfs (root only; skipped elsewhere, with the reason)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitlab.atomic import atomic_write_bytes
+from digitlab.cli import main
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs, nearly filled: writes of more than a few KB fail with ENOSPC."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or 'not root'})")
+    try:
+        (mount / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))  # leave 64 KB
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name != "filler")
+
+
+def test_atomic_write_on_a_full_disk_leaves_nothing_half_written(full_disk):
+    (full_disk / "keep.json").write_text('{"ok": true}')
+    with pytest.raises(OSError):
+        atomic_write_bytes(full_disk / "keep.json", b"x" * 200_000)
+    assert (full_disk / "keep.json").read_text() == '{"ok": true}'  # the old file is untouched
+    assert _leftovers(full_disk) == ["keep.json"]  # and no .part file is left behind
+
+
+def test_export_to_a_full_disk_is_one_line(trained_run, full_disk, capsys):
+    assert main(["export", str(trained_run), "--format", "onnx", "--out", str(full_disk / "export")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digitlab: error:") and "\n" not in err and "No space left" in err, err
+    assert not [n for n in _leftovers(full_disk) if n.endswith((".onnx", ".json"))]
+
+
+def test_predict_saving_to_a_full_disk_is_one_line(trained_run, full_disk, tmp_path, mnist, capsys):
+    from PIL import Image
+
+    for i in range(40):
+        Image.fromarray(255 - mnist.x_test[i]).resize((300, 300)).save(tmp_path / f"{i}.png")
+    code = main(["predict", str(tmp_path), "--model", str(trained_run), "--save-processed", str(full_disk / "seen"),
+                 "--workers", "1"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("digitlab: error:") and "No space left" in err, err
+    assert not [n for n in _leftovers(full_disk) if n.endswith(".part")]
+
+
+def test_feedback_on_a_full_disk_is_507_and_the_index_stays_whole(trained_run, full_disk, mnist):
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from digitlab.serving.app import ServeConfig, create_app
+
+    folder = full_disk / "feedback"
+    app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(folder)))
+    noise = np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8)  # ~160 KB as PNG: does not fit
+    stored, refused = 0, 0
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for image in (255 - mnist.x_test[0], noise, 255 - mnist.x_test[1]):
+            buf = io.BytesIO()
+            Image.fromarray(image).resize((280, 280)).save(buf, format="PNG")
+            url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+            r = client.post("/api/feedback", json={"image": url, "label": 7})
+            assert r.status_code in (200, 507), r.text
+            stored += r.status_code == 200
+            refused += r.status_code == 507
+            if r.status_code == 507:
+                assert "could not be stored" in r.json()["error"]
+    assert refused >= 1
+    lines = (folder / "index.jsonl").read_text().splitlines() if (folder / "index.jsonl").exists() else []
+    assert len(lines) == stored and all((folder / json.loads(line)["file"]).is_file() for line in lines)
+    assert len(list(folder.glob("*.png"))) == stored  # no orphan picture, no .part file
+    assert not list(folder.glob(".*part"))
+
+
+def _lambda_model(path: Path, canary: Path) -> None:
+    """A model.keras with a Lambda layer whose code would write `canary` if it ever ran."""
+    code = (
+        "import keras\n"
+        f"canary = {str(canary)!r}\n"
+        "def payload(x):\n"
+        "    open(canary, 'w').write('ran')\n"
+        "    return x\n"
+        "inputs = keras.Input((28, 28, 1))\n"
+        "x = keras.layers.Lambda(lambda t: (open(canary, 'w').write('ran'), t)[1])(inputs)\n"
+        "outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))\n"
+        f"keras.Model(inputs, outputs).save({str(path)!r})\n"
+        "import os; os.remove(canary)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+def test_a_model_file_with_code_in_it_is_refused_and_never_run(tmp_path, capsys):
+    canary = tmp_path / "canary"
+    model = tmp_path / "model.keras"
+    _lambda_model(model, canary)
+    assert model.is_file() and not canary.exists()
+    commands = [
+        ["evaluate", str(model)],
+        ["predict", str(model), "--model", str(model), "--runtime", "keras"],
+        ["export", str(model), "--format", "onnx"],
+        ["explain", str(model), "--model", str(model)],
+    ]
+    for args in commands:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("digitlab: error:") and ("lambda" in err.lower() or "unsafe" in err.lower()), err
+    assert not canary.exists()
+
+
+def test_truncated_and_garbage_model_files_are_one_line(trained_run, tmp_path, capsys):
+    data = (trained_run / "model.keras").read_bytes()
+    for name, content in [("truncated.keras", data[: len(data) // 2]), ("garbage.keras", os.urandom(4096))]:
+        (tmp_path / name).write_bytes(content)
+        assert main(["evaluate", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("digitlab: error: cannot load") and "\n" not in err, err
+
+
+def test_200_concurrent_corrections_are_all_stored_whole(trained_run, tmp_path, mnist):
+    import httpx
+    import uvicorn
+    from PIL import Image
+
+    from digitlab.serving.app import ServeConfig, create_app
+
+    folder = tmp_path / "feedback"
+    app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(folder)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    buf = io.BytesIO()
+    Image.fromarray(255 - mnist.x_test[0]).resize((280, 280)).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            posts = [
+                client.post("/api/feedback", json={"image": url, "label": i % 10, "predicted": 7}) for i in range(200)
+            ]
+            return await asyncio.gather(*posts)
+
+    try:
+        responses = asyncio.run(burst())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert [r.status_code for r in responses] == [200] * 200
+    lines = (folder / "index.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses: none interleaved or cut
+    assert len(records) == 200 and len({r["id"] for r in records}) == 200
+    assert sorted(r["label"] for r in records) == sorted(i % 10 for i in range(200))
+    assert len(list(folder.glob("*.png"))) == 200 and all((folder / r["file"]).is_file() for r in records)
+
+
+@pytest.mark.slow
+def test_custom_loop_killed_twice_at_random_moments_ends_bit_identical(tmp_path, mnist_dir):
+    """Kill -9 twice, at random moments (mid-epoch, mid-checkpoint), resume each time: the final weights equal an
+    uninterrupted run's, bit for bit. (The fit loop resumes too, but is not bit-identical: Keras'
+    BackupAndRestore restarts the shuffled dataset at its first epoch's order.)"""
+    import keras
+
+    args = ["train", "--model", "mlp", "--loop", "custom", "--epochs", "5", "--limit", "12000", "--batch-size", "32",
+            "--validation-size", "500", "--patience", "0"]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    subprocess.run([sys.executable, "-m", "digitlab", *args, "--out", str(tmp_path / "whole")], check=True,
+                   capture_output=True, env=env, timeout=300)  # fmt: skip
+    rng = random.Random(0)
+    killed = tmp_path / "killed"
+    kills = 0
+    while True:  # kill at a random moment, up to twice; the last launch runs to the end
+        proc = subprocess.Popen([sys.executable, "-m", "digitlab", *args, "--out", str(killed)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+        if kills < 2:
+            time.sleep(rng.uniform(3.5, 7.0))  # start-up is ~3 s, an epoch ~1-2 s: mid-epoch or mid-checkpoint
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                continue
+        output = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, output[-2000:]
+        break
+    assert kills >= 1
+    a = keras.saving.load_model(tmp_path / "whole" / "model.keras").get_weights()
+    b = keras.saving.load_model(killed / "model.keras").get_weights()
+    for wa, wb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(wa, wb)
