@@ -106,7 +106,8 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, e: BadRequest):
-        return JSONResponse({"error": str(e)}, status_code=e.status)
+        headers = {"Retry-After": "1"} if e.status == 429 else None
+        return JSONResponse({"error": str(e)}, status_code=e.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError):

@@ -3,8 +3,8 @@
 Explanations need the Keras model and TensorFlow (gradients), which the prediction path does not: the
 explainer is loaded on the first explain request, in its own thread, so the server starts as fast as ever
 and predictions never wait for it. Explanations run one at a time on that thread, with at most
-`MAX_WAITING` queued; beyond that the answer is a 503 with a message, never a queue that grows without
-bound or a prediction starved of CPU.
+`MAX_WAITING` queued; beyond that the answer is a 429 with a message and `Retry-After`, never a queue that
+grows without bound or a prediction starved of CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.explain.engine import BASELINES, METHODS
 from digitlab.serving.inputs import EXPLAIN_OPTIONS, BadRequest, image_request, png_data_url
+from digitlab.tf_logging import import_tensorflow
 
 MAX_WAITING = 4
 
@@ -35,6 +36,7 @@ class ExplainService:
     def explainer(self):
         with self._lock:
             if self._explainer is None:
+                import_tensorflow()  # quietly, before the engine imports it
                 from digitlab.explain.explanation import ModelExplainer
 
                 self._explainer = ModelExplainer.load(self.model)
@@ -42,14 +44,14 @@ class ExplainService:
 
     async def run(self, fn, *args) -> Any:
         if self.waiting >= MAX_WAITING:
-            raise BadRequest(f"the explainer is busy ({MAX_WAITING} explanations queued); try again shortly", 503)
+            raise BadRequest(f"the explainer is busy ({MAX_WAITING} explanations queued); try again shortly", 429)
         self.waiting += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
         except ConfigError as e:
             raise BadRequest(str(e)) from None
         except DigitlabError as e:
-            raise BadRequest(f"cannot explain with this model: {e}", 503) from None
+            raise BadRequest(f"cannot explain with this model: {e}", 422) from None
         finally:
             self.waiting -= 1
 
