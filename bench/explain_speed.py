@@ -39,7 +39,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from digitlab.data.mnist import load_mnist
     from digitlab.data.synthetic import browser_png, render
-    from serve_load import free_port
+    from serve_load import free_port, wait_ready
 
     mnist = load_mnist()
     png = browser_png(render(mnist.x_test[0], "black-on-white", np.random.default_rng(0)).resize((280, 280)))
@@ -48,15 +48,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--model", args.model, "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/readyz", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not become ready") from None
-                time.sleep(0.05)
+        wait_ready(port, server)
         start = time.perf_counter()
         post(url + "/api/explain", body)
         first = time.perf_counter() - start

@@ -125,6 +125,19 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
+def wait_ready(port: int, server: subprocess.Popen, timeout: float = 120, poll: float = 0.01) -> None:
+    """Until /readyz answers; exits with a message if the server dies or takes longer than `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not become ready") from None
+            time.sleep(poll)
+
+
 def resident_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -141,15 +154,7 @@ def run_server(model: str, workers: int, seconds: float, runtime: str) -> dict[s
          "--workers", str(workers), "--runtime", runtime],
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not become ready") from None
-                time.sleep(0.01)
+        wait_ready(port, server)
         ready = time.perf_counter() - start
         time.sleep(1.0 if workers > 1 else 0)  # with several workers, let every one finish loading
         memory = [resident_mb(pid) for pid in process_tree(server.pid)]

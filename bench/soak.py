@@ -20,13 +20,12 @@ import random
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_load import free_port, process_tree, resident_mb
+from serve_load import free_port, process_tree, resident_mb, wait_ready
 
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 
@@ -154,15 +153,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--model", args.model, "--port", str(port),
                                "--workers", str(args.workers)])  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not become ready") from None
-                time.sleep(0.2)
+        wait_ready(port, server)
         time.sleep(2)
 
         def memory() -> dict:
