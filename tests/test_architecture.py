@@ -82,13 +82,16 @@ def _imported_in_fresh_process(code: str) -> set[str]:
 
 
 def test_light_paths_do_not_import_tensorflow():
-    """Reading a model's metadata, preprocessing an image and the public names never start TensorFlow."""
+    """Reading a model's metadata, preprocessing an image, the server's and the notebook's modules and the public
+    names never start TensorFlow (the ONNX runtime path runs without it)."""
     loaded = _imported_in_fresh_process(
         "import digitlab, digitlab.data, digitlab.models, digitlab.inference\n"
         "from digitlab.data.preprocess import to_mnist_28x28\n"
         "from digitlab.models.saved import LoadedModel\n"
         "from digitlab.inference.predictor import Predictor\n"
-        "from digitlab.data.fetch import fetch_mnist"
+        "from digitlab.data.fetch import fetch_mnist\n"
+        "from digitlab.serving.app import create_app\n"
+        "from digitlab.notebook.widget import draw"
     )
     assert "digitlab.data.preprocess" in loaded and "digitlab.inference.predictor" in loaded
     assert not {"tensorflow", "keras"} & loaded

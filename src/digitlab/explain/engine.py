@@ -31,9 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.errors import ConfigError, ModelError
+from digitlab.explain.options import BASELINES, METHODS
 
-METHODS = ("ig", "smoothgrad", "gradcam", "occlusion")
-BASELINES = ("black", "blur", "grey")
 SKIPPED = ("InputLayer", "Dropout", "Identity", "Flatten", "SpatialDropout2D", "GaussianNoise")
 
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from digitlab.errors import ConfigError, DigitlabError
-from digitlab.explain.engine import BASELINES, METHODS
+from digitlab.explain.options import BASELINES, METHODS
 from digitlab.serving.inputs import EXPLAIN_OPTIONS, BadRequest, image_request, png_data_url
 from digitlab.tf_logging import import_tensorflow
 
