@@ -191,7 +191,7 @@ def test_custom_loop_killed_twice_at_random_moments_ends_bit_identical(tmp_path,
     BackupAndRestore restarts the shuffled dataset at its first epoch's order.)"""
     import keras
 
-    args = ["train", "--model", "mlp", "--loop", "custom", "--epochs", "5", "--limit", "12000", "--batch-size", "32",
+    args = ["train", "--model", "mlp", "--loop", "custom", "--epochs", "4", "--limit", "8000", "--batch-size", "32",
             "--validation-size", "500", "--patience", "0"]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     subprocess.run([sys.executable, "-m", "digitlab", *args, "--out", str(tmp_path / "whole")], check=True,
@@ -203,7 +203,7 @@ def test_custom_loop_killed_twice_at_random_moments_ends_bit_identical(tmp_path,
         proc = subprocess.Popen([sys.executable, "-m", "digitlab", *args, "--out", str(killed)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
         if kills < 2:
-            time.sleep(rng.uniform(3.5, 7.0))  # start-up is ~3 s, an epoch ~1-2 s: mid-epoch or mid-checkpoint
+            time.sleep(rng.uniform(3.5, 6.0))  # start-up is ~3 s, an epoch ~1-2 s: mid-epoch or mid-checkpoint
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()

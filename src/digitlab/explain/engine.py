@@ -101,6 +101,7 @@ class Explainer:
         self.cam_index = convs[-1] if convs else None  # Grad-CAM's layer: the last convolution
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
         self._scores = tf.function(self._scores_fn, reduce_retracing=True)
+        self._logits = tf.function(lambda x: self._forward(x), reduce_retracing=True)
         self._activations = tf.function(self._activations_fn, reduce_retracing=True)
         self._cam = tf.function(self._cam_fn, reduce_retracing=True) if convs else None
         self.head_index = max(i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Dense")
@@ -139,11 +140,8 @@ class Explainer:
     # --- public API ----------------------------------------------------------------------------------------
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
-        return self._scores_batch(pixels, np.eye(10, dtype=np.float32))
-
-    def _scores_batch(self, pixels, weights):
-        x = _batch(pixels)
-        return np.stack([self._scores(x, tf.constant(w)).numpy() for w in weights], axis=1)
+        x = _batch(pixels) if np.asarray(pixels).ndim == 2 else np.asarray(pixels, np.float32).reshape(-1, 28, 28, 1)
+        return self._logits(tf.constant(x)).numpy()
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The penultimate representation (what the final Dense layer sees), one row per input."""
