@@ -19,6 +19,7 @@ a ~112 px working copy, and steps 5-6 touch only the digit's neighbourhood. Abou
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,10 @@ class Processed:
         if scale > 1:
             image = cv2.resize(image, (28 * scale, 28 * scale), interpolation=cv2.INTER_NEAREST)
         return cv2.imencode(".png", image)[1].tobytes()
+
+    def to_data_url(self) -> str:
+        """The 28×28 as a PNG data URL: what the server, the page and the notebook widget show."""
+        return "data:image/png;base64," + base64.b64encode(self.to_png()).decode()
 
 
 # --- the pipeline -------------------------------------------------------------------------------------------

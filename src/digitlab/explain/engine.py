@@ -140,12 +140,12 @@ class Explainer:
     # --- public API ----------------------------------------------------------------------------------------
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
-        x = _batch(pixels) if np.asarray(pixels).ndim == 2 else np.asarray(pixels, np.float32).reshape(-1, 28, 28, 1)
+        x = _many(pixels)
         return self._logits(tf.constant(x)).numpy()
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The penultimate representation (what the final Dense layer sees), one row per input."""
-        x = _batch(pixels) if np.asarray(pixels).ndim == 2 else np.asarray(pixels, np.float32).reshape(-1, 28, 28, 1)
+        x = _many(pixels)
         return np.concatenate(
             [self._features(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
         )
@@ -265,6 +265,12 @@ def make_baseline(x: np.ndarray, kind: str) -> np.ndarray:
     import cv2
 
     return cv2.GaussianBlur(x.astype(np.float32), (0, 0), 3.0)
+
+
+def _many(pixels) -> np.ndarray:
+    """One 28×28, or any stack of them, as an (N, 28, 28, 1) batch."""
+    x = np.asarray(pixels, np.float32)
+    return _batch(x) if x.ndim == 2 else x.reshape(-1, 28, 28, 1)
 
 
 def _batch(pixels) -> np.ndarray:

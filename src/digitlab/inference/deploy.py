@@ -10,6 +10,7 @@ reuses a current export (same model file, intact, passed) and re-exports a stale
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -73,8 +74,6 @@ def export_loaded(
         runtime = open_runtime(fmt, path)
         check = parity(reference, probabilities(runtime.logits(images), loaded.temperature))
         if not check["passed"]:
-            import shutil
-
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             export.metadata_path(out, fmt).unlink(missing_ok=True)
             raise ModelError(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.atomic import atomic_write_json
+from digitlab.data.fetch import sha256_file
 from digitlab.errors import ConfigError, ModelError
 
 FORMATS = ("savedmodel", "onnx", "litert")
@@ -65,15 +66,12 @@ def check_format(fmt: str) -> str:
 
 
 def digest(path: Path) -> str:
-    """sha256 of a file, or of every file under a directory (names and contents, in sorted order)."""
+    """sha256 of a file, or of a directory: of every file's relative name and sha256, in sorted order."""
+    if not path.is_dir():
+        return sha256_file(path)
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            h.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{file.relative_to(path)}\0{sha256_file(file)}\n".encode())
     return h.hexdigest()
 
 

@@ -9,13 +9,13 @@ loaded. Exported copies of a model (ONNX, LiteRT, SavedModel) are `export.py`'s.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from digitlab.atomic import atomic_write_json
+from digitlab.data.fetch import sha256_file
 from digitlab.errors import ModelError
 from digitlab.tf_logging import import_tensorflow
 
@@ -52,11 +52,7 @@ class LoadedModel:
 
     def file_digest(self) -> str:
         """sha256 of the model file: what an exported copy records, so a changed model is never run stale."""
-        h = hashlib.sha256()
-        with open(self.model_path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        return sha256_file(self.model_path)
 
 
 def load_model(path: str | Path, network: bool = True) -> LoadedModel:

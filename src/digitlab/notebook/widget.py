@@ -10,7 +10,6 @@ the kernel. In Colab, anywidget turns on Colab's custom widget manager by itself
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +49,7 @@ class DrawWidget(anywidget.AnyWidget):
     def _answer(self, change: dict) -> None:
         url = change["new"]
         if not url:
-            self.set_trait("label", None)
-            self.set_trait("probabilities", [])
-            self.set_trait("top_k", [])
-            self.set_trait("processed", "")
-            self.set_trait("reason", "")
-            self.set_trait("error", "")
+            self._show()
             return
         try:
             if not isinstance(url, str) or not url.startswith("data:"):
@@ -63,16 +57,14 @@ class DrawWidget(anywidget.AnyWidget):
             processed = to_mnist_28x28(decode_data_url(url), max_pixels=MAX_PIXELS)
             probs = None if processed.blank else self._predictor.probabilities(processed.pixels[None])[0]
         except DigitlabError as e:
-            self.set_trait("label", None)
-            self.set_trait("probabilities", [])
-            self.set_trait("top_k", [])
-            self.set_trait("processed", "")
-            self.set_trait("error", str(e))
+            self._show(error=str(e))
             return
+        self._show(probs, processed.to_data_url(), processed.reason)
+
+    def _show(self, probs=None, processed: str = "", reason: str = "", error: str = "") -> None:
+        """Set every answer trait at once (one sync to the front end); no probabilities means no label."""
         with self.hold_sync():
-            self.error = ""
-            self.processed = "data:image/png;base64," + base64.b64encode(processed.to_png()).decode()
-            self.reason = processed.reason
+            self.error, self.processed, self.reason = error, processed, reason
             if probs is None:
                 self.label, self.probabilities, self.top_k = None, [], []
             else:

@@ -42,7 +42,6 @@ from digitlab.serving.inputs import (
     image_request,
     parse_json,
     pixels_from_json,
-    png_data_url,
     read_body,
 )
 
@@ -204,7 +203,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         top 3, whether no digit was found, and the 28×28 the model saw (PNG data URL)."""
         start = time.perf_counter()
         (processed,), _ = await images_from_request(request)
-        body: dict[str, Any] = {"blank": processed.blank, "processed": png_data_url(processed)}
+        body: dict[str, Any] = {"blank": processed.blank, "processed": processed.to_data_url()}
         if processed.blank:
             body.update(label=None, probabilities=None, top_k=[], reason=processed.reason)
         else:

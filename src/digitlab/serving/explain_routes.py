@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.explain.options import BASELINES, METHODS
-from digitlab.serving.inputs import EXPLAIN_OPTIONS, BadRequest, image_request, png_data_url
+from digitlab.serving.inputs import EXPLAIN_OPTIONS, BadRequest, image_request
 from digitlab.tf_logging import import_tensorflow
 
 MAX_WAITING = 4
@@ -111,7 +111,7 @@ def register(app: FastAPI, model: str, images_from_request) -> ExplainService:
         explain_params({}, query)  # a bad query parameter fails before the body is read
         (processed,), _ = await images_from_request(request)
         params = explain_params(getattr(request.state, "payload", None) or {}, query)
-        body: dict[str, Any] = {"blank": processed.blank, "processed": png_data_url(processed)}
+        body: dict[str, Any] = {"blank": processed.blank, "processed": processed.to_data_url()}
         if processed.blank:
             body.update(label=None, reason=processed.reason)
             return JSONResponse(body)

@@ -14,7 +14,6 @@ import numpy as np
 from fastapi import Request
 
 from digitlab.data.decode import decode_data_url
-from digitlab.data.preprocess import Processed
 from digitlab.errors import ImageError
 
 
@@ -51,10 +50,6 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest("the body is not valid JSON") from None
     except RecursionError:
         raise BadRequest("the JSON body is nested too deeply") from None
-
-
-def png_data_url(processed: Processed) -> str:
-    return "data:image/png;base64," + base64.b64encode(processed.to_png()).decode()
 
 
 def pixels_from_json(value: Any, what: str) -> np.ndarray:
@@ -113,59 +108,38 @@ _IMAGE_BODIES = {
 }
 
 
+def _json_request(schema: dict, **other_bodies: dict) -> dict:
+    """`openapi_extra` for a route whose (required) body is JSON with `schema`, or one of `other_bodies`."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}, **other_bodies}}}
+
+
 def image_request(extra: dict | None = None) -> dict:
     """`openapi_extra` for a route that takes one image as JSON (`image` or `pixels`), multipart or raw bytes."""
     properties = {"image": _IMAGE, "pixels": _PIXELS, **(extra or {})}
-    json_schema = {"type": "object", "properties": properties, "minProperties": 1}
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema}, **_IMAGE_BODIES}}
-    }
+    return _json_request({"type": "object", "properties": properties, "minProperties": 1}, **_IMAGE_BODIES)
 
 
-TF_SERVING_REQUEST = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["instances"],
-                    "properties": {
-                        "instances": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": 256,
-                            "items": {
-                                "oneOf": [
-                                    _PIXELS,
-                                    {"type": "object", "required": ["b64"], "properties": {"b64": {"type": "string"}}},
-                                ]
-                            },
-                        }
-                    },
-                }
-            }
+_B64_INSTANCE = {"type": "object", "required": ["b64"], "properties": {"b64": {"type": "string"}}}
+TF_SERVING_REQUEST = _json_request(
+    {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {
+            "instances": {"type": "array", "minItems": 1, "maxItems": 256, "items": {"oneOf": [_PIXELS, _B64_INSTANCE]}}
         },
     }
-}
-FEEDBACK_REQUEST = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image", "label"],
-                    "properties": {
-                        "image": _IMAGE,
-                        "label": {"type": "integer", "minimum": 0, "maximum": 9},
-                        "predicted": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
-                    },
-                }
-            }
+)
+FEEDBACK_REQUEST = _json_request(
+    {
+        "type": "object",
+        "required": ["image", "label"],
+        "properties": {
+            "image": _IMAGE,
+            "label": {"type": "integer", "minimum": 0, "maximum": 9},
+            "predicted": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
         },
     }
-}
+)
 EXPLAIN_OPTIONS = {
     "method": {"type": "string", "enum": ["ig", "smoothgrad", "gradcam", "occlusion", "none"]},
     "target": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
