@@ -8,7 +8,8 @@
   const map = $("map").getContext("2d");
   const NAMES = { ig: "Integrated Gradients", smoothgrad: "SmoothGrad", gradcam: "Grad-CAM", occlusion: "Occlusion" };
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-  const st = { image: null, label: null, timer: null, seq: 0, controller: null, points: null, bounds: null, last: null };
+  const st = { image: null, label: null, timer: null, seq: 0, busy: false, dirty: false, points: null, bounds: null,
+    last: null };
 
   for (let d = 0; d < 10; d++) {
     const o = document.createElement("option");
@@ -23,26 +24,31 @@
     if (st.image) st.timer = setTimeout(explain, ms);
   }
 
+  // At most one explanation per page is in flight. Aborting a fetch does not stop the server's work, so a newer
+  // drawing does not cancel the request in flight: it waits, and the latest drawing is sent when that returns.
   async function explain() {
+    if (st.busy) { st.dirty = true; return; }
+    st.busy = true; st.dirty = false;
     const seq = ++st.seq;
-    if (st.controller) st.controller.abort(); // a newer drawing supersedes the explanation in flight
-    st.controller = new AbortController();
     const contrast = $("contrast").value === "" ? null : Number($("contrast").value);
     const payload = { image: st.image, method: $("method").value, contrast: contrast === st.label ? null : contrast };
     $("inside-status").textContent = "explaining…";
-    let body;
+    let body, retry = 0;
     try {
       const res = await fetch("/api/explain", {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
-        signal: st.controller.signal,
       });
       body = await res.json();
-      if (!res.ok) throw new Error(body.error || res.statusText);
+      if (res.status === 429) retry = 1000 * Number(res.headers.get("Retry-After") || 1); // busy: try again
+      else if (!res.ok) throw new Error(body.error || res.statusText);
     } catch (err) {
-      if (err.name !== "AbortError" && seq === st.seq) $("inside-status").textContent = `Could not explain: ${err.message || err}`;
-      return;
+      if (seq === st.seq) $("inside-status").textContent = `Could not explain: ${err.message || err}`;
+      body = null;
+    } finally {
+      st.busy = false;
     }
-    if (seq !== st.seq || body.blank) return;
+    if (retry || st.dirty) { if (st.image) schedule(retry); return; }
+    if (!body || seq !== st.seq || body.blank) return;
     st.last = body;
     render(body);
     const t = body.timing_ms || {};
@@ -104,7 +110,9 @@
   }
 
   function drawMap(e) {
-    if (!st.points || !e) return;
+    if (!e) return;
+    drawNeighbours(e.neighbours); // the five nearest training digits need no map
+    if (!st.points) return; // the scatter waits for /api/explain/map
     const w = $("map").width, h = $("map").height;
     map.fillStyle = "#fff"; map.fillRect(0, 0, w, h);
     const p = st.points;
@@ -122,9 +130,12 @@
     const [cx, cy] = toCanvas(e.x, e.y);
     map.strokeStyle = "#000"; map.lineWidth = 3;
     map.beginPath(); map.arc(cx, cy, 8, 0, 2 * Math.PI); map.stroke();
+  }
+
+  function drawNeighbours(neighbours) {
     const box = $("neighbours");
     box.replaceChildren();
-    for (const n of e.neighbours) {
+    for (const n of neighbours) {
       const fig = document.createElement("figure");
       const img = document.createElement("img");
       img.src = n.image; img.alt = `training digit ${n.label}`;
@@ -155,7 +166,6 @@
     },
     clear() {
       st.image = null; st.seq++; clearTimeout(st.timer);
-      if (st.controller) st.controller.abort();
       overlay.fillStyle = "#000"; overlay.fillRect(0, 0, 28, 28);
       $("layers").replaceChildren(); $("neighbours").replaceChildren();
       $("why").textContent = "Draw a digit to see which pixels made the answer.";
