@@ -97,15 +97,20 @@ def test_the_base_gives_the_same_features_in_training_and_inference(transfer_run
 
 
 def test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_phase_2(tmp_path, mnist_dir):
-    """A base with BatchNorm (fast-cnn: conv+BN, conv+BN, dense): phase 1 moves nothing in it, not even the
-    BatchNorm moving statistics; phase 2 with K=1 moves its dense layer only."""
+    """A base with BatchNorm (conv+BN, conv+BN, dense): phase 1 moves nothing in it, not even the BatchNorm
+    moving statistics; phase 2 with K=1 moves its dense layer only."""
     import keras
+    from keras import layers
 
     from digitlab.models.transfer import saved_base, weighted_layers
-    from digitlab.models.zoo import build_model
     from digitlab.training.train import train_and_evaluate
 
-    build_model("fast-cnn").save(tmp_path / "fast.keras")
+    x = inputs = keras.Input((28, 28, 1))
+    for filters in (8, 16):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization(momentum=0.9)(x))
+    x = layers.Dense(32, activation="relu")(layers.Flatten()(x))
+    keras.Model(inputs, layers.Dense(10, name="logits")(x)).save(tmp_path / "fast.keras")
     base0 = saved_base(str(tmp_path / "fast.keras"))
     initial = _weights_by_layer(base0)
     assert [type(layer).__name__ for layer in weighted_layers(base0)] == ["Conv2D", "Conv2D", "Dense"]

@@ -61,6 +61,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from digitlab.training.ensemble import make_ensemble
+
+    metrics = make_ensemble(args.runs, args.out, tta=args.tta, data_dir=args.data_dir)
+    print(f"run in {args.out} (test accuracy {metrics['test']['accuracy']:.4f})")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from digitlab.inference.predict import run_predict
 
@@ -161,4 +169,5 @@ _TRAIN_FLAGS = (
     "epochs", "batch_size", "lr", "seed", "out", "loop", "strategy", "clip_norm", "validation_size", "limit",
     "dropout", "weight_decay", "initializer", "schedule", "optimizer", "patience", "bn_momentum", "data_dir",
     "base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr",
+    "beta_1", "beta_2", "augment", "ema", "keep", "full_train", "split_seed",
 )  # fmt: skip

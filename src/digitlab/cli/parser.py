@@ -7,6 +7,7 @@ from pathlib import Path
 
 from digitlab.cli.commands import (
     cmd_compare,
+    cmd_ensemble,
     cmd_evaluate,
     cmd_experiment_transfer,
     cmd_explain,
@@ -33,7 +34,7 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     from digitlab.models.registry import model_names
-    from digitlab.training.config import LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
+    from digitlab.training.config import KEEP, LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
 
     p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
     p.add_argument("--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)")
@@ -50,12 +51,33 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validation-size", type=int, help="training images held out for validation (default 5000)")
     p.add_argument("--limit", type=int, help="train on this many examples only, for smoke tests (default: all)")
     p.add_argument("--dropout", type=float, help="dropout rate (default: the model's)")
-    p.add_argument("--weight-decay", type=float, help="L2 penalty on kernels (default 0)")
+    p.add_argument(
+        "--weight-decay", type=float, help="L2 penalty on kernels; with adamw its decoupled decay (default: recipe, 0)"
+    )
     p.add_argument("--initializer", help="kernel initializer, e.g. he_normal, glorot_uniform (default he_normal)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: recipe)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: recipe, adam)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs, 0 = off (default: recipe)")
     p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum (default: recipe, 0.99)")
+    p.add_argument("--beta-1", type=float, help="Adam/AdamW first-moment decay (default: recipe, 0.9)")
+    p.add_argument("--beta-2", type=float, help="Adam/AdamW second-moment decay (default: recipe, 0.999)")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one random affine warp per training image: rotation, zoom, shear, shift (default: recipe, off)",
+    )
+    p.add_argument("--ema", type=float, help="average the weights with this momentum, e.g. 0.999 (default: recipe, 0)")
+    p.add_argument(
+        "--keep", choices=KEEP, help="best: lowest-validation-loss epoch | last: final/averaged weights (default best)"
+    )
+    p.add_argument(
+        "--full-train",
+        action="store_true",
+        default=None,
+        help="train on all 60k images with the recipe's settings as frozen from validation (needs --keep last)",
+    )
+    p.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed; recipe best: 0)")
     p.add_argument("--data-dir", help="where MNIST lives (default: $DIGITLAB_DATA or ~/.cache/digitlab)")
     t = p.add_argument_group("transfer learning (--model transfer)")
     t.add_argument(
@@ -208,6 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (or .keras files)")
     p.add_argument("--out", type=Path, default=Path("runs/comparison"), help="saves OUT.md and OUT.json")
     p.set_defaults(func=cmd_compare, tensorflow=True)
+
+    p = sub.add_parser(
+        "ensemble",
+        help="average finished runs' probabilities into one ordinary run directory (one model.keras)",
+        description="Example: digitlab ensemble runs/best/seed-{0,1,2,3,4} --out runs/best/ensemble-5",
+    )
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs sharing one validation split")
+    p.add_argument("--out", type=Path, required=True, help="the new run directory")
+    p.add_argument(
+        "--tta",
+        choices=("off", "auto", "on"),
+        default="off",
+        help="test-time augmentation, ±1 px shifts: off (default), auto (kept only if validation errors drop), on",
+    )
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_ensemble, tensorflow=True)
 
     p = sub.add_parser(
         "launch",

@@ -111,10 +111,17 @@ def load_splits(
     validation_size: int = DEFAULT_VALIDATION_SIZE,
     seed: int = 0,
     limit: int | None = None,
+    full_train: bool = False,
 ) -> Splits:
-    """Load MNIST and split off the validation set; `limit` keeps a stratified subset of the training part."""
+    """Load MNIST and split off the validation set; `limit` keeps a stratified subset of the training part.
+
+    `full_train` trains on all 60k: the validation images are then *also* in the training part, kept only so
+    the run still reports the same numbers (marked as seen in training), never to choose anything.
+    """
     mnist = load_mnist(data_dir)
     train, val = split_train_validation(mnist.y_train, validation_size, seed)
+    if full_train:
+        train = np.arange(len(mnist.y_train))
     if limit is not None and limit < len(train):
         rng = np.random.default_rng(seed)
         train = np.sort(rng.choice(train, size=limit, replace=False))
@@ -136,11 +143,13 @@ def make_dataset(
     cache: bool = True,
     shuffle_buffer: int | None = None,
     drop_remainder: bool = False,
+    augment: bool = False,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of float32 images in [0, 1], shaped (B, 28, 28, 1) or (B, 784) when `flatten`.
 
     The uint8 tensors are cached and batched before the cast, so the per-example work is one vectorised
-    op per batch rather than a Python-level map per image.
+    op per batch rather than a Python-level map per image. `augment` adds one random affine warp per image
+    (`digitlab.data.augment`, seeded by `seed`): for training batches only, never for evaluation.
     """
     import tensorflow as tf
 
@@ -159,7 +168,20 @@ def make_dataset(
         y = tf.one_hot(tf.cast(y, tf.int32), NUM_CLASSES) if one_hot else tf.cast(y, tf.int32)
         return x, y
 
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        if labels is None:
+            raise ValueError("augmentation is for labelled training batches")
+        from digitlab.data.augment import augment_dataset
+
+        ds = augment_dataset(ds, seed or 0)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def split_seed(settings: dict) -> int:
+    """The seed of a run's validation split: `split_seed` when set (shared by an ensemble's members), else `seed`."""
+    value = settings.get("split_seed")
+    return int(settings.get("seed", 0) if value is None else value)
 
 
 # --- summary ------------------------------------------------------------------------------------------------

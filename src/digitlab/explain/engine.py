@@ -95,8 +95,13 @@ class Explainer:
     """Activations and attributions of one Keras model (see the module docstring)."""
 
     def __init__(self, model):
+        from digitlab.models.ensemble import members_of
+
         self.model = model
-        self.layers = _chain(model)
+        # An ensemble (`digitlab ensemble`) is not a chain: its scores and attributions are the whole
+        # ensemble's; its layers, Grad-CAM and features are its first member's (one of the networks averaged).
+        self.members = len(members_of(model))
+        self.layers = _chain(members_of(model)[0] if self.members else model)
         convs = [i for i, layer in enumerate(self.layers) if kind_of(layer) == "conv"]
         self.cam_index = convs[-1] if convs else None  # Grad-CAM's layer: the last convolution
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
@@ -110,6 +115,8 @@ class Explainer:
     # --- traced pieces (x: (N, 28, 28, 1) float32; w: (10,) weights over the logits) ---------------------
 
     def _forward(self, x, start: int = 0, stop: int | None = None):
+        if self.members and start == 0 and stop is None:
+            return self.model(x, training=False)
         for layer in self.layers[start:stop]:
             x = _call(layer, x)
         return x

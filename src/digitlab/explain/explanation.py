@@ -110,6 +110,8 @@ class ModelExplainer:
         if layers:
             t = time.perf_counter()
             body["layers"] = layer_views(self.explainer.activations(pixels))
+            if self.explainer.members:  # an ensemble has no single chain of layers: show its first network's
+                body["layers_of"] = f"member 1 of {self.explainer.members}"
             timing["layers"] = (time.perf_counter() - t) * 1000
         if method not in (None, "none"):
             t = time.perf_counter()

@@ -81,23 +81,40 @@ def build_deep_cnn(options: ModelOptions) -> keras.Model:
 
 
 def build_fast_cnn(options: ModelOptions) -> keras.Model:
-    """Small but wide, built for CPU wall time: two strided convs do their own downsampling (no pooling
-    pass, 4× fewer positions per conv), BatchNorm lets a high one-cycle learning rate work from step one."""
-    momentum = options.bn_momentum
+    """The fastest public recipe's net: conv24-5×5 → pool → conv32-3×3 → pool → dense-256 (valid padding).
 
-    def conv_bn(x, filters, kernel):
-        x = _conv(filters, options, kernel=kernel, strides=2, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=momentum)(x)
-        return layers.Activation("relu")(x)
-
+    About half the multiply-adds of `cnn` (1.2M vs 2.4M per image): few channels where the maps are large, the
+    capacity in a dense layer that costs one matrix multiply per batch.
+    """
     x = inputs = keras.Input(INPUT_SHAPE, name="image")
-    x = conv_bn(x, 32, kernel=5)  # 14×14×32
-    x = conv_bn(x, 64, kernel=3)  # 7×7×64
+    x = layers.MaxPooling2D(2)(_conv(24, options, kernel=5, activation="relu")(x))  # 12×12×24
+    x = layers.MaxPooling2D(2)(_conv(32, options, kernel=3, activation="relu")(x))  # 5×5×32
     x = layers.Flatten()(x)
-    x = _dense(128, options, activation="relu")(x)  # a cheap hidden layer buys more than another conv
+    x = _dense(256, options, activation="relu")(x)
     if options.dropout:
         x = layers.Dropout(options.dropout)(x)
     return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="fast_cnn")
+
+
+def build_bn_cnn(options: ModelOptions) -> keras.Model:
+    """Chris Deotte's MNIST CNN (~327k parameters): pairs of 3×3 convs, a strided 5×5 conv instead of pooling,
+    BatchNorm after every conv, dropout 0.4 between blocks. The best-known honest single model (99.64% over
+    many seeds with augmentation)."""
+    rate = 0.4 if options.dropout is None else options.dropout
+    momentum = options.bn_momentum
+
+    def conv_bn(x, filters, kernel=3, **kw):
+        x = _conv(filters, options, kernel=kernel, activation="relu", **kw)(x)
+        return layers.BatchNormalization(momentum=momentum)(x)
+
+    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = conv_bn(conv_bn(x, 32), 32)  # 24×24
+    x = layers.Dropout(rate)(conv_bn(x, 32, kernel=5, strides=2, padding="same"))  # 12×12
+    x = conv_bn(conv_bn(x, 64), 64)  # 8×8
+    x = layers.Dropout(rate)(conv_bn(x, 64, kernel=5, strides=2, padding="same"))  # 4×4
+    x = conv_bn(x, 128, kernel=4)  # 1×1
+    x = layers.Dropout(rate)(layers.Flatten()(x))
+    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="bn_cnn")
 
 
 # --- the raw model: tf.Variable + tf.Module, no Keras layers -----------------------------------------------

@@ -71,7 +71,13 @@ def train(
         log(f"resumed from epoch {int(epoch.numpy())} ({manager.latest_checkpoint})")
 
     train_ds = make_dataset(
-        splits.x_train, splits.y_train, global_batch, shuffle=True, seed=config.seed, drop_remainder=True
+        splits.x_train,
+        splits.y_train,
+        global_batch,
+        shuffle=True,
+        seed=config.seed,
+        drop_remainder=True,
+        augment=config.augment,
     ).repeat()
     # Skip the epochs already done so a resumed run sees the same shuffles as an uninterrupted one would.
     train_ds = train_ds.skip(int(epoch.numpy()) * steps_per_epoch)
@@ -160,8 +166,10 @@ def train(
         if config.patience and int(wait.numpy()) >= config.patience:
             log(f"early stopping: no validation improvement for {config.patience} epochs")
             break
-    if best_manager.latest_checkpoint:
+    if config.keep == "best" and best_manager.latest_checkpoint:
         tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
+    elif config.ema:
+        optimizer.finalize_variable_values(variables)  # the averaged weights replace the last ones
     # Every worker prints this (not only the chief): workers in lock-step end with the same weights.
     print(f"weights fingerprint {weights_fingerprint(model)}", flush=True)
     return model

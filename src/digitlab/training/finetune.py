@@ -175,7 +175,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     """Fine-tune `config.model` on its feedback; write a new run directory and return its metrics."""
     import keras
 
-    from digitlab.data.mnist import load_splits
+    from digitlab.data.mnist import load_splits, split_seed
     from digitlab.models.calibration import fit_temperature, negative_log_likelihood
     from digitlab.models.forward import predict_logits
     from digitlab.models.saved import LoadedModel, load_model, plain_keras_model, save_temperature
@@ -207,9 +207,9 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     set_seed(config.seed)
     train_idx, hold_idx = split_holdout(usable, config.holdout, config.seed)
     settings = parent.settings
-    validation_size, split_seed = settings.get("validation_size", 5000), settings.get("seed", 0)
+    validation_size, parent_split = settings.get("validation_size", 5000), split_seed(settings)
     # the parent's own split: replay comes from its training part, the temperature from its validation part
-    splits = load_splits(config.data_dir, validation_size, split_seed)
+    splits = load_splits(config.data_dir, validation_size, parent_split)
     x_fb = feedback.pixels[..., None]
     log(
         f"fine-tuning {parent.name} ({parent.model_path}) on {len(train_idx)} corrections, {len(hold_idx)} held out "
@@ -222,7 +222,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
                 "model": parent.name,
                 "recipe": "finetune",
                 "validation_size": validation_size,
-                "seed": split_seed,
+                "seed": parent_split,
                 "data_dir": config.data_dir,
             },
             "finetune": asdict(config),

@@ -54,12 +54,15 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
         lr = keras.optimizers.schedules.CosineDecay(config.lr, total)
     else:
         lr = config.lr
-    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+    common: dict[str, Any] = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+    if config.ema:  # Keras keeps the average beside the weights and swaps it in when training ends
+        common.update(use_ema=True, ema_momentum=config.ema)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **clip)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **common)
+    betas = {"beta_1": config.beta_1, "beta_2": config.beta_2}
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=1e-4, **clip)
-    return keras.optimizers.Adam(lr, **clip)
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **betas, **common)
+    return keras.optimizers.Adam(lr, **betas, **common)
 
 
 def current_lr(optimizer: keras.optimizers.Optimizer) -> float:

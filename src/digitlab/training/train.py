@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.atomic import atomic_write_json, atomic_write_text
-from digitlab.data.mnist import Splits, load_splits, make_dataset
+from digitlab.data.mnist import Splits, load_splits, make_dataset, split_seed
 from digitlab.errors import ConfigError, ModelError
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import plain_keras_model
@@ -52,7 +52,9 @@ def fit_loop(
     on_epoch_end: EpochHook | None = None,
 ) -> None:
     distribution = tf.distribute.get_strategy()
-    train_ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=config.seed)
+    train_ds = make_dataset(
+        splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=config.seed, augment=config.augment
+    )
     val_ds = make_dataset(splits.x_val, splits.y_val, 1024)
     steps = math.ceil(len(splits.x_train) / config.batch_size)
     with distribution.scope():
@@ -84,7 +86,7 @@ def fit_loop(
         verbose=progress_verbosity(),
     )
     best = run.path / "best.weights.h5"
-    if best.is_file():
+    if config.keep == "best" and best.is_file():
         model.load_weights(str(best))
 
 
@@ -148,7 +150,9 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         run, resuming = prepare_run(config)
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
-    splits = load_splits(config.data_dir, config.validation_size, config.seed, config.limit)
+    splits = load_splits(
+        config.data_dir, config.validation_size, split_seed(config.settings()), config.limit, config.full_train
+    )
     settings = config.settings()
     replicas = distribution.num_replicas_in_sync if distribution else 1
     if chief:
@@ -185,6 +189,8 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     history = run.read_history()
     export = plain_keras_model(model)
     val = evaluate_logits(predict_logits(export, splits.x_val), splits.y_val)
+    if config.full_train:
+        val["seen_in_training"] = True  # not a held-out measurement
     test_logits = predict_logits(export, splits.x_test)
     test = evaluate_logits(test_logits, splits.y_test)
     metrics = {

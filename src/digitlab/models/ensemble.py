@@ -1,0 +1,44 @@
+"""An ensemble as one ordinary Keras model: the mean of its members' probabilities, as logits.
+
+The members are nested inside one functional model: image → (optional ±1 px shifted views) → each member →
+softmax → average → log. The output is log(mean probability): softmax of it gives back the mean exactly, so
+everything downstream (temperature, evaluate, predict, serve, export) treats it as any model's logits. Only
+built-in Keras layers and `keras.ops` are used, so plain `keras.saving.load_model` reads it in safe mode.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from digitlab.models.registry import INPUT_SHAPE
+
+# Test-time augmentation: the image itself and its four 1-pixel shifts (pad by 1, crop back to 28×28).
+SHIFTS = {
+    "up": ((2, 0), (1, 1)),
+    "down": ((0, 2), (1, 1)),
+    "left": ((1, 1), (2, 0)),
+    "right": ((1, 1), (0, 2)),
+}
+FLOOR = 1e-12  # log(0) guard: no probability from a softmax of finite logits is below this in float32 anyway
+
+
+def build_ensemble(members: list[keras.Model], tta: bool = False, name: str = "ensemble") -> keras.Model:
+    """One model whose logits are log(mean over members (and shifted views) of softmax(member logits))."""
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    views = [inputs]
+    if tta:
+        padded = layers.ZeroPadding2D(1, name="tta_pad")(inputs)
+        views += [layers.Cropping2D(crop, name=f"tta_shift_{side}")(padded) for side, crop in SHIFTS.items()]
+    probabilities = []
+    for i, member in enumerate(members):
+        member.name = f"member_{i}"  # nested models need unique names; every member is "bn_cnn" otherwise
+        probabilities += [layers.Softmax(name=f"p_{i}_{j}")(member(view)) for j, view in enumerate(views)]
+    mean = layers.Average(name="mean_probability")(probabilities) if len(probabilities) > 1 else probabilities[0]
+    logits = keras.ops.log(keras.ops.maximum(mean, FLOOR))
+    return keras.Model(inputs, logits, name=name)
+
+
+def members_of(model: keras.Model) -> list[keras.Model]:
+    """The nested member networks of an ensemble built by `build_ensemble` (empty for any other model)."""
+    return [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member_")]

@@ -1,0 +1,173 @@
+"""`digitlab ensemble RUN… --out RUN`: average finished runs into one ordinary run directory.
+
+The members are fixed by whoever names them (the bench takes the first K seeds), never picked on the test
+set. Everything chosen here is chosen on the validation split the members share: whether test-time
+augmentation (±1 px shifts) stays, and the temperature. The test set is then used once, for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import softmax
+
+from digitlab.atomic import atomic_write_json, atomic_write_text
+from digitlab.data.mnist import load_splits, split_seed
+from digitlab.errors import ConfigError
+from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+from digitlab.models.ensemble import build_ensemble
+from digitlab.models.forward import predict_logits
+from digitlab.models.saved import CALIBRATION_FILE, LoadedModel, load_model
+from digitlab.rundir import RunDir, environment
+from digitlab.training.train import check_reload, evaluate_logits
+
+TTA_CHOICES = ("off", "auto", "on")
+
+
+def _members(paths: list[str | Path]) -> list[LoadedModel]:
+    if len(paths) < 2:
+        raise ConfigError("an ensemble needs at least two runs")
+    members = [load_model(p, network=False) for p in paths]
+    for m in members:
+        if m.run_dir is None or not RunDir(m.run_dir).finished:
+            raise ConfigError(f"{m.model_path} is not a finished run directory (an ensemble needs each run's split)")
+        if m.settings.get("full_train"):
+            raise ConfigError(
+                f"{m.run_dir} was trained with --full-train: it has seen the validation images the ensemble is "
+                "calibrated and chosen on"
+            )
+    splits = {(m.settings.get("validation_size", 5000), split_seed(m.settings)) for m in members}
+    if len(splits) != 1:
+        raise ConfigError(
+            "the runs hold out different validation splits (size, seed): "
+            + ", ".join(f"{s}" for s in sorted(splits))
+            + "; train them with the same --split-seed (recipe best uses 0)"
+        )
+    if len({m.model_path.resolve() for m in members}) != len(members):
+        raise ConfigError("the same run is named twice")
+    return members
+
+
+def mean_probabilities(logits: list[np.ndarray]) -> np.ndarray:
+    """What the ensemble computes, in NumPy: the average of the members' softmax outputs."""
+    return np.mean([softmax(np.asarray(x, np.float64), axis=1) for x in logits], axis=0)
+
+
+def make_ensemble(
+    runs: list[str | Path],
+    out: str | Path,
+    tta: str = "off",
+    data_dir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Build, check, calibrate and save the ensemble of `runs` as the run directory `out`; return its metrics."""
+    if tta not in TTA_CHOICES:
+        raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
+    members = _members(runs)
+    run = RunDir(Path(out))
+    if run.config.exists() or run.model.exists():
+        raise ConfigError(f"--out {run.path} already holds a run; choose another --out")
+    run.create()
+    start = time.perf_counter()
+    settings = members[0].settings
+    splits = load_splits(data_dir, settings.get("validation_size", 5000), split_seed(settings))
+    networks = [m.model for m in members]
+    member_val = [predict_logits(n, splits.x_val) for n in networks]
+
+    plain = build_ensemble(networks)
+    val_logits = predict_logits(plain, splits.x_val)
+    expected = mean_probabilities(member_val)
+    if not np.allclose(softmax(val_logits.astype(np.float64), axis=1), expected, atol=1e-5):
+        raise AssertionError("the ensemble's probabilities are not the mean of its members'")  # a bug, not a user error
+    choice: dict[str, Any] = {"asked": tta, "used": tta == "on"}
+    model, chosen_val = plain, val_logits
+    if tta != "off":
+        shifted = build_ensemble(networks, tta=True)
+        tta_val = predict_logits(shifted, splits.x_val)
+        errors = {
+            "without": int(np.sum(val_logits.argmax(1) != splits.y_val)),
+            "with": int(np.sum(tta_val.argmax(1) != splits.y_val)),
+        }
+        choice.update(validation_errors=errors)
+        if tta == "on" or errors["with"] < errors["without"]:
+            choice["used"] = True
+            model, chosen_val = shifted, tta_val
+        log(
+            f"test-time augmentation: {errors['without']} → {errors['with']} validation errors; "
+            f"{'kept' if choice['used'] else 'left out'}"
+        )
+    test_logits = predict_logits(model, splits.x_test)  # the one use of the test set
+    temperature = fit_temperature(chosen_val, splits.y_val)
+    member_rows = [_member_row(m) for m in members]
+    metrics = {
+        "model": "ensemble",
+        "recipe": "ensemble",
+        "members": member_rows,
+        "tta": choice,
+        "validation": evaluate_logits(chosen_val, splits.y_val),
+        "test": evaluate_logits(test_logits, splits.y_test),
+        "parameters": int(model.count_params()),
+        "build_seconds": round(time.perf_counter() - start, 2),
+    }
+    run.write_config(
+        {
+            "settings": {
+                "model": "ensemble",
+                "recipe": "ensemble",
+                "members": [str(m.run_dir) for m in members],
+                "tta": choice["used"],
+                "validation_size": settings.get("validation_size", 5000),
+                "seed": split_seed(settings),
+                "split_seed": split_seed(settings),
+                "data_dir": data_dir,
+            },
+            "environment": environment(),
+        }
+    )
+    tmp = run.path / ".model.tmp.keras"
+    model.save(tmp)
+    check_reload(tmp, test_logits, splits.x_test)
+    os.replace(tmp, run.model)
+    atomic_write_json(
+        run.path / CALIBRATION_FILE,
+        {
+            "temperature": temperature,
+            "fitted_on": "validation",
+            "validation_nll_before": negative_log_likelihood(chosen_val, splits.y_val),
+            "validation_nll_after": negative_log_likelihood(chosen_val / temperature, splits.y_val),
+        },
+    )
+    atomic_write_json(run.metrics, metrics)
+    atomic_write_text(run.summary, format_summary(metrics))
+    log(format_summary(metrics).rstrip())
+    return metrics
+
+
+def _member_row(member: LoadedModel) -> dict[str, Any]:
+    row: dict[str, Any] = {"run": str(member.run_dir), "sha256": member.file_digest()}
+    try:
+        metrics = json.loads((Path(member.run_dir) / "metrics.json").read_text())
+        row.update(validation=metrics["validation"]["accuracy"], test=metrics["test"]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return row
+
+
+def format_summary(metrics: dict[str, Any]) -> str:
+    members = metrics["members"]
+    singles = [m["test"] for m in members if "test" in m]
+    lines = [
+        f"ensemble of {len(members)} runs ({metrics['parameters']:,} parameters), "
+        f"test-time augmentation {'on' if metrics['tta']['used'] else 'off'}",
+        f"validation accuracy {metrics['validation']['accuracy']:.4f}  loss {metrics['validation']['loss']:.4f}",
+        f"test accuracy       {metrics['test']['accuracy']:.4f}  loss {metrics['test']['loss']:.4f}",
+    ]
+    if singles:
+        lines.append(f"members' test accuracy: mean {np.mean(singles):.4f} ± {np.std(singles, ddof=1):.4f} (sd)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,184 @@
+"""The frontier recipes: augmentation, the `fast` and `best` settings, and ensembles as ordinary runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from digitlab.cli import main
+from digitlab.errors import ConfigError
+from digitlab.training.config import model_options, resolve_config
+
+QUIET = {"log": lambda *_: None}
+TINY = {"limit": 512, "validation_size": 500, "epochs": 1, "batch_size": 64}
+
+
+# --- augmentation -------------------------------------------------------------------------------------------
+
+
+def test_augmentation_keeps_labels_shapes_and_range_and_changes_the_images(mnist):
+    from digitlab.data.mnist import make_dataset
+
+    x, y = mnist.x_train[:256], mnist.y_train[:256]
+    plain = list(make_dataset(x, y, 64, shuffle=True, seed=3))
+    warped = list(make_dataset(x, y, 64, shuffle=True, seed=3, augment=True))
+    for (xp, yp), (xa, ya) in zip(plain, warped, strict=True):
+        np.testing.assert_array_equal(yp.numpy(), ya.numpy())  # same examples, same order, labels untouched
+        assert xa.shape == xp.shape and xa.dtype == xp.dtype
+        assert float(np.min(xa)) >= 0.0 and float(np.max(xa)) <= 1.0
+        changed = np.mean(np.abs(xa.numpy() - xp.numpy()).reshape(len(xa), -1).max(1) > 0.1)
+        assert changed > 0.9  # nearly every digit moved
+        ink_ratio = xa.numpy().sum((1, 2, 3)) / xp.numpy().sum((1, 2, 3))
+        assert 0.6 < np.median(ink_ratio) < 1.4  # warped, not erased or smeared (zoom ±10% scales ink by ~±20%)
+    again = list(make_dataset(x, y, 64, shuffle=True, seed=3, augment=True))
+    np.testing.assert_array_equal(warped[0][0].numpy(), again[0][0].numpy())  # seeded: reproducible
+
+
+def test_a_zero_range_affine_is_the_identity(mnist):
+    """The matrices are centred correctly: no rotation, zoom, shear or shift leaves every pixel where it was."""
+    import tensorflow as tf
+
+    from digitlab.data.augment import Affine, augment_batch
+
+    x = tf.constant(mnist.x_test[:16, ..., None] / 255.0, tf.float32)
+    out = augment_batch(x, tf.constant([1, 2], tf.int64), Affine(0.0, 0.0, 0.0, 0.0))
+    np.testing.assert_allclose(out.numpy(), x.numpy(), atol=1e-5)
+
+
+def test_augmentation_is_off_outside_training(mnist):
+    """Validation, test and serving pipelines never warp: the default dataset is the pixels / 255."""
+    from digitlab.data.mnist import make_dataset
+
+    (x, _), *_ = list(make_dataset(mnist.x_test[:32], mnist.y_test[:32], 32))
+    np.testing.assert_allclose(x.numpy()[..., 0], mnist.x_test[:32] / 255.0, atol=1e-7)
+    with pytest.raises(ValueError):
+        make_dataset(mnist.x_test[:32], None, 32, augment=True)
+
+
+# --- recipes ------------------------------------------------------------------------------------------------
+
+
+def test_recipes_say_what_they_are():
+    fast = resolve_config(None, "fast")
+    assert (fast.model, fast.batch_size, fast.beta_1, fast.beta_2, fast.keep) == ("fast-cnn", 256, 0.7, 0.9, "last")
+    best = resolve_config(None, "best")
+    assert best.model == "bn-cnn" and best.augment and best.ema > 0 and best.optimizer == "adamw"
+    assert best.split_seed == 0 and best.keep == "last" and best.patience == 0
+    assert model_options(best).weight_decay == 0.0  # AdamW decays the weights; no L2 on top
+    assert resolve_config(None, "best", seed=4).split_seed == 0  # every seed holds out the same images
+    with pytest.raises(ConfigError, match="--full-train"):
+        resolve_config("cnn", full_train=True)  # keep best + early stopping would choose on seen images
+    assert resolve_config(None, "best", full_train=True).full_train
+
+
+def test_model_sizes_match_their_references():
+    from digitlab.models.zoo import build_model
+
+    assert build_model("bn-cnn").count_params() == 327_242  # Deotte's ~327k
+    assert build_model("fast-cnn").count_params() == 215_194  # conv24-5×5, conv32-3×3, dense-256
+
+
+@pytest.mark.parametrize("recipe", ["fast", "best"])
+def test_tiny_runs_of_each_recipe(tmp_path, mnist_dir, recipe):
+    out = tmp_path / recipe
+    assert main(["train", "--recipe", recipe, "--out", str(out), "--limit", "512", "--epochs", "1"]) == 0
+    config = json.loads((out / "config.json").read_text())["settings"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert config["recipe"] == recipe and metrics["epochs_run"] == 1
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "seen_in_training" not in metrics["validation"]
+
+
+def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, mnist_dir):
+    from digitlab.data.mnist import load_splits
+
+    held = load_splits(mnist_dir, 5000, 0)
+    full = load_splits(mnist_dir, 5000, 0, full_train=True)
+    assert len(full.x_train) == 60000 and np.array_equal(full.x_val, held.x_val)
+    out = tmp_path / "full"
+    assert main(["train", "--recipe", "best", "--full-train", "--limit", "256", "--epochs", "1", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["validation"]["seen_in_training"] is True
+
+
+# --- ensembles ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, mnist_dir):
+    """Two tiny real runs of different seeds that share one validation split."""
+    from digitlab.training.train import train_and_evaluate
+
+    tmp = tmp_path_factory.mktemp("members")
+    runs = []
+    for seed in (0, 1):
+        config = resolve_config("cnn", seed=seed, split_seed=0, out=str(tmp / f"seed-{seed}"), **TINY)
+        runs.append(train_and_evaluate(config, **QUIET).run_dir)
+    return runs
+
+
+def test_ensemble_is_the_mean_of_its_members_and_reloads_in_plain_keras(members, tmp_path, mnist):
+    import keras
+    from scipy.special import softmax
+
+    from digitlab.training.ensemble import make_ensemble
+
+    metrics = make_ensemble(members, tmp_path / "ens", **QUIET)
+    assert metrics["tta"] == {"asked": "off", "used": False}  # off unless chosen
+    reloaded = keras.saving.load_model(tmp_path / "ens" / "model.keras")  # plain Keras, safe mode
+    assert not any("tta" in layer.name for layer in reloaded.layers)
+    x = (mnist.x_test[:200] / 255.0).astype(np.float32)[..., None]
+    single = [keras.saving.load_model(r / "model.keras").predict(x, verbose=0) for r in members]
+    mean = np.mean([softmax(s.astype(np.float64), axis=1) for s in single], axis=0)
+    np.testing.assert_allclose(softmax(reloaded.predict(x, verbose=0).astype(np.float64), axis=1), mean, atol=1e-5)
+    calibration = json.loads((tmp_path / "ens" / "calibration.json").read_text())
+    assert calibration["fitted_on"] == "validation" and calibration["temperature"] > 0
+
+
+def mnist_test_pixels(n: int) -> np.ndarray:
+    from digitlab.data.mnist import load_mnist
+
+    return (load_mnist().x_test[:n] / 255.0).astype(np.float32)
+
+
+def test_an_ensemble_is_an_ordinary_run(members, tmp_path, mnist_dir):
+    """evaluate, predict and compare take it like any run directory."""
+    from digitlab.evaluation.evaluate import evaluate_model
+    from digitlab.inference.predictor import Predictor
+    from digitlab.training.ensemble import make_ensemble
+
+    run = tmp_path / "ens"
+    made = make_ensemble(members, run, **QUIET)
+    result = evaluate_model(run, report=False)
+    assert result.metrics["accuracy"] == pytest.approx(made["test"]["accuracy"])
+    predictor = Predictor.load(run, **QUIET)
+    probs = predictor.probabilities(mnist_test_pixels(8))
+    assert probs.shape == (8, 10) and np.allclose(probs.sum(1), 1.0)
+    assert main(["compare", str(run), str(members[0]), "--out", str(tmp_path / "cmp")]) == 0
+
+
+def test_tta_is_kept_only_when_validation_prefers_it(members, tmp_path):
+    from digitlab.training.ensemble import make_ensemble
+
+    metrics = make_ensemble(members, tmp_path / "auto", tta="auto", **QUIET)
+    errors = metrics["tta"]["validation_errors"]
+    assert metrics["tta"]["used"] == (errors["with"] < errors["without"])
+    forced = make_ensemble(members, tmp_path / "on", tta="on", **QUIET)
+    assert forced["tta"]["used"]
+
+
+def test_ensemble_refuses_what_it_cannot_calibrate(members, tmp_path, mnist_dir, capsys):
+    from digitlab.training.train import train_and_evaluate
+
+    other = train_and_evaluate(resolve_config("mlp", seed=2, out=str(tmp_path / "other-split"), **TINY), **QUIET)
+    cases = [
+        ([str(members[0])], "at least two runs"),
+        ([str(members[0]), str(other.run_dir)], "different validation splits"),
+        ([str(members[0]), str(members[0])], "named twice"),
+        ([str(members[0]), str(tmp_path / "missing")], "no model at"),
+    ]
+    for runs, message in cases:
+        assert main(["ensemble", *runs, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x" / "model.keras").exists()
