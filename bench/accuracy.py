@@ -125,7 +125,8 @@ def main() -> None:
     print(f"single model, seeds {entry['single']['seeds']}: test {t['mean'] * 100:.2f}%{sd} (mean ± sd)")
     if "ensemble" in entry:
         e = entry["ensemble"]
-        print(f"ensemble of {e['members']} (tta {'on' if e['tta']['used'] else 'off'}): test {e['test_accuracy'] * 100:.2f}%")
+        tta = "on" if e["tta"]["used"] else "off"
+        print(f"ensemble of {e['members']} (tta {tta}): test {e['test_accuracy'] * 100:.2f}%")
     print(f"wrote {RESULTS}")
 
 

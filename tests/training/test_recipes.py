@@ -97,7 +97,8 @@ def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, 
     full = load_splits(mnist_dir, 5000, 0, full_train=True)
     assert len(full.x_train) == 60000 and np.array_equal(full.x_val, held.x_val)
     out = tmp_path / "full"
-    assert main(["train", "--recipe", "best", "--full-train", "--limit", "256", "--epochs", "1", "--out", str(out)]) == 0
+    args = ["--recipe", "best", "--full-train", "--limit", "256", "--epochs", "1", "--out", str(out)]
+    assert main(["train", *args]) == 0
     assert json.loads((out / "metrics.json").read_text())["validation"]["seen_in_training"] is True
 
 

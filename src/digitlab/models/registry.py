@@ -38,7 +38,7 @@ MODELS: dict[str, ModelSpec] = {
     "cnn": ModelSpec("build_cnn", "Conv32 → Pool → Conv64 → Pool → Dense(10), dropout before the head", True, 0.5),
     "deep-cnn": ModelSpec("build_deep_cnn", "5 Conv+BN, 3 pools, dropout .2/.3/.4/.5, Dense(200)+BN"),
     "fast-cnn": ModelSpec("build_fast_cnn", "Conv5×5(24) → Pool → Conv3×3(32) → Pool → Dense(256) → Dense(10)"),
-    "bn-cnn": ModelSpec("build_bn_cnn", "Deotte's CNN: 2×(Conv3×3, Conv3×3, strided Conv5×5) + Conv4×4, BN, dropout .4"),
+    "bn-cnn": ModelSpec("build_bn_cnn", "Deotte's CNN: 2×(Conv3×3, Conv3×3, strided Conv5×5), Conv4×4, BN, dropout .4"),
     "raw-mlp": ModelSpec("build_mlp", "the mlp as a tf.Module of tf.Variables", keras_loop=False),
     "transfer": ModelSpec(
         "build_transfer",
