@@ -84,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(
         model=str(args.model),
         max_body_bytes=args.max_body_bytes,
+        body_seconds=args.body_timeout,
         max_pixels=args.max_pixels,
         feedback_dir=str(args.feedback_dir) if args.feedback_dir else None,
         cors_origins=tuple(args.cors_origin),

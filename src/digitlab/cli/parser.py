@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     p.add_argument("--max-body-bytes", type=int, default=5 * 1024 * 1024, help="request size limit (default 5 MiB)")
+    p.add_argument(
+        "--body-timeout", type=float, default=15.0, help="seconds a request body may take to arrive (default 15; 408)"
+    )
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="decoded image size limit (default 16 MP)")
     p.add_argument("--feedback-dir", type=Path, default=None, help="where corrections go (default RUN/feedback)")
     p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)")

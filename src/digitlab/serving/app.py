@@ -34,6 +34,7 @@ from digitlab.serving.batching import BatchPredictor
 from digitlab.serving.explain_routes import register as register_explain
 from digitlab.serving.feedback import store_feedback
 from digitlab.serving.inputs import (
+    BODY_SECONDS,
     FEEDBACK_REQUEST,
     TF_SERVING_REQUEST,
     BadRequest,
@@ -56,6 +57,7 @@ INLINE_PIXELS = 640 * 640  # images up to this size are preprocessed on the even
 class ServeConfig:
     model: str  # run directory or .keras file
     max_body_bytes: int = MAX_BODY_BYTES
+    body_seconds: float = BODY_SECONDS  # a body still arriving after this is refused with 408
     max_pixels: int = SERVE_PIXELS
     feedback_dir: str | None = None  # default: RUN/feedback, or ./feedback for a bare model file
     cors_origins: tuple[str, ...] = ()  # no CORS unless configured
@@ -149,7 +151,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     async def images_from_request(request: Request) -> tuple[list[Processed], bool]:
         """Processed inputs of /api/predict; the flag says whether they came as raw pixels."""
-        body = await read_body(request, config.max_body_bytes)
+        body = await read_body(request, config.max_body_bytes, config.body_seconds)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if not body:
             raise BadRequest("empty request body: send an image, or JSON with 'image' or 'pixels'")
@@ -220,7 +222,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def tf_serving_predict(request: Request):
         """`{"instances": [...]}` where each instance is a 28×28 array (MNIST convention) or `{"b64": "..."}`
         image bytes; answers `{"predictions": [[10 probabilities], ...]}` like TF Serving."""
-        payload = parse_json(await read_body(request, config.max_body_bytes))
+        payload = parse_json(await read_body(request, config.max_body_bytes, config.body_seconds))
         if not isinstance(payload, dict):
             raise BadRequest("body must be a JSON object with 'instances' (or 'inputs')")
         instances = payload.get("instances", payload.get("inputs"))
@@ -251,7 +253,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def feedback(request: Request):
         """JSON `{"image": data URL of the drawing, "label": the true digit, "predicted": what the model said}`;
         stored as a PNG plus one line in `index.jsonl` of the feedback folder."""
-        payload = parse_json(await read_body(request, config.max_body_bytes))
+        payload = parse_json(await read_body(request, config.max_body_bytes, config.body_seconds))
         if not isinstance(payload, dict):
             raise BadRequest("body must be a JSON object with 'image' and 'label'")
         label = payload.get("label")

@@ -6,6 +6,7 @@ in range; base64 and data URLs must decode.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -16,6 +17,8 @@ from fastapi import Request
 from digitlab.data.decode import decode_data_url
 from digitlab.errors import ImageError
 
+BODY_SECONDS = 15.0  # a whole request body must arrive within this (slow-body clients get 408)
+
 
 class BadRequest(Exception):
     """A client error: becomes `{"error": message}` with this status."""
@@ -25,8 +28,9 @@ class BadRequest(Exception):
         self.status = status
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to be over `limit` bytes."""
+async def read_body(request: Request, limit: int, seconds: float = BODY_SECONDS) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to be over `limit` bytes, and (408) a body that
+    has not fully arrived within `seconds`: a client trickling bytes must not hold a connection forever."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -34,11 +38,15 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise BadRequest(f"request body over the limit of {limit:,} bytes", 413)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"request body over the limit of {limit:,} bytes", 413)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BadRequest(f"request body over the limit of {limit:,} bytes", 413)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BadRequest(f"the request body did not arrive within {seconds:g} s", 408) from None
     return b"".join(chunks)
 
 

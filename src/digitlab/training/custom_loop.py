@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -41,8 +42,13 @@ def train(
     strategy: tf.distribute.Strategy,
     log: Callable[[str], None] = print,
     on_epoch_end: Callable[[int, object], None] | None = None,
+    resume_from: Path | None = None,
 ):
-    """Train with an explicit GradientTape step; returns the model with its best-on-validation weights."""
+    """Train with an explicit GradientTape step; returns the model with its best-on-validation weights.
+
+    `resume_from`: a non-chief worker writes its checkpoints to scratch space but resumes from the chief's
+    (every worker must restart from the same epoch, or the collectives wait forever).
+    """
     global_batch = config.batch_size
     if global_batch % strategy.num_replicas_in_sync:
         raise ConfigError(
@@ -66,9 +72,10 @@ def train(
     state = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_val=best_val, wait=wait)
     manager = tf.train.CheckpointManager(state, str(run.ckpt), max_to_keep=1)
     best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run.best), max_to_keep=1)
-    if manager.latest_checkpoint:
-        state.restore(manager.latest_checkpoint)
-        log(f"resumed from epoch {int(epoch.numpy())} ({manager.latest_checkpoint})")
+    latest = manager.latest_checkpoint or (tf.train.latest_checkpoint(str(resume_from)) if resume_from else None)
+    if latest:
+        state.restore(latest)
+        log(f"resumed from epoch {int(epoch.numpy())} ({latest})")
 
     train_ds = make_dataset(
         splits.x_train,

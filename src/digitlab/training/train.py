@@ -146,10 +146,13 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     transfer_model = None
     if config.model == "transfer":  # built first: a missing base or undownloadable weights fail before the run dir
         transfer_model = transfer.build_model(config)
+    resume_from = None
     if chief:
         run, resuming = prepare_run(config)
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
+        chief_run = Path(config.out) if config.out else find_unfinished_run(config.settings())
+        resume_from = RunDir(chief_run).ckpt if chief_run else None  # resume where the chief does
     splits = load_splits(
         config.data_dir, config.validation_size, split_seed(config.settings()), config.limit, config.full_train
     )
@@ -183,7 +186,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         fit_loop(config, model, splits, run, on_epoch_end)
     else:
         quiet = log if chief else (lambda *_: None)
-        model = custom_loop.train(config, splits, run, distribution, log=quiet, on_epoch_end=on_epoch_end)
+        model = custom_loop.train(config, splits, run, distribution, quiet, on_epoch_end, resume_from)
     train_seconds = time.perf_counter() - start
 
     history = run.read_history()
