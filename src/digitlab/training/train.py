@@ -62,7 +62,9 @@ def fit_loop(
     history = run.read_history()
     val_losses = [r["val_loss"] for r in history if "val_loss" in r]
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=True),
+        # kept until finish_run has written metrics.json: a kill between the last epoch and the end resumes
+        # with no epoch left to train, instead of starting over
+        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             str(run.path / "best.weights.h5"),
             monitor="val_loss",
