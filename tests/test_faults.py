@@ -217,3 +217,29 @@ def test_custom_loop_killed_twice_at_random_moments_ends_bit_identical(tmp_path,
     b = keras.saving.load_model(killed / "model.keras").get_weights()
     for wa, wb in zip(a, b, strict=True):
         np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_a_run_killed_after_its_last_epoch_finishes_without_training_again(tmp_path, mnist_dir, monkeypatch, loop):
+    """Killed between the last epoch and metrics.json (here: the end raises), the same command writes the run
+    from the saved state; it does not train from scratch or add history rows."""
+    from digitlab.rundir import RunDir
+    from digitlab.training import train as t
+    from digitlab.training.config import resolve_config
+
+    class Killed(Exception):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    config = resolve_config("mlp", epochs=2, limit=512, validation_size=500, patience=0, loop=loop, out=str(tmp_path))
+    monkeypatch.setattr(t, "finish_run", killed)
+    with pytest.raises(Killed):
+        t.train_and_evaluate(config, log=lambda *_: None)
+    monkeypatch.undo()
+    trained_again = []
+    t.train_and_evaluate(config, log=lambda *_: None, on_epoch_end=lambda epoch, model: trained_again.append(epoch))
+    assert trained_again == []
+    assert [row["epoch"] for row in RunDir(tmp_path).read_history()] == [1, 2]
+    assert RunDir(tmp_path).finished
