@@ -156,6 +156,22 @@ def test_an_ensemble_is_an_ordinary_run(members, tmp_path, mnist_dir):
     probs = predictor.probabilities(mnist_test_pixels(8))
     assert probs.shape == (8, 10) and np.allclose(probs.sum(1), 1.0)
     assert main(["compare", str(run), str(members[0]), "--out", str(tmp_path / "cmp")]) == 0
+    assert main(["export", str(run), "--format", "onnx"]) == 0  # parity-checked like any model
+
+
+def test_explaining_an_ensemble_attributes_the_whole_and_says_whose_layers_it_shows(members, tmp_path):
+    from digitlab.explain.engine import Explainer
+    from digitlab.models.saved import load_model
+    from digitlab.training.ensemble import make_ensemble
+
+    make_ensemble(members, tmp_path / "ens", **QUIET)
+    model = load_model(tmp_path / "ens").model
+    explainer = Explainer(model)
+    pixels = mnist_test_pixels(1)[0]
+    np.testing.assert_allclose(explainer.logits(pixels), model.predict(pixels[None, ..., None], verbose=0), atol=1e-5)
+    assert explainer.members == 2 and explainer.activations(pixels)[-1].kind == "logits"
+    ig = explainer.integrated_gradients(pixels, explainer.score_weights(3))
+    assert ig["values"].shape == (28, 28)
 
 
 def test_tta_is_kept_only_when_validation_prefers_it(members, tmp_path):

@@ -98,7 +98,7 @@ RECIPES: dict[str, Recipe] = {
             "mlp": {"epochs": 15},
             "raw-mlp": {"epochs": 15, "loop": "custom"},
             "deep-cnn": {"epochs": 8, "schedule": "onecycle", "lr": 3e-3, "patience": 0},
-            "fast-cnn": {"epochs": 4, "lr": 5e-3, "schedule": "onecycle", "bn_momentum": 0.9, "patience": 0},
+            "fast-cnn": {"epochs": 4, "lr": 5e-3, "schedule": "onecycle", "patience": 0},
             "transfer": {"epochs": 5, "patience": 2},  # phase 1; phase 2 (--fine-tune-layers) the same by default
         },
         default_model="cnn",
