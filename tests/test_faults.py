@@ -243,3 +243,60 @@ def test_a_run_killed_after_its_last_epoch_finishes_without_training_again(tmp_p
     assert trained_again == []
     assert [row["epoch"] for row in RunDir(tmp_path).read_history()] == [1, 2]
     assert RunDir(tmp_path).finished
+
+
+def _trusted_or_absent(command: str, target: Path) -> None:
+    """What a later command would trust after a kill: either it is absent/stale (and gets redone), or whole."""
+    if command == "fetch":
+        from digitlab.data.fetch import verify_data_dir
+        from digitlab.data.mnist import load_mnist
+
+        if not verify_data_dir(target):  # no problems: it claims to be whole, so it must load
+            assert load_mnist(target, fetch=False).x_train.shape == (60000, 28, 28)
+    elif command == "evaluate":
+        for name in ("calibration.json", "report/metrics.json"):
+            if (target / name).exists():
+                json.loads((target / name).read_text())  # whole, never cut
+    else:
+        from digitlab.models import export
+        from digitlab.models.saved import load_model
+
+        loaded = load_model(target, network=False)
+        current, _ = export.is_current(target / "export", "onnx", loaded.file_digest(), loaded.temperature)
+        if current:
+            import onnxruntime
+
+            onnxruntime.InferenceSession(str(target / "export" / "model.onnx"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["fetch", "evaluate", "export"])
+def test_kill_9_during_fetch_evaluate_export_leaves_nothing_half_written_that_is_trusted(
+    command, trained_run, mnist_dir, tmp_path
+):
+    """Killed twice at random moments, then run to the end: after every kill, whatever a later command would
+    trust parses and checks out (or is absent or stale, and is redone); the last run succeeds."""
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "config.json", "metrics.json"):
+        shutil.copy(trained_run / name, run / name)
+    args, target, window = {
+        "fetch": (["fetch", "--from", str(mnist_dir), "--data-dir", str(tmp_path / "data")], tmp_path / "data", 1.5),
+        "evaluate": (["evaluate", str(run)], run, 12.0),
+        "export": (["export", str(run), "--format", "onnx"], run, 12.0),
+    }[command]
+    rng = random.Random(command)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-m", "digitlab", *args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+        time.sleep(rng.uniform(0.3, window))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _trusted_or_absent(command, target)
+    done = subprocess.run([sys.executable, "-m", "digitlab", *args], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1000:]
+    _trusted_or_absent(command, target)
