@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,6 +59,38 @@ def tiny_runs(tmp_path_factory, trained_run, mnist_dir):
         config = resolve_config(kind, out=str(tmp / kind), **tiny, **extra)
         made[kind] = train_and_evaluate(config, log=lambda *_: None).run_dir
     return made
+
+
+@contextlib.contextmanager
+def _serving(app, startup_seconds: float = 30.0):
+    """Run an ASGI app with uvicorn on a free loopback port in a thread; yields the port, stops it after."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_seconds
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def loopback_server():
+    """`with loopback_server(app) as port:` a real server for tests that need real sockets (bounded start-up)."""
+    return _serving
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,8 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -143,39 +141,27 @@ def test_truncated_and_garbage_model_files_are_one_line(trained_run, tmp_path, c
         assert err.startswith("digitlab: error: cannot load") and "\n" not in err, err
 
 
-def test_200_concurrent_corrections_are_all_stored_whole(trained_run, tmp_path, mnist):
+def test_200_concurrent_corrections_are_all_stored_whole(trained_run, tmp_path, mnist, loopback_server):
     import httpx
-    import uvicorn
     from PIL import Image
 
     from digitlab.serving.app import ServeConfig, create_app
 
     folder = tmp_path / "feedback"
     app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(folder)))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     buf = io.BytesIO()
     Image.fromarray(255 - mnist.x_test[0]).resize((280, 280)).save(buf, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
-    async def burst():
+    async def burst(port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             posts = [
                 client.post("/api/feedback", json={"image": url, "label": i % 10, "predicted": 7}) for i in range(200)
             ]
             return await asyncio.gather(*posts)
 
-    try:
-        responses = asyncio.run(burst())
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with loopback_server(app) as port:
+        responses = asyncio.run(burst(port))
     assert [r.status_code for r in responses] == [200] * 200
     lines = (folder / "index.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]  # every line parses: none interleaved or cut
@@ -300,3 +286,65 @@ def test_kill_9_during_fetch_evaluate_export_leaves_nothing_half_written_that_is
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1000:]
     _trusted_or_absent(command, target)
+
+
+@pytest.mark.slow
+def test_a_server_killed_during_a_burst_of_corrections_leaves_an_index_finetune_reads(trained_run, tmp_path, mnist):
+    """kill -9 `digitlab serve` while 2 workers take corrections: every index line that exists is whole and
+    points at a whole PNG (a PNG without a line may remain; nothing reads it), and finetune reads the folder."""
+    import concurrent.futures
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from PIL import Image
+
+    from digitlab.training.finetune import read_feedback
+
+    folder = tmp_path / "feedback"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digitlab", "serve", "--model", str(trained_run), "--port", str(port), "--workers",
+         "2", "--feedback-dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.2)
+        buf = io.BytesIO()
+        Image.fromarray(255 - mnist.x_test[0]).resize((280, 280)).save(buf, format="PNG")
+        body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), "label": 7})
+
+        def post(_):
+            url = f"http://127.0.0.1:{port}/api/feedback"
+            request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+            try:
+                return urllib.request.urlopen(request, timeout=10).status
+            except (urllib.error.URLError, OSError):
+                return None  # the server died under it
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = pool.map(post, range(400))
+            time.sleep(random.Random(0).uniform(0.5, 1.5))
+            os.killpg(server.pid, signal.SIGKILL)
+            answered = [a for a in answers if a == 200]
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    assert 0 < len(answered) < 400  # killed mid-burst
+    lines = (folder / "index.jsonl").read_text().splitlines()
+    assert len(lines) >= len(answered)  # every answered correction was stored
+    for line in lines:
+        record = json.loads(line)  # whole, never cut or interleaved
+        Image.open(folder / record["file"]).verify()  # and its PNG is whole
+    assert len(read_feedback(folder).labels) == len(lines)

@@ -129,57 +129,40 @@ def test_multipart_with_many_parts(client):
     _good(client)
 
 
-def test_a_slow_body_gets_408_while_other_clients_are_served(trained_run, tmp_path):
+def test_a_slow_body_gets_408_while_other_clients_are_served(trained_run, tmp_path, loopback_server):
     """A client that sends headers and then trickles (or stops sending) its body is cut off after the body
     deadline with a JSON 408; a good request on another connection is answered meanwhile (real server,
     loopback)."""
     import json
     import socket
-    import threading
     import time
     import urllib.request
 
-    import uvicorn
-
     app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(tmp_path), body_seconds=1.5))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
-            head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            head += b"Content-Length: 5000\r\n\r\n"
-            slow.sendall(head + b'{"pixels": [')
-            start = time.monotonic()
-            pixels = [[0.0] * 28] * 14 + [[0.0] * 10 + [1.0] * 8 + [0.0] * 10] * 14
-            good = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/predict",
-                data=json.dumps({"pixels": pixels}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(good, timeout=20) as r:
-                assert r.status == 200 and json.loads(r.read())["label"] is not None
-            for _ in range(3):  # a trickle does not reset the deadline
-                time.sleep(0.3)
-                slow.sendall(b"0, ")
-            answer = b""
-            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
-                chunk = slow.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-            waited = time.monotonic() - start
-        status, _, body = answer.partition(b"\r\n\r\n")
-        assert b" 408 " in status.splitlines()[0], answer[:200]
-        assert "did not arrive within 1.5 s" in json.loads(body)["error"]
-        assert 1.4 < waited < 10
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with loopback_server(app) as port, socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
+        head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: 5000\r\n\r\n"
+        slow.sendall(head + b'{"pixels": [')
+        start = time.monotonic()
+        pixels = [[0.0] * 28] * 14 + [[0.0] * 10 + [1.0] * 8 + [0.0] * 10] * 14
+        good = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/predict",
+            data=json.dumps({"pixels": pixels}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(good, timeout=20) as r:
+            assert r.status == 200 and json.loads(r.read())["label"] is not None
+        for _ in range(3):  # a trickle does not reset the deadline
+            time.sleep(0.3)
+            slow.sendall(b"0, ")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = slow.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        waited = time.monotonic() - start
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert b" 408 " in status.splitlines()[0], answer[:200]
+    assert "did not arrive within 1.5 s" in json.loads(body)["error"]
+    assert 1.4 < waited < 10

@@ -57,7 +57,7 @@
 
   function render(r) {
     drawOverlay(r);
-    drawLayers(r.layers || []);
+    drawLayers(r.layers || [], r.layers_of);
     drawMap(r.embedding);
   }
 
@@ -88,9 +88,15 @@
     seen.src = r.processed;
   }
 
-  function drawLayers(layers) {
+  function drawLayers(layers, of) {
     const box = $("layers");
     box.replaceChildren();
+    if (of) {  // an ensemble averages several networks: these are one of them
+      const note = document.createElement("p");
+      note.className = "explainer";
+      note.textContent = `This model is an ensemble; the layers below are those of its ${of}. The answer and the colours on the digit are the whole ensemble's.`;
+      box.appendChild(note);
+    }
     for (const layer of layers) {
       const fig = document.createElement("figure");
       const img = document.createElement("img");
