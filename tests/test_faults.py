@@ -260,8 +260,9 @@ def _trusted_or_absent(command: str, target: Path) -> None:
 def test_kill_9_during_fetch_evaluate_export_leaves_nothing_half_written_that_is_trusted(
     command, trained_run, mnist_dir, tmp_path
 ):
-    """Killed twice at random moments, then run to the end: after every kill, whatever a later command would
-    trust parses and checks out (or is absent or stale, and is redone); the last run succeeds."""
+    """Killed at random moments, then run to the end: after every kill, whatever a later command would trust
+    parses and checks out (or is absent or stale, and is redone); the last run succeeds. (Bounded for CI: one
+    kill each for the TensorFlow commands, two for fetch.)"""
     import shutil
 
     run = tmp_path / "run"
@@ -270,12 +271,12 @@ def test_kill_9_during_fetch_evaluate_export_leaves_nothing_half_written_that_is
         shutil.copy(trained_run / name, run / name)
     args, target, window = {
         "fetch": (["fetch", "--from", str(mnist_dir), "--data-dir", str(tmp_path / "data")], tmp_path / "data", 1.5),
-        "evaluate": (["evaluate", str(run)], run, 12.0),
-        "export": (["export", str(run), "--format", "onnx"], run, 12.0),
+        "evaluate": (["evaluate", str(run)], run, 10.0),
+        "export": (["export", str(run), "--format", "onnx"], run, 10.0),
     }[command]
     rng = random.Random(command)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    for _ in range(2):
+    for _ in range(2 if command == "fetch" else 1):
         proc = subprocess.Popen([sys.executable, "-m", "digitlab", *args], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env)  # fmt: skip
         time.sleep(rng.uniform(0.3, window))

@@ -97,7 +97,7 @@ def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, 
     full = load_splits(mnist_dir, 5000, 0, full_train=True)
     assert len(full.x_train) == 60000 and np.array_equal(full.x_val, held.x_val)
     out = tmp_path / "full"
-    args = ["--recipe", "best", "--full-train", "--limit", "256", "--epochs", "1", "--out", str(out)]
+    args = ["--recipe", "best", "--model", "mlp", "--full-train", "--limit", "256", "--epochs", "1", "--out", str(out)]
     assert main(["train", *args]) == 0
     assert json.loads((out / "metrics.json").read_text())["validation"]["seen_in_training"] is True
 
@@ -175,13 +175,18 @@ def test_explaining_an_ensemble_attributes_the_whole_and_says_whose_layers_it_sh
 
 
 def test_tta_is_kept_only_when_validation_prefers_it(members, tmp_path):
+    import keras
+
+    from digitlab.models.ensemble import build_ensemble
     from digitlab.training.ensemble import make_ensemble
 
     metrics = make_ensemble(members, tmp_path / "auto", tta="auto", **QUIET)
     errors = metrics["tta"]["validation_errors"]
     assert metrics["tta"]["used"] == (errors["with"] < errors["without"])
-    forced = make_ensemble(members, tmp_path / "on", tta="on", **QUIET)
-    assert forced["tta"]["used"]
+    saved = keras.saving.load_model(tmp_path / "auto" / "model.keras")
+    assert any("tta_shift" in layer.name for layer in saved.layers) == metrics["tta"]["used"]
+    shifted = build_ensemble([keras.saving.load_model(r / "model.keras") for r in members], tta=True)
+    assert sum("tta_shift" in layer.name for layer in shifted.layers) == 4  # the image and its 4 one-pixel shifts
 
 
 def test_ensemble_refuses_what_it_cannot_calibrate(members, tmp_path, mnist_dir, capsys):
