@@ -47,6 +47,21 @@ def test_a_zero_range_affine_is_the_identity(mnist):
     np.testing.assert_allclose(out.numpy(), x.numpy(), atol=1e-5)
 
 
+def test_every_random_affine_turns_about_the_image_centre():
+    """Rotation, zoom and shear move pixels around the centre (13.5, 13.5), never around a corner: with no
+    shift, every sampled matrix maps the centre to itself."""
+    import tensorflow as tf
+
+    from digitlab.data.augment import Affine, affine_matrices
+
+    m = affine_matrices(tf.constant([5, 6], tf.int64), 64, 28, Affine(rotation=30.0, zoom=0.2, shift=0.0, shear=0.3))
+    m = m.numpy()
+    assert np.ptp(m[:, 0]) > 0.1  # the matrices really differ
+    c = 13.5
+    np.testing.assert_allclose(m[:, 0] * c + m[:, 1] * c + m[:, 2], c, atol=1e-4)
+    np.testing.assert_allclose(m[:, 3] * c + m[:, 4] * c + m[:, 5], c, atol=1e-4)
+
+
 def test_augmentation_is_off_outside_training(mnist):
     """Validation, test and serving pipelines never warp: the default dataset is the pixels / 255."""
     from digitlab.data.mnist import make_dataset
@@ -71,6 +86,10 @@ def test_recipes_say_what_they_are():
     with pytest.raises(ConfigError, match="--full-train"):
         resolve_config("cnn", full_train=True)  # keep best + early stopping would choose on seen images
     assert resolve_config(None, "best", full_train=True).full_train
+    with pytest.raises(ConfigError, match="--keep last"):
+        resolve_config("cnn", ema=0.99)  # the best epoch's raw weights would silently replace the average
+    with pytest.raises(ConfigError, match="--augment not supported with --model transfer"):
+        resolve_config("transfer", base="mobilenetv2", augment=True)
 
 
 def test_model_sizes_match_their_references():
@@ -100,6 +119,11 @@ def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, 
     args = ["--recipe", "best", "--model", "mlp", "--full-train", "--limit", "256", "--epochs", "1", "--out", str(out)]
     assert main(["train", *args]) == 0
     assert json.loads((out / "metrics.json").read_text())["validation"]["seen_in_training"] is True
+    from digitlab.evaluation.evaluate import evaluate_model
+
+    evaluate_model(out, report=False)  # no temperature fitted on images the model trained on
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert calibration["temperature"] == 1.0 and calibration["fitted_on"].startswith("nothing")
 
 
 # --- ensembles ----------------------------------------------------------------------------------------------

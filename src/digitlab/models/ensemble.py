@@ -1,12 +1,16 @@
 """An ensemble as one ordinary Keras model: the mean of its members' probabilities, as logits.
 
 The members are nested inside one functional model: image → (optional ±1 px shifted views) → each member →
-softmax → average → log. The output is log(mean probability): softmax of it gives back the mean exactly, so
-everything downstream (temperature, evaluate, predict, serve, export) treats it as any model's logits. Only
-built-in Keras layers and `keras.ops` are used, so plain `keras.saving.load_model` reads it in safe mode.
+log-softmax → log-mean-exp. The output is log(mean probability), computed without leaving log space (so a
+class every member finds very unlikely keeps a finite, differentiable score): softmax of it gives back the
+mean exactly, so everything downstream (temperature, evaluate, predict, serve, export, explain) treats it as
+any model's logits. Only built-in Keras layers and `keras.ops` are used, so plain `keras.saving.load_model`
+reads it in safe mode.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import layers
@@ -20,7 +24,6 @@ SHIFTS = {
     "left": ((1, 1), (2, 0)),
     "right": ((1, 1), (0, 2)),
 }
-FLOOR = 1e-12  # log(0) guard: no probability from a softmax of finite logits is below this in float32 anyway
 
 
 def build_ensemble(members: list[keras.Model], tta: bool = False, name: str = "ensemble") -> keras.Model:
@@ -30,12 +33,14 @@ def build_ensemble(members: list[keras.Model], tta: bool = False, name: str = "e
     if tta:
         padded = layers.ZeroPadding2D(1, name="tta_pad")(inputs)
         views += [layers.Cropping2D(crop, name=f"tta_shift_{side}")(padded) for side, crop in SHIFTS.items()]
-    probabilities = []
+    log_probabilities = []
     for i, member in enumerate(members):
         member.name = f"member_{i}"  # nested models need unique names; every member is "bn_cnn" otherwise
-        probabilities += [layers.Softmax(name=f"p_{i}_{j}")(member(view)) for j, view in enumerate(views)]
-    mean = layers.Average(name="mean_probability")(probabilities) if len(probabilities) > 1 else probabilities[0]
-    logits = keras.ops.log(keras.ops.maximum(mean, FLOOR))
+        log_probabilities += [
+            layers.Activation("log_softmax", name=f"log_p_{i}_{j}")(member(view)) for j, view in enumerate(views)
+        ]
+    stacked = keras.ops.stack(log_probabilities, axis=0)  # (members × views, N, 10)
+    logits = keras.ops.logsumexp(stacked, axis=0) - math.log(len(log_probabilities))  # log of the mean probability
     return keras.Model(inputs, logits, name=name)
 
 

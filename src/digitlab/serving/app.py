@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digitlab.data.decode import image_size
 from digitlab.data.preprocess import Processed, to_mnist_28x28
-from digitlab.errors import ImageError
+from digitlab.errors import ConfigError, ImageError
 from digitlab.inference.predictor import Predictor, top_k_of
 from digitlab.models.calibration import probabilities
 from digitlab.serving.batching import BatchPredictor
@@ -67,6 +67,8 @@ class ServeConfig:
 
 def create_app(config: ServeConfig) -> FastAPI:
     """Build the app; the model loads here, so a bad model fails before the server starts."""
+    if not config.body_seconds > 0:
+        raise ConfigError(f"--body-timeout must be positive, got {config.body_seconds}")
     predictor = Predictor.load(config.model, config.runtime)
     loaded = predictor.loaded
     batcher = BatchPredictor(predictor, config.max_batch)
@@ -108,6 +110,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, e: BadRequest):
         headers = {"Retry-After": "1"} if e.status == 429 else None
+        if e.status in (408, 413):  # the rest of that body is not read: the connection cannot be reused
+            headers = {"Connection": "close"}
         return JSONResponse({"error": str(e)}, status_code=e.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -35,6 +35,11 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
+def _latest(manager: tf.train.CheckpointManager, fallback: Path | None) -> str | None:
+    """This worker's newest checkpoint, else the one in `fallback` (the chief's, for a resumed non-chief)."""
+    return manager.latest_checkpoint or (tf.train.latest_checkpoint(str(fallback)) if fallback else None)
+
+
 def train(
     config: TrainConfig,
     splits: Splits,
@@ -42,7 +47,7 @@ def train(
     strategy: tf.distribute.Strategy,
     log: Callable[[str], None] = print,
     on_epoch_end: Callable[[int, object], None] | None = None,
-    resume_from: Path | None = None,
+    resume_from: RunDir | None = None,
 ):
     """Train with an explicit GradientTape step; returns the model with its best-on-validation weights.
 
@@ -72,7 +77,7 @@ def train(
     state = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best_val=best_val, wait=wait)
     manager = tf.train.CheckpointManager(state, str(run.ckpt), max_to_keep=1)
     best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run.best), max_to_keep=1)
-    latest = manager.latest_checkpoint or (tf.train.latest_checkpoint(str(resume_from)) if resume_from else None)
+    latest = _latest(manager, resume_from.ckpt if resume_from else None)
     if latest:
         state.restore(latest)
         log(f"resumed from epoch {int(epoch.numpy())} ({latest})")
@@ -173,8 +178,9 @@ def train(
         if config.patience and int(wait.numpy()) >= config.patience:
             log(f"early stopping: no validation improvement for {config.patience} epochs")
             break
-    if config.keep == "best" and best_manager.latest_checkpoint:
-        tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
+    best = _latest(best_manager, resume_from.best if resume_from else None)
+    if config.keep == "best" and best:
+        tf.train.Checkpoint(model=model).restore(best).expect_partial()
     elif config.ema:
         optimizer.finalize_variable_values(variables)  # the averaged weights replace the last ones
     # Every worker prints this (not only the chief): workers in lock-step end with the same weights.

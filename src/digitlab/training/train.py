@@ -154,7 +154,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
         chief_run = Path(config.out) if config.out else find_unfinished_run(config.settings())
-        resume_from = RunDir(chief_run).ckpt if chief_run else None  # resume where the chief does
+        resume_from = RunDir(chief_run) if chief_run else None  # resume where the chief does
     splits = load_splits(
         config.data_dir, config.validation_size, split_seed(config.settings()), config.limit, config.full_train
     )
@@ -206,6 +206,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         "test": test,
         "epochs_run": len(history),
         "best_epoch": int(np.argmin([r["val_loss"] for r in history])) + 1 if history else None,
+        "kept": config.keep,  # best: that epoch's weights; last: the final (or averaged) weights
         "train_seconds": round(train_seconds, 2),
         "train_seconds_total": round(sum(r.get("seconds", 0.0) for r in history), 2),
         "parameters": int(export.count_params()),
@@ -232,7 +233,8 @@ def finish_run(run: RunDir, model, export: keras.Model, test_logits, splits: Spl
     atomic_write_text(
         run.summary,
         f"model {m['model']} (recipe {m['recipe']}, {m['loop']} loop, {m['parameters']:,} parameters)\n"
-        f"epochs {m['epochs_run']} (best {m['best_epoch']}), {m['train_seconds']:.1f} s training\n"
+        f"epochs {m['epochs_run']} (lowest validation loss: epoch {m['best_epoch']}; kept: {m.get('kept', 'best')}), "
+        f"{m['train_seconds']:.1f} s training\n"
         f"validation accuracy {val['accuracy']:.4f}  loss {val['loss']:.4f}\n"
         f"test accuracy       {test['accuracy']:.4f}  loss {test['loss']:.4f}\n"
         + _transfer_summary(metrics.get("transfer")),

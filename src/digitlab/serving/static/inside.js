@@ -94,7 +94,7 @@
     if (of) {  // an ensemble averages several networks: these are one of them
       const note = document.createElement("p");
       note.className = "explainer";
-      note.textContent = `This model is an ensemble; the layers below are those of its ${of}. The answer and the colours on the digit are the whole ensemble's.`;
+      note.textContent = `This model is an ensemble: the layers below, the Grad-CAM map and the map of training digits are those of its ${of}; the answer and the other attributions are the whole ensemble's.`;
       box.appendChild(note);
     }
     for (const layer of layers) {
