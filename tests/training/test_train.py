@@ -155,15 +155,31 @@ def test_killed_run_resumes_and_finishes(tmp_path, mnist_dir, loop):
     assert run.finished and json.loads(run.metrics.read_text())["epochs_run"] == 4
 
 
-def test_two_workers_train_in_lock_step(tmp_path, mnist_dir):
+def test_two_workers_train_in_lock_step_and_resume_after_kill_9(tmp_path, mnist_dir):
+    """A 2-worker cluster killed (SIGKILL to launcher and workers) in its second epoch resumes with the same
+    command: both workers restart from the chief's checkpoint and end in lock-step (same weights)."""
+    import signal
+
     out = tmp_path / "mw"
-    proc = _cli(
+    args = (
         "launch", "--workers", "2", "--timeout", "240", "--",
-        "train", "--model", "mlp", "--loop", "custom", "--epochs", "2", "--limit", "2048",
+        "train", "--model", "mlp", "--loop", "custom", "--epochs", "3", "--limit", "2048",
         "--batch-size", "64", "--validation-size", "500", "--out", str(out),
     )  # fmt: skip
+    first = _cli(*args, start_new_session=True)
+    seen = ""
+    for line in first.stdout:  # the chief reports epoch 2 (epoch 1's checkpoint is surely on disk): kill
+        seen += line
+        if "epoch 2/3" in line:
+            break
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert "epoch 2/3" in seen, seen
+    assert not RunDir(out).finished
+    proc = _cli(*args)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
+    assert re.search(r"resumed from epoch [12] ", output), output
     prints = dict(re.findall(r"\[worker (\d)\] weights fingerprint (\w+)", output))
     assert set(prints) == {"0", "1"}, output
     assert prints["0"] == prints["1"]
