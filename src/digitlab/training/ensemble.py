@@ -23,7 +23,7 @@ from digitlab.errors import ConfigError
 from digitlab.models.calibration import fit_temperature, negative_log_likelihood
 from digitlab.models.ensemble import build_ensemble
 from digitlab.models.forward import predict_logits
-from digitlab.models.saved import CALIBRATION_FILE, LoadedModel, load_model
+from digitlab.models.saved import LoadedModel, load_model, save_temperature
 from digitlab.rundir import RunDir, environment
 from digitlab.training.train import check_reload, evaluate_logits
 
@@ -134,10 +134,10 @@ def make_ensemble(
     model.save(tmp)
     check_reload(tmp, test_logits, splits.x_test)
     os.replace(tmp, run.model)
-    atomic_write_json(
-        run.path / CALIBRATION_FILE,
+    save_temperature(  # the same calibration.json `evaluate` writes, through the same helper
+        load_model(run.path, network=False),
+        temperature,
         {
-            "temperature": temperature,
             "fitted_on": "validation",
             "validation_nll_before": negative_log_likelihood(chosen_val, splits.y_val),
             "validation_nll_after": negative_log_likelihood(chosen_val / temperature, splits.y_val),
