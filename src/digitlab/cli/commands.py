@@ -153,6 +153,26 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from digitlab.models.importing import ImportOptions, clear_cache, import_model
+
+    if args.clear_cache:
+        print(f"import cache emptied ({clear_cache()} cached imports removed)")
+        if args.source is None:
+            return 0
+    if args.source is None:
+        from digitlab.errors import ConfigError
+
+        raise ConfigError("name a model file or folder to import (or pass --clear-cache)")
+    options = ImportOptions(
+        layout=args.input_layout, scale=args.input_scale, outputs=args.outputs, invert=args.invert,
+        trust_code=args.trust_code,
+    )  # fmt: skip
+    run = import_model(args.source, args.out, options, data_dir=args.data_dir)
+    print((run / "summary.txt").read_text(), end="")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from digitlab.models.registry import MODELS
     from digitlab.training.config import RECIPES

@@ -14,6 +14,7 @@ from digitlab.cli.commands import (
     cmd_export,
     cmd_fetch,
     cmd_finetune,
+    cmd_import,
     cmd_info,
     cmd_launch,
     cmd_models,
@@ -314,6 +315,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the holdout split, replay and order (default 0)")
     _data_dir_arg(p)
     p.set_defaults(func=cmd_finetune, tensorflow=True)
+
+    p = sub.add_parser(
+        "import",
+        help="import any MNIST classifier (.keras, .h5, .onnx, SavedModel) as a run the other commands take",
+        description="Detects the model's input layout, scale, polarity and output kind on 1,000 MNIST training "
+        "digits (or takes them from the flags) and writes a run directory with contract.json. Any command that "
+        "takes --model RUN also takes a model file directly: it is imported on the fly into a cache.",
+    )
+    p.add_argument("source", type=Path, nargs="?", metavar="MODEL", help="a .keras/.h5/.onnx file or SavedModel folder")
+    p.add_argument("--out", type=Path, default=None, help="the new run directory (default runs/<name>-import)")
+    p.add_argument("--input-layout", choices=["28x28", "28x28x1", "784", "1x28x28"], help="default: the input shape")
+    p.add_argument(
+        "--input-scale",
+        choices=["unit", "byte", "standard"],
+        help="pixels in [0, 1], [0, 255], or (x − 0.1307) / 0.3081 (default: detected)",
+    )
+    p.add_argument(
+        "--outputs", choices=["logits", "probabilities", "log-probabilities"], help="what it answers (default: detected)"
+    )
+    p.add_argument(
+        "--invert",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the model wants black ink on white (default: detected)",
+    )
+    p.add_argument(
+        "--trust-code", action="store_true", help="allow Python code (Lambda layers) in a Keras file; only if you trust it"
+    )
+    p.add_argument("--clear-cache", action="store_true", help="empty the cache of models imported on the fly")
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_import, tensorflow=True)
 
     p = sub.add_parser("models", help="list the models and the recipes")
     p.set_defaults(func=cmd_models)

@@ -53,7 +53,7 @@ def evaluate_model(
     else:
         images, labels, logits = splits.x_val, splits.y_val, val_logits
 
-    seen = bool(settings.get("full_train"))  # trained on the validation images: nothing to calibrate on
+    seen = _seen_why(loaded)  # trained on the validation images: nothing to calibrate on
     temperature = 1.0 if seen else fit_temperature(val_logits, splits.y_val)
     val_before = negative_log_likelihood(val_logits, splits.y_val)
     val_after = negative_log_likelihood(val_logits / temperature, splits.y_val)
@@ -63,7 +63,7 @@ def evaluate_model(
         loaded,
         temperature,
         {
-            "fitted_on": "nothing: a --full-train run saw the validation images" if seen else "validation",
+            "fitted_on": f"nothing: {seen}" if seen else "validation",
             "validation_nll_before": val_before,
             "validation_nll_after": val_after,
         },
@@ -80,12 +80,14 @@ def evaluate_model(
             "bins": ECE_BINS,
             "before": calibration_metrics(logits, labels, 1.0),
             "after": calibration_metrics(logits, labels, temperature),
-            "temperature_fitted_on": "validation",
+            "temperature_fitted_on": f"nothing: {seen}" if seen else "validation",
             "validation_nll_before": val_before,
             "validation_nll_after": val_after,
         },
     }
     metrics["loss"] = metrics["calibration"]["before"]["loss"]
+    if loaded.contract is not None:  # what digitlab assumed about an imported model, shown in the report
+        metrics["contract"] = {"format": loaded.contract.format, "assumed": loaded.contract.describe()}
     out_dir = Path(out) if out else default_out_dir(loaded)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,20 @@ def evaluate_model(
 
         write_report(out_dir, metrics, loaded, images, labels, logits)
     return Evaluation(metrics, out_dir)
+
+
+def _fitted_words(metrics: dict[str, Any]) -> str:
+    fitted = metrics["calibration"]["temperature_fitted_on"]
+    return "fitted on validation" if fitted == "validation" else fitted.replace("nothing: ", "not fitted: ", 1)
+
+
+def _seen_why(loaded: LoadedModel) -> str:
+    """Why no temperature can be fitted on the validation split ("" when it can)."""
+    if loaded.imported:
+        return "an imported model may have trained on any MNIST training image, so it stays uncalibrated (T = 1)"
+    if loaded.settings.get("full_train"):
+        return "a --full-train run saw the validation images"
+    return ""
 
 
 def default_out_dir(loaded: LoadedModel) -> Path:
@@ -117,7 +133,7 @@ def format_summary(metrics: dict[str, Any]) -> str:
             f"  accuracy {metrics['accuracy']:.4f}   top-2 {metrics['top2_accuracy']:.4f}   "
             f"macro F1 {metrics['macro_avg']['f1-score']:.4f}",
             f"  ECE {before['ece']:.4f} → {after['ece']:.4f}   NLL {before['nll']:.4f} → {after['nll']:.4f}   "
-            f"(temperature {after['temperature']:.3f}, fitted on validation)",
+            f"(temperature {after['temperature']:.3f}, {_fitted_words(metrics)})",
             f"  worst class {worst} (F1 {f1[worst]:.4f});  top confusions true→predicted: {pairs or 'none'}",
         ]
     )

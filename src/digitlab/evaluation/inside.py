@@ -14,7 +14,7 @@ import numpy as np
 from digitlab.atomic import atomic_write_json
 from digitlab.errors import DigitlabError
 from digitlab.explain import faithfulness
-from digitlab.explain.engine import Explainer
+from digitlab.explain.engine import Explainer, make_explainer
 from digitlab.explain.explanation import ModelExplainer
 from digitlab.explain.views import model_views
 
@@ -29,6 +29,8 @@ def png_tag(path: Path, alt: str) -> str:
 
 def layer_table(model) -> str:
     """Every layer (nested bases expanded) with its type, output shape and parameters, as an HTML table."""
+    if not hasattr(model, "layers"):
+        return "<p>An imported ONNX graph, run as its owner saved it: its layers are not listed here.</p>"
     rows = []
 
     def walk(m, depth: int) -> None:
@@ -75,7 +77,7 @@ def faithfulness_summary(explainer: Explainer, images: np.ndarray, cache: Path, 
 def inside_section(loaded, out_dir: Path, images, labels, logits, pairs: list) -> str:
     """The HTML of the section; a model the explainer cannot read gets one sentence saying why, not a failure."""
     try:
-        explainer = ModelExplainer(loaded, Explainer(loaded.model))
+        explainer = ModelExplainer(loaded, make_explainer(loaded.model))
         views = model_views(explainer, images, labels, logits, out_dir / "inside", pairs)
         faith = faithfulness_summary(explainer.explainer, images, out_dir / "inside" / "faithfulness.json",
                                      loaded.file_digest())  # fmt: skip

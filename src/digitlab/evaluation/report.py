@@ -129,6 +129,28 @@ def _img(path: Path) -> str:
     return png_tag(path, PLOTS.get(path.name, path.name))
 
 
+def _contract_note(metrics: dict[str, Any]) -> str:
+    contract = metrics.get("contract")
+    if not contract:
+        return ""
+    return (
+        f"<p class=\"contract\"><b>Imported {html.escape(contract['format'])} model.</b> What digitlab assumed: "
+        f"{html.escape(contract['assumed'])}. digitlab feeds it 28×28 digits in [0, 1], white on black, "
+        "and reads 10 logits.</p>"
+    )
+
+
+def _temperature_note(metrics: dict[str, Any]) -> str:
+    calibration = metrics["calibration"]
+    fitted = calibration["temperature_fitted_on"]
+    if fitted != "validation":
+        return f"No temperature fitted ({html.escape(fitted.removeprefix('nothing: '))})."
+    return (
+        f"Temperature fitted on the validation split only (validation NLL {calibration['validation_nll_before']:.4f}"
+        f" → {calibration['validation_nll_after']:.4f})."
+    )
+
+
 def write_report(out_dir: Path, metrics: dict[str, Any], loaded, images, labels, logits) -> Path:
     """Render every plot, then report.html with the plots embedded (opens without a server)."""
     history = RunDir(loaded.run_dir).read_history() if loaded.run_dir else []
@@ -182,6 +204,7 @@ pre {{ background: #f6f6f6; padding: .8rem; overflow-x: auto; font-size: .8rem; 
 <h1>{html.escape(metrics["model"])}</h1>
 <p class="sub">{metrics["split"]} split, {metrics["examples"]} images;
 model file {html.escape(metrics["model_file"])}</p>
+{_contract_note(metrics)}
 <div class="cards">
 <div class="card">accuracy<b>{metrics["accuracy"]:.2%}</b></div>
 <div class="card">top-2 accuracy<b>{metrics["top2_accuracy"]:.2%}</b></div>
@@ -192,8 +215,7 @@ model file {html.escape(metrics["model_file"])}</p>
 <h2>Classification report</h2>
 <table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>
 <h2>Calibration</h2>
-<p>Temperature fitted on the validation split only (validation NLL
-{metrics["calibration"]["validation_nll_before"]:.4f} → {metrics["calibration"]["validation_nll_after"]:.4f}).
+<p>{_temperature_note(metrics)}
 ECE uses 15 equal-width confidence bins: Σ (n_bin / N) · |accuracy − confidence|.</p>
 <table><tr><th>metric</th><th>before</th><th>after</th></tr>{calib}</table>
 <h2>Most confused pairs</h2>

@@ -1,10 +1,13 @@
 """How a trained network reaches its answer for one input: every layer's activations, and attributions.
 
-Written with TensorFlow itself (`tf.GradientTape`, traced `tf.function`s), for every digitlab model: the
-saved networks are chains of layers (each layer takes the previous one's output), with a transfer model's
-pretrained base nested inside as a chain of its own. `Explainer` flattens that chain once, so it can stop
-at any layer — including one inside a nested base, where a Keras sub-model "reaching into" the base fails
-— and run the rest from there. The score explained is a logit, or with a contrast class the difference
+Written with TensorFlow itself (`tf.GradientTape`, traced `tf.function`s), for any Keras functional or
+Sequential model, whatever its graph's shape: chains, residual and branching nets, and models nested inside
+models (a transfer model's pretrained base, an imported model inside its adapter). `Explainer` runs the
+model's own graph node by node (Keras' `_run_through_graph`), descending into nested models, and records
+every leaf layer's inputs and output, so it can read any layer's activations — including one inside a nested
+base, where a Keras sub-model "reaching into" the base fails — and take gradients with respect to them.
+An imported ONNX model has no gradients: `OcclusionExplainer` offers occlusion alone.
+The score explained is a logit, or with a contrast class the difference
 `logit[target] − logit[contrast]` ("why 9 and not 4?"); the class enters the traced functions as a weight
 vector, so changing it never retraces.
 
@@ -33,7 +36,7 @@ import tensorflow as tf
 from digitlab.errors import ConfigError, ModelError
 from digitlab.explain.options import BASELINES, METHODS
 
-SKIPPED = ("InputLayer", "Dropout", "Identity", "Flatten", "SpatialDropout2D", "GaussianNoise")
+SKIPPED = ("InputLayer", "Dropout", "Identity", "Flatten", "Reshape", "SpatialDropout2D", "GaussianNoise")
 
 
 @dataclass
@@ -47,33 +50,37 @@ class LayerActivation:
         return list(self.values.shape)
 
 
-def _chain(model) -> list:
-    """The layers of a chain-shaped functional model in order, nested chains expanded (InputLayers dropped)."""
-    out, previous = [], None
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            previous = layer
-            continue
-        sources = {id(t._keras_history.operation) for t in _flat(layer._inbound_nodes[0].input_tensors)}
-        if previous is not None and sources != {id(previous)}:
-            raise ModelError(f"explain supports chain-shaped models; layer {layer.name!r} of {model.name!r} branches")
-        out.extend(_chain(layer) if hasattr(layer, "layers") else [layer])
-        previous = layer
+def _graph_of(model):
+    """The functional graph that runs `model` (a Sequential's own), or None for a plain layer."""
+    graph = getattr(model, "_functional", None) if type(model).__name__ == "Sequential" else model
+    return graph if hasattr(graph, "_run_through_graph") and hasattr(graph, "_nodes_by_depth") else None
+
+
+def run_traced(model, x, record: list | None = None):
+    """`model(x)` in inference mode, node by node through its graph (nested models too); each leaf layer call
+    is appended to `record` as (layer, first input, output)."""
+    graph = _graph_of(model)
+    if graph is None:
+        return _leaf(model, (x,), {}, record)
+
+    def operation(op):
+        def call(*args, **kwargs):
+            if _graph_of(op) is not None:
+                return run_traced(op, args[0] if len(args) == 1 else list(args), record)
+            return _leaf(op, args, kwargs, record)
+
+        return call
+
+    return graph._run_through_graph(x, operation_fn=operation)
+
+
+def _leaf(layer, args, kwargs, record):
+    if getattr(layer, "_call_has_training_arg", False):
+        kwargs = {**kwargs, "training": False}
+    out = layer(*args, **kwargs)
+    if record is not None:
+        record.append((layer, args[0] if args else None, out))
     return out
-
-
-def _flat(tensors) -> list:
-    return list(tensors) if isinstance(tensors, list | tuple) else [tensors]
-
-
-def _call(layer, x):
-    """Apply one layer in inference mode; a layer fed the same tensor several times (gray → RGB) gets a list."""
-    inbound = _flat(layer._inbound_nodes[0].input_tensors)
-    args = [x] * len(inbound) if len(inbound) > 1 else x
-    try:
-        return layer(args, training=False)
-    except TypeError:  # layers whose call takes no `training`
-        return layer(args)
 
 
 def kind_of(layer) -> str:
@@ -86,7 +93,7 @@ def kind_of(layer) -> str:
         return "norm"
     if name == "Dense":
         return "logits" if layer.name == "logits" else "dense"
-    if name in ("Resizing", "Concatenate", "Rescaling", "Normalization"):
+    if name in ("Resizing", "Concatenate", "Rescaling", "Normalization", "ProbabilitiesToLogits"):
         return "adapter"
     return "other"
 
@@ -98,51 +105,56 @@ class Explainer:
         from digitlab.models.ensemble import members_of
 
         self.model = model
-        # An ensemble (`digitlab ensemble`) is not a chain: its scores and attributions are the whole
+        # An ensemble (`digitlab ensemble`) averages several networks: its scores and attributions are the whole
         # ensemble's; its layers, Grad-CAM and features are its first member's (one of the networks averaged).
         self.members = len(members_of(model))
-        self.layers = _chain(members_of(model)[0] if self.members else model)
-        convs = [i for i, layer in enumerate(self.layers) if kind_of(layer) == "conv"]
-        self.cam_index = convs[-1] if convs else None  # Grad-CAM's layer: the last convolution
+        self.network = members_of(model)[0] if self.members else model
+        record: list = []
+        run_traced(self.network, tf.zeros((1, 28, 28, 1)), record)
+        self.layers = [layer for layer, _, _ in record]
+        convs = [i for i, layer in enumerate(self.layers) if kind_of(layer) == "conv" and len(record[i][2].shape) == 4]
+        self.cam_index = convs[-1] if convs else None  # Grad-CAM's layer: the last convolutional feature map
+        dense = [i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Dense"]
+        self.head_index = dense[-1] if dense else None  # the classifier's head: its input is the features
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
         self._scores = tf.function(self._scores_fn, reduce_retracing=True)
-        self._logits = tf.function(lambda x: self._forward(x), reduce_retracing=True)
+        self._logits = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         self._activations = tf.function(self._activations_fn, reduce_retracing=True)
         self._cam = tf.function(self._cam_fn, reduce_retracing=True) if convs else None
-        self.head_index = max(i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Dense")
-        self._features = tf.function(lambda x: self._forward(x, 0, self.head_index), reduce_retracing=True)
+        self._features = tf.function(self._features_fn, reduce_retracing=True)
 
     # --- traced pieces (x: (N, 28, 28, 1) float32; w: (10,) weights over the logits) ---------------------
 
-    def _forward(self, x, start: int = 0, stop: int | None = None):
-        if self.members and start == 0 and stop is None:
-            return self.model(x, training=False)
-        for layer in self.layers[start:stop]:
-            x = _call(layer, x)
-        return x
-
     def _scores_fn(self, x, w):
-        return tf.reduce_sum(self._forward(x) * w, axis=1)
+        return tf.reduce_sum(self.model(x, training=False) * w, axis=1)
 
     def _gradients_fn(self, x, w):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            score = tf.reduce_sum(self._forward(x) * w, axis=1)
+            score = tf.reduce_sum(self.model(x, training=False) * w, axis=1)
         return tape.gradient(score, x), score
 
     def _activations_fn(self, x):
-        outputs = []
-        for layer in self.layers:
-            x = _call(layer, x)
-            outputs.append(x)
-        return outputs
+        record: list = []
+        run_traced(self.network, x, record)
+        return [out for _, _, out in record]
+
+    def _features_fn(self, x):
+        record: list = []
+        run_traced(self.network, x, record)
+        return record[self.head_index][1]
 
     def _cam_fn(self, x, w):
-        features = self._forward(x, 0, self.cam_index + 1)
+        record: list = []
         with tf.GradientTape() as tape:
-            tape.watch(features)
-            score = tf.reduce_sum(self._forward(features, self.cam_index + 1) * w, axis=1)
+            logits = run_traced(self.network, x, record)
+            features = record[self.cam_index][2]
+            score = tf.reduce_sum(logits * w, axis=1)
         return features, tape.gradient(score, features)
+
+    def layer_output(self, x, index: int):
+        """The output of `self.layers[index]` for a batch x (N, 28, 28, 1)."""
+        return self._activations(x)[index]
 
     # --- public API ----------------------------------------------------------------------------------------
 
@@ -152,6 +164,8 @@ class Explainer:
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The penultimate representation (what the final Dense layer sees), one row per input."""
+        if self.head_index is None:
+            raise ModelError("this model has no Dense head, so there is no penultimate layer to map")
         x = _many(pixels)
         return np.concatenate(
             [self._features(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
@@ -223,23 +237,7 @@ class Explainer:
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
         """Score change when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), per pixel."""
-        if mode not in ("remove", "add"):
-            raise ConfigError(f"occlusion mode must be remove or add, got {mode!r}")
-        x = _batch(pixels)[0]
-        starts = range(0, 28 - patch + 1, 2)
-        copies, boxes = [], []
-        for r in starts:
-            for c in starts:
-                copy = x.copy()
-                copy[r : r + patch, c : c + patch] = 0.0 if mode == "remove" else 1.0
-                copies.append(copy)
-                boxes.append((r, c))
-        scores = self._scores(tf.constant(np.stack([x, *copies])), tf.constant(w)).numpy()
-        change, count = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
-        for (r, c), s in zip(boxes, scores[1:], strict=True):
-            change[r : r + patch, c : c + patch] += scores[0] - s  # > 0: this region supported the score
-            count[r : r + patch, c : c + patch] += 1
-        return change / np.maximum(count, 1) * (-1 if mode == "add" else 1)
+        return occlusion_map(lambda batch: self._scores(tf.constant(batch), tf.constant(w)).numpy(), pixels, mode, patch)
 
     def attribution(
         self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
@@ -261,6 +259,73 @@ class Explainer:
         else:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         return out
+
+
+def occlusion_map(scores, pixels: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
+    """Occlusion (Zeiler & Fergus 2014): `scores(batch)` → (N,) scores; the (28, 28) map of the score's change
+    when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), averaged per pixel."""
+    if mode not in ("remove", "add"):
+        raise ConfigError(f"occlusion mode must be remove or add, got {mode!r}")
+    x = _batch(pixels)[0]
+    starts = range(0, 28 - patch + 1, 2)
+    copies, boxes = [], []
+    for r in starts:
+        for c in starts:
+            copy = x.copy()
+            copy[r : r + patch, c : c + patch] = 0.0 if mode == "remove" else 1.0
+            copies.append(copy)
+            boxes.append((r, c))
+    values = scores(np.stack([x, *copies]))
+    change, count = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
+    for (r, c), s in zip(boxes, values[1:], strict=True):
+        change[r : r + patch, c : c + patch] += values[0] - s  # > 0: this region supported the score
+        count[r : r + patch, c : c + patch] += 1
+    return change / np.maximum(count, 1) * (-1 if mode == "add" else 1)
+
+
+class OcclusionExplainer:
+    """The explainer of a model without gradients or layers (an imported ONNX graph): logits and occlusion.
+
+    Same public API as `Explainer`; the gradient methods (ig, smoothgrad, gradcam) refuse in one line."""
+
+    members = 0
+    layers: list = []
+    cam_index = None
+    head_index = None
+
+    def __init__(self, network):
+        self.model = network
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        return self.model.logits(_many(pixels))
+
+    def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        raise ModelError("an imported ONNX model exposes no penultimate layer, so there is no map of it")
+
+    def activations(self, pixels: np.ndarray) -> list[LayerActivation]:
+        return []
+
+    def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
+        return Explainer.score_weights(self, target, contrast)  # type: ignore[arg-type]
+
+    def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
+        return occlusion_map(lambda batch: self.logits(batch) @ w, pixels, mode, patch)
+
+    def attribution(
+        self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
+    ) -> dict[str, Any]:
+        if method != "occlusion":
+            raise ConfigError(
+                f"{method} needs gradients, which an imported ONNX model does not give; use --method occlusion"
+            )
+        w = self.score_weights(target, contrast)
+        values = self.occlusion(_batch(pixels)[0, ..., 0], w)
+        return {"method": method, "target": target, "contrast": contrast, "baseline": None, "values": values}
+
+
+def make_explainer(network):
+    """An `Explainer` for a Keras model, an `OcclusionExplainer` for anything else with `logits` (ONNX)."""
+    return Explainer(network) if hasattr(network, "layers") else OcclusionExplainer(network)
 
 
 def make_baseline(x: np.ndarray, kind: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from digitlab.errors import DigitlabError
 from digitlab.explain import embedding as embedding_map
-from digitlab.explain.engine import METHODS, Explainer
+from digitlab.explain.engine import METHODS, Explainer, OcclusionExplainer, make_explainer
 from digitlab.explain.render import layer_views, png_data_url
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model
@@ -27,7 +27,7 @@ from digitlab.models.saved import LoadedModel, load_model
 @dataclass
 class ModelExplainer:
     loaded: LoadedModel
-    explainer: Explainer
+    explainer: Explainer | OcclusionExplainer
     data_dir: str | Path | None = None
     _embedding: Any = field(default=None, repr=False)
     _train_images: Any = field(default=None, repr=False)
@@ -35,7 +35,7 @@ class ModelExplainer:
     @classmethod
     def load(cls, path: str | Path, data_dir: str | Path | None = None) -> ModelExplainer:
         loaded = load_model(path)
-        return cls(loaded, Explainer(loaded.model), data_dir)
+        return cls(loaded, make_explainer(loaded.model), data_dir)
 
     @property
     def cache_dir(self) -> Path:

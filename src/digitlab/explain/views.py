@@ -128,7 +128,7 @@ def _patches(ex: Explainer, x: np.ndarray, channels: int = 12):
     import tensorflow as tf
 
     acts = np.concatenate(
-        [ex._forward(tf.constant(x[i : i + 500, ..., None]), 0, index + 1).numpy() for i in range(0, len(x), 500)]
+        [ex.layer_output(tf.constant(x[i : i + 500, ..., None]), index).numpy() for i in range(0, len(x), 500)]
     )
     size, jump, start = _receptive_fields(ex, index)
     fig, axes = _grid(channels * 9, 9, 0.7)

@@ -15,7 +15,7 @@ import numpy as np
 
 from digitlab.errors import ConfigError, ModelError
 from digitlab.inference.deploy import ensure_exported
-from digitlab.inference.runtimes import RUNTIMES, KerasRuntime, Runtime, open_runtime
+from digitlab.inference.runtimes import RUNTIMES, ImportedOnnxRuntime, KerasRuntime, Runtime, open_runtime
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model
 
@@ -33,17 +33,23 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "keras", log: Callable[[str], Any] = print) -> Predictor:
-        """From a run directory or a `.keras` file (a one-line ModelError when it cannot be loaded).
+        """From a run directory or any model file (a one-line ModelError when it cannot be loaded; a foreign
+        file is imported on the fly, see `load_model`).
 
         `runtime`: keras (the model itself), onnx or litert (an export, made on demand in RUN/export and
         remade when stale), or auto: ONNX Runtime if it loads, then LiteRT, then Keras.
         """
         if runtime not in RUNTIMES:
             raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        loaded = load_model(path, network=False, log=log)
+        if not loaded.is_keras:  # an imported ONNX model runs on ONNX Runtime, as its owner saved it
+            if runtime in ("keras", "litert"):
+                raise ConfigError(
+                    f"{loaded.name} is an imported ONNX model: it runs on ONNX Runtime only (--runtime onnx or auto)"
+                )
+            return cls(loaded, ImportedOnnxRuntime(loaded.model))
         if runtime == "keras":
-            loaded = load_model(path)
             return cls(loaded, KerasRuntime(loaded.model))
-        loaded = load_model(path, network=False)
         tried = []
         for fmt in ("onnx", "litert") if runtime == "auto" else (runtime,):
             try:

@@ -45,29 +45,43 @@ class KerasRuntime:
 
 
 class OnnxRuntime:
-    """An ONNX Runtime session on one thread, spinning off (idle workers give their core back at once)."""
+    """An ONNX Runtime session on one thread, spinning off (idle workers give their core back at once).
+
+    A graph with a fixed batch size (an imported model exported with batch 1) is fed in slices of that size."""
 
     name = "onnx"
 
     def __init__(self, path: str | Path, threads: int = 1):
+        from digitlab.models.foreign import looped, onnx_session
+
+        path = Path(path)
         try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError("the onnx runtime needs onnxruntime (pip install 'digitlab[export]')") from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # InvalidProtobuf, NoSuchFile, ...: all mean "this file cannot be run"
-            raise ModelError(f"ONNX Runtime cannot load {Path(path).name}: {' '.join(str(e).split())[:200]}") from None
-        self._input = self._session.get_inputs()[0].name
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelError(f"ONNX Runtime cannot load {path.name}: {e.strerror or e}") from e
+        self._session = onnx_session(data, path.name, threads)
+        first = self._session.get_inputs()[0]
+        self._input = first.name
+        batch = first.shape[0] if isinstance(first.shape[0], int) and first.shape[0] > 0 else None
+        self._run = looped(self._run_once, batch) if batch else self._run_once
+
+    def _run_once(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: batch})[0]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})[0]
+        return self._run(np.ascontiguousarray(batch, np.float32))
+
+
+class ImportedOnnxRuntime:
+    """An imported ONNX model, run as its owner saved it with the contract's adapter around it."""
+
+    name = "onnx"
+
+    def __init__(self, network):
+        self._network = network
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self._network.logits(batch)
 
 
 class LiteRTRuntime:

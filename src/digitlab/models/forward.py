@@ -27,7 +27,13 @@ def inference_function(model) -> Callable:
 
 
 def predict_logits(model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Logits for uint8 or [0, 1] float images, batched through one traced graph (2-3× faster than eager)."""
+    """Logits for uint8 or [0, 1] float images, batched through one traced graph (2-3× faster than eager).
+
+    `model` is a Keras model, or anything with a `logits` method on digitlab's side (an imported ONNX model).
+    """
+    if hasattr(model, "logits") and not hasattr(model, "layers"):
+        x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+        return np.concatenate([model.logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     forward = _FORWARD.get(model)
     if forward is None:  # one traced function per model, reused across calls
         forward = _FORWARD[model] = inference_function(model)

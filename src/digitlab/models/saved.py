@@ -1,7 +1,8 @@
-"""What a model file is: a saved `model.keras` plus what lives beside it in its run directory.
+"""What a model file is: a saved `model.keras` (or an imported model) plus what lives beside it in its run.
 
-The one place that knows the files: `load_model` turns a run directory or a `.keras` file into a
-`LoadedModel` (the network, its run's settings and its fitted temperature) or a one-line `ModelError`;
+The one place that knows the files: `load_model` turns a run directory or any model file into a
+`LoadedModel` (the network, its run's settings, its fitted temperature and, for imports, its contract) or a
+one-line `ModelError`;
 `plain_keras_model` makes the plain Keras model a run saves. Keras is imported only when a network is
 loaded. Exported copies of a model (ONNX, LiteRT, SavedModel) are `export.py`'s.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,32 +19,44 @@ from typing import Any
 from digitlab.atomic import atomic_write_json
 from digitlab.data.fetch import sha256_file
 from digitlab.errors import ModelError
-from digitlab.tf_logging import import_tensorflow
+from digitlab.models.contract import Contract
+from digitlab.models.importing import read_contract
 
 CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass
 class LoadedModel:
-    """A saved model plus what lives beside it: its run's settings, history and calibration.
+    """A saved model plus what lives beside it: its run's settings, history, calibration and contract.
 
-    `model` is the Keras network. `load_model(..., network=False)` reads only the metadata (no Keras, no
-    TensorFlow) and the network loads on first use of `model`: a server running an exported ONNX file
-    never needs it.
+    `model` is the network on digitlab's side ((N, 28, 28, 1) float32 in [0, 1] → (N, 10) logits): a Keras
+    model, or for an imported ONNX model an `OnnxNetwork`. `load_model(..., network=False)` reads only the
+    metadata (no Keras, no TensorFlow) and the network loads on first use of `model`: a server running an
+    exported ONNX file never needs it. `contract` is set for imported models (`digitlab import`).
     """
 
-    network: Any  # the keras.Model, or None until first needed
+    network: Any  # the keras.Model (or OnnxNetwork), or None until first needed
     name: str
     model_path: Path
     run_dir: Path | None
     settings: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
+    contract: Contract | None = None
 
     @property
     def model(self):
         if self.network is None:
-            self.network = _load_network(self.model_path)
+            self.network = _load_network(self.model_path, self.contract, self.name)
         return self.network
+
+    @property
+    def imported(self) -> bool:
+        return self.contract is not None
+
+    @property
+    def is_keras(self) -> bool:
+        """Whether the network is a TensorFlow/Keras model (gradients, SavedModel/LiteRT export, training)."""
+        return self.contract is None or self.contract.format != "onnx"
 
     @property
     def calibration_path(self) -> Path:
@@ -51,45 +65,92 @@ class LoadedModel:
         return self.model_path.with_suffix(".calibration.json")
 
     def file_digest(self) -> str:
-        """sha256 of the model file: what an exported copy records, so a changed model is never run stale."""
-        return sha256_file(self.model_path)
+        """sha256 of the model file (or folder): what an exported copy records, so a changed model is never
+        run stale."""
+        from digitlab.models.export import digest
+
+        return digest(self.model_path) if self.model_path.is_dir() else sha256_file(self.model_path)
 
 
-def load_model(path: str | Path, network: bool = True) -> LoadedModel:
-    """Load a run directory or a `.keras` file; a missing or corrupt model is a one-line ModelError.
+def load_model(path: str | Path, network: bool = True, log: Callable[[str], Any] = print) -> LoadedModel:
+    """Load a run directory (trained or imported) or any model file.
 
-    With `network=False` only the metadata is read (the file must exist; it is checked when first loaded).
+    A model file with no digitlab run around it (no config.json beside it: a `.keras`, `.h5`, `.onnx` file or
+    a SavedModel folder) is imported on the fly into the import cache (`digitlab.models.importing`), and the
+    cached run is loaded; `log` says so once.
+
+    Args:
+      path: a run directory, a file inside one, or a foreign model file or folder.
+      network: False reads only the metadata (the model loads on first use of `.model`).
+      log: where the on-the-fly import line goes.
+
+    Returns:
+      The LoadedModel.
+
+    Raises:
+      ModelError: nothing loadable at `path`, a corrupt file, or a model that is not a 10-class digit model.
     """
-    path = Path(path)
-    if path.is_dir():
-        run_dir, model_path = path, path / "model.keras"
-    else:
-        run_dir, model_path = (path.parent if (path.parent / "config.json").is_file() else None), path
-    if not model_path.is_file():
-        raise ModelError(f"no model at {model_path} (expected a run directory or a .keras file)")
-    model = _load_network(model_path) if network else None
+    run_dir, model_path = _locate(Path(path), log)
     settings: dict[str, Any] = {}
+    contract = None
     if run_dir is not None:
-        try:
-            settings = json.loads((run_dir / "config.json").read_text()).get("settings", {})
-        except (OSError, ValueError, AttributeError):
-            settings = {}
-    default_name = model.name if model is not None else model_path.stem
-    loaded = LoadedModel(model, settings.get("model", default_name), model_path, run_dir, settings)
+        contract = read_contract(run_dir)
+        if contract is not None:
+            model_path = run_dir / contract.file
+        settings = _read_settings(run_dir)
+    if not model_path.exists():
+        raise ModelError(f"no model at {model_path} (expected a run directory or a model file)")
+    default_name = model_path.parent.name if model_path.name == "model.keras" else model_path.stem
+    loaded = LoadedModel(None, settings.get("model", default_name), model_path, run_dir, settings, contract=contract)
+    if network:
+        _ = loaded.model
+        if not settings.get("model"):
+            loaded.name = getattr(loaded.network, "name", loaded.name)
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # uncalibrated: T = 1
         loaded.temperature = float(json.loads(loaded.calibration_path.read_text())["temperature"])
     return loaded
 
 
-def _load_network(model_path: Path):
-    import_tensorflow()  # quietly, if this is the first use of TensorFlow in the process
-    import keras
+def _locate(path: Path, log: Callable[[str], Any]) -> tuple[Path | None, Path]:
+    """(run directory or None, model file) for a path; foreign files are imported into the cache first."""
+    from digitlab.models.importing import import_cached
 
+    if path.is_dir():
+        if (path / "config.json").is_file() or (path / "model.keras").is_file():
+            return path, path / "model.keras"
+        if (path / "saved_model.pb").is_file():
+            run = import_cached(path, log)
+            return run, run / "model.keras"
+        raise ModelError(f"no model at {path} (expected a run directory, a model file or a SavedModel folder)")
+    if (path.parent / "config.json").is_file():
+        return path.parent, path
+    if not path.is_file():
+        raise ModelError(f"no model at {path} (expected a run directory or a model file)")
+    run = import_cached(path, log)
+    return run, run / "model.keras"
+
+
+def _read_settings(run_dir: Path) -> dict[str, Any]:
     try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except Exception as e:  # Keras raises many types for a bad zip/config; all mean the same to a user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"cannot load {model_path}: {first[:200]}") from None
+        return json.loads((run_dir / "config.json").read_text()).get("settings", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _load_network(model_path: Path, contract: Contract | None = None, name: str = "model"):
+    """The network on digitlab's side: a Keras model, or an OnnxNetwork for an imported ONNX model."""
+    if contract is not None and contract.format == "onnx":
+        from digitlab.models.imported import OnnxNetwork
+
+        return OnnxNetwork.from_contract(model_path, contract)
+    if contract is not None and contract.format == "savedmodel":
+        from digitlab.models.contract import keras_adapter
+        from digitlab.models.imported import SavedModelSignature
+
+        return keras_adapter(SavedModelSignature(model_path, contract), contract, name)
+    from digitlab.models.foreign import load_keras_file
+
+    model = load_keras_file(model_path, trust_code=bool(contract and contract.trust_code))
     shape = tuple(model.input_shape[1:]) if hasattr(model, "input_shape") else None
     if shape not in ((28, 28, 1), (28, 28)):
         raise ModelError(f"{model_path} takes inputs of shape {shape}, not MNIST's (28, 28, 1)")

@@ -1,0 +1,71 @@
+"""The networks of imported models on digitlab's side, built when a run is loaded (`saved.load_model`).
+
+Keras imports need nothing here: their adapter is saved inside `model.keras`. A TF SavedModel and an ONNX
+file stay as their owners saved them, beside `contract.json`, and the contract is applied on load:
+
+- `SavedModelSignature`: a Keras layer that calls one signature of a loaded SavedModel, so the adapter and
+  the signature form one Keras model, differentiable end to end (explanations with gradients work). It is
+  never saved: Keras 3.15's own `TFSMLayer` refuses safe-mode loading and stores an absolute path, so it
+  cannot live inside a portable `model.keras`.
+- `OnnxNetwork`: the ONNX graph with the adapter nodes around it (`contract.onnx_adapter`), run by ONNX
+  Runtime. It is not a Keras model: no gradients, no SavedModel/LiteRT export, no training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.models.contract import Contract, onnx_adapter
+from digitlab.models.foreign import looped, onnx_session
+from digitlab.tf_logging import import_tensorflow
+
+
+def SavedModelSignature(path: Path, contract: Contract):  # noqa: N802 (a layer factory, used like a class)
+    """A Keras layer calling `contract.signature` of the SavedModel at `path`, returning its 10-class output."""
+    import_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    restored = tf.saved_model.load(str(path))
+    signature = restored.signatures[contract.signature or "serving_default"]
+    dtype = tf.as_dtype(contract.dtype)
+
+    class Signature(keras.layers.Layer):
+        def __init__(self):
+            super().__init__(name=f"savedmodel_{contract.signature or 'serving_default'}", trainable=False)
+            self._restored = restored  # keeps the loaded variables alive
+
+        def call(self, x):
+            x = tf.cast(tf.clip_by_value(tf.round(x), 0, 255), dtype) if contract.dtype == "uint8" else tf.cast(x, dtype)
+            return tf.cast(signature(**{contract.input_name: x})[contract.output_name], tf.float32)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], 10)
+
+    return Signature()
+
+
+class OnnxNetwork:
+    """An imported ONNX model on digitlab's side: `logits((N, 28, 28, 1) float32 in [0, 1])` → (N, 10)."""
+
+    def __init__(self, adapted_bytes: bytes, name: str, batch: int | None):
+        self.name = name
+        self.onnx_bytes = adapted_bytes  # what `digitlab export --format onnx` writes
+        self._session = onnx_session(adapted_bytes, name)
+        run = self._run
+        self._forward = looped(run, batch) if batch else run
+
+    @classmethod
+    def from_contract(cls, path: Path, contract: Contract) -> OnnxNetwork:
+        import onnx
+
+        adapted = onnx_adapter(onnx.load(str(path)), contract)
+        return cls(adapted.SerializeToString(), path.stem, contract.batch)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run(["logits"], {"image": x})[0]
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(np.ascontiguousarray(np.asarray(batch, np.float32).reshape(-1, 28, 28, 1)))
