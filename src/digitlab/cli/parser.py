@@ -332,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pixels in [0, 1], [0, 255], or (x − 0.1307) / 0.3081 (default: detected)",
     )
     p.add_argument(
-        "--outputs", choices=["logits", "probabilities", "log-probabilities"], help="what it answers (default: detected)"
+        "--outputs",
+        choices=["logits", "probabilities", "log-probabilities"],
+        help="what it answers (default: detected)",
     )
     p.add_argument(
         "--invert",
@@ -341,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model wants black ink on white (default: detected)",
     )
     p.add_argument(
-        "--trust-code", action="store_true", help="allow Python code (Lambda layers) in a Keras file; only if you trust it"
+        "--trust-code",
+        action="store_true",
+        help="allow Python code (Lambda layers) in a Keras file; only if you trust it",
     )
     p.add_argument("--clear-cache", action="store_true", help="empty the cache of models imported on the fly")
     _data_dir_arg(p)

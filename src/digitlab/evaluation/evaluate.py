@@ -109,7 +109,7 @@ def _fitted_words(metrics: dict[str, Any]) -> str:
 def _seen_why(loaded: LoadedModel) -> str:
     """Why no temperature can be fitted on the validation split ("" when it can)."""
     if loaded.imported:
-        return "an imported model may have trained on any MNIST training image, so it stays uncalibrated (T = 1)"
+        return "an imported model may have trained on any MNIST training image"
     if loaded.settings.get("full_train"):
         return "a --full-train run saw the validation images"
     return ""

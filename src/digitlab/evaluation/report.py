@@ -134,7 +134,7 @@ def _contract_note(metrics: dict[str, Any]) -> str:
     if not contract:
         return ""
     return (
-        f"<p class=\"contract\"><b>Imported {html.escape(contract['format'])} model.</b> What digitlab assumed: "
+        f'<p class="contract"><b>Imported {html.escape(contract["format"])} model.</b> What digitlab assumed: '
         f"{html.escape(contract['assumed'])}. digitlab feeds it 28×28 digits in [0, 1], white on black, "
         "and reads 10 logits.</p>"
     )

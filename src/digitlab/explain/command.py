@@ -43,6 +43,8 @@ def run_explain(
     explainer = ModelExplainer.load(model, data_dir)
     if "gradcam" in methods and explainer.explainer.cam_index is None and method == "all":
         methods.remove("gradcam")  # an MLP has no convolution to look at
+    if method == "all" and not explainer.loaded.is_keras:
+        methods = ["occlusion"]  # an imported ONNX model gives no gradients
     out = Path(out)
     failed = 0
     for n, path in enumerate(paths, 1):

@@ -237,7 +237,9 @@ class Explainer:
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
         """Score change when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), per pixel."""
-        return occlusion_map(lambda batch: self._scores(tf.constant(batch), tf.constant(w)).numpy(), pixels, mode, patch)
+        return occlusion_map(
+            lambda batch: self._scores(tf.constant(batch), tf.constant(w)).numpy(), pixels, mode, patch
+        )
 
     def attribution(
         self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
@@ -289,12 +291,12 @@ class OcclusionExplainer:
     Same public API as `Explainer`; the gradient methods (ig, smoothgrad, gradcam) refuse in one line."""
 
     members = 0
-    layers: list = []
     cam_index = None
     head_index = None
 
     def __init__(self, network):
         self.model = network
+        self.layers: list = []
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         return self.model.logits(_many(pixels))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.errors import ConfigError, ModelError
-from digitlab.inference.runtimes import KerasRuntime, open_runtime
+from digitlab.inference.runtimes import ImportedOnnxRuntime, KerasRuntime, open_runtime
 from digitlab.models import export
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model
@@ -63,13 +63,22 @@ def export_loaded(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot write exports to {out} ({e.strerror or e})") from None
+    if not loaded.is_keras and set(formats) - {"onnx"}:
+        raise ConfigError(
+            f"{loaded.name} is an imported ONNX model: it exports to onnx only (a copy with the contract's adapter); "
+            "savedmodel and litert need a TensorFlow model"
+        )
     images = _parity_images(data_dir)
-    reference = probabilities(KerasRuntime(loaded.model).logits(images), loaded.temperature)
+    runtime = KerasRuntime(loaded.model) if loaded.is_keras else ImportedOnnxRuntime(loaded.model)
+    reference = probabilities(runtime.logits(images), loaded.temperature)
     source = loaded.file_digest()
     results = []
     for fmt in formats:
         start = time.perf_counter()
-        info = export.convert(loaded.model, fmt, out, loaded.temperature)
+        if loaded.is_keras:
+            info = export.convert(loaded.model, fmt, out, loaded.temperature)
+        else:
+            info = export.write_adapted_onnx(loaded.model.onnx_bytes, out)
         path = export.exported_path(out, fmt)
         runtime = open_runtime(fmt, path)
         check = parity(reference, probabilities(runtime.logits(images), loaded.temperature))

@@ -125,6 +125,18 @@ def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, A
     return info
 
 
+def write_adapted_onnx(onnx_bytes: bytes, out: Path) -> dict[str, Any]:
+    """Write an imported ONNX model with its contract's adapter (`OnnxNetwork.onnx_bytes`) as the onnx export."""
+    import onnx
+
+    from digitlab.atomic import atomic_write_bytes
+
+    path = atomic_write_bytes(exported_path(out, "onnx"), onnx_bytes)
+    graph = onnx.load(str(path))
+    opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+    return {"opset": int(opset), "input_name": "image", "output_name": "logits", "adapter": "contract.json"}
+
+
 def write_metadata(out: Path, fmt: str, meta: dict[str, Any]) -> Path:
     return atomic_write_json(metadata_path(out, fmt), meta)
 

@@ -92,7 +92,7 @@ def load_keras_file(path: Path, trust_code: bool = False):
 
 def _keras_error(path: Path, e: Exception) -> str:
     text = " ".join(str(e).split())
-    if "safe_mode" in text or "Lambda" in text and "unsafe" in text.lower():
+    if "safe_mode" in text or ("Lambda" in text and "unsafe" in text.lower()):
         return (
             f"{path.name} contains Python code (a Lambda layer), which safe mode will not run; if you trust the "
             "file, import it with --trust-code"

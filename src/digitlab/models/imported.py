@@ -3,7 +3,7 @@
 Keras imports need nothing here: their adapter is saved inside `model.keras`. A TF SavedModel and an ONNX
 file stay as their owners saved them, beside `contract.json`, and the contract is applied on load:
 
-- `SavedModelSignature`: a Keras layer that calls one signature of a loaded SavedModel, so the adapter and
+- `saved_model_signature`: a Keras layer that calls one signature of a loaded SavedModel, so the adapter and
   the signature form one Keras model, differentiable end to end (explanations with gradients work). It is
   never saved: Keras 3.15's own `TFSMLayer` refuses safe-mode loading and stores an absolute path, so it
   cannot live inside a portable `model.keras`.
@@ -22,7 +22,7 @@ from digitlab.models.foreign import looped, onnx_session
 from digitlab.tf_logging import import_tensorflow
 
 
-def SavedModelSignature(path: Path, contract: Contract):  # noqa: N802 (a layer factory, used like a class)
+def saved_model_signature(path: Path, contract: Contract):
     """A Keras layer calling `contract.signature` of the SavedModel at `path`, returning its 10-class output."""
     import_tensorflow()
     import keras
@@ -38,7 +38,11 @@ def SavedModelSignature(path: Path, contract: Contract):  # noqa: N802 (a layer 
             self._restored = restored  # keeps the loaded variables alive
 
         def call(self, x):
-            x = tf.cast(tf.clip_by_value(tf.round(x), 0, 255), dtype) if contract.dtype == "uint8" else tf.cast(x, dtype)
+            x = (
+                tf.cast(tf.clip_by_value(tf.round(x), 0, 255), dtype)
+                if contract.dtype == "uint8"
+                else tf.cast(x, dtype)
+            )
             return tf.cast(signature(**{contract.input_name: x})[contract.output_name], tf.float32)
 
         def compute_output_shape(self, input_shape):

@@ -169,9 +169,9 @@ def _refuse_if_unsure(scored: list[dict[str, Any]], options: ImportOptions) -> N
     flags = "--input-scale unit|byte|standard and --invert/--no-invert (and --input-layout, --outputs)"
     if best["accuracy"] < MIN_ACCURACY:
         raise ModelError(
-            f"the most likely input convention ({_words(best)}) gets {best['accuracy']:.1%} on {DETECTION_DIGITS:,} MNIST "
-            f"training digits, under {MIN_ACCURACY:.0%}: probably not an MNIST model; if it is, say how it was "
-            f"trained with {flags}"
+            f"the most likely input convention ({_words(best)}) gets {best['accuracy']:.1%} on "
+            f"{DETECTION_DIGITS:,} MNIST training digits, under {MIN_ACCURACY:.0%}: probably not an MNIST model; "
+            f"if it is, say how it was trained with {flags}"
         )
     if len(scored) > 1:
         second = scored[1]

@@ -145,9 +145,9 @@ def _load_network(model_path: Path, contract: Contract | None = None, name: str 
         return OnnxNetwork.from_contract(model_path, contract)
     if contract is not None and contract.format == "savedmodel":
         from digitlab.models.contract import keras_adapter
-        from digitlab.models.imported import SavedModelSignature
+        from digitlab.models.imported import saved_model_signature
 
-        return keras_adapter(SavedModelSignature(model_path, contract), contract, name)
+        return keras_adapter(saved_model_signature(model_path, contract), contract, name)
     from digitlab.models.foreign import load_keras_file
 
     model = load_keras_file(model_path, trust_code=bool(contract and contract.trust_code))

@@ -188,12 +188,12 @@ def base_from_model(model: keras.Model, name: str | None = None) -> keras.Model:
 
 
 def saved_base(path: str) -> keras.Model:
-    from digitlab.models.saved import load_model
+    from digitlab.models.foreign import load_keras_file
 
     file = saved_model_file(path)
     if file is None:
         raise ModelError(f"no saved model at {path} (expected a .keras file or a run directory with model.keras)")
-    model = load_model(file).model  # a corrupt file or a non-MNIST input shape is a one-line ModelError
+    model = load_keras_file(file)  # a corrupt file is a one-line ModelError
     if tuple(model.input_shape[1:]) != (28, 28, 1):
         raise ModelError(f"{file} takes inputs of shape {model.input_shape[1:]}, not MNIST's (28, 28, 1)")
     return base_from_model(model)

@@ -65,6 +65,24 @@ class ServeConfig:
     runtime: str = "auto"  # auto | keras | onnx | litert (see digitlab.inference.runtimes)
 
 
+def _contract_info(loaded) -> dict[str, Any] | None:
+    """What digitlab assumed about an imported model (None for a model digitlab trained)."""
+    c = loaded.contract
+    if c is None:
+        return None
+    return {
+        "format": c.format,
+        "input_layout": c.layout,
+        "input_scale": c.scale,
+        "inverted": c.invert,
+        "input_dtype": c.dtype,
+        "fixed_batch": c.batch,
+        "outputs": c.outputs,
+        "assumed": c.describe(),
+        "calibrated": loaded.temperature != 1.0,
+    }
+
+
 def create_app(config: ServeConfig) -> FastAPI:
     """Build the app; the model loads here, so a bad model fails before the server starts."""
     if not config.body_seconds > 0:
@@ -78,7 +96,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             path = loaded.run_dir / name
             if path.is_file():
                 data = json.loads(path.read_text())
-                metrics = {"test_accuracy": data.get("accuracy") or data.get("test", {}).get("accuracy")}
+                metrics = {"test_accuracy": data.get("accuracy") or (data.get("test") or {}).get("accuracy")}
                 break
     feedback_dir = Path(config.feedback_dir or ((loaded.run_dir / "feedback") if loaded.run_dir else Path("feedback")))
     model_info = {
@@ -94,6 +112,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             "max_pixels": config.max_pixels,
         },
         "output": {"label": "0-9", "probabilities": "10 calibrated probabilities"},
+        "contract": _contract_info(loaded),
     }
 
     app = FastAPI(

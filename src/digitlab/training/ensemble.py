@@ -35,6 +35,11 @@ def _members(paths: list[str | Path]) -> list[LoadedModel]:
         raise ConfigError("an ensemble needs at least two runs")
     members = [load_model(p, network=False) for p in paths]
     for m in members:
+        if m.imported:  # decided: refuse rather than average blind (no split of theirs can be trusted)
+            raise ConfigError(
+                f"{m.run_dir} is an imported model: it may have trained on the validation images an ensemble is "
+                "chosen and calibrated on; ensemble runs digitlab trained with one --split-seed"
+            )
         if m.run_dir is None or not RunDir(m.run_dir).finished:
             raise ConfigError(f"{m.model_path} is not a finished run directory (an ensemble needs each run's split)")
         if m.settings.get("full_train"):

@@ -186,7 +186,10 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     from digitlab.training.train import check_reload, evaluate_logits, set_seed
 
     config.validate()
-    parent = load_model(config.model)  # a missing or corrupt model is a one-line ModelError
+    parent = load_model(config.model, network=False)  # a missing or corrupt model is a one-line ModelError
+    if not parent.is_keras:
+        raise ConfigError(f"{parent.name} is an imported ONNX model: fine-tuning needs a TensorFlow/Keras model")
+    _ = parent.model
     if config.feedback is None and parent.run_dir is None:
         raise ConfigError(f"{config.model} is a bare model file: pass the feedback folder with --feedback")
     folder = Path(config.feedback) if config.feedback else parent.run_dir / "feedback"

@@ -213,5 +213,6 @@ resizePad(); redraw(); showEmpty();
 fetch("/api/model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test_accuracy;
   $("model").textContent = `model ${m.name}` + (acc ? `, test accuracy ${(acc * 100).toFixed(2)}%` : "") +
-    (m.runtime ? ` · runtime ${m.runtime}` : "");
+    (m.runtime ? ` · runtime ${m.runtime}` : "") +
+    (m.contract ? ` · imported ${m.contract.format}: ${m.contract.assumed}` : "");
 }).catch(() => { $("model").textContent = "model unavailable"; });
