@@ -29,13 +29,13 @@ test: $(BIN)/.installed lint
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests bench notebooks
-	$(BIN)/ruff format --check src tests bench notebooks
+	$(BIN)/ruff check src tests bench examples notebooks
+	$(BIN)/ruff format --check src tests bench examples notebooks
 	$(BIN)/lint-imports
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format src tests bench notebooks
-	$(BIN)/ruff check --fix src tests bench notebooks
+	$(BIN)/ruff format src tests bench examples notebooks
+	$(BIN)/ruff check --fix src tests bench examples notebooks
 
 # JupyterLab on notebooks/, this machine only (127.0.0.1), in the project's venv.
 notebook: $(BIN)/.installed
