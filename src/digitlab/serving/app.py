@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digitlab.data.decode import image_size
-from digitlab.data.preprocess import Processed, to_mnist_28x28
+from digitlab.data.preprocess import Processed, from_mnist_pixels, to_mnist_28x28
 from digitlab.errors import ConfigError, ImageError
 from digitlab.inference.predictor import Predictor, top_k_of
 from digitlab.models.calibration import probabilities
@@ -181,10 +181,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             if not isinstance(payload, dict) or not ({"image", "pixels"} & payload.keys()):
                 raise BadRequest("JSON body must be an object with 'image' (a data URL) or 'pixels' (28×28)")
             if "pixels" in payload:
-                pixels = pixels_from_json(payload["pixels"], "pixels")
-                return [
-                    Processed(pixels, blank=not pixels.any(), reason="blank: no ink" if not pixels.any() else "")
-                ], True
+                return [from_mnist_pixels(pixels_from_json(payload["pixels"], "pixels"))], True
             image = payload["image"]
             if not isinstance(image, str):
                 raise BadRequest("'image' must be a string: a data:image/...;base64,... URL or base64")
