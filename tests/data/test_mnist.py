@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +129,45 @@ def test_pipeline_shuffle_is_seeded_and_covers_everything(mnist):
     b = np.concatenate([y for _, y in make_dataset(images, labels, 64, shuffle=True, seed=7).as_numpy_iterator()])
     np.testing.assert_array_equal(a, b)
     assert sorted(a.tolist()) == sorted(labels.tolist()) and not np.array_equal(a, labels)
+
+
+FIELD = Path(__file__).parents[1] / "field_cases"
+
+
+def test_field_case_gzip_under_the_raw_name_is_read_as_gzip():
+    """Was "bad magic number 0x1f8b0800": the magic bytes say gzip, whatever the name says."""
+    images = read_idx(FIELD / "idx-gzip-under-raw-name" / "t10k-images-idx3-ubyte", ndim=3)
+    labels = read_idx(FIELD / "idx-gzip-under-raw-name" / "t10k-labels-idx1-ubyte", ndim=1)
+    assert images.shape == (10, 28, 28) and images.dtype == np.uint8 and images.max() > 0
+    assert labels.tolist() == list(range(10))
+
+
+def test_field_case_html_page_is_named(tmp_path):
+    """Was "bad magic number 0x3c21444f": an HTML error page saved under an IDX name."""
+    with pytest.raises(DataError, match="an HTML page, not IDX") as info:
+        read_idx(FIELD / "idx-html-page" / "t10k-images-idx3-ubyte.gz")
+    assert "t10k-images-idx3-ubyte.gz" in str(info.value)
+    (tmp_path / "raw").write_bytes(b"\n  <html><body>Not Found</body></html>")  # under the raw name too
+    with pytest.raises(DataError, match="an HTML page, not IDX"):
+        read_idx(tmp_path / "raw")
+
+
+def test_read_idx_names_double_gzip_byte_order_and_truncation(tmp_path):
+    good = idx_bytes(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+    little = bytes([3, 8, 0, 0]) + b"".join(d.to_bytes(4, "little") for d in (2, 3, 4)) + good[16:]
+    sizes_little = good[:4] + b"".join(d.to_bytes(4, "little") for d in (2, 3, 4)) + good[16:]
+    cases = {
+        "twice.gz": (gzip.compress(gzip.compress(good)), "still gzip"),
+        "damaged.gz": (gzip.compress(good)[:-12], "gzip data, but damaged"),
+        "little": (little, "byte order"),
+        "sizes-little": (sizes_little, "byte order"),
+        "short": (good[:-5], "truncated: 35 of 40 bytes"),
+        "short.gz": (gzip.compress(good[:-5]), "truncated: 35 of 40 bytes"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataError, match=message) as info:
+            read_idx(tmp_path / name, ndim=3)
+        assert str(info.value).startswith(str(tmp_path / name)), name
+    (tmp_path / "once.gz").write_bytes(gzip.compress(good))
+    np.testing.assert_array_equal(read_idx(tmp_path / "once.gz", ndim=3), np.arange(24).reshape(2, 3, 4))

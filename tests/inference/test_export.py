@@ -42,7 +42,8 @@ def test_every_format_passes_parity_for_every_model_kind(runs, kind, tmp_path, m
 
 
 def test_savedmodel_signature_runs_as_documented(runs, tmp_path, mnist, mnist_dir):
-    """TF Serving's view: `serving_default`, input `image` (N, 28, 28, 1) float32 in [0, 1]."""
+    """TF Serving's view: `serving_default` (probabilities) and `logits`, input `image` (N, 28, 28, 1) float32 in
+    [0, 1]."""
     import tensorflow as tf
 
     deploy.export_run(runs["cnn"], "savedmodel", tmp_path, log=lambda *_: None, data_dir=mnist_dir)
@@ -52,8 +53,10 @@ def test_savedmodel_signature_runs_as_documented(runs, tmp_path, mnist, mnist_di
     assert list(signature.structured_input_signature[1]) == ["image"]
     x = (mnist.x_test[:64] / 255.0).astype(np.float32)[..., None]
     out = signature(image=tf.constant(x))
-    assert set(out) == {"logits", "probabilities"}
+    assert set(out) == {"probabilities"}  # one output: TF Serving answers a plain list per row
     probs = out["probabilities"].numpy()
+    logits = tf.saved_model.load(str(folder)).signatures["logits"](image=tf.constant(x))
+    assert set(logits) == {"logits"} and logits["logits"].shape == (64, 10)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     keras_probs = Predictor.load(runs["cnn"], "keras").probabilities(x)
     np.testing.assert_allclose(probs, keras_probs, atol=1e-4)

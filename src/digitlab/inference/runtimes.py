@@ -125,7 +125,7 @@ class LiteRTRuntime:
 
 
 class SavedModelRuntime:
-    """The exported SavedModel's `serving_default` signature, as TensorFlow Serving would run it."""
+    """The exported SavedModel's `logits` signature, as TensorFlow Serving would run it."""
 
     name = "savedmodel"
 
@@ -134,7 +134,7 @@ class SavedModelRuntime:
         import tensorflow as tf
 
         self._tf = tf
-        self._signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+        self._signature = tf.saved_model.load(str(path)).signatures["logits"]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self._signature(image=self._tf.constant(batch, self._tf.float32))["logits"].numpy()

@@ -5,7 +5,9 @@ tf2onnx ≥ 1.17 (older releases pin protobuf < 4 and cannot install beside Tens
 takes the same input, `image`: (N, 28, 28, 1) float32 in [0, 1], a white digit on black, centred and
 size-normalised like MNIST (`digitlab.data.preprocess` makes any image so), and answers 10 logits.
 Probabilities are softmax(logits / temperature), with the temperature in the metadata JSON written beside
-each export; the SavedModel also answers them directly.
+each export. The SavedModel answers them directly: its `serving_default` signature has the one output
+`probabilities` (so TF Serving's row format answers `{"predictions": [[10 numbers], ...]}`), and a second
+signature, `logits`, the logits.
 
 Each export is written under a temporary name and renamed, and its metadata records the sha256 of the
 source `model.keras` and of the exported file, so a stale or corrupted copy is recognised (`is_current`)
@@ -39,6 +41,42 @@ INPUT_CONTRACT = {
     "(to_mnist_28x28) turns any image into this",
 }
 LABELS = list(range(10))
+# The SavedModel's signatures: name -> (its one output, the method TF Serving lists). One output each, so TF
+# Serving answers plain lists, not a dict per row; `digitlab serve` describes and answers the same.
+SIGNATURES = {"serving_default": "probabilities", "logits": "logits"}
+SIGNATURE_METHOD = "tensorflow/serving/predict"
+
+
+def signature_defs() -> dict[str, Any]:
+    """The exported SavedModel's SignatureDefs as TF Serving's metadata route prints them (proto field names,
+    every field present), without loading TensorFlow: what `digitlab serve` answers at `.../metadata`.
+
+    The tensor names are the graph's (the placeholders are `<signature>_image`, the calls are numbered in the
+    signatures' sorted order); the tests compare all of it with a real export.
+    """
+
+    def tensor(name: str, dims: list[int]) -> dict[str, Any]:
+        shape = {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}
+        return {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": name}
+
+    defs: dict[str, Any] = {}
+    for i, signature in enumerate(sorted(SIGNATURES)):
+        output = SIGNATURES[signature]
+        call = "StatefulPartitionedCall" + (f"_{i}" if i else "")
+        defs[signature] = {
+            "inputs": {"image": tensor(f"{signature}_image:0", [-1, 28, 28, 1])},
+            "outputs": {output: tensor(f"{call}:0", [-1, 10])},
+            "method_name": SIGNATURE_METHOD,
+            "defaults": {},
+        }
+    init = {"dtype": "DT_INVALID", "tensor_shape": {"dim": [], "unknown_rank": True}, "name": "NoOp"}
+    defs["__saved_model_init_op"] = {
+        "inputs": {},
+        "outputs": {"__saved_model_init_op": init},
+        "method_name": "",
+        "defaults": {},
+    }
+    return defs
 
 
 def export_dir_for(model_path: Path, run_dir: Path | None) -> Path:
@@ -95,6 +133,8 @@ def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> t
         return False, "the export did not pass its parity check"
     if fmt == "savedmodel" and abs(meta.get("temperature", 1.0) - temperature) > 1e-9:
         return False, "the temperature was refitted since it was exported"
+    if fmt == "savedmodel" and meta.get("signatures") != SIGNATURES:
+        return False, "it has an older signature layout (serving_default with two outputs)"
     if not path.exists() or digest(path) != meta.get("sha256"):
         return False, f"{path.name} is missing or corrupt (its sha256 differs from the metadata's)"
     return True, ""
@@ -142,21 +182,25 @@ def write_metadata(out: Path, fmt: str, meta: dict[str, Any]) -> Path:
 
 
 def _savedmodel(model, path: Path, temperature: float) -> dict[str, Any]:
-    """`serving_default`: image → {logits, probabilities}, laid out as TF Serving's NAME/VERSION/."""
+    """`serving_default`: image → {probabilities}; `logits`: image → {logits} (see SIGNATURES), laid out as
+    TF Serving's NAME/VERSION/."""
     import keras
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(model)
 
-    def serve(image):
-        logits = model(image, training=False)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits / temperature)}
+    def probabilities(image):
+        return {"probabilities": tf.nn.softmax(model(image, training=False) / temperature)}
+
+    def logits(image):
+        return {"logits": model(image, training=False)}
 
     signature = [tf.TensorSpec((None, 28, 28, 1), tf.float32, name="image")]
-    archive.add_endpoint(name="serving_default", fn=serve, input_signature=signature)
+    archive.add_endpoint(name="serving_default", fn=probabilities, input_signature=signature)
+    archive.add_endpoint(name="logits", fn=logits, input_signature=signature)
     archive.write_out(str(path), verbose=False)
-    return {"signature": "serving_default", "signature_outputs": ["logits", "probabilities"]}
+    return {"signature": "serving_default", "signatures": SIGNATURES}
 
 
 def _onnx(model, path: Path, temperature: float) -> dict[str, Any]:

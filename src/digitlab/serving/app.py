@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digitlab.data.decode import image_size
-from digitlab.data.preprocess import Processed, to_mnist_28x28
+from digitlab.data.preprocess import Processed, from_mnist_pixels, to_mnist_28x28
 from digitlab.errors import ConfigError, ImageError
 from digitlab.inference.predictor import Predictor, top_k_of
 from digitlab.models.calibration import probabilities
@@ -36,19 +36,18 @@ from digitlab.serving.feedback import store_feedback
 from digitlab.serving.inputs import (
     BODY_SECONDS,
     FEEDBACK_REQUEST,
-    TF_SERVING_REQUEST,
     BadRequest,
-    b64,
     image_bytes,
     image_request,
     parse_json,
     pixels_from_json,
     read_body,
 )
+from digitlab.serving.tf_serving import TFServingBackend
+from digitlab.serving.tf_serving import router as tf_serving_router
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
-MAX_INSTANCES = 256  # per TF Serving request
 SERVE_PIXELS = 16_000_000  # decoded-pixel limit per image for the server (a 16 MP photo)
 INLINE_PIXELS = 640 * 640  # images up to this size are preprocessed on the event loop (see create_app)
 
@@ -200,10 +199,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             if not isinstance(payload, dict) or not ({"image", "pixels"} & payload.keys()):
                 raise BadRequest("JSON body must be an object with 'image' (a data URL) or 'pixels' (28×28)")
             if "pixels" in payload:
-                pixels = pixels_from_json(payload["pixels"], "pixels")
-                return [
-                    Processed(pixels, blank=not pixels.any(), reason="blank: no ink" if not pixels.any() else "")
-                ], True
+                return [from_mnist_pixels(pixels_from_json(payload["pixels"], "pixels"))], True
             image = payload["image"]
             if not isinstance(image, str):
                 raise BadRequest("'image' must be a string: a data:image/...;base64,... URL or base64")
@@ -240,37 +236,6 @@ def create_app(config: ServeConfig) -> FastAPI:
             )
         body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return JSONResponse(body)  # already plain JSON types: skip FastAPI's generic encoder
-
-    @app.post("/v1/models/digits:predict", summary="TensorFlow Serving REST predict", openapi_extra=TF_SERVING_REQUEST)
-    async def tf_serving_predict(request: Request):
-        """`{"instances": [...]}` where each instance is a 28×28 array (MNIST convention) or `{"b64": "..."}`
-        image bytes; answers `{"predictions": [[10 probabilities], ...]}` like TF Serving."""
-        payload = parse_json(await read_body(request, config.max_body_bytes, config.body_seconds))
-        if not isinstance(payload, dict):
-            raise BadRequest("body must be a JSON object with 'instances' (or 'inputs')")
-        instances = payload.get("instances", payload.get("inputs"))
-        if not isinstance(instances, list) or not instances:
-            raise BadRequest("'instances' must be a non-empty list")
-        if len(instances) > MAX_INSTANCES:
-            raise BadRequest(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}", 413)
-        processed = []
-        for i, instance in enumerate(instances):
-            if isinstance(instance, dict):
-                if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
-                    raise BadRequest(f"instances[{i}] must be a 28×28 array or {{'b64': '...'}}")
-                processed.append(await preprocess_async(b64(instance["b64"], f"instances[{i}].b64")))
-            else:
-                processed.append(Processed(pixels_from_json(instance, f"instances[{i}]"), blank=False))
-        probs = await predict(processed)
-        return JSONResponse({"predictions": [[round(float(p), 6) for p in row] for row in probs]})
-
-    @app.get("/v1/models/digits", summary="TensorFlow Serving model status")
-    async def tf_serving_status():
-        return {
-            "model_version_status": [
-                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            ]
-        }
 
     @app.post("/api/feedback", summary="Store a correction for later fine-tuning", openapi_extra=FEEDBACK_REQUEST)
     async def feedback(request: Request):
@@ -313,5 +278,13 @@ def create_app(config: ServeConfig) -> FastAPI:
             return JSONResponse({"status": "not ready"}, status_code=503)
         return {"status": "ready", "model": loaded.name, "runtime": predictor.runtime.name}
 
+    async def model_logits(pixels: np.ndarray) -> np.ndarray:
+        return await asyncio.wrap_future(batcher.submit(pixels))
+
+    async def body_of(request: Request) -> bytes:
+        return await read_body(request, config.max_body_bytes, config.body_seconds)
+
+    app.state.tf_serving = TFServingBackend(model_logits, preprocess_async, body_of, loaded.temperature)
+    app.include_router(tf_serving_router)
     register_explain(app, config.model, images_from_request)
     return app

@@ -128,12 +128,21 @@ def image_request(extra: dict | None = None) -> dict:
 
 
 _B64_INSTANCE = {"type": "object", "required": ["b64"], "properties": {"b64": {"type": "string"}}}
+_TF_IMAGE = {"oneOf": [_PIXELS, _B64_INSTANCE]}
+_TF_BATCH = {"type": "array", "minItems": 1, "maxItems": 256, "items": _TF_IMAGE}
 TF_SERVING_REQUEST = _json_request(
     {
         "type": "object",
-        "required": ["instances"],
+        "description": "TF Serving's row ('instances') or columnar ('inputs') form, with or without the input name",
         "properties": {
-            "instances": {"type": "array", "minItems": 1, "maxItems": 256, "items": {"oneOf": [_PIXELS, _B64_INSTANCE]}}
+            "signature_name": {"type": "string", "enum": ["serving_default", "logits"]},
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 256,
+                "items": {"oneOf": [*_TF_IMAGE["oneOf"], {"type": "object", "required": ["image"]}]},
+            },
+            "inputs": {"oneOf": [_TF_BATCH, _B64_INSTANCE, {"type": "object", "properties": {"image": _TF_BATCH}}]},
         },
     }
 )

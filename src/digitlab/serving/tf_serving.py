@@ -1,0 +1,159 @@
+"""TensorFlow Serving's REST API, as TF Serving speaks it for the SavedModel `digitlab export` writes.
+
+A client written against `tensorflow_model_server` serving `export/savedmodel/digits` works unchanged against
+`digitlab serve`, and the other way round: the status, metadata and predict routes (each also under
+`/versions/1`), the row (`instances`) and columnar (`inputs`) forms, named (`{"image": ...}`) or not, and TF
+Serving's answers: `predictions` for rows, `outputs` for columns. Every signature has one output, so those are
+plain lists (TF Serving gives a dict per row only when a signature has several). Extensions, which real TF
+Serving does not accept: an image as `{"b64": ...}` (any PNG/JPEG/..., preprocessed like MNIST) and pixels in
+[0, 255] as well as [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from digitlab.data.preprocess import Processed
+from digitlab.models.calibration import probabilities
+from digitlab.models.export import SERVING_NAME, SERVING_VERSION, SIGNATURES, signature_defs
+from digitlab.serving.inputs import TF_SERVING_REQUEST, BadRequest, b64, parse_json, pixels_from_json
+
+INPUT = "image"  # every signature's one input
+MAX_INSTANCES = 256  # images per request
+
+
+@dataclass
+class TFServingBackend:
+    """What the routes need from the app (kept in `app.state.tf_serving`)."""
+
+    logits: Callable[[np.ndarray], Awaitable[np.ndarray]]  # (N, 28, 28) in [0, 1] → (N, 10)
+    preprocess: Callable[[bytes], Awaitable[Processed]]  # image bytes → MNIST's 28×28
+    read_body: Callable[[Request], Awaitable[bytes]]  # with the app's size and time limits
+    temperature: float = 1.0
+
+
+router = APIRouter(tags=["TensorFlow Serving"])
+
+
+def _check_model(model: str, version: str | None) -> None:
+    """TF Serving's 404 for a model or version it does not serve."""
+    if model != SERVING_NAME or version not in (None, str(SERVING_VERSION)):
+        wanted = f"Latest({model})" if version is None else f"Specific({model}, {version})"
+        raise BadRequest(
+            f"Servable not found for request: {wanted} (this server serves {SERVING_NAME}, version 1)", 404
+        )
+
+
+@router.get("/v1/models/{model}", summary="TF Serving: model status")
+@router.get("/v1/models/{model}/versions/{version}", summary="TF Serving: model status of one version")
+async def status(model: str, version: str | None = None):
+    _check_model(model, version)
+    ok = {"error_code": "OK", "error_message": ""}
+    return {"model_version_status": [{"version": str(SERVING_VERSION), "state": "AVAILABLE", "status": ok}]}
+
+
+@router.get("/v1/models/{model}/metadata", summary="TF Serving: the signatures")
+@router.get("/v1/models/{model}/versions/{version}/metadata", summary="TF Serving: the signatures of one version")
+async def metadata(model: str, version: str | None = None):
+    _check_model(model, version)
+    return {
+        "model_spec": {"name": SERVING_NAME, "signature_name": "", "version": str(SERVING_VERSION)},
+        "metadata": {"signature_def": {"signature_def": signature_defs()}},
+    }
+
+
+@router.post("/v1/models/{model}:predict", summary="TF Serving: predict", openapi_extra=TF_SERVING_REQUEST)
+@router.post(
+    "/v1/models/{model}/versions/{version}:predict",
+    summary="TF Serving: predict with one version",
+    openapi_extra=TF_SERVING_REQUEST,
+)
+async def predict(request: Request, model: str, version: str | None = None):
+    """Row format `{"instances": [...]}` → `{"predictions": [...]}`; columnar `{"inputs": ...}` →
+    `{"outputs": ...}`. Each image is 28×28 (or 28×28×1) numbers in [0, 1] (or [0, 255]), white on black like
+    MNIST, or `{"b64": image bytes}`; named (`{"image": ...}`) or not. `signature_name`: `serving_default`
+    (probabilities, the default) or `logits`."""
+    _check_model(model, version)
+    backend: TFServingBackend = request.app.state.tf_serving
+    signature, columnar, items = parse_predict(parse_json(await backend.read_body(request)))
+    pixels = [await _pixels(backend, item, where) for item, where in items]
+    logits = await backend.logits(np.stack(pixels))
+    values = logits if signature == "logits" else probabilities(logits, backend.temperature)
+    return JSONResponse({"outputs" if columnar else "predictions": values.astype(np.float32).tolist()})
+
+
+def parse_predict(payload: Any) -> tuple[str, bool, list[tuple[Any, str]]]:
+    """(signature name, columnar?, [(one image's value, where it was in the request)]), or a BadRequest that
+    names what is wrong and what is known."""
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object with 'instances' (row format) or 'inputs' (columnar format)")
+    signature = payload.get("signature_name", "serving_default")
+    if signature not in SIGNATURES:
+        raise BadRequest(
+            f"Serving signature name: {json_str(signature)} not found in signature def; "
+            f"known signatures: {', '.join(SIGNATURES)}"
+        )
+    if ("instances" in payload) == ("inputs" in payload):
+        which = "both" if "inputs" in payload else "neither"
+        raise BadRequest(f"send 'instances' (row format) or 'inputs' (columnar format), not {which}")
+    if "instances" in payload:
+        rows = payload["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise BadRequest("'instances' must be a non-empty list")
+        _check_count(len(rows))
+        return (
+            signature,
+            False,
+            [(_unnamed(row, f"instances[{i}]", signature), f"instances[{i}]") for i, row in enumerate(rows)],
+        )
+    where = "inputs"
+    value = payload["inputs"]
+    if _is_named(value):
+        value, where = _unnamed(value, where, signature), f"inputs[{INPUT!r}]"
+    if _is_b64(value):
+        return signature, True, [(value, where)]  # one image (extension)
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"{where} must be a non-empty batch: a list of 28×28 images")
+    _check_count(len(value))
+    return signature, True, [(image, f"{where}[{i}]") for i, image in enumerate(value)]
+
+
+def json_str(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _is_named(value: Any) -> bool:
+    return isinstance(value, dict) and not _is_b64(value)
+
+
+def _unnamed(value: Any, where: str, signature: str) -> Any:
+    """The value of the signature's one input, from `{"image": value}` or an unnamed value."""
+    if not _is_named(value):
+        return value
+    if set(value) != {INPUT}:
+        unknown = ", ".join(sorted(map(str, set(value) - {INPUT}))) or "none"
+        raise BadRequest(f"{where}: input name(s) {unknown} not in signature {signature}; its one input is '{INPUT}'")
+    return value[INPUT]
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_INSTANCES:
+        raise BadRequest(f"at most {MAX_INSTANCES} instances per request, got {count}", 413)
+
+
+async def _pixels(backend: TFServingBackend, value: Any, where: str) -> np.ndarray:
+    if isinstance(value, dict):
+        if not _is_b64(value) or not isinstance(value["b64"], str):
+            raise BadRequest(f"{where} must be a 28×28 array or {{'b64': '...'}}")
+        return (await backend.preprocess(b64(value["b64"], f"{where}.b64"))).pixels
+    return pixels_from_json(value, where)
