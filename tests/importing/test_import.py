@@ -291,6 +291,9 @@ def test_not_an_mnist_model_and_flags_that_contradict(tmp_path, tutorial, capsys
     untrained = _save(tmp_path, "untrained.keras", "model = keras.Sequential([keras.Input((784,)), layers.Dense(10)])")
     assert main(["import", str(untrained)]) == 2
     assert "probably not an MNIST model" in capsys.readouterr().err
+    said = ["--input-scale", "unit", "--no-invert", "--out", str(tmp_path / "said")]
+    assert main(["import", str(untrained), *said]) == 0  # the user said how it was trained: imported as told
+    assert "scale unit, white on black" in capsys.readouterr().out
     args = ["import", str(tutorial["dense_784"]), "--input-layout", "28x28", "--out", str(tmp_path / "r")]
     assert main(args) == 2
     assert "does not match the model's input shape (784)" in capsys.readouterr().err

@@ -167,6 +167,8 @@ def _score(contract: Contract, out: np.ndarray, y: np.ndarray, kind: str) -> dic
 def _refuse_if_unsure(scored: list[dict[str, Any]], options: ImportOptions) -> None:
     best = scored[0]
     flags = "--input-scale unit|byte|standard and --invert/--no-invert (and --input-layout, --outputs)"
+    if len(scored) == 1:  # the user said how it was trained: nothing was detected, so nothing to doubt
+        return
     if best["accuracy"] < MIN_ACCURACY:
         raise ModelError(
             f"the most likely input convention ({_words(best)}) gets {best['accuracy']:.1%} on "

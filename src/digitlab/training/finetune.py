@@ -227,6 +227,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
                 "validation_size": validation_size,
                 "seed": parent_split,
                 "data_dir": config.data_dir,
+                **({"imported": True} if parent.imported else {}),  # evaluate then fits no temperature either
             },
             "finetune": asdict(config),
             "parent": {"model_file": str(parent.model_path.resolve()), "settings": settings},
@@ -286,12 +287,13 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     }
     export.save(run.model)
     check_reload(run.model, test_logits, splits.x_test)
-    temperature = fit_temperature(val_logits, splits.y_val)  # recalibrated, as `digitlab evaluate` does
+    # recalibrated, as `digitlab evaluate` does; an imported parent may have trained on the validation images
+    temperature = 1.0 if parent.imported else fit_temperature(val_logits, splits.y_val)
     save_temperature(
         LoadedModel(export, parent.name, run.model, run.path, {}),
         temperature,
         {
-            "fitted_on": "validation",
+            "fitted_on": "nothing: the parent is an imported model" if parent.imported else "validation",
             "validation_nll_before": negative_log_likelihood(val_logits, splits.y_val),
             "validation_nll_after": negative_log_likelihood(val_logits / temperature, splits.y_val),
         },
@@ -313,6 +315,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
             "skipped": feedback.skipped,
         },
         "temperature": temperature,
+        "temperature_fitted_on": "nothing: imported parent" if parent.imported else "validation",
         "epochs_run": len(history),
         "best_epoch": None,  # no model selection: the last epoch is kept
         "train_seconds": round(train_seconds, 2),
@@ -339,6 +342,11 @@ def format_report(metrics: dict[str, Any]) -> str:
             f"{a['feedback_holdout_accuracy']:.4f}   ({fb['held_out']} images)",
             f"trained-on feedback accuracy   {b['feedback_train_accuracy']:.4f}   {a['feedback_train_accuracy']:.4f}",
             f"{metrics['epochs_run']} epochs, {metrics['train_seconds']:.1f} s; "
-            f"temperature {metrics['temperature']:.3f} refitted on validation",
+            f"temperature {metrics['temperature']:.3f} "
+            + (
+                "refitted on validation"
+                if metrics.get("temperature_fitted_on", "validation") == "validation"
+                else "(not fitted: imported parent)"
+            ),
         ]
     )
