@@ -85,7 +85,7 @@ def from_mnist_pixels(pixels: np.ndarray) -> Processed:
 # --- the pipeline -------------------------------------------------------------------------------------------
 
 
-def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, str, int, float | None]:
+def ink_map(pixels: np.ndarray, work_size: int = WORK_SIZE) -> tuple[np.ndarray, str, int, float | None]:
     """Working-size float map with ink ≈ 1, background ≈ 0, from `load_pixels` output.
 
     Returns (ink, polarity, integer shrink factor, background level): the level is the border's ink value
@@ -95,7 +95,7 @@ def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, str, int, float | None]:
     # keeps the ink mass of thin strokes; the working size lands within ±1/3 of WORK_SIZE, and every
     # threshold below is relative to it.
     h, w = pixels.shape[:2]
-    factor = max(1, round(max(h, w) / WORK_SIZE))
+    factor = max(1, round(max(h, w) / work_size))
     small_h, small_w = max(1, h // factor), max(1, w // factor)
 
     def shrink(band: np.ndarray) -> np.ndarray:
@@ -217,17 +217,57 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(area - cv2.countNonZero(inner), 1)
 
 
+@dataclass
+class Ink:
+    """An image's ink at working size (steps 1-3): what single digits and numbers are both cut from.
+
+    Attributes:
+      flat: (h, w) float32 in [0, 1], ink ≈ 1 on a flattened background ≈ 0.
+      polarity: light-on-dark, dark-on-light or alpha.
+      scale: input pixels per working pixel (an integer ≥ 1).
+      size: (width, height) of the input image in pixels.
+    """
+
+    flat: np.ndarray
+    polarity: str
+    scale: int
+    size: tuple[int, int]
+
+
+def image_ink(source: ImageInput, max_pixels: int = MAX_PIXELS, work_size: int = WORK_SIZE) -> Ink:
+    """Steps 1-3 of the pipeline: decode, ink map with its polarity, flattened background.
+
+    Args:
+      source: any image input `load_pixels` takes (path, bytes, PIL image, array).
+      max_pixels: the decoded-pixel limit.
+      work_size: the working copy's longer side in pixels (a wide number gets a larger one, so each of its
+        digits keeps about the resolution a single digit has).
+
+    Raises:
+      ImageError: the image cannot be decoded or is over the limit.
+    """
+    pixels = load_pixels(source, max_pixels, draft_size=work_size * 2)
+    ink, polarity, scale, level = ink_map(pixels, work_size)
+    return Ink(flatten_background(ink, level), polarity, scale, (pixels.shape[1], pixels.shape[0]))
+
+
 def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processed:
     """Turn any digit image into MNIST's 28×28 format (see the module docstring for the steps)."""
-    pixels = load_pixels(source, max_pixels, draft_size=WORK_SIZE * 2)
-    ink, polarity, scale, level = ink_map(pixels)
-    size = (pixels.shape[1], pixels.shape[0])
-    flat = flatten_background(ink, level)
-    digit, box, reason = find_digit(flat)
-    result = Processed(np.zeros((28, 28), np.float32), blank=digit is None, reason=reason, polarity=polarity,
-                       source_size=size)  # fmt: skip
+    ink = image_ink(source, max_pixels)
+    digit, box, reason = find_digit(ink.flat)
     if digit is None or box is None:
-        return result
+        return Processed(np.zeros((28, 28), np.float32), blank=True, reason=reason, polarity=ink.polarity,
+                         source_size=ink.size)  # fmt: skip
+    return normalise_digit(ink, digit, box)
+
+
+def normalise_digit(ink: Ink, digit: np.ndarray, box: Box) -> Processed:
+    """Steps 5-6 for one digit's ink: `digit` is its mask in `ink.flat`, `box` the mask's bounding box.
+
+    Returns the `Processed` 28×28 with the digit's box in the input image's pixels.
+    """
+    flat, polarity, scale, size = ink.flat, ink.polarity, ink.scale, ink.size
+    result = Processed(np.zeros((28, 28), np.float32), blank=False, polarity=polarity, source_size=size)
     top, bottom, left, right = box
     longest = max(bottom - top, right - left)
     # Stroke width: MNIST's is ~16% of the digit's longer side (median; 13-22% covers most digits). Only a
@@ -292,7 +332,11 @@ def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processe
         min(size[0], int(np.ceil(right * scale))),
         min(size[1], int(np.ceil(bottom * scale))),
     )
-    result.details = {"stroke_width_px": round(float(width) * scale, 2), "work_scale": scale}
+    result.details = {
+        "stroke_width_px": round(float(width) * scale, 2),
+        "work_scale": scale,
+        "aspect": round((right - left) / max(bottom - top, 1), 4),  # the ink box's width / height
+    }
     return result
 
 

@@ -112,3 +112,146 @@ def browser_png(image: Image.Image) -> bytes:
 def plain_resize(image: Image.Image) -> np.ndarray:
     """What many demos do: grayscale, resize the whole image to 28×28, scale to [0, 1]. For comparison only."""
     return np.asarray(image.convert("L").resize((28, 28), Image.BILINEAR), dtype=np.float32) / 255.0
+
+
+# --- numbers and non-digits (the reader's and the refusal's benchmarks) ---------------------------------------
+
+NUMBER_STYLES = ("canvas", "black-on-white", "photo")
+GAPS = ("touching", "close", "apart", "wide")  # the space between neighbouring digits' ink
+
+
+def _ink_crop(digit: np.ndarray) -> np.ndarray:
+    rows, cols = np.flatnonzero(digit.max(axis=1) > 30), np.flatnonzero(digit.max(axis=0) > 30)
+    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32) / 255.0
+
+
+def number_image(
+    digits: list[np.ndarray], rng: np.random.Generator, gap: str = "apart", style: str = "canvas"
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """A handwritten number made of 28×28 MNIST digits, in one line, and each digit's ink box.
+
+    Args:
+      digits: uint8 (28, 28) MNIST digits, left to right (the benchmark uses *test* digits).
+      rng: the randomness (sizes ±15%, baselines ±8% of the height, gaps, stroke weight).
+      gap: touching (neighbours' ink overlaps so they form one blob), close (1–3 px at MNIST scale),
+        apart (4–9 px) or wide (10–20 px).
+      style: canvas (white on black), black-on-white, or photo (as `render`'s photo).
+
+    Returns:
+      The image (height 200–280 px, width as the number needs) and the boxes [x0, y0, x1, y1] of each digit's
+      ink in it, in image pixels.
+    """
+    if gap not in GAPS or style not in NUMBER_STYLES:
+        raise ValueError(f"unknown gap {gap!r} or style {style!r}")
+    height = int(rng.integers(200, 281))
+    unit = height / 40  # pixels per MNIST pixel: a 20 px MNIST digit becomes half the canvas height
+    crops = [_ink_crop(d) for d in digits]
+    scales = rng.uniform(0.85, 1.15, len(crops)) * unit
+    pieces = [np.asarray(Image.fromarray(c, mode="F").resize((max(1, round(c.shape[1] * s)), max(1, round(c.shape[0] * s))), Image.BILINEAR)) for c, s in zip(crops, scales, strict=True)]  # noqa: E501
+    margin = int(6 * unit)
+    widths = [p.shape[1] for p in pieces]
+    spaces = [_gap_pixels(gap, rng, unit) for _ in pieces[1:]]
+    canvas = np.zeros((height, margin * 2 + sum(widths) + sum(spaces) + 4), np.float32)
+    boxes, x = [], margin
+    for i, piece in enumerate(pieces):
+        h, w = piece.shape
+        y = int(np.clip((height - h) / 2 + rng.normal(0, 0.04) * height, 0, height - h))
+        canvas[y : y + h, x : x + w] = np.maximum(canvas[y : y + h, x : x + w], piece)
+        boxes.append((x, y, x + w, y + h))
+        x += w + (spaces[i] if i < len(spaces) else 0)
+    canvas = canvas[:, : x + margin]
+    return _styled(canvas, style, rng), boxes
+
+
+def _gap_pixels(gap: str, rng: np.random.Generator, unit: float) -> int:
+    low, high = {"touching": (-2.5, -1.0), "close": (1, 3), "apart": (4, 9), "wide": (10, 20)}[gap]
+    return round(rng.uniform(low, high) * unit)
+
+
+def _styled(ink: np.ndarray, style: str, rng: np.random.Generator) -> Image.Image:
+    as_uint8 = np.clip(ink * 255, 0, 255).round().astype(np.uint8)
+    if style == "canvas":
+        return Image.fromarray(as_uint8, mode="L")
+    if style == "black-on-white":
+        return Image.fromarray(255 - as_uint8, mode="L").convert("RGB")
+    h, w = ink.shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    angle = rng.uniform(0, 2 * np.pi)
+    paper = 0.55 + 0.3 * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.normal(0, 0.02, (h, w))
+    photo = np.clip(paper * (1 - 0.8 * ink) + rng.normal(0, 0.03, (h, w)), 0, 1)
+    buf = io.BytesIO()
+    Image.fromarray((photo * 255).astype(np.uint8), mode="L").convert("RGB").save(buf, format="JPEG", quality=75)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+NON_DIGIT_FAMILIES = ("line", "cross", "shape", "scribble", "letter")
+# Letters that cannot pass for a digit in anyone's handwriting are kept; O, D, Q (0), l, I, i, j, L, T (1),
+# Z, z (2), S, s (5), b, G (6), B (8), g, q, P (9), A, H (4), and e, a, y (easily a 9, 6 or 4) are left out.
+LETTERS = "CEFKMNRUVWXYcfhkmnrtuvwx"
+
+
+def non_digit(family: str, rng: np.random.Generator, size: int = 280) -> Image.Image:
+    """A drawing that is not a digit, white ink on black, as a person would draw it on the page's canvas.
+
+    Families: line (a dash, a slash or a long stroke at any angle), cross (+ or ×), shape (triangle, square,
+    star, arrow, heart-like curve; never a plain circle, which is a 0), scribble (a random smooth stroke with
+    several turns), letter (from `LETTERS`, in a font Pillow ships or the system has).
+    """
+    from PIL import ImageDraw
+
+    if family not in NON_DIGIT_FAMILIES:
+        raise ValueError(f"unknown family {family!r}")
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    width = int(rng.integers(max(4, size // 40), size // 14))
+    c = size / 2
+    r = size * rng.uniform(0.22, 0.4)
+    if family == "line":
+        angle = rng.uniform(0, np.pi)
+        dx, dy = np.cos(angle) * r, np.sin(angle) * r
+        draw.line([(c - dx, c - dy), (c + dx, c + dy)], fill=255, width=width)
+    elif family == "cross":
+        turn = rng.choice([0.0, np.pi / 4]) + rng.normal(0, 0.1)
+        for a in (turn, turn + np.pi / 2):
+            dx, dy = np.cos(a) * r, np.sin(a) * r
+            draw.line([(c - dx, c - dy), (c + dx, c + dy)], fill=255, width=width)
+    elif family == "shape":
+        draw.line(_shape_points(str(rng.choice(["triangle", "square", "star", "arrow"])), c, r, rng), fill=255,
+                  width=width, joint="curve")  # fmt: skip
+    elif family == "scribble":
+        points = np.cumsum(rng.normal(0, r / 3, (int(rng.integers(5, 9)), 2)), axis=0)
+        points = (points - points.mean(axis=0)) / max(np.abs(points).max(), 1) * r + c
+        draw.line([tuple(p) for p in _smooth(points)], fill=255, width=width, joint="curve")
+    else:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(size=int(size * rng.uniform(0.5, 0.75)))
+        letter = str(rng.choice(list(LETTERS)))
+        draw.text((c, c), letter, fill=255, font=font, anchor="mm", stroke_width=max(0, width // 4))
+    return image.rotate(float(rng.normal(0, 8)), resample=Image.BILINEAR)
+
+
+def _shape_points(kind: str, c: float, r: float, rng: np.random.Generator) -> list[tuple[float, float]]:
+    if kind == "triangle":
+        angles = np.array([90, 210, 330, 90]) + rng.normal(0, 5)
+    elif kind == "square":
+        angles = np.array([45, 135, 225, 315, 45]) + rng.normal(0, 5)
+    elif kind == "star":
+        angles = np.array([90, 234, 18, 162, 306, 90]) + rng.normal(0, 3)
+    else:  # an arrow pointing right: shaft, then the head
+        return [(c - r, c), (c + r, c), (c + r * 0.5, c - r * 0.5), (c + r, c), (c + r * 0.5, c + r * 0.5)]
+    rad = np.deg2rad(angles)
+    return [(c + r * np.cos(a), c - r * np.sin(a)) for a in rad]
+
+
+def _smooth(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
+    """A Catmull-Rom curve through the points (a hand's stroke, not a polygon)."""
+    p = np.vstack([points[0], points, points[-1]])
+    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
+    out = []
+    for i in range(1, len(p) - 2):
+        p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
+        out.append(0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3))  # fmt: skip
+    return np.vstack([*out, points[-1:]])

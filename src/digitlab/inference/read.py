@@ -1,0 +1,170 @@
+"""Reading a handwritten number: segmentation (`digitlab.data.segment`) plus the search that picks the cuts.
+
+Every group of ink that may hold several touching digits is cut at its candidate columns in every way that
+gives pieces of plausible width; each piece is made into an MNIST-style 28×28 exactly as a single digit is
+(`preprocess.normalise_digit`), all pieces go to the model in one batch, and dynamic programming keeps the
+segmentation with the highest total score, where a piece scores
+
+    log p(its most likely digit) + log prior(its width / the line's height)
+
+The prior is MNIST's own distribution of digit widths: a piece as wide as two digits is as unlikely as
+it is in MNIST (under 0.3% of digits are 1.4× wider than tall), so a blob of two touching digits is cut when
+the model recognises both halves, and a wide single digit is kept whole when its halves make no sense to the
+model. A group narrower than `SPLIT_ABOVE` × its height is never cut.
+
+Out of scope, as the docs say: several lines, decimal points, minus signs and separators.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from digitlab.data.decode import MAX_PIXELS, ImageInput
+from digitlab.data.preprocess import WORK_SIZE, Processed, bounding_box, image_ink, normalise_digit
+from digitlab.data.segment import Group, segment_line
+
+SPLIT_ABOVE = 0.9  # a group at most this wide (× its height) is one digit
+PIECE_COST = 1.0  # nats each extra piece costs: a prior against cutting one digit into two confident halves
+PRIOR_WEIGHT = 1.0  # the width prior's weight against the model's log-probability
+MAX_PIECE = 1.6  # no piece wider than this × the line's height
+MIN_PIECE = 0.12  # nor narrower (a "1" drawn as a bar is about 0.15)
+# log-density of MNIST digits' width/height ratio (bounding box of ink > 50/255, first 20,000 training digits)
+# relative to its mode, in bins of 0.1 centred at 0.1, 0.2, ..., 2.0 (the last bin holds everything wider),
+# made unimodal (non-increasing away from the mode) so sparse tail bins cannot reward a wider piece; computed
+# by `bench/read_numbers.py --prior`
+WIDTH_PRIOR = np.array([-7.1, -2.5, -2.5, -2.0, -1.7, -0.6, -0.6, 0.0, -0.8, -0.8, -1.4, -2.0, -4.1, -4.1, -4.9,
+                        -9.1, -9.1, -9.1, -9.1, -9.1])  # fmt: skip
+
+
+@dataclass
+class ReadDigit:
+    """One digit of a reading: its label, confidence, 10 probabilities, box [x0, y0, x1, y1] in input pixels."""
+
+    label: int
+    confidence: float
+    probabilities: list[float]
+    box: list[int]
+    processed: Processed = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": round(self.confidence, 6), "probabilities": self.probabilities,
+                "box": self.box}  # fmt: skip
+
+
+@dataclass
+class Reading:
+    """What `read` found: the text (e.g. "42"), its digits left to right, and an overall confidence (the
+    product of the digits' confidences: the chance that every digit is right, if the model is calibrated)."""
+
+    text: str
+    digits: list[ReadDigit]
+    confidence: float
+    blank: bool = False
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"text": self.text, "digits": [d.to_json() for d in self.digits],
+                                "confidence": round(self.confidence, 6), "blank": self.blank}  # fmt: skip
+        if self.blank:
+            body["reason"] = self.reason
+        return body
+
+
+def width_log_prior(ratio: float) -> float:
+    """log prior of a piece whose ink is `ratio` × the line's height wide (0 at MNIST's most common width)."""
+    index = min(max(int(round(ratio * 10)) - 1, 0), len(WIDTH_PRIOR) - 1)
+    return float(WIDTH_PRIOR[index])
+
+
+def read_number(source: ImageInput, probabilities, max_pixels: int = MAX_PIXELS) -> Reading:
+    """Read the one line of digits in an image.
+
+    Args:
+      source: any image `load_pixels` takes (a path, bytes, a PIL image, an array).
+      probabilities: a function (N, 28, 28) float32 in [0, 1] → (N, 10) calibrated probabilities (e.g.
+        `Predictor.probabilities`).
+      max_pixels: the decoded-pixel limit.
+
+    Returns:
+      The Reading; blank (with the reason) when there is no ink.
+
+    Raises:
+      ImageError: the image cannot be decoded or is over the limit.
+    """
+    ink = _line_ink(source, max_pixels)
+    groups = segment_line(ink.flat)
+    if not groups:
+        return Reading("", [], 0.0, blank=True, reason="blank: no ink")
+    line_height = int(np.median([g.height for g in groups]))
+    options = [_pieces(ink, g, line_height) for g in groups]  # per group: {(a, b): Processed}
+    flat = [(gi, span, p) for gi, pieces in enumerate(options) for span, p in pieces.items()]
+    probs = probabilities(np.stack([p.pixels for _, _, p in flat])) if flat else np.zeros((0, 10))
+    scored: list[dict] = [{} for _ in groups]
+    for (gi, span, processed), row in zip(flat, probs, strict=True):
+        ratio = processed.details["aspect"]  # the piece's own ink box, as MNIST's ratio is each digit's own
+        score = math.log(max(float(row.max()), 1e-12)) + PRIOR_WEIGHT * width_log_prior(ratio) - PIECE_COST
+        scored[gi][span] = (score, row, processed)
+    digits: list[ReadDigit] = []
+    for group, table in zip(groups, scored, strict=True):
+        for span in _best_segmentation(group, table):
+            _, row, processed = table[span]
+            digits.append(ReadDigit(int(row.argmax()), float(row.max()), [round(float(v), 6) for v in row],
+                                    list(processed.bbox or (0, 0, 0, 0)), processed))  # fmt: skip
+    confidence = float(np.prod([d.confidence for d in digits])) if digits else 0.0
+    return Reading("".join(str(d.label) for d in digits), digits, confidence)
+
+
+def _line_ink(source: ImageInput, max_pixels: int):
+    """The ink at a working size that gives a line of digits about a single digit's resolution per digit."""
+    from digitlab.data.decode import image_size
+
+    size = image_size(source) if isinstance(source, bytes | bytearray) else None
+    if size is None and hasattr(source, "size") and not isinstance(source, np.ndarray):
+        size = source.size
+    if size is None and isinstance(source, np.ndarray):
+        size = (source.shape[1], source.shape[0])
+    work = WORK_SIZE
+    if size is not None and size[1] > 0:
+        work = int(min(WORK_SIZE * max(1.0, size[0] / size[1]), WORK_SIZE * 8))
+    return image_ink(source, max_pixels, work_size=work)
+
+
+def _pieces(ink, group: Group, line_height: int) -> dict[tuple[int, int], Processed]:
+    """Every piece of the group between two cut points that has a plausible width, as a 28×28."""
+    left, right = group.box[2], group.box[3]
+    if group.width <= SPLIT_ABOVE * group.height or not group.cuts:
+        points = [left, right]
+    else:
+        points = [left, *group.cuts, right]
+    pieces = {}
+    for i, a in enumerate(points):
+        for b in points[i + 1 :]:
+            ratio = (b - a) / max(line_height, 1)
+            whole = (a, b) == (left, right)
+            if not whole and not MIN_PIECE <= ratio <= MAX_PIECE:
+                continue
+            mask = np.zeros_like(group.mask)
+            mask[:, a:b] = group.mask[:, a:b]
+            if mask.sum() < 4:
+                continue
+            pieces[(a, b)] = normalise_digit(ink, mask, bounding_box(mask))
+    return pieces
+
+
+def _best_segmentation(group: Group, table: dict) -> list[tuple[int, int]]:
+    """The spans covering the group from its left to its right edge with the highest total score (DP)."""
+    left, right = group.box[2], group.box[3]
+    points = sorted({left, right, *[p for span in table for p in span]})
+    best: dict[int, tuple[float, list]] = {left: (0.0, [])}
+    for b in points[1:]:
+        for a in points:
+            if a >= b or a not in best or (a, b) not in table:
+                continue
+            total = best[a][0] + table[(a, b)][0]
+            if b not in best or total > best[b][0]:
+                best[b] = (total, [*best[a][1], (a, b)])
+    return best[right][1] if right in best else [(left, right)]
