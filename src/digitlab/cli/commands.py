@@ -78,6 +78,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_read(args: argparse.Namespace) -> int:
+    from digitlab.inference.read import run_read
+
+    return run_read(args.paths, args.model, args.json, args.save_processed, runtime=args.runtime)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from digitlab.serving.app import ServeConfig
     from digitlab.serving.server import serve

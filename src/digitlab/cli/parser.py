@@ -19,6 +19,7 @@ from digitlab.cli.commands import (
     cmd_launch,
     cmd_models,
     cmd_predict,
+    cmd_read,
     cmd_serve,
     cmd_train,
 )
@@ -186,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _runtime_arg(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "read",
+        help="read whole numbers: one line of handwritten digits per image (e.g. '42')",
+        description="Segments the ink into digits (touching ones are cut where the model recognises both parts) "
+        "and reads them left to right. One line of digits per image; no decimal points, signs or separators.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files and/or folders (recursive)")
+    p.add_argument("--model", required=True, type=Path, help="a run directory or any model file")
+    p.add_argument("--json", action="store_true", help="one JSON object per line: text, digits with boxes, confidence")
+    p.add_argument("--save-processed", type=Path, default=None, help="write each digit's 28×28 here")
+    _runtime_arg(p)
+    p.set_defaults(func=cmd_read)
 
     p = sub.add_parser("serve", help="the draw-a-digit page and the REST API")
     p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")

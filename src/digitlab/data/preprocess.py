@@ -52,6 +52,7 @@ class Processed:
     source_size: tuple[int, int] = (0, 0)  # (width, height) of the input image
     stroke_scale: float = 1.0  # >1: strokes were thickened, <1: thinned
     details: dict[str, Any] = field(default_factory=dict)
+    ink: Any = field(default=None, repr=False)  # the working-size `Ink` it was cut from, when it came from an image
 
     def as_model_input(self) -> np.ndarray:
         return self.pixels.reshape(1, 28, 28, 1)
@@ -253,12 +254,20 @@ def image_ink(source: ImageInput, max_pixels: int = MAX_PIXELS, work_size: int =
 
 def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processed:
     """Turn any digit image into MNIST's 28×28 format (see the module docstring for the steps)."""
+    from digitlab.data.segment import segment_line  # (segment builds on this module)
+
     ink = image_ink(source, max_pixels)
     digit, box, reason = find_digit(ink.flat)
     if digit is None or box is None:
         return Processed(np.zeros((28, 28), np.float32), blank=True, reason=reason, polarity=ink.polarity,
                          source_size=ink.size)  # fmt: skip
-    return normalise_digit(ink, digit, box)
+    result = normalise_digit(ink, digit, box)
+    groups = segment_line(ink.flat)  # separate marks: a number, or a digit and something else
+    result.details["marks"] = len(groups)
+    if len(groups) == 1:
+        result.details["mark_aspect"] = round(groups[0].width / max(groups[0].height, 1), 4)
+    result.ink = ink  # kept for reading a wide mark as touching digits (not serialised)
+    return result
 
 
 def normalise_digit(ink: Ink, digit: np.ndarray, box: Box) -> Processed:

@@ -9,7 +9,8 @@ search that picks the cuts with a model's scores is `digitlab.inference.read`.
 
 1. Components: 8-connected ink blobs (the ink map and threshold of the single-digit path), specks dropped.
 2. Groups: components whose columns overlap form one digit (a 5's detached top bar, a 4 drawn in two
-   strokes, a 7's crossbar); groups are read left to right. One line of text only.
+   strokes, a 7's crossbar); a small group next to a digit joins it, a small lone one is a speck; groups are
+   read left to right. One line of text only.
 3. Cuts inside a group: columns where the ink is thin (local minima of the column profile) and valleys of
    the upper and lower contours, where two touching digits usually meet.
 """
@@ -25,6 +26,7 @@ from digitlab.data.preprocess import INK_THRESHOLD, Box, bounding_box
 
 SPECK = 0.05  # a component under this share of the largest one's ink is a speck, unless it overlaps a digit
 OVERLAP = 0.5  # groups whose column ranges overlap by this share of the narrower one are one digit
+SMALL = 0.4  # a group under this × the tallest group's height, both ways, is a detached stroke or a speck
 MAX_CUTS = 10  # cut candidates kept per group (the thinnest); the search is quadratic in them
 
 
@@ -58,12 +60,15 @@ def ink_components(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
     if count <= 1:
         return []
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= max(areas.max() * SPECK, 4)) + 1
-    out = []
-    for label in keep:
-        x, y, w, h = stats[label, :4]
-        out.append((labels == label, (int(y), int(y + h), int(x), int(x + w))))
-    return out
+    x, y, w, h = (stats[1:, i] for i in range(4))
+    # as in the single-digit path: small blobs cut by the image's edge are shadows and paper edges in photos
+    at_edge = (x == 0) | (y == 0) | (x + w == mask.shape[1]) | (y + h == mask.shape[0])
+    keep = (areas >= max(areas.max() * SPECK, 4)) & ~(at_edge & (areas < 0.5 * areas.max()))
+    return [
+        (labels == label, (int(y[label - 1]), int(y[label - 1] + h[label - 1]), int(x[label - 1]),
+                           int(x[label - 1] + w[label - 1])))
+        for label in np.flatnonzero(keep) + 1
+    ]  # fmt: skip
 
 
 def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray, Box]]:
@@ -74,7 +79,7 @@ def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.
         merged = False
         for i in range(len(groups)):
             for j in range(i + 1, len(groups)):
-                if _overlap(groups[i][1], groups[j][1]) >= OVERLAP:
+                if _one_digit(groups[i][1], groups[j][1]):
                     mask = groups[i][0] | groups[j][0]
                     groups[i] = (mask, bounding_box(mask))
                     del groups[j]
@@ -83,6 +88,14 @@ def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.
             if merged:
                 break
     return sorted(groups, key=lambda g: g[1][2])
+
+
+def _one_digit(a: Box, b: Box) -> bool:
+    """Two components of one digit: columns that overlap by `OVERLAP` of the narrower, or any overlap when one is
+    under half the other's height (a 5's top bar, a 7's crossbar, a 4's short stroke)."""
+    overlap = _overlap(a, b)
+    short = min(a[1] - a[0], b[1] - b[0]) < 0.5 * max(a[1] - a[0], b[1] - b[0])
+    return overlap >= OVERLAP or (short and overlap > 0)
 
 
 def _overlap(a: Box, b: Box) -> float:
@@ -122,9 +135,30 @@ def cut_candidates(mask: np.ndarray, box: Box, line_height: int) -> list[int]:
     return sorted(left + x for x in chosen)
 
 
+def attach_small(groups: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray, Box]]:
+    """Groups much smaller than the line's digits (both sides under `SMALL` × the tallest group's height) join
+    their nearest neighbour when it is close (a detached stroke), else are dropped (a speck)."""
+    if len(groups) < 2:
+        return groups
+    tallest = max(b[1] - b[0] for _, b in groups)
+    small = [i for i, (_, b) in enumerate(groups) if max(b[1] - b[0], b[3] - b[2]) < SMALL * tallest]
+    big = [i for i in range(len(groups)) if i not in small]
+    if not big:
+        return groups
+    merged = {i: groups[i] for i in big}
+    for i in small:
+        box = groups[i][1]
+        gap = {j: max(merged[j][1][2] - box[3], box[2] - merged[j][1][3], 0) for j in merged}
+        nearest = min(gap, key=gap.get)
+        if gap[nearest] <= SMALL * tallest:
+            mask = merged[nearest][0] | groups[i][0]
+            merged[nearest] = (mask, bounding_box(mask))
+    return sorted(merged.values(), key=lambda g: g[1][2])
+
+
 def segment_line(flat: np.ndarray) -> list[Group]:
     """The groups of a flattened ink map, left to right, each with its cut candidates."""
-    groups = group_components(ink_components(flat))
+    groups = attach_small(group_components(ink_components(flat)))
     if not groups:
         return []
     line_height = int(np.median([g[1][1] - g[1][0] for g in groups]))

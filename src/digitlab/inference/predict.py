@@ -24,6 +24,8 @@ from digitlab.atomic import atomic_write_bytes
 from digitlab.data.preprocess import Processed, to_mnist_28x28
 from digitlab.errors import ConfigError, DigitlabError, ImageError
 from digitlab.inference.predictor import Predictor, top_k_of
+from digitlab.inference.read import SPLIT_ABOVE
+from digitlab.models.calibration import probabilities
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 OK, BLANK, FAILED = 0, 1, 2
@@ -43,6 +45,9 @@ def collect_paths(inputs: list[str | Path]) -> list[Path]:
 
 @dataclass
 class Prediction:
+    """One file's answer. `verdict` is digit, blank, several_digits or not_a_digit (`verdict.judge`); `label`
+    is set for a digit only, while `probabilities` and `top_k` are the model's whenever it ran."""
+
     path: str
     label: int | None = None
     probabilities: list[float] | None = None
@@ -51,16 +56,18 @@ class Prediction:
     reason: str = ""
     error: str | None = None
     pixels: np.ndarray | None = None
+    verdict: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "path": self.path,
             "label": self.label,
+            "verdict": self.verdict,
             "probabilities": self.probabilities,
             "top_k": self.top_k,
             "blank": self.blank,
         }
-        if self.blank:
+        if self.reason:
             out["reason"] = self.reason
         if self.error is not None:
             out["error"] = self.error
@@ -71,19 +78,25 @@ class Prediction:
             return f"{self.path}: error: {self.error}"
         if self.blank:
             return f"{self.path}: no digit ({self.reason})"
+        if self.verdict not in (None, "digit"):
+            return f"{self.path}: {self.reason}"
         top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in self.top_k or [])
         return f"{self.path}: {self.label}  (top-{len(self.top_k or [])}: {top})"
 
 
-def _preprocess_file(path: str) -> tuple[np.ndarray, int, str]:
-    """(pixels, status, message) for one file; never raises, so one bad file cannot stop the stream."""
+def _preprocess_file(path: str) -> tuple[np.ndarray, int, str, Processed | None]:
+    """(pixels, status, message, processed) for one file; never raises, so one bad file cannot stop the stream.
+
+    `processed` (with its details and, for a mark wider than a digit, its ink) is what `verdict.judge` needs."""
     try:
         p = to_mnist_28x28(path)
     except ImageError as e:
-        return np.zeros((28, 28), np.float32), FAILED, str(e)
+        return np.zeros((28, 28), np.float32), FAILED, str(e), None
     except Exception as e:  # a decoder bug on one odd file must not stop the batch
-        return np.zeros((28, 28), np.float32), FAILED, f"{type(e).__name__}: {e}"
-    return p.pixels, BLANK if p.blank else OK, p.reason
+        return np.zeros((28, 28), np.float32), FAILED, f"{type(e).__name__}: {e}", None
+    if p.details.get("marks", 1) < 2 and p.details.get("mark_aspect", 0) <= SPLIT_ABOVE:
+        p.ink = None  # only several marks or a wide one are read again; the rest need not travel between processes
+    return p.pixels, BLANK if p.blank else OK, p.reason, p
 
 
 def default_workers() -> int:
@@ -142,22 +155,26 @@ def predict_files(
         rows = [next(stream) for _ in names[start : start + batch_size]]
         pixels = np.stack([r[0] for r in rows])
         ok = [i for i, r in enumerate(rows) if r[1] == OK]
-        probs = predictor.probabilities(pixels[ok]) if ok else np.zeros((0, 10))
+        logits = predictor.logits(pixels[ok]) if ok else np.zeros((0, 10))
+        probs = probabilities(logits, predictor.temperature)
         row_of = {i: n for n, i in enumerate(ok)}
-        for i, (image, code, message) in enumerate(rows):
+        for i, (image, code, message, processed) in enumerate(rows):
             path = names[start + i]
             if code == FAILED:
                 yield Prediction(path, error=message)
             elif code == BLANK:
-                yield Prediction(path, blank=True, reason=message, pixels=image)
+                yield Prediction(path, blank=True, reason=message, pixels=image, verdict="blank")
             else:
                 p = probs[row_of[i]]
+                verdict, reason = predictor.judge(processed, logits[row_of[i]])
                 yield Prediction(
                     path,
-                    label=int(p.argmax()),
+                    label=int(p.argmax()) if verdict == "digit" else None,
                     probabilities=[round(float(v), 6) for v in p],
                     top_k=top_k_of(p, top_k),
                     pixels=image,
+                    verdict=verdict,
+                    reason=reason,
                 )
         bar.update(len(rows))
     bar.close()

@@ -24,12 +24,14 @@ class Predictor:
     """A model behind a runtime, with its temperature; `logits`/`probabilities` take (N, 28, 28) or
     (N, 28, 28, 1) floats in [0, 1]."""
 
-    def __init__(self, loaded: LoadedModel, runtime: Runtime, note: str = ""):
+    def __init__(self, loaded: LoadedModel, runtime: Runtime, note: str = "", log: Callable[[str], Any] = print):
         self.loaded = loaded
         self.name = loaded.name
         self.temperature = loaded.temperature
         self.runtime = runtime
         self.note = note  # why `auto` chose what it chose, when it could not take ONNX Runtime
+        self._refusal = None
+        self.log = log  # where one-off notices go (an export made on demand, a refusal fitted on first use)
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "keras", log: Callable[[str], Any] = print) -> Predictor:
@@ -47,20 +49,20 @@ class Predictor:
                 raise ConfigError(
                     f"{loaded.name} is an imported ONNX model: it runs on ONNX Runtime only (--runtime onnx or auto)"
                 )
-            return cls(loaded, ImportedOnnxRuntime(loaded.model))
+            return cls(loaded, ImportedOnnxRuntime(loaded.model), log=log)
         if runtime == "keras":
-            return cls(loaded, KerasRuntime(loaded.model))
+            return cls(loaded, KerasRuntime(loaded.model), log=log)
         tried = []
         for fmt in ("onnx", "litert") if runtime == "auto" else (runtime,):
             try:
-                return cls(loaded, open_runtime(fmt, ensure_exported(loaded, fmt, log)))
+                return cls(loaded, open_runtime(fmt, ensure_exported(loaded, fmt, log)), log=log)
             except (ModelError, ConfigError) as e:
                 if runtime != "auto":
                     raise
                 tried.append(f"{fmt}: {e}")
         note = "runtime auto fell back to keras (" + "; ".join(tried) + ")"
         log(note)
-        return cls(loaded, KerasRuntime(loaded.model), note)
+        return cls(loaded, KerasRuntime(loaded.model), note, log)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         batch = np.asarray(pixels, np.float32)
@@ -70,6 +72,20 @@ class Predictor:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         return probabilities(self.logits(pixels), self.temperature)
+
+    def refusal(self):
+        """The run's "not a digit" score (`refusal.Refusal`), fitted on first use (see `refusal.refusal_for`)."""
+        if self._refusal is None:
+            from digitlab.inference.refusal import refusal_for
+
+            self._refusal = refusal_for(self.loaded, self.logits, log=self.log)
+        return self._refusal
+
+    def judge(self, processed, logits: np.ndarray | None) -> tuple[str, str]:
+        """(verdict, reason) of one preprocessed image (see `verdict.judge`)."""
+        from digitlab.inference.verdict import judge
+
+        return judge(processed, logits, self.refusal(), self.probabilities)
 
 
 def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:

@@ -29,6 +29,8 @@ from digitlab.data.decode import image_size
 from digitlab.data.preprocess import Processed, from_mnist_pixels, to_mnist_28x28
 from digitlab.errors import ConfigError, ImageError
 from digitlab.inference.predictor import Predictor, top_k_of
+from digitlab.inference.read import read_number
+from digitlab.inference.verdict import judge, needs_reading
 from digitlab.models.calibration import probabilities
 from digitlab.serving.batching import BatchPredictor
 from digitlab.serving.explain_routes import register as register_explain
@@ -88,6 +90,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         raise ConfigError(f"--body-timeout must be positive, got {config.body_seconds}")
     predictor = Predictor.load(config.model, config.runtime)
     loaded = predictor.loaded
+    refusal = predictor.refusal()  # fitted now, on first use, rather than during someone's first request
+    refusal.score(np.zeros((1, 28, 28), np.float32), np.zeros((1, 10), np.float32))  # builds the digit space
     batcher = BatchPredictor(predictor, config.max_batch)
     metrics: dict[str, Any] = {}
     if loaded.run_dir is not None:
@@ -171,8 +175,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         finally:
             batcher.pending -= pending
 
-    async def images_from_request(request: Request) -> tuple[list[Processed], bool]:
-        """Processed inputs of /api/predict; the flag says whether they came as raw pixels."""
+    async def image_from_request(request: Request) -> bytes | np.ndarray:
+        """The image of an /api/predict, /api/read or /api/explain body: encoded bytes, or a 28×28 pixel array."""
         body = await read_body(request, config.max_body_bytes, config.body_seconds)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if not body:
@@ -191,20 +195,30 @@ def create_app(config: ServeConfig) -> FastAPI:
             files = [v for v in form.values() if isinstance(v, UploadFile)]
             if not files:
                 raise BadRequest("multipart body has no file field")
-            data = await files[0].read()
-            return [await preprocess_async(data)], False
+            return await files[0].read()
         if content_type == "application/json":
             payload = parse_json(body)
             request.state.payload = payload if isinstance(payload, dict) else None  # /api/explain's options
             if not isinstance(payload, dict) or not ({"image", "pixels"} & payload.keys()):
                 raise BadRequest("JSON body must be an object with 'image' (a data URL) or 'pixels' (28×28)")
             if "pixels" in payload:
-                return [from_mnist_pixels(pixels_from_json(payload["pixels"], "pixels"))], True
+                return pixels_from_json(payload["pixels"], "pixels")
             image = payload["image"]
             if not isinstance(image, str):
                 raise BadRequest("'image' must be a string: a data:image/...;base64,... URL or base64")
-            return [await preprocess_async(image_bytes(image))], False
-        return [await preprocess_async(body)], False  # raw image bytes, any content type
+            return image_bytes(image)
+        return body  # raw image bytes, any content type
+
+    async def images_from_request(request: Request) -> tuple[list[Processed], bool]:
+        """Processed inputs of /api/predict; the flag says whether they came as raw pixels."""
+        image = await image_from_request(request)
+        if isinstance(image, np.ndarray):
+            return [from_mnist_pixels(image)], True
+        return [await preprocess_async(image)], False
+
+    def probabilities_now(pixels: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities through the model thread, for code running in a worker thread."""
+        return probabilities(batcher.submit(np.asarray(pixels, np.float32)).result(), loaded.temperature)
 
     async def predict(processed: list[Processed]) -> np.ndarray:
         pixels = np.stack([p.pixels for p in processed])
@@ -226,16 +240,45 @@ def create_app(config: ServeConfig) -> FastAPI:
         (processed,), _ = await images_from_request(request)
         body: dict[str, Any] = {"blank": processed.blank, "processed": processed.to_data_url()}
         if processed.blank:
-            body.update(label=None, probabilities=None, top_k=[], reason=processed.reason)
+            body.update(label=None, verdict="blank", probabilities=None, top_k=[], reason=processed.reason)
         else:
-            probs = (await predict([processed]))[0]
+            logits = await asyncio.wrap_future(batcher.submit(processed.pixels[None]))
+            probs = probabilities(logits, loaded.temperature)[0]
+            if needs_reading(processed):  # several marks or a wide one: read in a thread, the model thread helps
+                verdict, reason = await run_in_threadpool(judge, processed, logits[0], refusal, probabilities_now)
+            else:
+                verdict, reason = judge(processed, logits[0], refusal)
             body.update(
-                label=int(probs.argmax()),
+                label=int(probs.argmax()) if verdict == "digit" else None,
+                verdict=verdict,
+                reason=reason,
                 probabilities=[round(float(p), 6) for p in probs],
                 top_k=top_k_of(probs, 3),
             )
         body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return JSONResponse(body)  # already plain JSON types: skip FastAPI's generic encoder
+
+    @app.post("/api/read", summary="Read a whole number: one line of digits", openapi_extra=image_request())
+    async def api_read(request: Request):
+        """The same image bodies as `/api/predict`. Answers `text` (e.g. "42"), `digits` (each with `label`,
+        `confidence`, 10 `probabilities`, `box` [x0, y0, x1, y1] in the image's pixels and its `processed`
+        28×28) and an overall `confidence`; `blank` with a `reason` when there is no ink. One line of digits:
+        no decimal points, signs or separators."""
+        start = time.perf_counter()
+        image = await image_from_request(request)
+
+        def read():
+            try:
+                return read_number(image, probabilities_now, max_pixels=config.max_pixels)
+            except ImageError as e:
+                raise BadRequest(f"image: {e}", 413 if "over the limit" in str(e) else 400) from None
+
+        reading = await run_in_threadpool(read)
+        body = reading.to_json()
+        for digit, out in zip(reading.digits, body["digits"], strict=True):
+            out["processed"] = digit.processed.to_data_url()
+        body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        return JSONResponse(body)
 
     @app.post("/api/feedback", summary="Store a correction for later fine-tuning", openapi_extra=FEEDBACK_REQUEST)
     async def feedback(request: Request):

@@ -1,0 +1,69 @@
+"""One image, one honest answer: a digit, or "blank", "several digits" or "not a digit".
+
+`judge` turns a preprocessed image, its logits and the run's refusal score into a verdict and a reason:
+
+- blank: no ink (preprocessing said so);
+- several_digits: the ink forms several separate marks, or one mark wider than a digit that the reader
+  (`read.read_ink`) cuts into several digits it recognises; the reason gives what `read` makes of it;
+- not_a_digit: the refusal score (`refusal.Refusal`) says it looks like no digit;
+- digit: the label is the model's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from digitlab.data.preprocess import Processed
+from digitlab.inference.read import SPLIT_ABOVE, read_ink
+from digitlab.inference.refusal import Refusal
+
+VERDICTS = ("digit", "blank", "several_digits", "not_a_digit")
+
+
+def judge(
+    processed: Processed,
+    logits: np.ndarray | None,
+    refusal: Refusal | None,
+    probabilities: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[str, str]:
+    """(verdict, reason) for one image; the reason is "" for a digit.
+
+    Args:
+      processed: the image's 28×28 with its details (`marks`, `mark_aspect`) and ink.
+      logits: the model's (10,) logits on it (None when blank).
+      refusal: the run's fitted refusal score (None: never "not a digit").
+      probabilities: (N, 28, 28) → (N, 10), to read a wide mark as touching digits (None: not tried).
+    """
+    if processed.blank:
+        return "blank", processed.reason
+    marks = processed.details.get("marks", 1)
+    if marks >= 2:
+        text = _read(processed, probabilities)
+        return "several_digits", f"several digits: {marks} separate marks{text}; use read for numbers"
+    if (
+        probabilities is not None
+        and processed.ink is not None
+        and processed.details.get("mark_aspect", 0) > SPLIT_ABOVE
+    ):
+        reading = read_ink(processed.ink, probabilities)
+        if len(reading.digits) >= 2:
+            return "several_digits", f"several digits: reads as {reading.text!r} (touching); use read for numbers"
+    if refusal is not None and logits is not None and refusal.refuses(processed.pixels[None], logits[None])[0]:
+        return "not_a_digit", "not a digit: it looks like none of the digits the model was trained on"
+    return "digit", ""
+
+
+def needs_reading(processed: Processed) -> bool:
+    """Whether `judge` would read the image (several marks, or one wider than a digit): slower, so callers on
+    an event loop send it to a thread."""
+    if processed.blank or processed.ink is None:
+        return False
+    return processed.details.get("marks", 1) >= 2 or processed.details.get("mark_aspect", 0) > SPLIT_ABOVE
+
+
+def _read(processed: Processed, probabilities) -> str:
+    if probabilities is None or processed.ink is None:
+        return ""
+    return f", reads as {read_ink(processed.ink, probabilities).text!r}"
