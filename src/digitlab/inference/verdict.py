@@ -3,8 +3,8 @@
 `judge` turns a preprocessed image, its logits and the run's refusal score into a verdict and a reason:
 
 - blank: no ink (preprocessing said so);
-- several_digits: the ink forms several separate marks, or one mark wider than a digit that the reader
-  (`read.read_ink`) cuts into several digits it recognises; the reason gives what `read` makes of it;
+- several_digits: the ink forms several separate marks, or one mark much wider than a digit that the reader
+  (`read.read_ink`) cuts into digits it is sure of; the reason gives what `read` makes of it;
 - not_a_digit: the refusal score (`refusal.Refusal`) says it looks like no digit;
 - digit: the label is the model's answer.
 """
@@ -20,6 +20,11 @@ from digitlab.inference.read import SPLIT_ABOVE, read_ink
 from digitlab.inference.refusal import Refusal
 
 VERDICTS = ("digit", "blank", "several_digits", "not_a_digit")
+# One mark is called several touching digits only when it is wider than this × its height (about 2% of MNIST's
+# digits are) and the reader cuts it into digits it is each this sure of: where a page expects one digit, a
+# wide 2 or 5 must not be refused. Chosen on drawn validation digits (bench/read_numbers.py --split validation).
+TOUCHING_ASPECT = 1.25
+TOUCHING_CONFIDENCE = 0.95
 
 
 def judge(
@@ -45,10 +50,10 @@ def judge(
     if (
         probabilities is not None
         and processed.ink is not None
-        and processed.details.get("mark_aspect", 0) > SPLIT_ABOVE
+        and processed.details.get("mark_aspect", 0) > TOUCHING_ASPECT
     ):
         reading = read_ink(processed.ink, probabilities)
-        if len(reading.digits) >= 2:
+        if len(reading.digits) >= 2 and min(d.confidence for d in reading.digits) >= TOUCHING_CONFIDENCE:
             return "several_digits", f"several digits: reads as {reading.text!r} (touching); use read for numbers"
     if refusal is not None and logits is not None and refusal.refuses(processed.pixels[None], logits[None])[0]:
         return "not_a_digit", "not a digit: it looks like none of the digits the model was trained on"

@@ -1,0 +1,235 @@
+"""Reading numbers and refusing non-digits, measured: `digitlab read` against two naive baselines and the ceiling.
+
+Run: `.venv/bin/python bench/read_numbers.py --model RUN [--count 60] [--split test]` — prints the tables and
+writes bench/results/read_numbers.json. `--split validation` builds everything from the run's held-out
+training digits instead: the reader's constants (`read.PIECE_COST`, `SPLIT_WIDER`, `SPLIT_ABOVE`) were chosen
+that way, never on test. `--prior` prints the width prior of `read.WIDTH_PRIOR` from the training digits.
+
+- Numbers: `synthetic.number_image` of 2–6 MNIST digits, gaps touching / close / apart / wide, in canvas,
+  black-on-white and photo styles, `--count` per (length, gap). Exact match (the whole text right) and digit
+  accuracy (1 − edit distance / length, floored at 0).
+- Baselines: "one box" (all ink as one digit, what a single-digit app does) and "components" (8-connected
+  ink blobs left to right, no merging or splitting).
+- Ceiling: single-digit accuracy on the same styles (each digit alone, as a number of length 1) raised to the
+  length: what a perfect segmenter would get with this model.
+- Refusal: the share of real single-digit canvases (MNIST test digits in the 7 canvas styles) refused as not a
+  digit or several digits, and the share of each non-digit family refused, at the run's threshold; and the
+  trade-off when the threshold moves.
+- Speed: `read` of a 5-digit canvas PNG end to end in this process (decode, segment, model on ONNX Runtime),
+  p50 over 100 canvases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "read_numbers.json"
+LENGTHS = (2, 3, 4, 5, 6)
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def digit_accuracy(text: str, truth: str) -> float:
+    return max(0.0, 1.0 - edit_distance(text, truth) / len(truth))
+
+
+def png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def baselines(data: bytes, predictor) -> dict[str, str]:
+    """What the naive readers say: one box around all ink, and plain connected components."""
+    from digitlab.data.preprocess import bounding_box, normalise_digit, to_mnist_28x28
+    from digitlab.data.segment import ink_components
+    from digitlab.inference.read import _line_ink
+
+    whole = to_mnist_28x28(data)
+    one_box = "" if whole.blank else str(int(predictor.probabilities(whole.pixels[None]).argmax()))
+    ink = _line_ink(data, 10**8)
+    parts = sorted(ink_components(ink.flat), key=lambda c: c[1][2])
+    pieces = [normalise_digit(ink, mask, bounding_box(mask)).pixels for mask, _ in parts]
+    components = "".join(str(int(i)) for i in predictor.probabilities(np.stack(pieces)).argmax(1)) if pieces else ""
+    return {"one box": one_box, "components": components}
+
+
+def numbers(predictor, digits, labels, count: int, rng) -> dict:
+    from digitlab.data.synthetic import GAPS, NUMBER_STYLES, number_image
+    from digitlab.inference.read import read_number
+
+    rows = []
+    for length in LENGTHS:
+        for gap in GAPS:
+            for _ in range(count):
+                idx = rng.choice(len(digits), length)
+                image, _ = number_image([digits[i] for i in idx], rng, gap, str(rng.choice(NUMBER_STYLES)))
+                data = png(image)
+                truth = "".join(str(labels[i]) for i in idx)
+                said = {"read": read_number(data, predictor.probabilities).text, **baselines(data, predictor)}
+                rows.append({"length": length, "gap": gap, "truth": truth, **said})
+    return rows
+
+
+def single_digit_accuracy(predictor, digits, labels, count: int, rng) -> float:
+    from digitlab.data.preprocess import to_mnist_28x28
+    from digitlab.data.synthetic import NUMBER_STYLES, number_image
+
+    right = 0
+    for n in range(count):
+        i = int(rng.integers(len(digits)))
+        image, _ = number_image([digits[i]], rng, "apart", NUMBER_STYLES[n % len(NUMBER_STYLES)])
+        p = to_mnist_28x28(image)
+        right += (not p.blank) and int(predictor.probabilities(p.pixels[None]).argmax()) == labels[i]
+    return right / count
+
+
+def summarise(rows: list[dict], ceiling_digit: float) -> dict:
+    out = {}
+    for key, select in (
+        *[(f"length {n}, separated", lambda r, n=n: r["length"] == n and r["gap"] != "touching") for n in LENGTHS],
+        *[(f"length {n}, touching", lambda r, n=n: r["length"] == n and r["gap"] == "touching") for n in LENGTHS],
+    ):
+        chosen = [r for r in rows if select(r)]
+        length = chosen[0]["length"]
+        out[key] = {
+            "numbers": len(chosen),
+            "ceiling": ceiling_digit**length,
+            **{
+                who: {
+                    "exact": float(np.mean([r[who] == r["truth"] for r in chosen])),
+                    "digits": float(np.mean([digit_accuracy(r[who], r["truth"]) for r in chosen])),
+                }
+                for who in ("read", "components", "one box")
+            },
+        }
+    return out
+
+
+def refusal(predictor, test_digits, count: int, rng) -> dict:
+    from digitlab.data.preprocess import to_mnist_28x28
+    from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
+
+    def verdicts(images):
+        out, scores = [], []
+        for image in images:
+            p = to_mnist_28x28(image)
+            if p.blank:
+                out.append("blank")
+                continue
+            logits = predictor.logits(p.pixels[None])
+            out.append(predictor.judge(p, logits[0])[0])
+            scores.append(float(predictor.refusal().score(p.pixels[None], logits)[0]))
+        return out, np.array(scores)
+
+    digit_verdicts, digit_scores = verdicts(
+        render(test_digits[i], STYLES[i % len(STYLES)], rng) for i in rng.choice(len(test_digits), count * 5)
+    )
+    result = {"digits refused": float(np.mean([v in ("not_a_digit", "several_digits") for v in digit_verdicts])),
+              "digits": len(digit_verdicts), "families": {}}  # fmt: skip
+    all_scores = []
+    for family in NON_DIGIT_FAMILIES:
+        family_verdicts, scores = verdicts(non_digit(family, rng) for _ in range(count))
+        result["families"][family] = float(np.mean([v != "digit" for v in family_verdicts]))
+        all_scores.append(scores)
+    others = np.concatenate(all_scores)
+    result["non-digits refused"] = float(np.mean(list(result["families"].values())))
+    result["curve"] = [
+        {"digits refused": q, "non-digits accepted": float(np.mean(others <= np.quantile(digit_scores, 1 - q)))}
+        for q in (0.005, 0.01, 0.02, 0.05, 0.1)
+    ]
+    return result
+
+
+def speed(predictor, digits, rng, count: int = 100) -> float:
+    from digitlab.data.synthetic import number_image
+    from digitlab.inference.read import read_number
+
+    canvases = [png(number_image([digits[i] for i in rng.choice(len(digits), 5)], rng, "apart")[0])
+                for _ in range(count)]  # fmt: skip
+    read_number(canvases[0], predictor.probabilities)
+    times = []
+    for data in canvases:
+        start = time.perf_counter()
+        read_number(data, predictor.probabilities)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def print_prior() -> None:
+    from digitlab.data.mnist import load_mnist
+
+    ink = load_mnist().x_train[:20000] > 50
+    ratios = []
+    for image in ink:
+        rows, cols = np.flatnonzero(image.any(1)), np.flatnonzero(image.any(0))
+        ratios.append((cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1))
+    index = np.clip(np.round(np.array(ratios) * 10).astype(int) - 1, 0, 19)
+    counts = np.bincount(index, minlength=20).astype(float)
+    log_density = np.maximum(np.log(np.maximum(counts, 0.5) / counts.max()), -10)
+    mode = int(log_density.argmax())
+    left = np.minimum.accumulate(log_density[: mode + 1][::-1])[::-1]
+    right = np.minimum.accumulate(log_density[mode:])
+    print(np.round(np.concatenate([left[:-1], right]), 1).tolist())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a run directory or model file")
+    parser.add_argument("--count", type=int, default=60, help="numbers per (length, gap) (default 60)")
+    parser.add_argument("--split", choices=("test", "validation"), default="test", help="digits to build from")
+    parser.add_argument("--prior", action="store_true", help="print the width prior and exit")
+    args = parser.parse_args()
+    if args.prior:
+        print_prior()
+        return
+    from digitlab.data.mnist import load_splits, split_seed
+    from digitlab.inference.predictor import Predictor
+
+    predictor = Predictor.load(args.model, "onnx")
+    settings = predictor.loaded.settings
+    splits = load_splits(None, settings.get("validation_size", 5000), split_seed(settings))
+    digits, labels = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
+    rng = np.random.default_rng(0)
+    single = single_digit_accuracy(predictor, digits, labels, 600, rng)
+    rows = numbers(predictor, digits, labels, args.count, rng)
+    table = summarise(rows, single)
+    refused = refusal(predictor, digits, args.count, rng)
+    p50 = speed(predictor, digits, rng)
+    print(f"single-digit accuracy on the number styles: {single:.2%} ({args.split} digits)\n")
+    print("| numbers | n | ceiling | read exact | read digits | components exact | one box exact |")
+    print("|---|---|---|---|---|---|---|")
+    for key, r in table.items():
+        print(f"| {key} | {r['numbers']} | {r['ceiling']:.1%} | {r['read']['exact']:.1%} | {r['read']['digits']:.1%} "
+              f"| {r['components']['exact']:.1%} | {r['one box']['exact']:.1%} |")  # fmt: skip
+    print(f"\nrefused: {refused['digits refused']:.1%} of {refused['digits']} real single-digit canvases; "
+          f"{refused['non-digits refused']:.1%} of non-digits: "
+          + ", ".join(f"{f} {v:.0%}" for f, v in refused["families"].items()))  # fmt: skip
+    print("trade-off (refusal score alone): " + ", ".join(
+        f"{c['digits refused']:.1%} digits refused → {c['non-digits accepted']:.0%} non-digits accepted"
+        for c in refused["curve"]))  # fmt: skip
+    print(f"\nread of a 5-digit canvas PNG, end to end in-process (ONNX Runtime): p50 {p50:.1f} ms")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "model": str(args.model), "split": args.split, "count": args.count, "single_digit_accuracy": single,
+        "numbers": table, "refusal": refused, "read_5_digits_p50_ms": p50,
+    }, indent=2) + "\n")  # fmt: skip
+    print(f"written {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
