@@ -80,7 +80,7 @@ def numbers(predictor, digits, labels, count: int, rng) -> dict:
                 image, _ = number_image([digits[i] for i in idx], rng, gap, str(rng.choice(NUMBER_STYLES)))
                 data = png(image)
                 truth = "".join(str(labels[i]) for i in idx)
-                said = {"read": read_number(data, predictor.probabilities).text, **baselines(data, predictor)}
+                said = {"read": read_number(data, predictor).text, **baselines(data, predictor)}
                 rows.append({"length": length, "gap": gap, "truth": truth, **said})
     return rows
 
@@ -161,11 +161,11 @@ def speed(predictor, digits, rng, count: int = 100) -> float:
 
     canvases = [png(number_image([digits[i] for i in rng.choice(len(digits), 5)], rng, "apart")[0])
                 for _ in range(count)]  # fmt: skip
-    read_number(canvases[0], predictor.probabilities)
+    read_number(canvases[0], predictor)
     times = []
     for data in canvases:
         start = time.perf_counter()
-        read_number(data, predictor.probabilities)
+        read_number(data, predictor)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 

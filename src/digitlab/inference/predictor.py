@@ -85,7 +85,7 @@ class Predictor:
         """(verdict, reason) of one preprocessed image (see `verdict.judge`)."""
         from digitlab.inference.verdict import judge
 
-        return judge(processed, logits, self.refusal(), self.probabilities)
+        return judge(processed, logits, self.refusal(), self)
 
 
 def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from digitlab.data.preprocess import Processed
@@ -27,32 +25,23 @@ TOUCHING_ASPECT = 1.25
 TOUCHING_CONFIDENCE = 0.95
 
 
-def judge(
-    processed: Processed,
-    logits: np.ndarray | None,
-    refusal: Refusal | None,
-    probabilities: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[str, str]:
+def judge(processed: Processed, logits: np.ndarray | None, refusal: Refusal | None, model=None) -> tuple[str, str]:
     """(verdict, reason) for one image; the reason is "" for a digit.
 
     Args:
       processed: the image's 28×28 with its details (`marks`, `mark_aspect`) and ink.
       logits: the model's (10,) logits on it (None when blank).
       refusal: the run's fitted refusal score (None: never "not a digit").
-      probabilities: (N, 28, 28) → (N, 10), to read a wide mark as touching digits (None: not tried).
+      model: what reads several marks or a wide one (a `Predictor`, see `read.read_number`; None: not tried).
     """
     if processed.blank:
         return "blank", processed.reason
     marks = processed.details.get("marks", 1)
     if marks >= 2:
-        text = _read(processed, probabilities)
+        text = _read(processed, model)
         return "several_digits", f"several digits: {marks} separate marks{text}; use read for numbers"
-    if (
-        probabilities is not None
-        and processed.ink is not None
-        and processed.details.get("mark_aspect", 0) > TOUCHING_ASPECT
-    ):
-        reading = read_ink(processed.ink, probabilities)
+    if model is not None and processed.ink is not None and processed.details.get("mark_aspect", 0) > TOUCHING_ASPECT:
+        reading = read_ink(processed.ink, model)
         if len(reading.digits) >= 2 and min(d.confidence for d in reading.digits) >= TOUCHING_CONFIDENCE:
             return "several_digits", f"several digits: reads as {reading.text!r} (touching); use read for numbers"
     if refusal is not None and logits is not None and refusal.refuses(processed.pixels[None], logits[None])[0]:
@@ -68,7 +57,7 @@ def needs_reading(processed: Processed) -> bool:
     return processed.details.get("marks", 1) >= 2 or processed.details.get("mark_aspect", 0) > SPLIT_ABOVE
 
 
-def _read(processed: Processed, probabilities) -> str:
-    if probabilities is None or processed.ink is None:
+def _read(processed: Processed, model) -> str:
+    if model is None or processed.ink is None:
         return ""
-    return f", reads as {read_ink(processed.ink, probabilities).text!r}"
+    return f", reads as {read_ink(processed.ink, model).text!r}"

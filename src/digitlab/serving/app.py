@@ -66,6 +66,22 @@ class ServeConfig:
     runtime: str = "auto"  # auto | keras | onnx | litert (see digitlab.inference.runtimes)
 
 
+@dataclass
+class BatchedModel:
+    """The model as the reader sees it (`read.read_number`), its logits through the micro-batching model thread;
+    for code in a worker thread, which waits for its batch."""
+
+    batcher: BatchPredictor
+    temperature: float
+    refusal_score: Any
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        return self.batcher.submit(np.asarray(pixels, np.float32)).result()
+
+    def refusal(self):
+        return self.refusal_score
+
+
 def _contract_info(loaded) -> dict[str, Any] | None:
     """What digitlab assumed about an imported model (None for a model digitlab trained)."""
     c = loaded.contract
@@ -216,9 +232,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             return [from_mnist_pixels(image)], True
         return [await preprocess_async(image)], False
 
-    def probabilities_now(pixels: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities through the model thread, for code running in a worker thread."""
-        return probabilities(batcher.submit(np.asarray(pixels, np.float32)).result(), loaded.temperature)
+    batched = BatchedModel(batcher, loaded.temperature, refusal)  # the reader's model, through the model thread
 
     async def predict(processed: list[Processed]) -> np.ndarray:
         pixels = np.stack([p.pixels for p in processed])
@@ -245,7 +259,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             logits = await asyncio.wrap_future(batcher.submit(processed.pixels[None]))
             probs = probabilities(logits, loaded.temperature)[0]
             if needs_reading(processed):  # several marks or a wide one: read in a thread, the model thread helps
-                verdict, reason = await run_in_threadpool(judge, processed, logits[0], refusal, probabilities_now)
+                verdict, reason = await run_in_threadpool(judge, processed, logits[0], refusal, batched)
             else:
                 verdict, reason = judge(processed, logits[0], refusal)
             body.update(
@@ -269,7 +283,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         def read():
             try:
-                return read_number(image, probabilities_now, max_pixels=config.max_pixels)
+                return read_number(image, batched, max_pixels=config.max_pixels)
             except ImageError as e:
                 raise BadRequest(f"image: {e}", 413 if "over the limit" in str(e) else 400) from None
 
