@@ -1,0 +1,166 @@
+"""Reading numbers and the honest single-digit answers: segmentation on constructed cases, `read` and the
+verdicts end to end (CLI and API) on real MNIST digits, the field cases, and the refusal of non-digits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitlab.cli import main
+from digitlab.data.preprocess import image_ink, to_mnist_28x28
+from digitlab.data.segment import segment_line
+from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, number_image, render
+
+FIELD = Path(__file__).resolve().parents[1] / "field_cases"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "field-cases"
+
+
+def _field(name: str) -> Path:
+    """A field case: the copy under tests/, else ../shared/field-cases/."""
+    return FIELD / name if (FIELD / name).exists() else SHARED / name
+
+
+def _groups(image: Image.Image) -> int:
+    return len(segment_line(image_ink(image, work_size=448).flat))
+
+
+def _strokes(size, lines, width=14) -> Image.Image:
+    image = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(image)
+    for line in lines:
+        draw.line(line, fill=255, width=width, joint="curve")
+    return image
+
+
+# --- segmentation (no model) ----------------------------------------------------------------------------------
+
+
+def test_digits_apart_are_separate_groups_left_to_right(mnist):
+    image, _ = number_image([mnist.x_test[i] for i in (0, 1, 2)], np.random.default_rng(0), "apart")
+    groups = segment_line(image_ink(image, work_size=448).flat)
+    assert len(groups) == 3
+    assert [g.box[2] for g in groups] == sorted(g.box[2] for g in groups)
+
+
+def test_touching_digits_are_one_group_with_cut_candidates(mnist):
+    image, _ = number_image([mnist.x_test[1], mnist.x_test[2]], np.random.default_rng(0), "touching")
+    (group,) = segment_line(image_ink(image, work_size=448).flat)
+    assert group.cuts, "a blob of two digits needs places to cut it"
+
+
+def test_a_digit_drawn_in_two_strokes_is_one_group():
+    four = _strokes((200, 200), [[(60, 20), (40, 110), (150, 110)], [(120, 40), (120, 190)]])  # 4: two strokes
+    five = _strokes((200, 200), [[(70, 30), (60, 100), (120, 90), (140, 140), (110, 180), (60, 170)],
+                                 [(80, 28), (150, 28)]])  # fmt: skip  # 5 with its top bar apart
+    seven = _strokes((200, 200), [[(40, 30), (160, 30), (80, 190)], [(70, 110), (150, 110)]])  # 7 with a crossbar
+    assert [_groups(four), _groups(five), _groups(seven)] == [1, 1, 1]
+
+
+def test_a_speck_is_dropped_and_a_one_next_to_a_zero_is_two_groups():
+    one_zero = _strokes((320, 200), [[(80, 30), (80, 180)]])
+    ImageDraw.Draw(one_zero).ellipse((140, 30, 260, 180), outline=255, width=14)
+    assert _groups(one_zero) == 2
+    specked = one_zero.copy()
+    ImageDraw.Draw(specked).ellipse((300, 5, 304, 9), fill=255)  # a speck in the corner
+    assert _groups(specked) == 2
+
+
+# --- read, end to end -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run):
+    from digitlab.inference.predictor import Predictor
+
+    return Predictor.load(trained_run, "onnx", log=lambda *_: None)
+
+
+@pytest.mark.slow
+def test_read_numbers_of_test_digits(predictor, mnist):
+    from digitlab.inference.read import read_number
+
+    rng = np.random.default_rng(1)
+    right = {"apart": 0, "touching": 0}
+    for gap in right:
+        for _ in range(12):
+            idx = rng.choice(len(mnist.x_test), 2 if gap == "touching" else 3)
+            image, boxes = number_image([mnist.x_test[i] for i in idx], rng, gap)
+            reading = read_number(image, predictor)
+            right[gap] += reading.text == "".join(str(mnist.y_test[i]) for i in idx)
+            if reading.text == "".join(str(mnist.y_test[i]) for i in idx):  # boxes land on the right digits
+                centres = [(b[0] + b[2]) / 2 for b in boxes]
+                assert all(d.box[0] <= c <= d.box[2] for d, c in zip(reading.digits, centres, strict=True))
+    assert right["apart"] >= 10 and right["touching"] >= 8, right  # benches: 95% and 86% on validation digits
+
+
+def test_field_cases_read_and_predict(trained_run, tmp_path, capsys):
+    images = [_field(n) for n in ("forty_two_touching.png", "ten_1_and_0_apart.png")]
+    assert main(["read", *map(str, images), "--model", str(trained_run), "--json",
+                 "--save-processed", str(tmp_path / "digits")]) == 0  # fmt: skip
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in lines] == ["42", "10"]
+    assert all(len(d["box"]) == 4 and 0 <= d["confidence"] <= 1 for r in lines for d in r["digits"])
+    assert len(list((tmp_path / "digits").glob("*.png"))) == 4
+    cases = [*images, _field("dash_only.png"), _field("five_scan_16bit_fullrange.png")]
+    assert main(["predict", *map(str, cases), "--model", str(trained_run), "--json"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["verdict"] for a in answers] == ["several_digits", "several_digits", "not_a_digit", "digit"]
+    assert [a["label"] for a in answers] == [None, None, None, 5]
+    assert "'42'" in answers[0]["reason"] and "use read" in answers[0]["reason"]
+
+
+def test_api_read_and_verdicts(trained_run):
+    from fastapi.testclient import TestClient
+
+    from digitlab.serving.app import ServeConfig, create_app
+
+    with TestClient(create_app(ServeConfig(model=str(trained_run)))) as client:
+        body = client.post("/api/read", content=_field("forty_two_touching.png").read_bytes()).json()
+        assert body["text"] == "42" and body["digits"][0]["processed"].startswith("data:image/png;base64,")
+        dash = client.post("/api/predict", content=_field("dash_only.png").read_bytes()).json()
+        assert dash["verdict"] == "not_a_digit" and dash["label"] is None and dash["reason"].startswith("not a digit")
+        blank = client.post("/api/read", json={"pixels": [[0] * 28] * 28}).json()
+        assert blank["blank"] is True and blank["text"] == ""
+        bad = client.post("/api/read", content=b"not an image")
+        assert bad.status_code == 400 and "image" in bad.json()["error"]
+
+
+# --- refusal --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_non_digits_refused_and_real_digits_accepted(predictor, mnist):
+    rng = np.random.default_rng(2)
+
+    def refused(images) -> float:
+        verdicts = []
+        for image in images:
+            p = to_mnist_28x28(image)
+            verdicts.append("blank" if p.blank else predictor.judge(p, predictor.logits(p.pixels[None])[0])[0])
+        return float(np.mean([v != "digit" for v in verdicts]))
+
+    families = {f: refused(non_digit(f, rng) for _ in range(12)) for f in NON_DIGIT_FAMILIES}
+    assert np.mean(list(families.values())) >= 0.6 and min(families.values()) >= 0.25, families
+    digits = refused(render(mnist.x_test[i], STYLES[i % len(STYLES)], rng) for i in range(70))
+    assert digits <= 3 / 70, digits
+
+
+def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
+    from digitlab.inference.predictor import Predictor
+    from digitlab.inference.refusal import REFUSAL_FILE
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns(REFUSAL_FILE, "export", "explain", "report"))
+    notes: list[str] = []
+    first = Predictor.load(run, "keras", log=notes.append).refusal()
+    assert (run / REFUSAL_FILE).is_file() and any("first use" in n for n in notes)
+    saved = json.loads((run / REFUSAL_FILE).read_text())
+    assert saved["fitted_on"]["families"] != list(NON_DIGIT_FAMILIES)  # fitted on other families than benched
+    notes.clear()
+    again = Predictor.load(run, "keras", log=notes.append).refusal()
+    assert again.threshold == first.threshold and not notes
