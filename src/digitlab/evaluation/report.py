@@ -17,6 +17,8 @@ from scipy.special import softmax
 from digitlab.atomic import atomic_write_text, save_figure
 from digitlab.evaluation.inside import inside_section, layer_table, png_tag
 from digitlab.evaluation.metrics import ECE_BINS, expected_calibration_error, reliability_bins
+from digitlab.evaluation.refusal_curve import refusal_section
+from digitlab.models.forward import predict_logits
 from digitlab.rundir import RunDir
 
 PLOTS = {
@@ -186,6 +188,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], loaded, images, labels,
         f"<figure>{_img(p)}<figcaption>{html.escape(PLOTS[p.name])}</figcaption></figure>" for p in made if p
     )
     inside = inside_section(loaded, out_dir, images, labels, logits, metrics["most_confused"])
+    refusal = refusal_section(loaded, lambda x: predict_logits(loaded.model, x), images, out_dir, png_tag)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>digitlab report: {html.escape(metrics["model"])} on {metrics["split"]}</title>
@@ -227,6 +230,7 @@ ECE uses 15 equal-width confidence bins: Σ (n_bin / N) · |accuracy − confide
 <h2>Model</h2>
 {layer_table(loaded.model)}
 {inside}
+{refusal}
 </body></html>
 """
     return atomic_write_text(out_dir / "report.html", page)
