@@ -43,6 +43,7 @@ def _check(response) -> None:
 
 ROUTES = [
     "POST /api/predict",
+    "POST /api/read",
     "POST /api/explain",
     "POST /v1/models/{model}:predict",
     "POST /v1/models/{model}/versions/{version}:predict",
@@ -86,9 +87,17 @@ def client(app):
         yield c
 
 
+_DIGIT: list = []
+
+
 def _good(client) -> None:
-    r = client.post("/api/predict", json={"pixels": [[0.0] * 28] * 14 + [[0.0] * 10 + [1.0] * 8 + [0.0] * 10] * 14})
-    assert r.status_code == 200 and r.json()["label"] is not None
+    """The server still answers a real digit (the first MNIST test digit, a 7) after the abuse."""
+    if not _DIGIT:
+        from digitlab.data.mnist import load_mnist
+
+        _DIGIT.append((load_mnist().x_test[0] / 255.0).round(4).tolist())
+    r = client.post("/api/predict", json={"pixels": _DIGIT[0]})
+    assert r.status_code == 200 and r.json()["label"] == 7 and r.json()["verdict"] == "digit"
 
 
 @pytest.mark.parametrize(
@@ -108,7 +117,7 @@ def _good(client) -> None:
     ids=["short-length", "huge-length", "negative-length", "deep-json", "over-limit", "nested-pixels", "not-utf8"],
 )
 def test_hand_written_abuse(client, kwargs):
-    for route in ("/api/predict", "/api/explain", "/v1/models/digits:predict", "/api/feedback"):
+    for route in ("/api/predict", "/api/read", "/api/explain", "/v1/models/digits:predict", "/api/feedback"):
         _check(client.post(route, **kwargs))
     _good(client)
 
