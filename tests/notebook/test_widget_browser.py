@@ -116,7 +116,7 @@ def test_draw_a_seven_in_jupyterlab(lab):
         )
         assert page.eval_on_selector_all(".digitlab-draw.number .boxes .box", "els => els.length") == 2
         assert page.eval_on_selector_all(".digitlab-draw.number [data-testid=reading-digits] img", "e => e.length") == 2
-        page.screenshot(path=str(ARTIFACTS / "jupyterlab-number-42.png"))
+        page.locator(".digitlab-draw.number").screenshot(path=str(ARTIFACTS / "jupyterlab-number-42.png"))
         browser.close()
 
 

@@ -118,6 +118,12 @@ def _wait_label(page, expected: str):
     page.wait_for_function("e => document.getElementById('label').textContent === e", arg=expected, timeout=15000)
 
 
+def _wait_verdict(page, verdict: str):
+    page.wait_for_function(
+        "v => document.querySelector('[data-testid=verdict]').textContent === v", arg=verdict, timeout=15000
+    )
+
+
 def _wait_state(page, state: str):
     """No answer: the prediction is empty and the page shows a placeholder glyph (data-state says why)."""
     page.wait_for_function("s => document.getElementById('label').dataset.state === s", arg=state, timeout=15000)
@@ -236,8 +242,7 @@ def test_a_dash_is_not_a_digit(server, browser):
     page = browser.new_page(viewport={"width": 1100, "height": 800})
     page.goto(url)
     _draw_mouse(page, DASH)
-    page.wait_for_function("document.querySelector('[data-testid=verdict]').textContent !== ''", timeout=15000)
-    assert page.text_content("[data-testid=verdict]") == "not_a_digit"
+    _wait_verdict(page, "not_a_digit")  # answers to the half-drawn stroke may come first
     assert page.text_content("[data-testid=prediction]") == ""
     assert page.text_content("#status").startswith("Not a digit")
     assert page.eval_on_selector("#bars", "e => e.classList.contains('muted')")  # shown, but not as an answer
@@ -274,3 +279,27 @@ def test_write_42_in_number_mode(server, browser):
     _wait_state(page, "empty")
     assert page.eval_on_selector_all(".boxes .box", "els => els.length") == 0
     page.close()
+
+
+def test_several_digits_on_a_phone_then_read_as_a_number(server, browser):
+    """A 4 and a 2 on the square pad are "several digits"; "Read as a number" keeps the drawing and reads 42 on
+    the wide pad, which fits the phone's width."""
+    url, _ = server
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(url)
+    cdp = context.new_cdp_session(page)
+    square = [[(0.1 + 0.35 * (x - 0.31) / 0.14, y) for x, y in s] for s in FORTY_TWO[:2]]  # the 4, left half
+    square += [[(0.55 + 0.35 * (x - 0.55) / 0.14, y) for x, y in FORTY_TWO[2]]]  # the 2, right half
+    _draw_touch(page, cdp, square)
+    _wait_verdict(page, "several_digits")
+    assert page.text_content("[data-testid=prediction]") == ""
+    assert page.text_content("#status").startswith("Several digits")
+    page.screenshot(path=str(ARTIFACTS / "phone-several-digits.png"), full_page=True)
+    page.click("#as-number")
+    _wait_label(page, "42")
+    box = page.locator("#pad").bounding_box()
+    assert box["width"] > 3 * box["height"] and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    page.screenshot(path=str(ARTIFACTS / "phone-number-42.png"), full_page=True)
+    context.close()

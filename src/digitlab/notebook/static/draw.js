@@ -78,7 +78,7 @@ function render({ model, el }) {
     const digits = model.get("digits") || [], drawn = !!model.get("image");
     answer(model.get("text") || "", drawn ? "–" : "?");
     root.querySelector(".status").textContent = !drawn ? hint : !digits.length ? "No digits found: write a number, larger."
-      : `${digits.length} digit${digits.length === 1 ? "" : "s"}, ${pct(model.get("confidence"))} sure of ${digits.length === 1 ? "it" : "all"}`;
+      : `${digits.length} digit${digits.length === 1 ? "" : "s"}, ${pct(model.get("confidence"))} sure of ${digits.length === 1 ? "it" : digits.length === 2 ? "both" : "all"}`;
     const boxes = root.querySelector(".boxes"), row = root.querySelector(".digits");
     boxes.replaceChildren(); row.replaceChildren();
     const css = pad.clientWidth / pad.width; // the posted image is the canvas's buffer
