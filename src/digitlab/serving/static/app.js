@@ -257,6 +257,8 @@ function showEmpty() {
 }
 
 function showError(message) {
+  state.reading = null;
+  if (window.digitlabReading) window.digitlabReading.clear();
   answer("", "blank", "!");
   $("status").textContent = `Error: ${message}`;
 }
