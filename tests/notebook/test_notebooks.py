@@ -62,14 +62,16 @@ def _url(png: bytes) -> str:
 def test_widget_answers_canvases_of_every_style(widget, mnist):
     from digitlab.data.synthetic import STYLES, browser_png, render
 
-    right = 0
+    right, verdicts = 0, []
     for i, style in enumerate(STYLES * 3):
         widget.image = _url(browser_png(render(mnist.x_test[i], style, np.random.default_rng(i))))
-        assert widget.error == "" and widget.label is not None
+        verdicts.append((style, widget.verdict))
+        assert widget.error == "" and (widget.label is not None) == (widget.verdict == "digit")
         assert len(widget.probabilities) == 10 and abs(sum(widget.probabilities) - 1) < 1e-4
-        assert widget.top_k[0]["label"] == widget.label and widget.processed.startswith("data:image/png;base64,")
+        assert widget.top_k[0]["label"] == int(np.argmax(widget.probabilities))
+        assert widget.processed.startswith("data:image/png;base64,")
         right += widget.label == mnist.y_test[i]
-    assert right >= 0.9 * 3 * len(STYLES)
+    assert right >= 0.9 * 3 * len(STYLES), verdicts
 
 
 def test_widget_blank_and_bad_input_never_raise(widget, mnist):
@@ -104,7 +106,51 @@ def test_widget_matches_the_server(widget, trained_run, mnist):
     with TestClient(create_app(ServeConfig(model=str(trained_run)))) as client:
         body = client.post("/api/predict", json={"image": url}).json()
     assert body["label"] == widget.label and body["processed"] == widget.processed
+    assert body["verdict"] == widget.verdict and body["reason"] == widget.reason
     np.testing.assert_allclose(body["probabilities"], widget.probabilities, atol=1e-6)
+
+
+def test_widget_says_why_there_is_no_digit(widget, mnist):
+    """Digit mode gives the verdict and reason like /api/predict: two digits side by side are not one digit."""
+    import io
+
+    from digitlab.data.synthetic import number_image
+
+    image, _ = number_image([mnist.x_test[i] for i in (0, 1)], np.random.default_rng(0), gap="wide")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    widget.image = _url(buf.getvalue())
+    assert widget.verdict == "several_digits" and widget.label is None and widget.reason.startswith("several")
+    assert len(widget.probabilities) == 10  # the model ran: its probabilities are still given
+
+
+def test_widget_number_mode_reads_like_the_server(trained_run, mnist):
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from digitlab.data.synthetic import number_image
+    from digitlab.errors import ConfigError
+    from digitlab.notebook import draw
+    from digitlab.serving.app import ServeConfig, create_app
+
+    with pytest.raises(ConfigError, match="digit, number"):
+        draw(trained_run, mode="numbers")
+    widget = draw(trained_run, mode="number")
+    digits = [mnist.x_test[i] for i in (1, 2, 3)]  # 2, 1, 0
+    image, boxes = number_image(digits, np.random.default_rng(1), gap="apart", style="black-on-white")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    widget.image = url = _url(buf.getvalue())
+    assert widget.error == "" and widget.verdict == "number"
+    assert widget.text == "".join(str(mnist.y_test[i]) for i in (1, 2, 3))
+    assert [d["box"][0] < b[2] and b[0] < d["box"][2] for d, b in zip(widget.digits, boxes, strict=True)] == [True] * 3
+    assert all(d["processed"].startswith("data:image/png;base64,") for d in widget.digits)
+    with TestClient(create_app(ServeConfig(model=str(trained_run)))) as client:
+        body = client.post("/api/read", json={"image": url}).json()
+    assert body["text"] == widget.text and [d["box"] for d in body["digits"]] == [d["box"] for d in widget.digits]
+    widget.image = ""
+    assert widget.text == "" and widget.digits == [] and widget.verdict == ""
 
 
 def test_kernel_env_is_not_left_quick():

@@ -1,5 +1,6 @@
 """The draw() widget's ES module in a real browser: JupyterLab (started here, on a free loopback port) runs a
-small notebook, Chromium draws a 7 on the widget with the mouse, and the widget says 7."""
+small notebook, Chromium draws a 7 on the widget with the mouse, and the widget says 7; then writes 42 on the
+number-mode widget shown under it, which reads 42."""
 
 from __future__ import annotations
 
@@ -23,12 +24,21 @@ pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="no Chromium: `apt-get install chromium` (.ci/run does this)"
 )
 SEVEN = [(0.28, 0.2), (0.72, 0.2), (0.62, 0.4), (0.50, 0.62), (0.42, 0.84)]
+# a 4 and a 2, well apart, in fractions of the wide number canvas
+FORTY_TWO = [
+    [(0.37, 0.14), (0.31, 0.62), (0.45, 0.62)],
+    [(0.42, 0.32), (0.42, 0.88)],
+    [(0.55, 0.30), (0.58, 0.17), (0.63, 0.14), (0.67, 0.22), (0.66, 0.40), (0.56, 0.84), (0.69, 0.84)],
+]
 
 
 @pytest.fixture(scope="module")
 def lab(trained_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
-    cell = f"from digitlab.notebook import draw\nwidget = draw({str(trained_run)!r})\nwidget"
+    cell = (
+        f"from digitlab.notebook import draw\nwidget = draw({str(trained_run)!r})\n"
+        f"number = draw({str(trained_run)!r}, mode='number')\ndisplay(widget, number)"
+    )
     notebook = {
         "cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": cell}],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -83,23 +93,40 @@ def test_draw_a_seven_in_jupyterlab(lab):
             page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
             page.keyboard.press("Shift+Enter")  # run the cell: the widget appears in its output
             try:
-                pad = page.wait_for_selector(".digitlab-draw canvas.pad", timeout=45000)
+                pad = page.wait_for_selector(".digitlab-draw:not(.number) canvas.pad", timeout=45000)
                 break
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "jupyterlab-retry.png"))
                 page.keyboard.press("Escape")
         assert pad is not None, "the widget never appeared (see test-artifacts/notebook/jupyterlab-retry.png)"
-        box = pad.bounding_box()
-        page.mouse.move(box["x"] + SEVEN[0][0] * box["width"], box["y"] + SEVEN[0][1] * box["height"])
-        page.mouse.down()
-        for (x0, y0), (x1, y1) in itertools.pairwise(SEVEN):
-            for t in range(1, 7):  # small steps, as a hand moves
-                x, y = x0 + (x1 - x0) * t / 6, y0 + (y1 - y0) * t / 6
-                page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
-        page.mouse.up()
+        _draw(page, pad, [SEVEN])
         page.wait_for_function(
             "() => document.querySelector('.digitlab-draw .label')?.textContent === '7'", timeout=60000
         )
         assert page.eval_on_selector(".digitlab-draw .seen img", "img => img.src.startsWith('data:image/png')")
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-draw-7.png"))
+        number = page.wait_for_selector(".digitlab-draw.number canvas.pad", timeout=30000)
+        number.scroll_into_view_if_needed()
+        box = number.bounding_box()
+        assert box["width"] > 3 * box["height"]
+        _draw(page, number, FORTY_TWO)
+        page.wait_for_function(
+            "() => document.querySelector('.digitlab-draw.number [data-testid=prediction]')?.textContent === '42'",
+            timeout=60000,
+        )
+        assert page.eval_on_selector_all(".digitlab-draw.number .boxes .box", "els => els.length") == 2
+        assert page.eval_on_selector_all(".digitlab-draw.number [data-testid=reading-digits] img", "e => e.length") == 2
+        page.locator(".digitlab-draw.number").screenshot(path=str(ARTIFACTS / "jupyterlab-number-42.png"))
         browser.close()
+
+
+def _draw(page, pad, strokes):
+    box = pad.bounding_box()
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0] * box["width"], box["y"] + stroke[0][1] * box["height"])
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in itertools.pairwise(stroke):
+            for t in range(1, 7):  # small steps, as a hand moves
+                x, y = x0 + (x1 - x0) * t / 6, y0 + (y1 - y0) * t / 6
+                page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.up()

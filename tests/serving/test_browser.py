@@ -77,6 +77,15 @@ SHAPES = {
 }
 
 
+# "42" on the wide number-mode canvas, in fractions of its width and height: a 4 and a 2, well apart.
+FORTY_TWO = [
+    [(0.37, 0.14), (0.31, 0.62), (0.45, 0.62)],
+    [(0.42, 0.32), (0.42, 0.88)],
+    [(0.55, 0.30), (0.58, 0.17), (0.63, 0.14), (0.67, 0.22), (0.66, 0.40), (0.56, 0.84), (0.69, 0.84)],
+]
+DASH = [[(0.3, 0.5), (0.7, 0.5)]]
+
+
 def _stroke_points(points, steps=6):
     out = []
     for (x0, y0), (x1, y1) in itertools.pairwise(points):
@@ -107,6 +116,18 @@ def _draw_touch(page, cdp, strokes):
 
 def _wait_label(page, expected: str):
     page.wait_for_function("e => document.getElementById('label').textContent === e", arg=expected, timeout=15000)
+
+
+def _wait_verdict(page, verdict: str):
+    page.wait_for_function(
+        "v => document.querySelector('[data-testid=verdict]').textContent === v", arg=verdict, timeout=15000
+    )
+
+
+def _wait_state(page, state: str):
+    """No answer: the prediction is empty and the page shows a placeholder glyph (data-state says why)."""
+    page.wait_for_function("s => document.getElementById('label').dataset.state === s", arg=state, timeout=15000)
+    assert page.text_content("[data-testid=prediction]") == ""
 
 
 def _check_result(page, label: int):
@@ -142,11 +163,12 @@ def test_empty_canvas_and_a_dot_show_no_digit(server, browser):
     _draw_mouse(page, SHAPES[7])
     _wait_label(page, "7")
     page.click("#clear")
-    _wait_label(page, "?")
+    _wait_state(page, "empty")
     assert "No digit" in page.text_content("#status")
     _draw_mouse(page, [[(0.5, 0.5), (0.505, 0.5)]])  # a dot: not a digit
-    _wait_label(page, "–")
+    _wait_state(page, "blank")
     assert "No digit found" in page.text_content("#status")
+    assert page.text_content("[data-testid=verdict]") == "blank"
     page.screenshot(path=str(ARTIFACTS / "no-digit.png"))
     page.close()
 
@@ -211,3 +233,73 @@ def test_inside_the_network_panel_follows_the_drawing(server, browser):
     page.wait_for_function("document.getElementById('why').textContent.startsWith('Grad-CAM')", timeout=30000)
     page.screenshot(path=str(ARTIFACTS / "inside-7-gradcam-vs-1.png"), full_page=True)
     page.close()
+
+
+def test_a_dash_is_not_a_digit(server, browser):
+    """Digit mode answers honestly: a dash gets the verdict and the reason, and no digit."""
+    url, _ = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(url)
+    _draw_mouse(page, DASH)
+    _wait_verdict(page, "not_a_digit")  # answers to the half-drawn stroke may come first
+    assert page.text_content("[data-testid=prediction]") == ""
+    assert page.text_content("#status").startswith("Not a digit")
+    assert page.eval_on_selector("#bars", "e => e.classList.contains('muted')")  # shown, but not as an answer
+    page.wait_for_timeout(300)  # the bars' transition
+    page.screenshot(path=str(ARTIFACTS / "dash.png"))
+    page.close()
+
+
+def test_write_42_in_number_mode(server, browser):
+    """Number mode: the switch is keyboard-usable, a 4 and a 2 read as "42", each digit boxed on the canvas."""
+    url, _ = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(url)
+    page.focus("input[name=mode][value=digit]")
+    page.keyboard.press("ArrowRight")  # radios: arrows choose
+    page.wait_for_function("document.body.classList.contains('mode-number')")
+    box = page.locator("#pad").bounding_box()
+    assert box["width"] > 3 * box["height"]
+    _draw_mouse(page, FORTY_TWO)
+    _wait_label(page, "42")
+    assert page.text_content("[data-testid=verdict]") == "number"
+    assert page.eval_on_selector_all("[data-testid=reading-digits] img", "els => els.length") == 2
+    captions = page.eval_on_selector_all("[data-testid=reading-digits] b", "els => els.map(e => e.textContent)")
+    assert captions == ["4", "2"]
+    boxes = page.eval_on_selector_all(".boxes .box", "els => els.map(e => e.getBoundingClientRect().toJSON())")
+    assert len(boxes) == 2
+    for b, (x0, x1) in zip(boxes, [(0.31, 0.45), (0.55, 0.69)], strict=True):  # each box over its digit's ink
+        mid = (b["left"] + b["right"]) / 2
+        assert box["x"] + x0 * box["width"] - 15 < mid < box["x"] + x1 * box["width"] + 15
+        assert box["y"] < b["top"] < b["bottom"] <= box["y"] + box["height"]
+    page.screenshot(path=str(ARTIFACTS / "number-42.png"))
+    page.click("#clear")
+    _wait_state(page, "empty")
+    assert page.eval_on_selector_all(".boxes .box", "els => els.length") == 0
+    page.close()
+
+
+def test_several_digits_on_a_phone_then_read_as_a_number(server, browser):
+    """A 4 and a 2 on the square pad are "several digits"; "Read as a number" keeps the drawing and reads 42 on
+    the wide pad, which fits the phone's width."""
+    url, _ = server
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(url)
+    cdp = context.new_cdp_session(page)
+    square = [[(0.1 + 0.35 * (x - 0.31) / 0.14, y) for x, y in s] for s in FORTY_TWO[:2]]  # the 4, left half
+    square += [[(0.55 + 0.35 * (x - 0.55) / 0.14, y) for x, y in FORTY_TWO[2]]]  # the 2, right half
+    _draw_touch(page, cdp, square)
+    _wait_verdict(page, "several_digits")
+    assert page.text_content("[data-testid=prediction]") == ""
+    assert page.text_content("#status").startswith("Several digits")
+    page.screenshot(path=str(ARTIFACTS / "phone-several-digits.png"), full_page=True)
+    page.click("#as-number")
+    _wait_label(page, "42")
+    box = page.locator("#pad").bounding_box()
+    assert box["width"] > 3 * box["height"] and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    page.screenshot(path=str(ARTIFACTS / "phone-number-42.png"), full_page=True)
+    context.close()

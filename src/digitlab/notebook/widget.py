@@ -2,10 +2,17 @@
 
 The canvas is one ES module (`static/draw.js`, shipped as package data, no build step). After each stroke it
 sets `image` to the canvas's PNG data URL; Python then runs exactly what the server runs for `/api/predict`
-(the same `to_mnist_28x28`, the same `Predictor` with its runtime and fitted temperature) and answers through
-synced traits: `label` (None for "no digit"), `probabilities`, `top_k`, `processed` (the 28×28 the model saw,
-a PNG data URL) and `error`. Scripts can set `image` themselves. A bad image sets `error`; nothing raises in
-the kernel. In Colab, anywidget turns on Colab's custom widget manager by itself.
+(the same `to_mnist_28x28`, the same `Predictor` with its runtime, fitted temperature and verdicts) and answers
+through synced traits: `verdict` ("digit", "blank", "several_digits" or "not_a_digit") with its `reason`,
+`label` (None unless the verdict is "digit"), `probabilities`, `top_k`, `processed` (the 28×28 the model saw,
+a PNG data URL) and `error`.
+
+`mode="number"` gives a wide canvas and runs what `/api/read` runs (`read_number` through the same Predictor):
+`text` (e.g. "42"), `digits` (each `label`, `confidence`, `box` [x0, y0, x1, y1] in the image's pixels and
+`processed`), `confidence`, and `verdict` "number" or "blank".
+
+Scripts can set `image` themselves. A bad image sets `error`; nothing raises in the kernel. In Colab,
+anywidget turns on Colab's custom widget manager by itself.
 """
 
 from __future__ import annotations
@@ -18,12 +25,20 @@ import traitlets
 
 from digitlab.data.decode import decode_data_url
 from digitlab.data.preprocess import to_mnist_28x28
-from digitlab.errors import DigitlabError
+from digitlab.errors import ConfigError, DigitlabError
 from digitlab.inference.predictor import Predictor, top_k_of
+from digitlab.inference.read import Reading, read_number
+from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel
 
 STATIC = Path(__file__).parent / "static"
 MAX_PIXELS = 16_000_000  # the server's default decoded-pixel limit
+MODES = ("digit", "number")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 
 
 class DrawWidget(anywidget.AnyWidget):
@@ -35,13 +50,19 @@ class DrawWidget(anywidget.AnyWidget):
     probabilities = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)
     top_k = traitlets.List(default_value=[]).tag(sync=True)
     processed = traitlets.Unicode("").tag(sync=True)  # the 28×28 the model saw, PNG data URL
-    reason = traitlets.Unicode("").tag(sync=True)  # why it is "no digit"
+    reason = traitlets.Unicode("").tag(sync=True)  # why there is no digit (or no number)
+    mode = traitlets.Unicode("digit").tag(sync=True)  # "digit" or "number", fixed when made
+    verdict = traitlets.Unicode("").tag(sync=True)  # digit|blank|several_digits|not_a_digit; number: number|blank
+    text = traitlets.Unicode("").tag(sync=True)  # number mode: what was read, e.g. "42"
+    digits = traitlets.List(default_value=[]).tag(sync=True)  # number mode: label, confidence, box, processed
+    confidence = traitlets.Float(0.0).tag(sync=True)  # number mode: the chance every digit is right
     error = traitlets.Unicode("").tag(sync=True)
     model_name = traitlets.Unicode("").tag(sync=True)
     runtime = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, predictor: Predictor, top_k: int = 3, **kwargs: Any):
-        super().__init__(model_name=predictor.name, runtime=predictor.runtime.name, **kwargs)
+    def __init__(self, predictor: Predictor, top_k: int = 3, mode: str = "digit", **kwargs: Any):
+        _check_mode(mode)
+        super().__init__(model_name=predictor.name, runtime=predictor.runtime.name, mode=mode, **kwargs)
         self._predictor = predictor
         self._k = top_k
         self.observe(self._answer, names="image")
@@ -54,27 +75,57 @@ class DrawWidget(anywidget.AnyWidget):
         try:
             if not isinstance(url, str) or not url.startswith("data:"):
                 raise DigitlabError("image must be a data:image/...;base64,... URL")
-            processed = to_mnist_28x28(decode_data_url(url), max_pixels=MAX_PIXELS)
-            probs = None if processed.blank else self._predictor.probabilities(processed.pixels[None])[0]
+            data = decode_data_url(url)
+            if self.mode == "number":
+                self._show_reading(read_number(data, self._predictor.probabilities, max_pixels=MAX_PIXELS))
+                return
+            processed = to_mnist_28x28(data, max_pixels=MAX_PIXELS)
+            if processed.blank:
+                self._show(None, processed.to_data_url(), processed.reason, verdict="blank")
+                return
+            logits = self._predictor.logits(processed.pixels[None])
+            verdict, reason = self._predictor.judge(processed, logits[0])
         except DigitlabError as e:
             self._show(error=str(e))
             return
-        self._show(probs, processed.to_data_url(), processed.reason)
+        probs = probabilities(logits, self._predictor.temperature)[0]
+        self._show(probs, processed.to_data_url(), reason, verdict=verdict)
 
-    def _show(self, probs=None, processed: str = "", reason: str = "", error: str = "") -> None:
-        """Set every answer trait at once (one sync to the front end); no probabilities means no label."""
+    def _show(self, probs=None, processed: str = "", reason: str = "", error: str = "", verdict: str = "") -> None:
+        """Set every answer trait at once (one sync to the front end); a label only when the verdict is a digit
+        (the probabilities are still given whenever the model ran)."""
         with self.hold_sync():
-            self.error, self.processed, self.reason = error, processed, reason
+            self.error, self.processed, self.reason, self.verdict = error, processed, reason, verdict
+            self.text, self.digits, self.confidence = "", [], 0.0
             if probs is None:
                 self.label, self.probabilities, self.top_k = None, [], []
             else:
                 self.probabilities = [round(float(p), 6) for p in probs]
                 self.top_k = top_k_of(probs, self._k)
-                self.label = int(probs.argmax())
+                self.label = int(probs.argmax()) if verdict == "digit" else None
+
+    def _show_reading(self, reading: Reading) -> None:
+        """Number mode's answer: the text, each digit (with its 28×28) and the overall confidence."""
+        digits = [{**d.to_json(), "processed": d.processed.to_data_url()} for d in reading.digits]
+        with self.hold_sync():
+            self.error, self.processed, self.label, self.probabilities, self.top_k = "", "", None, [], []
+            self.verdict = "blank" if reading.blank else "number"
+            self.reason, self.text, self.confidence = reading.reason, reading.text, round(reading.confidence, 6)
+            self.digits = digits
 
 
-def draw(model: str | Path | LoadedModel | Predictor = "runs/default", top_k: int = 3, runtime: str = "auto"):
-    """A drawing canvas that answers with `model` (a run directory, a .keras file, a LoadedModel or a Predictor)."""
+def draw(
+    model: str | Path | LoadedModel | Predictor = "runs/default",
+    top_k: int = 3,
+    runtime: str = "auto",
+    mode: str = "digit",
+):
+    """A drawing canvas that answers with `model` (a run directory, a .keras file, a LoadedModel or a Predictor).
+
+    `mode="digit"` (one digit, with the verdict and reason when it is not one) or `"number"` (a wide canvas,
+    read as one line of digits). Raises ConfigError for another mode, before loading anything.
+    """
+    _check_mode(mode)
     if isinstance(model, Predictor):
         predictor = model
     elif isinstance(model, LoadedModel):
@@ -83,4 +134,4 @@ def draw(model: str | Path | LoadedModel | Predictor = "runs/default", top_k: in
         predictor = Predictor(model, KerasRuntime(model.model))
     else:
         predictor = Predictor.load(model, runtime, log=lambda *_: None)
-    return DrawWidget(predictor, top_k=top_k)
+    return DrawWidget(predictor, top_k=top_k, mode=mode)

@@ -1,17 +1,27 @@
-// digitlab draw page: strokes on a canvas → POST /api/predict → label, bars, and the 28×28 the model saw.
+// digitlab draw page: strokes on a canvas → POST /api/predict → label (or why there is none), bars, and the
+// 28×28 the model saw; in number mode a wide canvas → POST /api/read → the text, boxes and each digit (reading.js).
 "use strict";
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
 const seen = document.getElementById("seen").getContext("2d");
 const $ = (id) => document.getElementById(id);
-const state = { strokes: [], current: null, upload: null, seq: 0, shown: 0, label: null, timer: null };
+// Stroke points are in units of the canvas's height (x from 0 to its aspect ratio, y from 0 to 1) and stroke
+// widths a fraction of its height, so a drawing survives a resize and a switch between the square and wide pads.
+const state = { strokes: [], current: null, upload: null, seq: 0, shown: 0, label: null, timer: null,
+  mode: "digit", reading: null };
+const TEXT = {
+  digit: { title: "Draw a digit", intro: "Draw one digit from 0 to 9. The network answers as you draw.",
+    empty: "No digit yet: draw one", pad: "Drawing canvas: draw a digit with mouse, finger or pen" },
+  number: { title: "Write a number", intro: "Write a number in one line, digits left to right. The network reads it as you write.",
+    empty: "No number yet: write one", pad: "Drawing canvas: write a number with mouse, finger or pen" },
+};
 
 // The canvas keeps its drawing buffer at device resolution so strokes stay smooth on phones.
 function resizePad() {
   const scale = window.devicePixelRatio || 1;
-  const size = Math.round(pad.getBoundingClientRect().width * scale) || 280;
-  if (pad.width !== size) { pad.width = size; pad.height = size; redraw(); }
+  const w = Math.round(pad.clientWidth * scale) || 280, h = Math.round(pad.clientHeight * scale) || 280;
+  if (pad.width !== w || pad.height !== h) { pad.width = w; pad.height = h; redraw(); }
 }
 
 function redraw() {
@@ -28,30 +38,32 @@ function redraw() {
 function drawStroke(s) {
   ctx.strokeStyle = "#000"; ctx.fillStyle = "#000";
   ctx.lineCap = "round"; ctx.lineJoin = "round";
-  ctx.lineWidth = s.width * pad.width;
+  const u = pad.height; // one unit of the stroke's coordinates
+  ctx.lineWidth = s.width * u;
   const pts = s.points;
   if (pts.length === 1) {
-    ctx.beginPath(); ctx.arc(pts[0][0] * pad.width, pts[0][1] * pad.height, ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
+    ctx.beginPath(); ctx.arc(pts[0][0] * u, pts[0][1] * u, ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
     return;
   }
   ctx.beginPath();
-  ctx.moveTo(pts[0][0] * pad.width, pts[0][1] * pad.height);
-  for (const [x, y] of pts.slice(1)) ctx.lineTo(x * pad.width, y * pad.height);
+  ctx.moveTo(pts[0][0] * u, pts[0][1] * u);
+  for (const [x, y] of pts.slice(1)) ctx.lineTo(x * u, y * u);
   ctx.stroke();
 }
 
-function point(e) {
+function point(e) { // the canvas's drawing area is inside its border
   const r = pad.getBoundingClientRect();
-  return [(e.clientX - r.left) / r.width, (e.clientY - r.top) / r.height];
+  return [(e.clientX - r.left - pad.clientLeft) / pad.clientHeight, (e.clientY - r.top - pad.clientTop) / pad.clientHeight];
 }
 
 pad.addEventListener("pointerdown", (e) => {
   e.preventDefault();
   pad.setPointerCapture(e.pointerId);
-  const width = Number($("brush").value) / 280; // brush size relative to the canvas
+  const width = Number($("brush").value) / 280; // brush size relative to the canvas's height
   state.current = { width, points: [point(e)] };
   state.strokes.push(state.current);
   drawStroke(state.current);
+  if (window.digitlabReading) window.digitlabReading.stale();
 });
 pad.addEventListener("pointermove", (e) => {
   if (!state.current) return;
@@ -98,10 +110,58 @@ window.addEventListener("paste", (e) => {
   if (item) useFile(item.getAsFile());
 });
 
+// --- mode: one digit, or a number on a wide canvas ---------------------------------------------------------
+function setMode(mode, { keep = true } = {}) {
+  if (mode !== "digit" && mode !== "number") mode = "digit";
+  const before = pad.clientWidth / pad.clientHeight;
+  state.mode = mode;
+  document.body.classList.toggle("mode-number", mode === "number");
+  for (const input of document.querySelectorAll("input[name=mode]")) input.checked = input.value === mode;
+  const text = TEXT[mode];
+  $("title").textContent = text.title; $("intro").textContent = text.intro; document.title = `digitlab: ${text.title.toLowerCase()}`;
+  pad.setAttribute("aria-label", text.pad);
+  if (location.hash !== `#${mode}`) history.replaceState(null, "", mode === "digit" ? location.pathname : "#number");
+  // the drawing stays, centred on the new canvas, when it fits there
+  const shift = (pad.clientWidth / pad.clientHeight - before) / 2;
+  const after = pad.clientWidth / pad.clientHeight;
+  for (const s of state.strokes) for (const p of s.points) p[0] += shift;
+  if (!keep || state.strokes.some((s) => s.points.some(([x]) => x < 0 || x > after))) state.strokes = [];
+  state.current = null;
+  showEmpty();
+  resizePad(); redraw(); schedule(0);
+}
+for (const input of document.querySelectorAll("input[name=mode]")) {
+  input.addEventListener("change", () => { if (input.checked) setMode(input.value); });
+}
+$("as-number").addEventListener("click", () => { setMode("number"); pad.focus(); });
+window.addEventListener("hashchange", () => setMode(location.hash === "#number" ? "number" : "digit"));
+
 // --- prediction -------------------------------------------------------------------------------------------
 function schedule(ms) {
   clearTimeout(state.timer);
   state.timer = setTimeout(predict, ms);
+}
+
+// Where the posted image lies on the canvas's buffer: the drawing is the buffer itself; an upload is fitted
+// and centred (see redraw). Kept with each request so the boxes of its answer land on the ink it was about.
+function posted() {
+  if (state.upload && state.strokes.length === 0) {
+    const { img } = state.upload;
+    if (!img) return null;
+    const f = Math.min(pad.width / img.width, pad.height / img.height);
+    return { f, x: (pad.width - img.width * f) / 2, y: (pad.height - img.height * f) / 2, width: pad.width };
+  }
+  return { f: 1, x: 0, y: 0, width: pad.width };
+}
+
+// A box [x0, y0, x1, y1] in the posted image's pixels → CSS pixels over the canvas, inside its border.
+function placer(at) {
+  if (!at) return null;
+  return ([x0, y0, x1, y1]) => {
+    const css = pad.clientWidth / at.width;
+    return { left: pad.offsetLeft + pad.clientLeft + (at.x + x0 * at.f) * css, top: pad.offsetTop + pad.clientTop + (at.y + y0 * at.f) * css,
+      width: (x1 - x0) * at.f * css, height: (y1 - y0) * at.f * css };
+  };
 }
 
 function currentImage() {
@@ -111,11 +171,11 @@ function currentImage() {
 
 async function predict() {
   if (state.strokes.length === 0 && !state.upload) { showEmpty(); return; }
-  const seq = ++state.seq;
+  const seq = ++state.seq, mode = state.mode, at = posted();
   const started = performance.now();
   let body;
   try {
-    const res = await fetch("/api/predict", {
+    const res = await fetch(mode === "number" ? "/api/read" : "/api/predict", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ image: currentImage() }),
     });
@@ -125,47 +185,87 @@ async function predict() {
     if (seq >= state.shown) showError(String(err.message || err));
     return;
   }
-  if (seq < state.shown) return; // an older answer arriving late
+  if (seq < state.shown || mode !== state.mode) return; // an older answer arriving late
   state.shown = seq;
   $("latency").textContent = `${Math.round(performance.now() - started)} ms round trip (model side ${body.timing_ms} ms)`;
-  show(body);
+  if (mode === "number") showReading(body, at); else show(body);
 }
+
+// The big answer: the prediction's text, or nothing and a grey placeholder glyph (a CSS ::before) when there
+// is no answer, so `[data-testid=prediction]` holds only what the model said.
+function answer(text, kind, placeholder = "–", verdict = "") {
+  const label = $("label");
+  label.textContent = text; label.dataset.state = kind; label.dataset.placeholder = placeholder;
+  $("verdict").textContent = verdict;
+}
+
+const sentence = (reason) => reason.charAt(0).toUpperCase() + reason.slice(1) + (/[.!?]$/.test(reason) ? "" : ".");
 
 function show(r) {
   const seenImg = new Image();
   seenImg.onload = () => seen.drawImage(seenImg, 0, 0, 28, 28);
   seenImg.src = r.processed;
-  const label = $("label");
+  const verdict = r.verdict || (r.blank ? "blank" : "digit");
+  $("as-number").hidden = verdict !== "several_digits";
+  $("thanks").textContent = "";
   if (r.blank) {
-    label.textContent = "–"; label.dataset.state = "blank";
+    answer("", "blank", "–", verdict);
     $("status").textContent = "No digit found. Draw one digit, larger.";
     state.label = null; bars(null); $("feedback").hidden = true;
     if (window.digitlabInside) window.digitlabInside.clear();
     return;
   }
-  label.textContent = r.label; label.dataset.state = "digit";
+  if (verdict !== "digit") { // several digits, or not a digit: say so, and no confident digit
+    answer("", "refused", verdict === "several_digits" ? "…" : "–", verdict);
+    $("status").textContent = sentence((r.reason || verdict.replace(/_/g, " ")).replace(/; use read for numbers$/, ""));
+    state.label = null; bars(r.probabilities, true);
+    $("feedback").hidden = verdict !== "not_a_digit"; // "it was a 7" still teaches the model
+    if (!window.digitlabInside) return;
+    if (verdict === "not_a_digit") window.digitlabInside.update(currentImage(), r); else window.digitlabInside.clear();
+    return;
+  }
+  answer(String(r.label), "digit", "", verdict);
   const p = r.probabilities[r.label];
   $("status").textContent = `${(p * 100).toFixed(1)}% sure` + (r.top_k[1] ? `; next: ${r.top_k[1].label} (${(r.top_k[1].probability * 100).toFixed(1)}%)` : "");
-  state.label = r.label; bars(r.probabilities); $("feedback").hidden = false; $("thanks").textContent = "";
+  state.label = r.label; bars(r.probabilities); $("feedback").hidden = false;
   if (window.digitlabInside) window.digitlabInside.update(currentImage(), r);
 }
 
+function showReading(r, at) {
+  if (r.blank || !r.text) {
+    answer("", "blank", "–", "blank"); state.reading = null;
+    $("status").textContent = "No digits found. Write a number, larger.";
+    window.digitlabReading.clear();
+    return;
+  }
+  answer(r.text, "digit", "", "number");
+  state.reading = { r, at };
+  const n = r.digits.length;
+  $("status").textContent = `${n} digit${n === 1 ? "" : "s"}, ${(r.confidence * 100).toFixed(1)}% sure of ${n === 1 ? "it" : n === 2 ? "both" : "all " + n}`;
+  window.digitlabReading.show(r, placer(at));
+}
+
 function showEmpty() {
-  state.shown = ++state.seq;
+  state.shown = ++state.seq; state.reading = null;
   if (window.digitlabInside) window.digitlabInside.clear();
-  $("label").textContent = "?"; $("label").dataset.state = "empty";
-  $("status").textContent = "No digit yet: draw one";
+  if (window.digitlabReading) window.digitlabReading.clear();
+  answer("", "empty", "?");
+  $("status").textContent = TEXT[state.mode].empty;
+  $("as-number").hidden = true;
   seen.fillStyle = "#000"; seen.fillRect(0, 0, 28, 28);
   state.label = null; bars(null); $("feedback").hidden = true;
 }
 
 function showError(message) {
-  $("label").textContent = "!"; $("label").dataset.state = "blank";
+  state.reading = null;
+  if (window.digitlabReading) window.digitlabReading.clear();
+  answer("", "blank", "!");
   $("status").textContent = `Error: ${message}`;
 }
 
-function bars(probs) {
+function bars(probs, muted = false) {
   const list = $("bars");
+  list.classList.toggle("muted", muted);
   if (!list.children.length) {
     for (let d = 0; d < 10; d++) {
       const li = document.createElement("li");
@@ -208,8 +308,11 @@ async function correct(label) {
 }
 
 // --- start ------------------------------------------------------------------------------------------------
-window.addEventListener("resize", resizePad);
-resizePad(); redraw(); showEmpty();
+window.addEventListener("resize", () => {
+  resizePad();
+  if (state.reading) window.digitlabReading.show(state.reading.r, placer(state.reading.at)); // boxes follow the canvas
+});
+setMode(location.hash === "#number" ? "number" : "digit", { keep: false });
 fetch("/api/model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test_accuracy;
   $("model").textContent = `model ${m.name}` + (acc ? `, test accuracy ${(acc * 100).toFixed(2)}%` : "") +
