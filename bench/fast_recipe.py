@@ -5,7 +5,7 @@ bench/results/fast_recipe.json and prints its table):
 
   .venv/bin/python bench/fast_recipe.py --choose           # variants × seeds 100-109, validation only
   .venv/bin/python bench/fast_recipe.py --test             # the frozen recipe, --full-train, seeds 0-9
-  .venv/bin/python bench/fast_recipe.py --test --epochs 2  # the same at 2 epochs (the `make run` default)
+  .venv/bin/python bench/fast_recipe.py --test --epochs 2 --no-full-train  # `make run`'s default model
 
 --choose trains `--recipe fast --no-full-train` (55,000 images; the 5,000 validation images of split seed 0 held
 out, the same for every run) once per seed and variant, all in this one process (timing is not the point), and
@@ -98,11 +98,12 @@ def choose(seeds: range, leave_one_out: bool) -> dict:
     return {"seeds": list(seeds), "split_seed": 0, "variants": table, "dropped": dropped}
 
 
-def whole_command(seed: int, epochs: int | None, tmp: str) -> dict:
+def whole_command(seed: int, epochs: int | None, tmp: str, hold_out: bool = False) -> dict:
     """`digitlab train --recipe fast --seed S`, from process start to exit."""
     out = Path(tmp) / f"seed-{seed}"
     command = [sys.executable, "-m", "digitlab", "train", "--recipe", "fast", "--seed", str(seed)]
     command += ["--epochs", str(epochs)] if epochs else []
+    command += ["--no-full-train"] if hold_out else []
     start = time.perf_counter()
     subprocess.run([*command, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
@@ -117,11 +118,11 @@ def whole_command(seed: int, epochs: int | None, tmp: str) -> dict:
     }
 
 
-def test(seeds: range, epochs: int | None) -> dict:
+def test(seeds: range, epochs: int | None, hold_out: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for seed in seeds:
-            rows.append(whole_command(seed, epochs, tmp))
+            rows.append(whole_command(seed, epochs, tmp, hold_out))
             r = rows[-1]
             print(f"seed {seed}: test {r['test_accuracy']:.4f} in {r['command_seconds']:.1f} s", flush=True)
     accuracy = mean_sd([r["test_accuracy"] for r in rows])
@@ -136,7 +137,14 @@ def test(seeds: range, epochs: int | None) -> dict:
         f"{accuracy['at_99']}/{accuracy['n']} at ≥ 99.0%; whole command {seconds['mean']:.1f} ± {seconds['sd']:.1f} s"
     )
     print("median seconds per phase: " + ", ".join(f"{k} {v}" for k, v in phases.items()))
-    return {"epochs": epochs or 1, "runs": rows, "test": accuracy, "command_seconds": seconds, "phases": phases}
+    return {
+        "epochs": epochs or 1,
+        "full_train": not hold_out,
+        "runs": rows,
+        "test": accuracy,
+        "command_seconds": seconds,
+        "phases": phases,
+    }
 
 
 def main() -> None:
@@ -145,6 +153,9 @@ def main() -> None:
     parser.add_argument("--leave-one-out", action="store_true", help="with --choose: also revert each setting alone")
     parser.add_argument("--test", action="store_true", help="the frozen recipe's test accuracy (seeds 0-9)")
     parser.add_argument("--epochs", type=int, help="with --test: epochs (default: the recipe's, 1)")
+    parser.add_argument(
+        "--no-full-train", action="store_true", help="with --test: hold the validation images out (as `make run`)"
+    )
     parser.add_argument("--seeds", type=int, default=10, help="seeds per variant or test (default 10)")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
@@ -152,7 +163,8 @@ def main() -> None:
     if args.choose:
         results["choice"] = choose(range(CHOICE_SEEDS.start, CHOICE_SEEDS.start + args.seeds), args.leave_one_out)
     if args.test:
-        results[f"test_{args.epochs or 1}_epoch"] = test(range(args.seeds), args.epochs)
+        key = f"test_{args.epochs or 1}_epoch" + ("_55k" if args.no_full_train else "")
+        results[key] = test(range(args.seeds), args.epochs, args.no_full_train)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")
