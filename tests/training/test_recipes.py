@@ -108,15 +108,20 @@ def test_tiny_run_of_recipe_best(tmp_path, mnist_dir):
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "seen_in_training" not in metrics["validation"]
 
 
-def test_recipe_fast_carries_over_the_public_records_settings(tmp_path, mnist_dir):
-    """One tiny run of --recipe fast: standardization inside the model, PyTorch's initialisation and
-    OneCycleLR, one fixed data order, all 60k images; the saved model still takes [0, 1] pixels."""
+def test_recipe_fast_and_the_public_records_settings_as_flags(tmp_path, mnist_dir):
+    """--recipe fast is one epoch on all 60k images; one tiny run with the record's other settings switched on:
+    standardization inside the model, PyTorch's initialisation and OneCycleLR, one fixed data order. The saved
+    model still takes [0, 1] pixels."""
     import keras
 
     from digitlab.data.mnist import load_splits, training_order
 
+    fast = resolve_config(None, "fast")
+    assert (fast.epochs, fast.full_train, fast.schedule, fast.initializer) == (1, True, "onecycle", "he_normal")
+    assert (fast.standardize, fast.order) == (False, "reshuffle")  # chosen on validation (bench/fast_recipe.py)
     out = tmp_path / "fast"
-    assert main(["train", "--recipe", "fast", "--out", str(out), "--limit", "512"]) == 0
+    record = ["--standardize", "--order", "fixed", "--initializer", "pytorch", "--schedule", "torch-onecycle"]
+    assert main(["train", "--recipe", "fast", *record, "--out", str(out), "--limit", "512"]) == 0
     config = json.loads((out / "config.json").read_text())
     s = config["settings"]
     assert (s["epochs"], s["standardize"], s["order"], s["initializer"]) == (1, True, "fixed", "pytorch")

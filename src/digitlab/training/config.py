@@ -108,21 +108,18 @@ RECIPES: dict[str, Recipe] = {
     ),
     "fast": Recipe(
         "≥ 99.0% test accuracy in one epoch on 2 CPU cores: the public one-epoch record's net (conv24-5×5 → pool → "
-        "conv32-3×3 → pool → dense-256) and its settings carried over to Keras: inputs standardized inside the "
-        "model, PyTorch's default initialisation, Adam 1e-2 with β = (0.7, 0.9), PyTorch's OneCycleLR, batch "
-        "256, one seeded permutation of the data sliced in order, 1 epoch on all 60,000 images (settings chosen "
-        "on validation with --no-full-train, bench/fast_recipe.py).",
+        "conv32-3×3 → pool → dense-256), Adam 1e-2 with β = (0.7, 0.9) held fixed, a one-cycle schedule, batch 256, "
+        "1 epoch on all 60,000 images. The record's other settings (standardized inputs, PyTorch's initialisation "
+        "and OneCycleLR, one fixed data order) are flags; together they scored no higher on validation over 10 "
+        "seeds (98.88% vs 98.92%, bench/fast_recipe.py --choose), so the rule left them off.",
         {
             "epochs": 1,
             "batch_size": 256,
             "lr": 1e-2,
             "beta_1": 0.7,
             "beta_2": 0.9,
-            "schedule": "torch-onecycle",
+            "schedule": "onecycle",
             "optimizer": "adam",
-            "initializer": "pytorch",
-            "standardize": True,
-            "order": "fixed",
             "full_train": True,
             "patience": 0,
             "keep": "last",
