@@ -147,6 +147,44 @@ def test(seeds: range, epochs: int | None, hold_out: bool) -> dict:
     }
 
 
+def relu_order(repeats: int = 5, steps: int = 60) -> dict:
+    """Train-step time of `fast-cnn` (conv with ReLU, then pool) against the record's order (conv, pool, then
+    ReLU: the same function on 4× fewer values), interleaved, batch 256, `steps` steps after a warm-up."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    from keras import layers
+
+    from digitlab.models.zoo import build_model
+
+    def record_order() -> keras.Model:
+        x = inputs = keras.Input((28, 28, 1))
+        x = layers.ReLU()(layers.MaxPooling2D(2)(layers.Conv2D(24, 5, kernel_initializer="he_normal")(x)))
+        x = layers.ReLU()(layers.MaxPooling2D(2)(layers.Conv2D(32, 3, kernel_initializer="he_normal")(x)))
+        x = layers.Dense(256, activation="relu")(layers.Flatten()(x))
+        return keras.Model(inputs, layers.Dense(10)(x))
+
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 256)
+    models = {"conv+ReLU → pool (digitlab)": build_model("fast-cnn"), "conv → pool → ReLU (record)": record_order()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.train_on_batch(x, y)  # trace
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                model.train_on_batch(x, y)
+            times[name].append((time.perf_counter() - start) / steps * 1000)
+    result = {name: {"median_ms_per_step": round(statistics.median(t), 2), "ms": [round(v, 2) for v in t]}
+              for name, t in times.items()}  # fmt: skip
+    for name, r in result.items():
+        print(f"{name:<32}{r['median_ms_per_step']:>8.2f} ms a step (median of {repeats})")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--choose", action="store_true", help="the variants on validation (seeds 100-109)")
@@ -156,17 +194,20 @@ def main() -> None:
     parser.add_argument(
         "--no-full-train", action="store_true", help="with --test: hold the validation images out (as `make run`)"
     )
+    parser.add_argument("--relu-order", action="store_true", help="time ReLU before vs after pooling")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per variant or test (default 10)")
     args = parser.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    new: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     if args.choose:
-        results["choice"] = choose(range(CHOICE_SEEDS.start, CHOICE_SEEDS.start + args.seeds), args.leave_one_out)
+        new["choice"] = choose(range(CHOICE_SEEDS.start, CHOICE_SEEDS.start + args.seeds), args.leave_one_out)
     if args.test:
         key = f"test_{args.epochs or 1}_epoch" + ("_55k" if args.no_full_train else "")
-        results[key] = test(range(args.seeds), args.epochs, args.no_full_train)
+        new[key] = test(range(args.seeds), args.epochs, args.no_full_train)
+    if args.relu_order:
+        new["relu_order"] = relu_order()
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}  # read last: other phases' sections stay
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({**results, **new}, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 
