@@ -57,7 +57,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--initializer",
         help="kernel initializer, e.g. he_normal, glorot_uniform, or pytorch (PyTorch's default for weights and "
-        "biases; recipe fast) (default he_normal)",
+        "biases, as the public one-epoch record) (default he_normal)",
     )
     p.add_argument(
         "--standardize",
