@@ -99,14 +99,88 @@ def test_model_sizes_match_their_references():
     assert build_model("fast-cnn").count_params() == 215_194  # conv24-5×5, conv32-3×3, dense-256
 
 
-@pytest.mark.parametrize("recipe", ["fast", "best"])
-def test_tiny_runs_of_each_recipe(tmp_path, mnist_dir, recipe):
-    out = tmp_path / recipe
-    assert main(["train", "--recipe", recipe, "--out", str(out), "--limit", "512", "--epochs", "1"]) == 0
+def test_tiny_run_of_recipe_best(tmp_path, mnist_dir):
+    out = tmp_path / "best"
+    assert main(["train", "--recipe", "best", "--out", str(out), "--limit", "512", "--epochs", "1"]) == 0
     config = json.loads((out / "config.json").read_text())["settings"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert config["recipe"] == recipe and metrics["epochs_run"] == 1
+    assert config["recipe"] == "best" and metrics["epochs_run"] == 1
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "seen_in_training" not in metrics["validation"]
+
+
+def test_recipe_fast_and_the_public_records_settings_as_flags(tmp_path, mnist_dir):
+    """--recipe fast is one epoch on all 60k images; one tiny run with the record's other settings switched on:
+    standardization inside the model, PyTorch's initialisation and OneCycleLR, one fixed data order. The saved
+    model still takes [0, 1] pixels."""
+    import keras
+
+    from digitlab.data.mnist import load_splits, training_order
+
+    fast = resolve_config(None, "fast")
+    assert (fast.epochs, fast.full_train, fast.schedule, fast.initializer) == (1, True, "onecycle", "he_normal")
+    assert (fast.standardize, fast.order) == (False, "reshuffle")  # chosen on validation (bench/fast_recipe.py)
+    out = tmp_path / "fast"
+    record = ["--standardize", "--order", "fixed", "--initializer", "pytorch", "--schedule", "torch-onecycle"]
+    assert main(["train", "--recipe", "fast", *record, "--out", str(out), "--limit", "512"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    s = config["settings"]
+    assert (s["epochs"], s["standardize"], s["order"], s["initializer"]) == (1, True, "fixed", "pytorch")
+    assert s["schedule"] == "torch-onecycle" and s["full_train"] and config["train_examples"] == 512
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"]["seen_in_training"] and metrics["best_epoch"] is None  # nothing held out
+    assert {"data", "first_step", "epochs", "predict", "save", "reload_check"} <= set(metrics["seconds"])
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    first = model.layers[1]
+    assert isinstance(first, keras.layers.Rescaling) and model.input_shape == (None, 28, 28, 1)
+    np.testing.assert_allclose(first(np.array([0.1307, 1.0])), [0.0, (1 - 0.1307) / 0.3081], rtol=1e-5)
+    # the order: one seeded permutation, the same every epoch, a different one per seed
+    splits = load_splits(mnist_dir, 5000, 0, limit=512)
+    x0, y0 = training_order(splits, "fixed", 0)
+    assert np.array_equal(training_order(splits, "fixed", 0)[1], y0) and not np.array_equal(y0, splits.y_train)
+    permutation = np.random.default_rng(0).permutation(512)  # images and labels move together
+    assert np.array_equal(x0, splits.x_train[permutation]) and np.array_equal(y0, splits.y_train[permutation])
+    assert not np.array_equal(training_order(splits, "fixed", 1)[1], y0)
+    assert training_order(splits, "reshuffle", 0)[1] is splits.y_train  # tf.data shuffles it, every epoch
+
+
+def test_pytorch_initialisation_bounds():
+    """kaiming_uniform(a=√5) weights and U(±1/√fan_in) biases, as torch.nn.Conv2d and Linear start."""
+    from digitlab.models.registry import ModelOptions
+    from digitlab.models.zoo import build_model
+
+    model = build_model("fast-cnn", ModelOptions(initializer="pytorch"))
+    weighted = [layer for layer in model.layers if layer.get_weights()]
+    for layer, fan_in in zip(weighted, (25, 24 * 9, 800, 256), strict=True):
+        kernel, bias = layer.get_weights()
+        bound = 1 / np.sqrt(fan_in)
+        assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+        assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.2) and np.abs(bias).max() > 0
+
+
+def test_torch_onecycle_matches_pytorchs_onecyclelr_defaults():
+    """Cosine up from peak/25 over 30% of the steps (phase end at 0.3·T − 1, as PyTorch), cosine down to
+    peak/25e4; checked against PyTorch's formula written out."""
+    import math
+
+    from digitlab.training.optim import TorchOneCycle
+
+    total, peak = 235, 1e-2
+
+    def pytorch(step):  # torch.optim.lr_scheduler.OneCycleLR, anneal_strategy="cos", three_phase=False
+        initial, end1 = peak / 25, 0.3 * total - 1
+
+        def cos(a, b, pct):
+            return b + (a - b) / 2 * (math.cos(math.pi * pct) + 1)
+
+        if step <= end1:
+            return cos(initial, peak, step / end1)
+        return cos(peak, initial / 1e4, (step - end1) / (total - 1 - end1))
+
+    schedule = TorchOneCycle(peak, total)
+    rates = np.array([float(schedule(step)) for step in range(total)])
+    np.testing.assert_allclose(rates, [pytorch(step) for step in range(total)], rtol=1e-4, atol=1e-10)
+    assert rates[0] == pytest.approx(peak / 25, rel=1e-5) and rates[-1] == pytest.approx(peak / 25e4, rel=1e-5)
+    assert int(rates.argmax()) == 70  # ⌈0.3·235 − 1⌉
 
 
 def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, mnist_dir):

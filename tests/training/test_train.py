@@ -221,7 +221,7 @@ def test_unwritable_out_is_a_one_line_error(tmp_path, capsys):
 
 def test_resolve_config_precedence():
     fast = resolve_config(None, "fast")
-    assert fast.model == "fast-cnn" and fast.schedule == "onecycle"
+    assert fast.model == "fast-cnn" and fast.schedule == "onecycle" and fast.epochs == 1 and fast.full_train
     assert resolve_config("mlp", "fast", epochs=7).epochs == 7
     assert resolve_config("raw-mlp").loop == "custom"
     with pytest.raises(ConfigError):

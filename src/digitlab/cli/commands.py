@@ -197,5 +197,5 @@ _TRAIN_FLAGS = (
     "epochs", "batch_size", "lr", "seed", "out", "loop", "strategy", "clip_norm", "validation_size", "limit",
     "dropout", "weight_decay", "initializer", "schedule", "optimizer", "patience", "bn_momentum", "data_dir",
     "base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr",
-    "beta_1", "beta_2", "augment", "ema", "keep", "full_train", "split_seed",
+    "beta_1", "beta_2", "augment", "ema", "keep", "full_train", "split_seed", "standardize", "order",
 )  # fmt: skip

@@ -36,7 +36,7 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     from digitlab.models.registry import model_names
-    from digitlab.training.config import KEEP, LOOPS, OPTIMIZERS, SCHEDULES, STRATEGIES, recipe_names
+    from digitlab.training.config import KEEP, LOOPS, OPTIMIZERS, ORDERS, SCHEDULES, STRATEGIES, recipe_names
 
     p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
     p.add_argument("--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)")
@@ -56,7 +56,22 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weight-decay", type=float, help="L2 penalty on kernels; with adamw its decoupled decay (default: recipe, 0)"
     )
-    p.add_argument("--initializer", help="kernel initializer, e.g. he_normal, glorot_uniform (default he_normal)")
+    p.add_argument(
+        "--initializer",
+        help="kernel initializer, e.g. he_normal, glorot_uniform, or pytorch (PyTorch's default for weights and "
+        "biases, as the public one-epoch record) (default he_normal)",
+    )
+    p.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="(x − 0.1307) / 0.3081 by a layer inside the model; input stays [0, 1] (default: recipe, off)",
+    )
+    p.add_argument(
+        "--order",
+        choices=ORDERS,
+        help="reshuffle: a new seeded order each epoch | fixed: one seeded permutation made once (default: recipe)",
+    )
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: recipe)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: recipe, adam)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs, 0 = off (default: recipe)")
@@ -75,9 +90,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--full-train",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="train on all 60k images with the recipe's settings as frozen from validation (needs --keep last)",
+        help="train on all 60k images with the recipe's settings as frozen from validation (needs --keep last; "
+        "recipe fast: on, --no-full-train holds out validation)",
     )
     p.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed; recipe best: 0)")
     p.add_argument("--data-dir", help="where MNIST lives (default: $DIGITLAB_DATA or ~/.cache/digitlab)")

@@ -119,6 +119,25 @@ def load_splits(
     )  # fmt: skip
 
 
+def fixed_order(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training set in one seeded random order, made once: `--order fixed` then slices it in order every
+    epoch, never reshuffling (the data order of the public one-epoch MNIST record, tuomaso/train_mnist_fast).
+
+    The order depends only on `seed` (a fresh permutation per seed, so a mean over seeds averages over orders
+    too); nothing about it is chosen by looking at any score.
+    """
+    order = np.random.default_rng(seed).permutation(len(labels))
+    return images[order], labels[order]
+
+
+def training_order(splits: Splits, order: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training images as the pipeline should get them: "reshuffle" as split (tf.data reshuffles them,
+    seeded, every epoch), "fixed" in `fixed_order` (one permutation, made here, kept for every epoch)."""
+    if order == "fixed":
+        return fixed_order(splits.x_train, splits.y_train, seed)
+    return splits.x_train, splits.y_train
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray | None = None,

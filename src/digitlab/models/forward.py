@@ -37,6 +37,8 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 1024) -> np.ndar
     forward = _FORWARD.get(model)
     if forward is None:  # one traced function per model, reused across calls
         forward = _FORWARD[model] = inference_function(model)
+        # traced once for any batch size: the last, smaller batch would otherwise trace a second graph
+        forward.get_concrete_function(tf.TensorSpec((None, 28, 28, 1), tf.float32))
     if images.dtype != np.uint8:  # already scaled to [0, 1]: batch as is
         ds = tf.data.Dataset.from_tensor_slices(images.astype(np.float32).reshape(-1, 28, 28, 1)).batch(batch_size)
         return np.concatenate([forward(x).numpy() for x in ds])

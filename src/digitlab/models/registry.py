@@ -13,6 +13,7 @@ from digitlab.errors import ConfigError
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+PYTORCH_INIT = "pytorch"  # the --initializer value for PyTorch's default Conv2d/Linear initialisation
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class ModelOptions:
     weight_decay: float = 0.0  # L2 penalty on kernels, added to the loss
     initializer: str = "he_normal"  # kernel initializer for conv/dense layers (ReLU nets want He)
     bn_momentum: float = 0.99  # BatchNorm moving-average momentum (low values settle fast in short runs)
+    standardize: bool = False  # a Rescaling layer first: (x - MNIST mean) / MNIST std; the input stays [0, 1]
 
 
 @dataclass(frozen=True)

@@ -6,36 +6,77 @@ Add a model by writing a builder `fn(options) -> keras.Model` here and registeri
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 
 from digitlab.errors import ConfigError
-from digitlab.models.registry import INPUT_SHAPE, NUM_CLASSES, ModelOptions, get_spec
+from digitlab.models.registry import INPUT_SHAPE, NUM_CLASSES, PYTORCH_INIT, ModelOptions, get_spec
 
 
 def _regularizer(options: ModelOptions):
     return keras.regularizers.L2(options.weight_decay) if options.weight_decay else None
 
 
-def _dense(units: int, options: ModelOptions, **kw) -> layers.Dense:
-    return layers.Dense(units, kernel_initializer=options.initializer, kernel_regularizer=_regularizer(options), **kw)
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training pixels in [0, 1] (torchvision's Normalize values)
 
 
-def _conv(filters: int, options: ModelOptions, kernel: int = 3, **kw) -> layers.Conv2D:
-    return layers.Conv2D(
-        filters,
-        kernel,
-        kernel_initializer=options.initializer,
-        kernel_regularizer=_regularizer(options),
-        **kw,
-    )
+def _initializers(options: ModelOptions, fan_in: int) -> dict:
+    """Kernel (and bias) initializers; "pytorch" is torch.nn.Conv2d/Linear's default, in built-in Keras classes.
+
+    PyTorch draws weights from kaiming_uniform(a=√5), i.e. U(±√(1/fan_in)) = VarianceScaling(1/3, fan_in,
+    uniform), and biases from U(±1/√fan_in) (Keras starts biases at 0). Built-in classes keep the saved model
+    loadable by plain Keras in safe mode.
+    """
+    if options.initializer != PYTORCH_INIT:
+        return {"kernel_initializer": options.initializer}
+    bound = 1.0 / math.sqrt(fan_in)
+    return {
+        "kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound),
+    }
+
+
+def _dense(units: int, options: ModelOptions, **kw):
+    """A Dense layer, applied to its input (the input's width sets PyTorch-style initial bounds)."""
+
+    def apply(x):
+        init = _initializers(options, int(x.shape[-1]))
+        return layers.Dense(units, kernel_regularizer=_regularizer(options), **init, **kw)(x)
+
+    return apply
+
+
+def _conv(filters: int, options: ModelOptions, kernel: int = 3, **kw):
+    """A Conv2D layer, applied to its input (fan-in = input channels × kernel area)."""
+
+    def apply(x):
+        init = _initializers(options, int(x.shape[-1]) * kernel * kernel)
+        return layers.Conv2D(filters, kernel, kernel_regularizer=_regularizer(options), **init, **kw)(x)
+
+    return apply
+
+
+def _image_input(options: ModelOptions):
+    """The (28, 28, 1) input in [0, 1], then, with `standardize`, (x − mean) / std as a Rescaling layer.
+
+    The scaling lives inside the model so every saved model keeps one input contract ([0, 1] pixels) for
+    serving, exports and explanations.
+    """
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    if not options.standardize:
+        return inputs, inputs
+    scale = layers.Rescaling(1.0 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD, name="standardize")
+    return inputs, scale(inputs)
 
 
 def build_mlp(options: ModelOptions) -> keras.Model:
     """Flatten → Dense(128, ReLU) → Dense(10): the "hello world" of Keras."""
-    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs, x = _image_input(options)
     x = layers.Flatten()(x)
     x = _dense(128, options, activation="relu")(x)
     if options.dropout:
@@ -45,7 +86,7 @@ def build_mlp(options: ModelOptions) -> keras.Model:
 
 def build_cnn(options: ModelOptions) -> keras.Model:
     """The classic Keras MNIST convnet: two conv/pool blocks and a linear head."""
-    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs, x = _image_input(options)
     x = _conv(32, options, activation="relu")(x)
     x = layers.MaxPooling2D(2)(x)
     x = _conv(64, options, activation="relu")(x)
@@ -66,7 +107,7 @@ def build_deep_cnn(options: ModelOptions) -> keras.Model:
         x = layers.BatchNormalization(momentum=momentum)(x)
         return layers.Activation("relu")(x)
 
-    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs, x = _image_input(options)
     x = conv_bn(conv_bn(x, 32), 32)
     x = layers.Dropout(0.2 * scale)(layers.MaxPooling2D(2)(x))
     x = conv_bn(conv_bn(x, 64), 64)
@@ -86,7 +127,7 @@ def build_fast_cnn(options: ModelOptions) -> keras.Model:
     About half the multiply-adds of `cnn` (1.2M vs 2.4M per image): few channels where the maps are large, the
     capacity in a dense layer that costs one matrix multiply per batch.
     """
-    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs, x = _image_input(options)
     x = layers.MaxPooling2D(2)(_conv(24, options, kernel=5, activation="relu")(x))  # 12×12×24
     x = layers.MaxPooling2D(2)(_conv(32, options, kernel=3, activation="relu")(x))  # 5×5×32
     x = layers.Flatten()(x)
@@ -107,7 +148,7 @@ def build_bn_cnn(options: ModelOptions) -> keras.Model:
         x = _conv(filters, options, kernel=kernel, activation="relu", **kw)(x)
         return layers.BatchNormalization(momentum=momentum)(x)
 
-    x = inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs, x = _image_input(options)
     x = conv_bn(conv_bn(x, 32), 32)  # 24×24
     x = layers.Dropout(rate)(conv_bn(x, 32, kernel=5, strides=2, padding="same"))  # 12×12
     x = conv_bn(conv_bn(x, 64), 64)  # 8×8
@@ -170,7 +211,7 @@ def build_model(name: str, options: ModelOptions | None = None, seed: int = 0):
     spec = get_spec(name)
     options = options or ModelOptions()
     if options.dropout is None and spec.default_dropout is not None:
-        options = ModelOptions(spec.default_dropout, options.weight_decay, options.initializer, options.bn_momentum)
+        options = dataclasses.replace(options, dropout=spec.default_dropout)
     if name == "raw-mlp":
         return RawMLP(seed=seed, weight_decay=options.weight_decay)
     return globals()[spec.builder](options)

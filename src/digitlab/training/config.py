@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.errors import ConfigError
-from digitlab.models.registry import ModelOptions, get_spec
+from digitlab.models.registry import PYTORCH_INIT, ModelOptions, get_spec
 from digitlab.models.transfer import (
     APPLICATIONS,
     WEIGHTS_CHOICES,
@@ -24,7 +24,8 @@ from digitlab.models.transfer import (
 
 LOOPS = ("fit", "custom")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
-SCHEDULES = ("constant", "onecycle", "cosine")
+SCHEDULES = ("constant", "onecycle", "cosine", "torch-onecycle")
+ORDERS = ("reshuffle", "fixed")
 KEEP = ("best", "last")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -36,18 +37,20 @@ class TrainConfig:
     epochs: int = 12  # upper bound; early stopping on validation loss may end sooner
     batch_size: int = 128  # global batch size (split across replicas under tf.distribute)
     lr: float = 1e-3  # peak learning rate
-    schedule: str = "constant"  # constant | onecycle (warm up then anneal) | cosine (decay to 0)
+    schedule: str = "constant"  # constant | onecycle (warm up then anneal) | cosine (decay to 0) | torch-onecycle
     optimizer: str = "adam"  # adam | adamw | sgd (Nesterov, momentum 0.9)
     dropout: float | None = None  # None: the model's own default
     weight_decay: float = 0.0  # L2 penalty on kernels; with --optimizer adamw, AdamW's decoupled decay instead
     beta_1: float = 0.9  # Adam/AdamW first-moment decay
     beta_2: float = 0.999  # Adam/AdamW second-moment decay
+    standardize: bool = False  # (x - 0.1307) / 0.3081 by a Rescaling layer at the model's front (input stays [0, 1])
+    order: str = "reshuffle"  # reshuffle: a new seeded permutation each epoch | fixed: one made once, sliced in order
     augment: bool = False  # one random affine warp (rotation, zoom, shear, shift) per training image
     ema: float = 0.0  # > 0: average the weights with this momentum while training; the run keeps the average
     keep: str = "best"  # best: the epoch with the lowest validation loss | last: the final (or averaged) weights
     full_train: bool = False  # train on all 60k images, validation ones included (settings frozen beforehand)
     split_seed: int | None = None  # seed of the validation split; None: --seed (ensemble members share one)
-    initializer: str = "he_normal"  # kernel initializer
+    initializer: str = "he_normal"  # kernel initializer; "pytorch": PyTorch's default for weights and biases
     bn_momentum: float = 0.99  # BatchNorm moving-average momentum
     clip_norm: float | None = None  # clip gradients to this global norm (custom loop)
     patience: int = 3  # epochs without validation-loss improvement before stopping; 0 disables
@@ -104,17 +107,20 @@ RECIPES: dict[str, Recipe] = {
         default_model="cnn",
     ),
     "fast": Recipe(
-        "≥ 99.0% test accuracy in the least wall time on 2 CPU cores: the small conv24-5×5 → pool → conv32-3×3 "
-        "→ pool → dense-256 net, Adam 1e-2 with β = (0.7, 0.9) and a one-cycle schedule, batch 256, 2 epochs "
-        "(chosen on validation: 1 epoch averaged 98.8%).",
+        "≥ 99.0% test accuracy in one epoch on 2 CPU cores: the public one-epoch record's net (conv24-5×5 → pool → "
+        "conv32-3×3 → pool → dense-256), Adam 1e-2 with β = (0.7, 0.9) held fixed, a one-cycle schedule, batch 256, "
+        "1 epoch on all 60,000 images. The record's other settings (standardized inputs, PyTorch's initialisation "
+        "and OneCycleLR, one fixed data order) are flags; together they scored no higher on validation over 10 "
+        "seeds (98.88% vs 98.92%, bench/fast_recipe.py --choose), so the rule left them off.",
         {
-            "epochs": 2,
+            "epochs": 1,
             "batch_size": 256,
             "lr": 1e-2,
             "beta_1": 0.7,
             "beta_2": 0.9,
             "schedule": "onecycle",
             "optimizer": "adam",
+            "full_train": True,
             "patience": 0,
             "keep": "last",
         },
@@ -220,9 +226,14 @@ def validate(config: TrainConfig) -> None:
             f"--strategy must be one of {', '.join(STRATEGIES)}, got {config.strategy!r}",
         ),
         (config.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+        (config.order in ORDERS, f"--order must be one of {', '.join(ORDERS)}, got {config.order!r}"),
         (config.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
     ]
     require(checks)
+    if config.model in ("raw-mlp", "transfer") and (config.standardize or config.initializer == PYTORCH_INIT):
+        raise ConfigError(
+            f"--standardize and --initializer {PYTORCH_INIT} apply to the zoo's Keras models, not {config.model}"
+        )
     if not get_spec(config.model).keras_loop and config.loop != "custom":
         raise ConfigError(f"model {config.model!r} is a raw tf.Module: train it with --loop custom")
     check_settings(config)
@@ -242,7 +253,7 @@ def validate(config: TrainConfig) -> None:
 
 def model_options(config: TrainConfig) -> ModelOptions:
     l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay  # AdamW decays the weights itself
-    return ModelOptions(config.dropout, l2, config.initializer, config.bn_momentum)
+    return ModelOptions(config.dropout, l2, config.initializer, config.bn_momentum, config.standardize)
 
 
 # --- --model transfer: defaults that depend on other settings, and the settings' checks ---------------------

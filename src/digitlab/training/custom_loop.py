@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from digitlab.data.mnist import Splits, make_dataset
+from digitlab.data.mnist import Splits, make_dataset, training_order
 from digitlab.errors import ConfigError
 from digitlab.models.zoo import RawMLP, build_model
 from digitlab.rundir import RunDir
@@ -82,11 +82,12 @@ def train(
         state.restore(latest)
         log(f"resumed from epoch {int(epoch.numpy())} ({latest})")
 
+    x_train, y_train = training_order(splits, config.order, config.seed)
     train_ds = make_dataset(
-        splits.x_train,
-        splits.y_train,
+        x_train,
+        y_train,
         global_batch,
-        shuffle=True,
+        shuffle=config.order == "reshuffle",
         seed=config.seed,
         drop_remainder=True,
         augment=config.augment,

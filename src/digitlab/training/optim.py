@@ -46,10 +46,51 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="digitlab")
+class TorchOneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """PyTorch's `OneCycleLR` with its defaults (the public one-epoch MNIST record uses them unchanged).
+
+    Cosine from peak / 25 up to `peak` over the first 30% of the steps, then cosine down to peak / 25e4
+    (`div_factor` 25, `final_div_factor` 1e4, `pct_start` 0.3, `three_phase` False). The phase boundary sits
+    where PyTorch puts it, at step 0.3·total − 1; step k gets PyTorch's k-th rate (Keras counts from 0 too).
+    Keras has no schedule of this shape: its `CosineDecay` warms up linearly.
+    """
+
+    def __init__(
+        self, peak: float, total_steps: int, pct_start: float = 0.3, div: float = 25.0, final_div: float = 1e4
+    ):
+        self.peak, self.total_steps, self.pct_start = peak, total_steps, pct_start
+        self.div, self.final_div = div, final_div
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        start, low = self.peak / self.div, self.peak / self.div / self.final_div
+        up_end = max(self.pct_start * self.total_steps - 1.0, 1e-6)
+        down_len = max(self.total_steps - 1.0 - up_end, 1e-6)
+
+        def cosine(a, b, pct):  # a at pct 0, b at pct 1
+            return b + (a - b) * 0.5 * (1.0 + tf.cos(math.pi * tf.clip_by_value(pct, 0.0, 1.0)))
+
+        return tf.where(
+            step <= up_end, cosine(start, self.peak, step / up_end), cosine(self.peak, low, (step - up_end) / down_len)
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div": self.div,
+            "final_div": self.final_div,
+        }
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     total = steps_per_epoch * config.epochs
     if config.schedule == "onecycle":
         lr = OneCycle(config.lr, total)
+    elif config.schedule == "torch-onecycle":
+        lr = TorchOneCycle(config.lr, total)
     elif config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(config.lr, total)
     else:

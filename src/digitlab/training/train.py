@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.atomic import atomic_write_json, atomic_write_text
-from digitlab.data.mnist import Splits, load_splits, make_dataset, split_seed
+from digitlab.data.mnist import Splits, load_splits, make_dataset, split_seed, training_order
 from digitlab.errors import ConfigError, ModelError
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import plain_keras_model
@@ -50,12 +50,15 @@ def fit_loop(
     splits: Splits,
     run: RunDir,
     on_epoch_end: EpochHook | None = None,
+    clock: Stopwatch | None = None,
 ) -> None:
+    clock = clock or Stopwatch()
     distribution = tf.distribute.get_strategy()
-    train_ds = make_dataset(
-        splits.x_train, splits.y_train, config.batch_size, shuffle=True, seed=config.seed, augment=config.augment
-    )
-    val_ds = make_dataset(splits.x_val, splits.y_val, 1024)
+    x, y = training_order(splits, config.order, config.seed)
+    reshuffle = config.order == "reshuffle"
+    train_ds = make_dataset(x, y, config.batch_size, shuffle=reshuffle, seed=config.seed, augment=config.augment)
+    # --full-train has no held-out images: a per-epoch pass over images it trains on would choose nothing
+    val_ds = None if config.full_train else make_dataset(splits.x_val, splits.y_val, 1024)
     steps = math.ceil(len(splits.x_train) / config.batch_size)
     with distribution.scope():
         compile_classifier(model, make_optimizer(config, steps))
@@ -65,34 +68,59 @@ def fit_loop(
         # kept until finish_run has written metrics.json: a kill between the last epoch and the end resumes
         # with no epoch left to train, instead of starting over
         keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
+        keras.callbacks.TensorBoard(str(run.logs), histogram_freq=0, write_graph=False),
+        HistoryRows(run),
+    ]
+    if val_ds is not None:
+        best = keras.callbacks.ModelCheckpoint(
             str(run.path / "best.weights.h5"),
             monitor="val_loss",
             save_best_only=True,
             save_weights_only=True,
             initial_value_threshold=min(val_losses) if val_losses else None,
-        ),
-        keras.callbacks.TensorBoard(str(run.logs), histogram_freq=0, write_graph=False),
-        HistoryRows(run),
-    ]
+        )
+        callbacks.insert(1, best)
     if config.patience:
         callbacks.append(ResumableEarlyStopping(history, monitor="val_loss", patience=config.patience))
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch_end(e + 1, model)))
+    first = [True]
+
+    def first_step(batch, logs):  # tracing the train step + the first batch, apart from the steady epochs
+        if first[0]:
+            first[0] = False
+            clock.lap("first_step")
+
+    callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=first_step))
+    clock.lap("build")
     model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=config.epochs,
         callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline already shuffles, seeded
+        shuffle=False,  # the tf.data pipeline already shuffles (seeded), or keeps --order fixed
         verbose=progress_verbosity(),
     )
+    clock.lap("epochs")
     best = run.path / "best.weights.h5"
     if config.keep == "best" and best.is_file():
         model.load_weights(str(best))
 
 
 # --- orchestration ------------------------------------------------------------------------------------------
+
+
+class Stopwatch:
+    """Named laps in seconds (`laps["data"]`: time since the previous lap), for the fixed-cost table."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
 
 
 @dataclass
@@ -142,6 +170,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
       log: where progress lines go.
       on_epoch_end: called after every epoch with (epoch, model), e.g. to time accuracy milestones.
     """
+    clock = Stopwatch()
     distribution = strategy.make_strategy(config.strategy) if config.loop == "custom" else None
     chief = strategy.is_chief(distribution)
     set_seed(config.seed)
@@ -155,9 +184,11 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
         chief_run = Path(config.out) if config.out else find_unfinished_run(config.settings())
         resume_from = RunDir(chief_run) if chief_run else None  # resume where the chief does
+    clock.lap("setup")
     splits = load_splits(
         config.data_dir, config.validation_size, split_seed(config.settings()), config.limit, config.full_train
     )
+    clock.lap("data")
     settings = config.settings()
     replicas = distribution.num_replicas_in_sync if distribution else 1
     if chief:
@@ -185,19 +216,23 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         model = transfer_model.model
     elif config.loop == "fit":
         model = build_model(config.model, model_options(config), seed=config.seed)
-        fit_loop(config, model, splits, run, on_epoch_end)
+        fit_loop(config, model, splits, run, on_epoch_end, clock)
     else:
         quiet = log if chief else (lambda *_: None)
         model = custom_loop.train(config, splits, run, distribution, quiet, on_epoch_end, resume_from)
     train_seconds = time.perf_counter() - start
+    clock.lap("after_training")
 
     history = run.read_history()
     export = plain_keras_model(model)
-    val = evaluate_logits(predict_logits(export, splits.x_val), splits.y_val)
+    # validation and test in one pass: one traced graph, one pipeline
+    logits = predict_logits(export, np.concatenate([splits.x_val, splits.x_test]))
+    val_logits, test_logits = logits[: len(splits.x_val)], logits[len(splits.x_val) :]
+    val = evaluate_logits(val_logits, splits.y_val)
     if config.full_train:
         val["seen_in_training"] = True  # not a held-out measurement
-    test_logits = predict_logits(export, splits.x_test)
     test = evaluate_logits(test_logits, splits.y_test)
+    clock.lap("predict")
     metrics = {
         "model": config.model,
         "recipe": config.recipe,
@@ -205,7 +240,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         "validation": val,
         "test": test,
         "epochs_run": len(history),
-        "best_epoch": int(np.argmin([r["val_loss"] for r in history])) + 1 if history else None,
+        "best_epoch": _best_epoch(history),
         "kept": config.keep,  # best: that epoch's weights; last: the final (or averaged) weights
         "train_seconds": round(train_seconds, 2),
         "train_seconds_total": round(sum(r.get("seconds", 0.0) for r in history), 2),
@@ -214,18 +249,24 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     }
     if transfer_info is not None:
         metrics["transfer"] = transfer_info
+    metrics["seconds"] = clock.laps  # where the command's time went, after imports (bench/train_speed.py)
     if chief:
-        finish_run(run, model, export, test_logits, splits, metrics)
+        finish_run(run, model, export, test_logits, splits, metrics, clock)
         log(f"test accuracy {test['accuracy']:.4f} (validation {val['accuracy']:.4f}); run in {run.path}")
     return RunResult(run.path, metrics, export)
 
 
-def finish_run(run: RunDir, model, export: keras.Model, test_logits, splits: Splits, metrics: dict) -> None:
+def finish_run(
+    run: RunDir, model, export: keras.Model, test_logits, splits: Splits, metrics: dict, clock: Stopwatch | None = None
+) -> None:
     """Save, reload-check, write metrics and summary, then drop the resume state."""
     import shutil
 
+    clock = clock or Stopwatch()
     export.save(run.model)
+    clock.lap("save")
     check_reload(run.model, test_logits, splits.x_test)
+    clock.lap("reload_check")
     if isinstance(model, RawMLP):
         tf.saved_model.save(model, str(run.savedmodel), signatures={"serving_default": model.serve})
     atomic_write_json(run.metrics, metrics)
@@ -233,7 +274,8 @@ def finish_run(run: RunDir, model, export: keras.Model, test_logits, splits: Spl
     atomic_write_text(
         run.summary,
         f"model {m['model']} (recipe {m['recipe']}, {m['loop']} loop, {m['parameters']:,} parameters)\n"
-        f"epochs {m['epochs_run']} (lowest validation loss: epoch {m['best_epoch']}; kept: {m.get('kept', 'best')}), "
+        f"epochs {m['epochs_run']} (lowest validation loss: epoch {m['best_epoch'] or '- (no held-out images)'}; "
+        f"kept: {m.get('kept', 'best')}), "
         f"{m['train_seconds']:.1f} s training\n"
         f"validation accuracy {val['accuracy']:.4f}  loss {val['loss']:.4f}\n"
         f"test accuracy       {test['accuracy']:.4f}  loss {test['loss']:.4f}\n"
@@ -243,6 +285,14 @@ def finish_run(run: RunDir, model, export: keras.Model, test_logits, splits: Spl
         shutil.rmtree(leftover, ignore_errors=True)
     (run.path / "best.weights.h5").unlink(missing_ok=True)
     os.sync()
+
+
+def _best_epoch(history: list[dict]) -> int | None:
+    """The epoch with the lowest validation loss; None when no epoch was validated (--full-train)."""
+    losses = [r.get("val_loss") for r in history]
+    if not losses or None in losses:
+        return None
+    return int(np.argmin(losses)) + 1
 
 
 def _transfer_summary(info: dict | None) -> str:
