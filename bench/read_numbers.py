@@ -193,6 +193,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=60, help="numbers per (length, gap) (default 60)")
     parser.add_argument("--split", choices=("test", "validation"), default="test", help="digits to build from")
     parser.add_argument("--prior", action="store_true", help="print the width prior and exit")
+    parser.add_argument("--speed-only", action="store_true", help="only time read on 5-digit canvases")
     args = parser.parse_args()
     if args.prior:
         print_prior()
@@ -205,6 +206,10 @@ def main() -> None:
     splits = load_splits(None, settings.get("validation_size", 5000), split_seed(settings))
     digits, labels = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
     rng = np.random.default_rng(0)
+    if args.speed_only:
+        p50 = speed(predictor, digits, rng)
+        print(f"read of a 5-digit canvas PNG, end to end in-process (ONNX Runtime): p50 {p50:.1f} ms")
+        return
     single = single_digit_accuracy(predictor, digits, labels, 600, rng)
     rows = numbers(predictor, digits, labels, args.count, rng)
     table = summarise(rows, single)
