@@ -99,6 +99,15 @@ def _preprocess_file(path: str) -> tuple[np.ndarray, int, str, Processed | None]
     return p.pixels, BLANK if p.blank else OK, p.reason, p
 
 
+def images_and_model(inputs: list[str | Path], model_path: str | Path, runtime: str) -> tuple[list[Path], Predictor]:
+    """What `predict` and `read` start from: the image files (a ConfigError when there are none) and the model,
+    with its one-off notices (an export made on demand, a refusal fitted on first use) on stderr."""
+    paths = collect_paths(inputs)
+    if not paths:
+        raise ConfigError("no images found in the given paths")
+    return paths, Predictor.load(model_path, runtime, log=lambda line: print(line, file=sys.stderr))
+
+
 def default_workers() -> int:
     """The CPUs this process may run on (cgroup/affinity aware where the OS says)."""
     try:
@@ -192,10 +201,7 @@ def run_predict(
 ) -> int:
     """The CLI command: print one line per file; return 1 if any file failed, else 0."""
     out = out or sys.stdout
-    paths = collect_paths(inputs)
-    if not paths:
-        raise ConfigError("no images found in the given paths")
-    predictor = Predictor.load(model_path, runtime, log=lambda line: print(line, file=sys.stderr))
+    paths, predictor = images_and_model(inputs, model_path, runtime)
     save_dir = Path(save_processed) if save_processed else None
     failed = 0
     start = time.perf_counter()

@@ -229,15 +229,11 @@ def run_read(
     import sys
 
     from digitlab.atomic import atomic_write_bytes
-    from digitlab.errors import ConfigError, ImageError
-    from digitlab.inference.predict import collect_paths
-    from digitlab.inference.predictor import Predictor
+    from digitlab.errors import ImageError
+    from digitlab.inference.predict import images_and_model
 
     out = out or sys.stdout
-    paths = collect_paths(inputs)
-    if not paths:
-        raise ConfigError("no images found in the given paths")
-    predictor = Predictor.load(model_path, runtime, log=lambda line: print(line, file=sys.stderr))
+    paths, predictor = images_and_model(inputs, model_path, runtime)
     failed = 0
     for n, path in enumerate(paths, 1):
         try:
