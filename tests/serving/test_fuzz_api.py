@@ -158,7 +158,9 @@ def test_a_slow_body_gets_408_while_other_clients_are_served(trained_run, tmp_pa
         head += b"Content-Length: 5000\r\n\r\n"
         slow.sendall(head + b'{"pixels": [')
         start = time.monotonic()
-        pixels = [[0.0] * 28] * 14 + [[0.0] * 10 + [1.0] * 8 + [0.0] * 10] * 14
+        from digitlab.data.mnist import load_mnist
+
+        pixels = (load_mnist().x_test[0] / 255.0).round(4).tolist()  # a real 7: the good client's request
         good = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/predict",
             data=json.dumps({"pixels": pixels}).encode(),

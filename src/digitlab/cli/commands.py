@@ -79,7 +79,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from digitlab.inference.read import run_read
+    from digitlab.inference.read_command import run_read
 
     return run_read(args.paths, args.model, args.json, args.save_processed, runtime=args.runtime)
 

@@ -29,13 +29,13 @@ from PIL import Image
 from scipy import ndimage
 
 from digitlab.data.decode import MAX_PIXELS, ImageInput, load_pixels
+from digitlab.data.segment import INK_THRESHOLD, Box, bounding_box, segment_line
 
 cv2.setNumThreads(1)  # images here are small and callers already run one per core: threads would only contend
 
 WORK_SIZE = 112  # working resolution (longer side): strokes stay several pixels wide, work stays ~1 ms
 BOX = 20  # MNIST: the longer side of the digit's bounding box
 CANVAS = 28
-INK_THRESHOLD = 0.25  # after contrast stretching, what counts as ink
 NOISE_FLOOR = 0.12  # below this (after stretching) a pixel is background noise, set to 0 as in MNIST
 STROKE_RANGE = (0.11, 0.20)  # MNIST stroke width / longer side: median 0.158, 10-90% ≈ 0.12-0.21 (measured)
 
@@ -168,9 +168,6 @@ def flatten_background(ink: np.ndarray, level: float | None = None) -> np.ndarra
     return np.minimum(flat, 1.0, out=flat)
 
 
-Box = tuple[int, int, int, int]  # (top, bottom, left, right), bottom and right exclusive
-
-
 def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
     """Mask of the ink blobs that make the digit and its bounding box, or (None, None, reason) when there is
     no digit."""
@@ -201,12 +198,6 @@ def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
     if count > 40 and largest < 0.25 * total:
         return None, None, f"noise: {count} scattered blobs, none dominant"
     return digit, box, ""
-
-
-def bounding_box(mask: np.ndarray) -> Box:
-    """Box of a non-empty mask; row/column projections are much cheaper than np.nonzero over every pixel."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -254,8 +245,6 @@ def image_ink(source: ImageInput, max_pixels: int = MAX_PIXELS, work_size: int =
 
 def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processed:
     """Turn any digit image into MNIST's 28×28 format (see the module docstring for the steps)."""
-    from digitlab.data.segment import segment_line  # (segment builds on this module)
-
     ink = image_ink(source, max_pixels)
     digit, box, reason = find_digit(ink.flat)
     if digit is None or box is None:

@@ -7,7 +7,8 @@ This module is the geometry, with no TensorFlow: the ink's connected components,
 that belong to one digit, and the cut candidates inside a group that may hold several touching digits. The
 search that picks the cuts with a model's scores is `digitlab.inference.read`.
 
-1. Components: 8-connected ink blobs (the ink map and threshold of the single-digit path), specks dropped.
+1. Components: 8-connected ink blobs of the flattened ink map (`preprocess.image_ink`), above the ink threshold
+   the single-digit path uses too, specks dropped.
 2. Groups: components whose columns overlap form one digit (a 5's detached top bar, a 4 drawn in two
    strokes, a 7's crossbar); a small group next to a digit joins it, a small lone one is a speck; groups are
    read left to right. One line of text only.
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from digitlab.data.preprocess import INK_THRESHOLD, Box, bounding_box
-
+INK_THRESHOLD = 0.25  # after contrast stretching, what counts as ink (the single-digit path's threshold too)
+Box = tuple[int, int, int, int]  # (top, bottom, left, right), bottom and right exclusive
 SPECK = 0.05  # a component under this share of the largest one's ink is a speck, unless it overlaps a digit
 OVERLAP = 0.5  # groups whose column ranges overlap by this share of the narrower one are one digit
 SMALL = 0.4  # a group under this × the tallest group's height, both ways, is a detached stroke or a speck
@@ -51,6 +52,12 @@ class Group:
     @property
     def height(self) -> int:
         return self.box[1] - self.box[0]
+
+
+def bounding_box(mask: np.ndarray) -> Box:
+    """Box of a non-empty mask; row/column projections are much cheaper than np.nonzero over every pixel."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def ink_components(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:

@@ -30,10 +30,12 @@ from scipy.special import logsumexp, softmax
 
 from digitlab.atomic import atomic_write_json
 from digitlab.data.digit_space import digit_space
+from digitlab.errors import ModelError
 
 REFUSAL_FILE = "refusal.json"
 FEATURES = ("energy", "doubt", "knn", "residual", "flatness", "ink")
 DIGITS_REFUSED = 0.01  # the share of validation digits the threshold refuses
+MIN_VALIDATION = 200  # fewer held-out digits than this cannot place a 1% threshold
 SCHEMA = "digitlab.refusal/1"
 
 
@@ -104,22 +106,32 @@ def fit_refusal(
 
     Args:
       logits_fn: (N, 28, 28) float32 in [0, 1] → (N, 10) logits.
-      validation: (N, 28, 28) uint8 validation digits: 1,000 as they are and 700 drawn in the canvas styles of
-        `synthetic.render` train the regression; the threshold refuses 1% of the drawn ones.
+      validation: (N, 28, 28) uint8 validation digits: up to 1,000 as they are and up to 700 (half of a small
+        split) drawn in the canvas styles of `synthetic.render` train the regression; the threshold refuses 1%
+        of the drawn ones.
       seen: why these digits may have been seen in training ("" when they were held out).
       seed: the generators' seed.
 
     Returns:
       The Refusal, with its threshold at 1% of validation digits refused.
+
+    Raises:
+      ModelError: fewer than 200 validation digits.
     """
     from sklearn.linear_model import LogisticRegression
 
     from digitlab.data.preprocess import to_mnist_28x28
     from digitlab.data.synthetic import FIT_NON_DIGIT_FAMILIES, STYLES, fit_non_digit, render
 
+    if len(validation) < MIN_VALIDATION:
+        raise ModelError(
+            f"the 'not a digit' refusal needs at least {MIN_VALIDATION} validation digits to fit on; this run held out "
+            f"{len(validation)} (train with a larger --validation-size)"
+        )
     rng = np.random.default_rng(seed)
-    raw = validation[:1000].astype(np.float32) / 255.0
-    drawn = [to_mnist_28x28(render(d, STYLES[i % len(STYLES)], rng)) for i, d in enumerate(validation[1000:1700])]
+    n_drawn = min(700, len(validation) // 2)  # 700 of the 5,000 a run usually holds out; half of a small split
+    raw = validation[: min(1000, len(validation) - n_drawn)].astype(np.float32) / 255.0
+    drawn = [to_mnist_28x28(render(d, STYLES[i % len(STYLES)], rng)) for i, d in enumerate(validation[-n_drawn:])]
     drawn_pixels = np.stack([p.pixels for p in drawn if not p.blank])
     digits = np.concatenate([raw, drawn_pixels])
     negatives = [to_mnist_28x28(fit_non_digit(FIT_NON_DIGIT_FAMILIES[i % 5], rng)) for i in range(600)]

@@ -77,7 +77,7 @@ class DrawWidget(anywidget.AnyWidget):
                 raise DigitlabError("image must be a data:image/...;base64,... URL")
             data = decode_data_url(url)
             if self.mode == "number":
-                self._show_reading(read_number(data, self._predictor.probabilities, max_pixels=MAX_PIXELS))
+                self._show_reading(read_number(data, self._predictor, max_pixels=MAX_PIXELS))
                 return
             processed = to_mnist_28x28(data, max_pixels=MAX_PIXELS)
             if processed.blank:
