@@ -29,7 +29,7 @@ from PIL import Image
 from scipy import ndimage
 
 from digitlab.data.decode import MAX_PIXELS, ImageInput, load_pixels
-from digitlab.data.segment import INK_THRESHOLD, Box, bounding_box, segment_line
+from digitlab.data.segment import INK_THRESHOLD, Box, bounding_box, marks
 
 cv2.setNumThreads(1)  # images here are small and callers already run one per core: threads would only contend
 
@@ -251,10 +251,11 @@ def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processe
         return Processed(np.zeros((28, 28), np.float32), blank=True, reason=reason, polarity=ink.polarity,
                          source_size=ink.size)  # fmt: skip
     result = normalise_digit(ink, digit, box)
-    groups = segment_line(ink.flat)  # separate marks: a number, or a digit and something else
-    result.details["marks"] = len(groups)
-    if len(groups) == 1:
-        result.details["mark_aspect"] = round(groups[0].width / max(groups[0].height, 1), 4)
+    found = marks(ink.flat)  # separate marks: a number, or a digit and something else (no cut candidates needed)
+    result.details["marks"] = len(found)
+    if len(found) == 1:
+        top, bottom, left, right = found[0][1]
+        result.details["mark_aspect"] = round((right - left) / max(bottom - top, 1), 4)
     result.ink = ink  # kept for reading a wide mark as touching digits (not serialised)
     return result
 

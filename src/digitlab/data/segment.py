@@ -163,9 +163,15 @@ def attach_small(groups: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray,
     return sorted(merged.values(), key=lambda g: g[1][2])
 
 
+def marks(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
+    """The separate marks of a flattened ink map, left to right: components grouped into digits, small detached
+    strokes attached, specks dropped, as (mask, box) pairs (what the single-digit path counts)."""
+    return attach_small(group_components(ink_components(flat)))
+
+
 def segment_line(flat: np.ndarray) -> list[Group]:
-    """The groups of a flattened ink map, left to right, each with its cut candidates."""
-    groups = attach_small(group_components(ink_components(flat)))
+    """The marks of a flattened ink map, left to right, each with its cut candidates."""
+    groups = marks(flat)
     if not groups:
         return []
     line_height = int(np.median([g[1][1] - g[1][0] for g in groups]))

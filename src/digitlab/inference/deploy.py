@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.errors import ConfigError, ModelError
-from digitlab.inference.runtimes import ImportedOnnxRuntime, KerasRuntime, open_runtime
+from digitlab.inference.runtimes import KerasRuntime, OnnxRuntime, open_runtime
 from digitlab.models import export
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model
@@ -69,7 +69,7 @@ def export_loaded(
             "savedmodel and litert need a TensorFlow model"
         )
     images = _parity_images(data_dir)
-    runtime = KerasRuntime(loaded.model) if loaded.is_keras else ImportedOnnxRuntime(loaded.model)
+    runtime = KerasRuntime(loaded.model) if loaded.is_keras else OnnxRuntime(loaded.model)
     reference = probabilities(runtime.logits(images), loaded.temperature)
     source = loaded.file_digest()
     results = []
@@ -78,7 +78,7 @@ def export_loaded(
         if loaded.is_keras:
             info = export.convert(loaded.model, fmt, out, loaded.temperature)
         else:
-            info = export.write_adapted_onnx(loaded.model.onnx_bytes, out)
+            info = export.write_adapted_onnx(loaded.model.model_bytes, out)
         path = export.exported_path(out, fmt)
         runtime = open_runtime(fmt, path)
         check = parity(reference, probabilities(runtime.logits(images), loaded.temperature))

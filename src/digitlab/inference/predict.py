@@ -24,7 +24,7 @@ from digitlab.atomic import atomic_write_bytes
 from digitlab.data.preprocess import Processed, to_mnist_28x28
 from digitlab.errors import ConfigError, DigitlabError, ImageError
 from digitlab.inference.predictor import Predictor, top_k_of
-from digitlab.inference.read import SPLIT_ABOVE
+from digitlab.inference.verdict import judge, needs_reading
 from digitlab.models.calibration import probabilities
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -94,7 +94,7 @@ def _preprocess_file(path: str) -> tuple[np.ndarray, int, str, Processed | None]
         return np.zeros((28, 28), np.float32), FAILED, str(e), None
     except Exception as e:  # a decoder bug on one odd file must not stop the batch
         return np.zeros((28, 28), np.float32), FAILED, f"{type(e).__name__}: {e}", None
-    if p.details.get("marks", 1) < 2 and p.details.get("mark_aspect", 0) <= SPLIT_ABOVE:
+    if not needs_reading(p):
         p.ink = None  # only several marks or a wide one are read again; the rest need not travel between processes
     return p.pixels, BLANK if p.blank else OK, p.reason, p
 
@@ -166,6 +166,7 @@ def predict_files(
         ok = [i for i, r in enumerate(rows) if r[1] == OK]
         logits = predictor.logits(pixels[ok]) if ok else np.zeros((0, 10))
         probs = probabilities(logits, predictor.temperature)
+        refused = predictor.refusal().refuses(pixels[ok], logits) if ok else np.zeros(0, bool)  # the batch at once
         row_of = {i: n for n, i in enumerate(ok)}
         for i, (image, code, message, processed) in enumerate(rows):
             path = names[start + i]
@@ -175,7 +176,7 @@ def predict_files(
                 yield Prediction(path, blank=True, reason=message, pixels=image, verdict="blank")
             else:
                 p = probs[row_of[i]]
-                verdict, reason = predictor.judge(processed, logits[row_of[i]])
+                verdict, reason = judge(processed, bool(refused[row_of[i]]), predictor)
                 yield Prediction(
                     path,
                     label=int(p.argmax()) if verdict == "digit" else None,

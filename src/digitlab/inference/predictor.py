@@ -15,7 +15,7 @@ import numpy as np
 
 from digitlab.errors import ConfigError, ModelError
 from digitlab.inference.deploy import ensure_exported
-from digitlab.inference.runtimes import RUNTIMES, ImportedOnnxRuntime, KerasRuntime, Runtime, open_runtime
+from digitlab.inference.runtimes import RUNTIMES, KerasRuntime, OnnxRuntime, Runtime, open_runtime
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model
 
@@ -49,7 +49,7 @@ class Predictor:
                 raise ConfigError(
                     f"{loaded.name} is an imported ONNX model: it runs on ONNX Runtime only (--runtime onnx or auto)"
                 )
-            return cls(loaded, ImportedOnnxRuntime(loaded.model), log=log)
+            return cls(loaded, OnnxRuntime(loaded.model), log=log)
         if runtime == "keras":
             return cls(loaded, KerasRuntime(loaded.model), log=log)
         tried = []
@@ -85,7 +85,8 @@ class Predictor:
         """(verdict, reason) of one preprocessed image (see `verdict.judge`)."""
         from digitlab.inference.verdict import judge
 
-        return judge(processed, logits, self.refusal(), self)
+        not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None])[0])
+        return judge(processed, not_digit, self)
 
 
 def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:

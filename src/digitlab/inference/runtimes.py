@@ -45,43 +45,27 @@ class KerasRuntime:
 
 
 class OnnxRuntime:
-    """An ONNX Runtime session on one thread, spinning off (idle workers give their core back at once).
-
-    A graph with a fixed batch size (an imported model exported with batch 1) is fed in slices of that size."""
+    """A model under ONNX Runtime (`models.foreign.OnnxSession`: one thread, spinning off, a fixed batch size
+    fed in slices): an exported copy (`from_file`) or an imported ONNX model's adapted graph (`OnnxNetwork`)."""
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, threads: int = 1):
-        from digitlab.models.foreign import looped, onnx_session
+    def __init__(self, session):
+        self._session = session
+
+    @classmethod
+    def from_file(cls, path: str | Path, threads: int = 1) -> OnnxRuntime:
+        from digitlab.models.foreign import OnnxSession
 
         path = Path(path)
         try:
             data = path.read_bytes()
         except OSError as e:
             raise ModelError(f"ONNX Runtime cannot load {path.name}: {e.strerror or e}") from e
-        self._session = onnx_session(data, path.name, threads)
-        first = self._session.get_inputs()[0]
-        self._input = first.name
-        batch = first.shape[0] if isinstance(first.shape[0], int) and first.shape[0] > 0 else None
-        self._run = looped(self._run_once, batch) if batch else self._run_once
-
-    def _run_once(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: batch})[0]
+        return cls(OnnxSession(data, path.name, threads=threads))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self._run(np.ascontiguousarray(batch, np.float32))
-
-
-class ImportedOnnxRuntime:
-    """An imported ONNX model, run as its owner saved it with the contract's adapter around it."""
-
-    name = "onnx"
-
-    def __init__(self, network):
-        self._network = network
-
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self._network.logits(batch)
+        return self._session.run(np.ascontiguousarray(batch, np.float32))
 
 
 class LiteRTRuntime:
@@ -143,7 +127,7 @@ class SavedModelRuntime:
 def open_runtime(fmt: str, path: str | Path) -> Runtime:
     """A session for the exported file of format `fmt`."""
     if fmt == "onnx":
-        return OnnxRuntime(path)
+        return OnnxRuntime.from_file(path)
     if fmt == "litert":
         return LiteRTRuntime(path)
     if fmt == "savedmodel":

@@ -11,11 +11,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from digitlab.data.preprocess import Processed
-from digitlab.inference.read import SPLIT_ABOVE, read_ink
-from digitlab.inference.refusal import Refusal
+from digitlab.inference.read import read_ink
 
 VERDICTS = ("digit", "blank", "several_digits", "not_a_digit")
 # One mark is called several touching digits only when it is wider than this × its height (about 2% of MNIST's
@@ -25,13 +22,13 @@ TOUCHING_ASPECT = 1.25
 TOUCHING_CONFIDENCE = 0.95
 
 
-def judge(processed: Processed, logits: np.ndarray | None, refusal: Refusal | None, model=None) -> tuple[str, str]:
+def judge(processed: Processed, not_digit: bool, model=None) -> tuple[str, str]:
     """(verdict, reason) for one image; the reason is "" for a digit.
 
     Args:
       processed: the image's 28×28 with its details (`marks`, `mark_aspect`) and ink.
-      logits: the model's (10,) logits on it (None when blank).
-      refusal: the run's fitted refusal score (None: never "not a digit").
+      not_digit: whether the run's refusal score refuses it (`refusal.Refusal.refuses`; callers score a whole
+        batch at once, about 5× cheaper per image than one at a time).
       model: what reads several marks or a wide one (a `Predictor`, see `read.read_number`; None: not tried).
     """
     if processed.blank:
@@ -40,11 +37,11 @@ def judge(processed: Processed, logits: np.ndarray | None, refusal: Refusal | No
     if marks >= 2:
         text = _read(processed, model)
         return "several_digits", f"several digits: {marks} separate marks{text}; use read for numbers"
-    if model is not None and processed.ink is not None and processed.details.get("mark_aspect", 0) > TOUCHING_ASPECT:
+    if model is not None and needs_reading(processed):
         reading = read_ink(processed.ink, model)
         if len(reading.digits) >= 2 and min(d.confidence for d in reading.digits) >= TOUCHING_CONFIDENCE:
             return "several_digits", f"several digits: reads as {reading.text!r} (touching); use read for numbers"
-    if refusal is not None and logits is not None and refusal.refuses(processed.pixels[None], logits[None])[0]:
+    if not_digit:
         return "not_a_digit", "not a digit: it looks like none of the digits the model was trained on"
     return "digit", ""
 
@@ -54,7 +51,7 @@ def needs_reading(processed: Processed) -> bool:
     an event loop send it to a thread."""
     if processed.blank or processed.ink is None:
         return False
-    return processed.details.get("marks", 1) >= 2 or processed.details.get("mark_aspect", 0) > SPLIT_ABOVE
+    return processed.details.get("marks", 1) >= 2 or processed.details.get("mark_aspect", 0) > TOUCHING_ASPECT
 
 
 def _read(processed: Processed, model) -> str:

@@ -166,7 +166,7 @@ def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, A
 
 
 def write_adapted_onnx(onnx_bytes: bytes, out: Path) -> dict[str, Any]:
-    """Write an imported ONNX model with its contract's adapter (`OnnxNetwork.onnx_bytes`) as the onnx export."""
+    """Write an imported ONNX model with its contract's adapter (`OnnxNetwork.model_bytes`) as the onnx export."""
     import onnx
 
     from digitlab.atomic import atomic_write_bytes

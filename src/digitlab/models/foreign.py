@@ -199,33 +199,26 @@ def _open_onnx(path: Path, trust_code: bool) -> ForeignModel:
         onnx.checker.check_model(proto)
     except Exception as e:  # truncated or not ONNX at all
         raise ModelError(f"{path.name} is not a readable ONNX model ({' '.join(str(e).split())[:160]})") from e
-    session = onnx_session(proto.SerializeToString(), path.name)
-    inputs, outputs = session.get_inputs(), session.get_outputs()
+    model = OnnxSession(proto.SerializeToString(), path.name)
+    inputs, outputs = model.session.get_inputs(), model.session.get_outputs()
     if len(inputs) != 1:
         raise ModelError(f"{path.name} takes {len(inputs)} inputs; a digit classifier takes one image")
     ten = [o for o in outputs if o.shape and o.shape[-1] == 10 and len(o.shape) == 2]
     if not ten:
         raise ModelError(f"{path.name} has no output of 10 classes (digits 0–9)")
-    dims = inputs[0].shape
-    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+    model.output = ten[0].name
     dtype = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(uint8)": "uint8"}.get(inputs[0].type)
     if dtype is None:
         raise ModelError(f"{path.name} takes {inputs[0].type} inputs (digitlab feeds float32, float64 or uint8)")
-    in_name, out_name = inputs[0].name, ten[0].name
-    producer = {o: n.op_type for n in proto.graph.node for o in n.output}
-    last = {"Softmax": "softmax", "LogSoftmax": "log_softmax"}.get(_through_identity(proto, out_name, producer))
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run([out_name], {in_name: x})[0]
-
-    shape = tuple(int(d) if isinstance(d, int) else -1 for d in dims[1:])
+    last = {"Softmax": "softmax", "LogSoftmax": "log_softmax"}.get(_through_identity(proto, model.output))
+    shape = tuple(int(d) if isinstance(d, int) else -1 for d in inputs[0].shape[1:])
     return ForeignModel(
-        "onnx", path, shape, dtype, batch, looped(run, batch) if batch else run, last_activation=last,
-        input_name=in_name, output_name=out_name,
+        "onnx", path, shape, dtype, model.batch, model.run, last_activation=last, input_name=model.input,
+        output_name=model.output,
     )  # fmt: skip
 
 
-def _through_identity(proto, name: str, producer: dict[str, str]) -> str | None:
+def _through_identity(proto, name: str) -> str | None:
     """The op that makes `name`, looking through Identity nodes (Keras' exporter ends graphs with one)."""
     by_output = {o: n for n in proto.graph.node for o in n.output}
     node = by_output.get(name)
@@ -250,19 +243,42 @@ def looped(run: Callable[[np.ndarray], np.ndarray], batch: int) -> Callable[[np.
     return looped
 
 
-def onnx_session(model_bytes: bytes, name: str, threads: int = 1):
-    """An ONNX Runtime session on `threads` threads, not spinning; a one-line ModelError if it cannot load."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ModelError("running ONNX models needs onnxruntime (pip install onnxruntime)") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # InvalidProtobuf, unsupported op, ...: all mean "this file cannot be run"
-        raise ModelError(f"ONNX Runtime cannot load {name}: {' '.join(str(e).split())[:200]}") from e
+class OnnxSession:
+    """An ONNX model under ONNX Runtime, on `threads` threads and not spinning (idle workers give their core
+    back at once). `run(x)` answers the `output` tensor (default: the graph's first output) for the graph's one
+    input; a graph with a fixed batch size is fed in slices of that size (`looped`).
+
+    Detection runs a foreign graph through it, an imported model's adapted graph is one (`OnnxNetwork`), and so
+    is the onnx runtime's session (`inference.runtimes.OnnxRuntime`).
+
+    Raises:
+      ModelError: onnxruntime is missing or cannot load the bytes.
+    """
+
+    def __init__(self, model_bytes: bytes, name: str, output: str | None = None, threads: int = 1):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError("running ONNX models needs onnxruntime (pip install onnxruntime)") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # InvalidProtobuf, unsupported op, ...: all mean "this file cannot be run"
+            raise ModelError(f"ONNX Runtime cannot load {name}: {' '.join(str(e).split())[:200]}") from e
+        self.name = name
+        self.model_bytes = model_bytes
+        first = self.session.get_inputs()[0]
+        self.input = first.name
+        self.batch = first.shape[0] if isinstance(first.shape[0], int) and first.shape[0] > 0 else None
+        self.output = output or self.session.get_outputs()[0].name
+
+    def _run_once(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output], {self.input: x})[0]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return looped(self._run_once, self.batch)(x) if self.batch else self._run_once(x)

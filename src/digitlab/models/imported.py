@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.models.contract import Contract, onnx_adapter
-from digitlab.models.foreign import looped, onnx_session
+from digitlab.models.foreign import OnnxSession
 from digitlab.tf_logging import import_tensorflow
 
 
@@ -51,25 +51,15 @@ def saved_model_signature(path: Path, contract: Contract):
     return Signature()
 
 
-class OnnxNetwork:
-    """An imported ONNX model on digitlab's side: `logits((N, 28, 28, 1) float32 in [0, 1])` → (N, 10)."""
-
-    def __init__(self, adapted_bytes: bytes, name: str, batch: int | None):
-        self.name = name
-        self.onnx_bytes = adapted_bytes  # what `digitlab export --format onnx` writes
-        self._session = onnx_session(adapted_bytes, name)
-        run = self._run
-        self._forward = looped(run, batch) if batch else run
+class OnnxNetwork(OnnxSession):
+    """An imported ONNX model on digitlab's side: `logits((N, 28, 28, 1) float32 in [0, 1])` → (N, 10); its
+    `model_bytes` (the original graph with the adapter) are what `digitlab export --format onnx` writes."""
 
     @classmethod
     def from_contract(cls, path: Path, contract: Contract) -> OnnxNetwork:
         import onnx
 
-        adapted = onnx_adapter(onnx.load(str(path)), contract)
-        return cls(adapted.SerializeToString(), path.stem, contract.batch)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(["logits"], {"image": x})[0]
+        return cls(onnx_adapter(onnx.load(str(path)), contract).SerializeToString(), path.stem)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self._forward(np.ascontiguousarray(np.asarray(batch, np.float32).reshape(-1, 28, 28, 1)))
+        return self.run(np.ascontiguousarray(np.asarray(batch, np.float32).reshape(-1, 28, 28, 1)))

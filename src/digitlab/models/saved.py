@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.atomic import atomic_write_json
-from digitlab.data.fetch import sha256_file
 from digitlab.errors import ModelError
 from digitlab.models.contract import Contract
 from digitlab.models.importing import read_contract
@@ -69,7 +68,7 @@ class LoadedModel:
         run stale."""
         from digitlab.models.export import digest
 
-        return digest(self.model_path) if self.model_path.is_dir() else sha256_file(self.model_path)
+        return digest(self.model_path)
 
 
 def load_model(path: str | Path, network: bool = True, log: Callable[[str], Any] = print) -> LoadedModel:

@@ -258,10 +258,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         else:
             logits = await asyncio.wrap_future(batcher.submit(processed.pixels[None]))
             probs = probabilities(logits, loaded.temperature)[0]
+            not_digit = bool(refusal.refuses(processed.pixels[None], logits)[0])
             if needs_reading(processed):  # several marks or a wide one: read in a thread, the model thread helps
-                verdict, reason = await run_in_threadpool(judge, processed, logits[0], refusal, batched)
+                verdict, reason = await run_in_threadpool(judge, processed, not_digit, batched)
             else:
-                verdict, reason = judge(processed, logits[0], refusal)
+                verdict, reason = judge(processed, not_digit)
             body.update(
                 label=int(probs.argmax()) if verdict == "digit" else None,
                 verdict=verdict,
