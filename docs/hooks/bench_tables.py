@@ -1,0 +1,262 @@
+"""MkDocs hook: the site's generated parts, so that what it shows cannot drift from what is committed.
+
+Two markers, each an HTML comment on a line of its own, are replaced before the Markdown is rendered:
+
+- `<!-- bench: NAME -->` becomes the tables of `bench/results/NAME.json` (one renderer per bench below), or a
+  note that the bench has not been re-run since its results started being committed;
+- `<!-- api-modules: PLANE -->` becomes one mkdocstrings block (`::: digitlab.PLANE.module`) per module found in
+  `src/digitlab/PLANE/`, so a module added, moved or removed changes the API reference without a docs edit.
+
+A marker naming an unknown bench or plane raises, which fails `mkdocs build --strict` (`make docs-check`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+PACKAGE = ROOT / "src" / "digitlab"
+
+BENCH_MARKER = re.compile(r"^<!-- bench: ([a-z_]+) -->$", re.MULTILINE)
+API_MARKER = re.compile(r"^<!-- api-modules: ([a-z_.]+) -->$", re.MULTILINE)
+
+Row = list[str]
+
+
+def table(header: Row, rows: list[Row]) -> str:
+    """A Markdown table.
+
+    Args:
+        header: the column titles.
+        rows: one list of cell texts per row, each as long as `header`.
+
+    Returns:
+        The table as Markdown lines, with a trailing newline.
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def pct(x: float, digits: int = 2) -> str:
+    """A fraction in [0, 1] as a percentage, e.g. `0.99226` → `99.23%`."""
+    return f"{100 * x:.{digits}f}%"
+
+
+def fast_recipe(data: dict[str, Any]) -> str:
+    """The fast recipe's choice on validation, its test accuracy over seeds, and where a command's time goes."""
+    out = [
+        "**Choice on validation** (one epoch, 55,000 images, split seed 0, seeds "
+        f"{min(data['choice']['seeds'])}–{max(data['choice']['seeds'])}; the test set not read):\n"
+    ]
+    rows = []
+    for name, variant in data["choice"]["variants"].items():
+        v = variant["validation"]
+        rows.append([name, f"{pct(v['mean'])} ± {100 * v['sd']:.2f}", f"{v['at_99']}/{v['n']}"])
+    out.append(table(["variant", "validation accuracy, mean ± sd", "seeds at ≥ 99.0%"], rows))
+    out.append(f"\nDropped by the rule fixed beforehand: {', '.join(data['choice']['dropped'])}.\n")
+    rows = []
+    for key, label in (
+        ("test_1_epoch", "1 epoch, all 60,000 images (`--recipe fast`)"),
+        ("test_2_epoch_55k", "2 epochs, 55,000 images (`make run`'s default)"),
+    ):
+        if key not in data:
+            continue
+        t, s = data[key]["test"], data[key]["command_seconds"]
+        accs = [r["test_accuracy"] for r in data[key]["runs"]]
+        rows.append(
+            [
+                label,
+                f"**{pct(t['mean'])} ± {100 * t['sd']:.2f}** ({pct(min(accs))}–{pct(max(accs))})",
+                f"{t['at_99']}/{t['n']}",
+                f"{s['mean']:.1f} ± {s['sd']:.1f}",
+            ]
+        )
+    out.append("\n**Test accuracy** (the whole `digitlab train --recipe fast` command, seeds 0–9):\n\n")
+    out.append(table(["run", "test accuracy, mean ± sd (range)", "seeds at ≥ 99.0%", "command seconds"], rows))
+    phases = data.get("test_1_epoch", {}).get("phases")
+    if phases:
+        out.append("\n**Where a one-epoch command's time goes** (median seconds of the 10 commands):\n\n")
+        out.append(table(["phase", "seconds"], [[k.replace("_", " "), f"{v:.2f}"] for k, v in phases.items()]))
+    relu = data.get("relu_order")
+    if relu:
+        out.append("\n**Pooling before or after the ReLU** (median ms per training step, batch 256):\n\n")
+        out.append(table(["order", "ms per step"], [[k, f"{v['median_ms_per_step']:.1f}"] for k, v in relu.items()]))
+    return "".join(out)
+
+
+def train_speed(data: dict[str, Any]) -> str:
+    """The race: the classic Keras example to its first epoch at 99% against `digitlab train --recipe fast`."""
+    names = {
+        "keras-example": "Keras example, to its first epoch at 99.0%",
+        "digitlab-fast": "`digitlab train --recipe fast`, whole command, 1 epoch",
+    }
+    rows = []
+    for key, runs in data["race"]["runs"].items():
+        s = data["race"]["summary"][key]
+        per_seed = ", ".join(f"{r['seconds']:.1f} (epoch {r['epoch']})" for r in runs)
+        peak = max(r["peak_memory_mb"] for r in runs) / 1000
+        rows.append(
+            [
+                names.get(key, key),
+                f"{s['mean_seconds']:.1f} ± {s['sd_seconds']:.1f}",
+                per_seed,
+                pct(s["mean_test_accuracy"]),
+                s["seeds_at_99"],
+                f"{peak:.2f} GB",
+            ]
+        )
+    header = ["run", "seconds, mean ± sd", "per seed", "test accuracy (mean)", "seeds at ≥ 99.0%", "peak memory"]
+    ratio = data["race"]["summary"].get("speedup_to_99")
+    tail = f"\n`fast` reaches a finished run **{ratio:.1f}× sooner**.\n" if ratio else ""
+    return table(header, rows) + tail
+
+
+def make_run(data: dict[str, Any]) -> str:
+    """`make run` step by step, one column per recorded sample."""
+    parts = []
+    for train_flags, entry in data.items():
+        if train_flags == "machine":
+            continue
+        samples = entry["samples"]
+        steps = list(samples[0]["steps"])
+        rows = [[step, ", ".join(f"{s['steps'][step]:.1f}" for s in samples)] for step in steps]
+        rows.append(
+            ["**end of install → page serving**", "**" + ", ".join(f"{s['total_seconds']:.1f}" for s in samples) + "**"]
+        )
+        parts.append(f'`TRAIN="{train_flags}"`, {len(samples)} sample(s):\n\n')
+        parts.append(table(["step", "seconds per sample"], rows))
+    return "".join(parts)
+
+
+def import_speed(data: dict[str, Any]) -> str:
+    """`digitlab import` per model kind, and the served latency of imported models."""
+    rows = [[f"`{i['model']}`", i["format"], i["detected"], f"{i['seconds']:.1f}"] for i in data["imports"]]
+    out = table(["model", "format", "detected", "`digitlab import`, s (whole command)"], rows)
+    rows = [[name, v["runtime"], f"{v['p50_ms']:.2f}", f"{v['p90_ms']:.2f}"] for name, v in data["latency"].items()]
+    return out + "\n" + table(["served model", "runtime", "p50 ms", "p90 ms"], rows)
+
+
+def read_numbers(data: dict[str, Any]) -> str:
+    """Reading numbers against the ceiling and two naive readers; the refusal's rates and trade-off."""
+    rows = []
+    for name, n in data["numbers"].items():
+        rows.append(
+            [
+                name,
+                str(n["numbers"]),
+                pct(n["ceiling"], 1),
+                pct(n["read"]["exact"], 1),
+                pct(n["read"]["digits"], 1),
+                pct(n["components"]["exact"], 1),
+                pct(n["one box"]["exact"], 1),
+            ]
+        )
+    header = ["numbers", "n", "ceiling", "read exact", "read digits", "components exact", "one box exact"]
+    out = [
+        f"Model `{data['model']}`, numbers made of MNIST {data['split']} digits; single-digit accuracy on the "
+        f"same styles {pct(data['single_digit_accuracy'])}.\n\n",
+        table(header, rows),
+    ]
+    refusal = data["refusal"]
+    families = ", ".join(f"{k} {pct(v, 0)}" for k, v in refusal["families"].items())
+    out.append(
+        f"\n**Refusal at the run's threshold:** {pct(refusal['digits refused'], 1)} of "
+        f"{refusal['digits']} real single-digit canvases refused; **{pct(refusal['non-digits refused'], 1)}** "
+        f"of non-digits refused ({families}).\n\n"
+    )
+    rows = [[pct(c["digits refused"], 1), pct(c["non-digits accepted"], 0)] for c in refusal["curve"]]
+    out.append(table(["digits refused", "non-digits accepted"], rows))
+    if "read_5_digits_p50_ms" in data:
+        out.append(f"\n`read` of a 5-digit canvas, p50 in this run: {data['read_5_digits_p50_ms']:.1f} ms.\n")
+    return "".join(out)
+
+
+def generic(data: Any) -> str:
+    """Any other results file: its top-level numbers as a table (a new bench shows up before it gets a renderer)."""
+    if not isinstance(data, dict):
+        return "```json\n" + json.dumps(data, indent=1)[:2000] + "\n```\n"
+    rows = [[f"`{k}`", json.dumps(v)[:120]] for k, v in data.items()]
+    return table(["key", "value"], rows)
+
+
+def load_speed(data: dict[str, Any]) -> str:
+    """Loading verified MNIST from the cache: median and fastest of several runs."""
+    rows = [
+        [name, f"{1000 * v['median_s']:.2f}", f"{1000 * v['min_s']:.2f}", str(v["runs"])] for name, v in data.items()
+    ]
+    return table(["what", "median ms", "fastest ms", "runs"], rows)
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "fast_recipe": fast_recipe,
+    "train_speed": train_speed,
+    "make_run": make_run,
+    "load_speed": load_speed,
+    "import_speed": import_speed,
+    "read_numbers": read_numbers,
+}
+
+
+def bench_section(name: str) -> str:
+    """The Markdown for one bench: its tables from the committed JSON, or a note that it awaits a re-run.
+
+    Args:
+        name: the bench's name, `bench/NAME.py` writing `bench/results/NAME.json`.
+
+    Returns:
+        Markdown text.
+
+    Raises:
+        FileNotFoundError: neither the bench script nor its results exist (a typo in the page).
+    """
+    path = RESULTS / f"{name}.json"
+    script = ROOT / "bench" / f"{name}.py"
+    if not path.exists():
+        if not script.exists():
+            raise FileNotFoundError(f"docs marker names bench {name!r}, but bench/{name}.py does not exist")
+        return (
+            f'!!! note "Not yet re-run"\n    `bench/results/{name}.json` is not committed yet: this bench is '
+            f"long and its figures are committed when it is next run (`.venv/bin/python bench/{name}.py`).\n"
+        )
+    data = json.loads(path.read_text())
+    source = f"\n<small>Generated from `bench/results/{name}.json` when the site was built.</small>\n"
+    return RENDERERS.get(name, generic)(data) + source
+
+
+def api_modules(plane: str) -> str:
+    """One mkdocstrings block per public module of a plane, found on disk.
+
+    Args:
+        plane: a folder under `src/digitlab` (`data`, `models`, …), or `core` for the top-level modules.
+
+    Returns:
+        Markdown with one `::: digitlab.…` block per module, in file-name order.
+
+    Raises:
+        FileNotFoundError: the plane does not exist.
+    """
+    folder = PACKAGE if plane == "core" else PACKAGE / plane
+    if not folder.is_dir():
+        raise FileNotFoundError(f"docs marker names plane {plane!r}, but src/digitlab/{plane} does not exist")
+    prefix = "digitlab" if plane == "core" else f"digitlab.{plane}"
+    modules = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    return "\n".join(f"::: {prefix}.{m}\n" for m in modules)
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    """MkDocs event: expand the markers of one page before it is rendered.
+
+    Args:
+        markdown: the page's Markdown source.
+
+    Returns:
+        The source with every marker replaced.
+    """
+    markdown = BENCH_MARKER.sub(lambda m: bench_section(m.group(1)), markdown)
+    return API_MARKER.sub(lambda m: api_modules(m.group(1)), markdown)
