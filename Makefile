@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format bench clean notebook notebook-strip
+.PHONY: run test lint format bench clean notebook notebook-strip docs docs-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	touch $@
 
 # The default model's run directory; delete it (or pass RUN_DIR=...) to train another.
@@ -28,8 +28,18 @@ run: $(BIN)/.installed
 	@echo "Serving the draw-a-digit page on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	$(BIN)/digitlab serve --model $(RUN_DIR) --port 8000
 
-test: $(BIN)/.installed lint
+test: $(BIN)/.installed lint docs-check
 	$(BIN)/pytest -q
+
+# The documentation site (mkdocs.yml, docs/): served on this machine only, rebuilt on every edit.
+# NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2, which says nothing about this site.
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# The strict build `make test` runs: a broken link, anchor, docstring reference or bench marker fails it.
+docs-check: $(BIN)/.installed
+	@tmp=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d "$$tmp"; \
+	status=$$?; rm -rf "$$tmp"; exit $$status
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench examples notebooks
