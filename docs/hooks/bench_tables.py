@@ -52,7 +52,7 @@ def fast_recipe(data: dict[str, Any]) -> str:
     """The fast recipe's choice on validation, its test accuracy over seeds, and where a command's time goes."""
     out = [
         "**Choice on validation** (one epoch, 55,000 images, split seed 0, seeds "
-        f"{min(data['choice']['seeds'])}–{max(data['choice']['seeds'])}; the test set not read):\n"
+        f"{min(data['choice']['seeds'])}–{max(data['choice']['seeds'])}; the test set not read):\n\n"
     ]
     rows = []
     for name, variant in data["choice"]["variants"].items():
@@ -221,8 +221,9 @@ def bench_section(name: str) -> str:
         if not script.exists():
             raise FileNotFoundError(f"docs marker names bench {name!r}, but bench/{name}.py does not exist")
         return (
-            f'!!! note "Not yet re-run"\n    `bench/results/{name}.json` is not committed yet: this bench is '
-            f"long and its figures are committed when it is next run (`.venv/bin/python bench/{name}.py`).\n"
+            f'!!! note "Not yet re-run"\n    `bench/results/{name}.json` is not committed yet: this bench '
+            f"needs a trained model or minutes of machine time, and its figures are committed when it is next run "
+            f"(`.venv/bin/python bench/{name}.py`).\n"
         )
     data = json.loads(path.read_text())
     source = f"\n<small>Generated from `bench/results/{name}.json` when the site was built.</small>\n"
