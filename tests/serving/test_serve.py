@@ -222,19 +222,45 @@ def test_burst_of_malformed_requests_then_a_good_one(client, digit_png):
 
 
 def test_concurrent_requests_are_batched(client, mnist):
+    """16 clients at once share model calls: while the model runs its first call, the others queue and go in
+    one batch. The first call is held until every request has been submitted, so the batch sizes do not depend
+    on the machine's speed (without batching there would be 64 calls of one image)."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    batcher = client.app.state.served.batcher
+    logits_of, submit = batcher._logits, batcher.submit
+    submitted, all_in, sizes = [], threading.Event(), []
+
+    def counting_submit(pixels):
+        submitted.append(len(pixels))
+        if len(submitted) >= 16:
+            all_in.set()
+        return submit(pixels)
+
+    def held_logits(pixels):
+        if not sizes:
+            all_in.wait(timeout=30)
+        sizes.append(len(pixels))
+        return logits_of(pixels)
 
     def one(i):
         return client.post("/api/predict", json={"pixels": mnist.x_test[i].tolist()}).json()["label"]
 
-    with ThreadPoolExecutor(16) as pool:
-        labels = list(pool.map(one, range(64)))
+    batcher._logits, batcher.submit = held_logits, counting_submit
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            labels = list(pool.map(one, range(64)))
+    finally:
+        batcher._logits, batcher.submit = logits_of, submit
+    assert sum(sizes) == sum(submitted) and len(submitted) >= 64
+    assert max(sizes) >= 8 and len(sizes) <= 48, sizes  # the 15 queued behind the held call went together
     assert np.mean(np.array(labels) == mnist.y_test[:64]) > 0.9
 
 
 def test_large_image_is_preprocessed_off_the_event_loop(client, mnist):
     """Images over INLINE_PIXELS go to the preprocessing thread; the answer must be the same kind."""
-    from digitlab.serving.app import INLINE_PIXELS
+    from digitlab.serving.state import INLINE_PIXELS
 
     image = render(mnist.x_test[1], "black-on-white", np.random.default_rng(1)).resize((900, 900))
     assert INLINE_PIXELS < 900 * 900
