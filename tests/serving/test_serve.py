@@ -117,6 +117,23 @@ def test_model_health_and_docs(client):
     assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no CDN assets
 
 
+def test_the_openapi_document_comes_from_the_models(client):
+    """Request and response bodies are documented by the Pydantic models the routes validate with."""
+    doc = client.get("/openapi.json").json()
+    assert {"Prediction", "ReadingAnswer", "ModelInfo", "FeedbackStored", "ErrorAnswer"} <= set(
+        doc["components"]["schemas"]
+    )
+    feedback = doc["paths"]["/api/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert feedback["required"] == ["image", "label"]
+    assert (feedback["properties"]["label"]["minimum"], feedback["properties"]["label"]["maximum"]) == (0, 9)
+    predict = doc["paths"]["/api/predict"]["post"]
+    assert {"application/json", "multipart/form-data", "image/png"} <= set(predict["requestBody"]["content"])
+    pixels = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["pixels"]
+    assert "$ref" not in json.dumps(predict["requestBody"])  # nested models written inline
+    assert pixels["anyOf"][0]["minItems"] == pixels["anyOf"][0]["maxItems"] == 28
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Prediction")
+
+
 def test_feedback_is_stored(client, digit_png):
     png, _ = digit_png
     r = client.post("/api/feedback", json={"image": _data_url(png), "label": 3, "predicted": 7})
@@ -188,6 +205,8 @@ def test_decoder_bombs_past_pillows_limit_are_413(client, header_bombs):
         for kwargs in ({"content": data}, {"json": {"image": _data_url(data)}}):
             r = client.post("/api/predict", **kwargs)
             assert r.status_code == 413 and "over the limit" in r.json()["error"], r.text
+        r = client.post("/api/read", content=data)  # read_number raises ImageTooLarge itself: the same 413
+        assert r.status_code == 413 and "over the limit" in r.json()["error"], r.text
         instances = [{"b64": base64.b64encode(data).decode()}]
         assert client.post("/v1/models/digits:predict", json={"instances": instances}).status_code == 413
         assert client.post("/api/feedback", json={"image": _data_url(data), "label": 3}).status_code == 413

@@ -102,12 +102,15 @@ def _query_options(request: Request) -> dict[str, Any]:
     openapi_extra=json_body(ExplainRequest, **IMAGE_BODIES),
 )
 async def explain(request: Request, served: Served, service: Explain) -> JSONResponse:
-    """Same inputs and limits as `/api/predict`, plus `method` (ig, smoothgrad, gradcam, occlusion or none),
+    """Explain the network's answer for one image.
+
+    Same inputs and limits as `/api/predict`, plus `method` (ig, smoothgrad, gradcam, occlusion or none),
     `target` and `contrast` (digits; default: the prediction, no contrast), `steps` (IG, 4-256, default 32)
     and `baseline` (black, blur or grey) in the JSON body or the query string. Answers the label, logits,
     probabilities, every layer's activations as PNG data URLs, the attribution (28×28 values and baseline in
     the model's input space), the processed 28×28, the drawing's place on the training digits' map with its
-    5 nearest training digits, and timings."""
+    5 nearest training digits, and timings.
+    """
     query = _query_options(request)
     validated(ExplainOptions, query)  # a bad query parameter fails before the body is read
     processed, payload = await processed_image(request, served)

@@ -20,9 +20,12 @@ router = APIRouter(tags=["feedback"])
     openapi_extra=json_body(FeedbackRequest),
 )
 async def feedback(request: Request, served: Served) -> FeedbackStored:
-    """JSON `{"image": data URL of the drawing, "label": the true digit, "predicted": what the model said}`;
+    """Store one correction.
+
+    JSON `{"image": data URL of the drawing, "label": the true digit, "predicted": what the model said}`;
     stored as a PNG plus one line in `index.jsonl` of the feedback folder. A folder that cannot take it (full,
-    read-only) is a 507 and nothing is half-written."""
+    read-only) is a 507 and nothing is half-written.
+    """
     correction = validated(FeedbackRequest, parse_json(await request.body()))
     data = image_bytes(correction.image)  # a base64 decode: cheaper than a thread handoff, as in /api/predict
     processed = await served.preprocess(data, for_model=False)  # validates the image; stored with it

@@ -1,5 +1,6 @@
-"""Request bodies: the JSON ones as Pydantic models (the OpenAPI document is generated from them), and the
-image of a request, sent as JSON, a multipart upload or the raw body.
+"""Request bodies: the JSON ones as Pydantic models, and the image of a request.
+
+The OpenAPI document is generated from the models. An image comes as JSON, a multipart upload or the raw body.
 
 The image routes take three content types, so they read the body themselves and validate its JSON with these
 models (FastAPI's idiom for a body it does not parse: "Path Operation Advanced Configuration", custom OpenAPI
@@ -34,8 +35,7 @@ from digitlab.explain.options import BASELINES, METHODS
 
 
 class BadRequest(DigitlabError):
-    """A client error that only the server has (a malformed body, a busy explainer): `{"error": message}` with
-    its status.
+    """A client error only the server has (a malformed body, a busy explainer): `{"error": message}`, its status.
 
     Args:
       message: what was wrong, in one line.
@@ -78,7 +78,7 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
-Digit = Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=9)]
+Digit = Annotated[int, Field(ge=0, le=9), BeforeValidator(_not_bool)]
 """A label: an integer 0-9."""
 
 
@@ -196,8 +196,9 @@ def validated(model: type[M], payload: Any) -> M:
 
 
 def json_body(model: type[BaseModel], **other_bodies: dict) -> dict[str, Any]:
-    """`openapi_extra` for a route that reads its body itself: required JSON described by `model`, or one of
-    `other_bodies` (content type → OpenAPI media type).
+    """`openapi_extra` for a route that reads its body itself.
+
+    The body is required: JSON described by `model`, or one of `other_bodies` (content type → OpenAPI media type).
 
     Args:
       model: the JSON body's model; its nested models are written inline (the route has no components of its own).

@@ -88,8 +88,11 @@ async def healthz() -> Health:
 
 @router.get("/readyz", summary="Readiness: the model answers", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(served: Served) -> Ready | JSONResponse:
-    """`ready` with the model's name and runtime when a blank image goes through the model thread and gives
-    finite logits; a 503 `not ready` otherwise."""
+    """Whether the model answers.
+
+    `ready` with the model's name and runtime when a blank image goes through the model thread and gives
+    finite logits; a 503 `not ready` otherwise.
+    """
     logits = await served.logits(np.zeros((1, 28, 28), np.float32))
     if logits.shape != (1, 10) or not np.all(np.isfinite(logits)):
         return JSONResponse({"status": "not ready"}, status_code=503)

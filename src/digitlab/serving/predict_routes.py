@@ -47,9 +47,12 @@ async def processed_image(request: Request, served: ServedModel) -> tuple[Proces
     openapi_extra=json_body(ImageBody, **IMAGE_BODIES),
 )
 async def predict(request: Request, served: Served) -> JSONResponse:
-    """Send an image as a multipart upload, as the raw body, or JSON `{"image": "data:image/png;base64,..."}`
+    """Predict the digit in one image.
+
+    Send an image as a multipart upload, as the raw body, or JSON `{"image": "data:image/png;base64,..."}`
     or `{"pixels": [[...28 numbers...], ...28 rows]}`. Answers the label, 10 calibrated probabilities, the
-    top 3, whether no digit was found, and the 28×28 the model saw (PNG data URL)."""
+    top 3, whether no digit was found, and the 28×28 the model saw (PNG data URL).
+    """
     start = time.perf_counter()
     processed, _ = await processed_image(request, served)
     body: dict[str, Any] = {"blank": processed.blank, "processed": processed.to_data_url()}
@@ -85,10 +88,13 @@ async def _verdict(processed: Processed, served: ServedModel) -> dict[str, Any]:
     openapi_extra=json_body(ImageBody, **IMAGE_BODIES),
 )
 async def read(request: Request, served: Served) -> JSONResponse:
-    """The same image bodies as `/api/predict`. Answers `text` (e.g. "42"), `digits` (each with `label`,
+    """Read a whole number.
+
+    The same image bodies as `/api/predict`. Answers `text` (e.g. "42"), `digits` (each with `label`,
     `confidence`, 10 `probabilities`, `box` [x0, y0, x1, y1] in the image's pixels and its `processed`
     28×28) and an overall `confidence`; `blank` with a `reason` when there is no ink. One line of digits:
-    no decimal points, signs or separators."""
+    no decimal points, signs or separators.
+    """
     start = time.perf_counter()
     image, _ = await image_from_request(request)
     reading = await run_in_threadpool(read_number, image, served.reader, max_pixels=served.config.max_pixels)

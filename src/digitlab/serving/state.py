@@ -1,5 +1,6 @@
-"""What every route shares, built once by `create_app` and kept in `app.state`: the settings and the model behind
-its micro-batcher. Routes get it through the `Served` dependency.
+"""What every route shares: the settings and the model behind its micro-batcher.
+
+Built once by `create_app` and kept in `app.state`; routes get it through the `Served` dependency.
 
 The model runs in a single background thread fed by a queue (`batching.py`): requests that arrive together
 are predicted in one batch, so concurrent clients share model calls and the event loop never waits on
@@ -57,8 +58,9 @@ class ServeConfig:
 
 @dataclass
 class BatchedModel:
-    """The model as the reader sees it (`read.read_number`), its logits through the micro-batching model thread;
-    for code in a worker thread, which waits for its batch.
+    """The model as the reader sees it (`read.read_number`), its logits through the micro-batching model thread.
+
+    For code in a worker thread, which waits for its batch.
 
     Attributes:
       batcher: the model thread.

@@ -71,10 +71,16 @@ async def metadata(model: str, version: str | None = None) -> dict[str, Any]:
     openapi_extra=json_body(TFServingRequest),
 )
 async def predict(request: Request, served: Served, model: str, version: str | None = None) -> JSONResponse:
-    """Row format `{"instances": [...]}` → `{"predictions": [...]}`; columnar `{"inputs": ...}` →
+    """TF Serving's predict.
+
+    Row format `{"instances": [...]}` → `{"predictions": [...]}`; columnar `{"inputs": ...}` →
     `{"outputs": ...}`. Each image is 28×28 (or 28×28×1) numbers in [0, 1] (or [0, 255]), white on black like
     MNIST, or `{"b64": image bytes}`; named (`{"image": ...}`) or not. `signature_name`: `serving_default`
-    (probabilities, the default) or `logits`."""
+    (probabilities, the default) or `logits`.
+
+    Raises:
+      BadRequest: 404 for another model name or version; 400 for a malformed body; 413 over 256 images.
+    """
     _check_model(model, version)
     signature, columnar, items = parse_predict(parse_json(await request.body()))
     pixels = [await _pixels(served, item, where) for item, where in items]
