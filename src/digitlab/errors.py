@@ -1,11 +1,19 @@
 """User-facing failures: one type each, with a message that says what to do.
 
-The CLI prints these on one line and exits with status 2; anything else is a bug and keeps its traceback.
+The CLI prints these on one line and exits with status 2; anything else is a bug and keeps its traceback. The
+server answers each with its `http_status` (one exception handler, `serving.app`), so an error means the same
+HTTP status wherever it is raised.
 """
 
 
 class DigitlabError(Exception):
-    """Base class: a failure the user can fix."""
+    """Base class: a failure the user can fix.
+
+    Attributes:
+      http_status: the HTTP status the server answers with (400, a client error, unless a subclass says otherwise).
+    """
+
+    http_status = 400
 
 
 class DataError(DigitlabError):
@@ -26,6 +34,12 @@ class ModelError(DigitlabError):
 
 class ImageError(DigitlabError):
     """An input image cannot be read or is unsafe to decode."""
+
+
+class ImageTooLarge(ImageError):
+    """An input image has more pixels than the decoded-pixel limit allows (a decompression bomb, or a huge photo)."""
+
+    http_status = 413
 
 
 class FeedbackError(DigitlabError):

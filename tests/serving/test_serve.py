@@ -117,6 +117,23 @@ def test_model_health_and_docs(client):
     assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no CDN assets
 
 
+def test_the_openapi_document_comes_from_the_models(client):
+    """Request and response bodies are documented by the Pydantic models the routes validate with."""
+    doc = client.get("/openapi.json").json()
+    assert {"Prediction", "ReadingAnswer", "ModelInfo", "FeedbackStored", "ErrorAnswer"} <= set(
+        doc["components"]["schemas"]
+    )
+    feedback = doc["paths"]["/api/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert feedback["required"] == ["image", "label"]
+    assert (feedback["properties"]["label"]["minimum"], feedback["properties"]["label"]["maximum"]) == (0, 9)
+    predict = doc["paths"]["/api/predict"]["post"]
+    assert {"application/json", "multipart/form-data", "image/png"} <= set(predict["requestBody"]["content"])
+    pixels = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["pixels"]
+    assert "$ref" not in json.dumps(predict["requestBody"])  # nested models written inline
+    assert pixels["anyOf"][0]["minItems"] == pixels["anyOf"][0]["maxItems"] == 28
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Prediction")
+
+
 def test_feedback_is_stored(client, digit_png):
     png, _ = digit_png
     r = client.post("/api/feedback", json={"image": _data_url(png), "label": 3, "predicted": 7})
@@ -188,6 +205,8 @@ def test_decoder_bombs_past_pillows_limit_are_413(client, header_bombs):
         for kwargs in ({"content": data}, {"json": {"image": _data_url(data)}}):
             r = client.post("/api/predict", **kwargs)
             assert r.status_code == 413 and "over the limit" in r.json()["error"], r.text
+        r = client.post("/api/read", content=data)  # read_number raises ImageTooLarge itself: the same 413
+        assert r.status_code == 413 and "over the limit" in r.json()["error"], r.text
         instances = [{"b64": base64.b64encode(data).decode()}]
         assert client.post("/v1/models/digits:predict", json={"instances": instances}).status_code == 413
         assert client.post("/api/feedback", json={"image": _data_url(data), "label": 3}).status_code == 413
@@ -222,19 +241,45 @@ def test_burst_of_malformed_requests_then_a_good_one(client, digit_png):
 
 
 def test_concurrent_requests_are_batched(client, mnist):
+    """16 clients at once share model calls: while the model runs its first call, the others queue and go in
+    one batch. The first call is held until every request has been submitted, so the batch sizes do not depend
+    on the machine's speed (without batching there would be 64 calls of one image)."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    batcher = client.app.state.served.batcher
+    logits_of, submit = batcher._logits, batcher.submit
+    submitted, all_in, sizes = [], threading.Event(), []
+
+    def counting_submit(pixels):
+        submitted.append(len(pixels))
+        if len(submitted) >= 16:
+            all_in.set()
+        return submit(pixels)
+
+    def held_logits(pixels):
+        if not sizes:
+            all_in.wait(timeout=30)
+        sizes.append(len(pixels))
+        return logits_of(pixels)
 
     def one(i):
         return client.post("/api/predict", json={"pixels": mnist.x_test[i].tolist()}).json()["label"]
 
-    with ThreadPoolExecutor(16) as pool:
-        labels = list(pool.map(one, range(64)))
+    batcher._logits, batcher.submit = held_logits, counting_submit
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            labels = list(pool.map(one, range(64)))
+    finally:
+        batcher._logits, batcher.submit = logits_of, submit
+    assert sum(sizes) == sum(submitted) and len(submitted) >= 64
+    assert max(sizes) >= 8 and len(sizes) <= 48, sizes  # the 15 queued behind the held call went together
     assert np.mean(np.array(labels) == mnist.y_test[:64]) > 0.9
 
 
 def test_large_image_is_preprocessed_off_the_event_loop(client, mnist):
     """Images over INLINE_PIXELS go to the preprocessing thread; the answer must be the same kind."""
-    from digitlab.serving.app import INLINE_PIXELS
+    from digitlab.serving.state import INLINE_PIXELS
 
     image = render(mnist.x_test[1], "black-on-white", np.random.default_rng(1)).resize((900, 900))
     assert INLINE_PIXELS < 900 * 900

@@ -21,7 +21,7 @@ import numpy as np
 import pyspng
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from digitlab.errors import ImageError
+from digitlab.errors import ImageError, ImageTooLarge
 
 MAX_PIXELS = 40_000_000  # refuse larger images (a 40 MP photo is fine; a decompression bomb is not)
 
@@ -205,7 +205,7 @@ def _open(data: bytes | bytearray, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError("not a recognised image format") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"the image is over the limit of {max_pixels:,} pixels ({_reason(e)})") from None
+        raise ImageTooLarge(f"the image is over the limit of {max_pixels:,} pixels ({_reason(e)})") from e
     except Exception as e:  # any other refusal of a header parser: see _refusals
         raise ImageError(f"cannot read the image ({_reason(e)})") from None
 
@@ -223,7 +223,7 @@ def _refusals(what: str) -> Iterator[None]:
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(f"the image is over the pixel limit ({e})") from None
+        raise ImageTooLarge(f"the image is over the pixel limit ({e})") from e
     except Exception as e:
         raise ImageError(f"{what} ({_reason(e)})") from None
 
@@ -236,7 +236,9 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width == 0 or height == 0:
         raise ImageError("the image has zero size")
     if width * height > max_pixels:
-        raise ImageError(f"the image is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}")
+        raise ImageTooLarge(
+            f"the image is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
+        )
 
 
 def _from_array(array: np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:

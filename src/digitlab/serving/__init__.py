@@ -1,5 +1,7 @@
-"""Serving: the draw-a-digit page and its REST API (own routes and TensorFlow Serving's), micro-batching and
-the feedback folder. Uses `inference`, `models`, `data` and the core.
+"""Serving: the draw-a-digit page and its REST API (own routes and TensorFlow Serving's).
+
+FastAPI with one router per area, micro-batching and the feedback folder. Uses `inference`, `models`, `data`
+and the core.
 """
 
 import lazy_loader

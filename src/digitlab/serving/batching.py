@@ -20,7 +20,13 @@ BATCH_WAIT_S = 0.002  # how long the model thread waits for requests still being
 
 
 class BatchPredictor:
-    """One thread owns the model; callers submit (N, 28, 28) arrays and get logits back via futures."""
+    """One thread owns the model; callers submit (N, 28, 28) arrays and get logits back via futures.
+
+    Args:
+      predictor: the loaded model; its `logits` runs on the model thread only.
+      max_batch: the most images in one model call (a batch may start over it: one request is never split).
+      max_wait: how long, in seconds, a batch waits for requests still being preprocessed (`pending`).
+    """
 
     def __init__(self, predictor: Predictor, max_batch: int = 64, max_wait: float = BATCH_WAIT_S):
         self._logits = predictor.logits
@@ -36,6 +42,14 @@ class BatchPredictor:
         self._thread.start()
 
     def submit(self, pixels: np.ndarray) -> Future:
+        """Queue images for the model thread.
+
+        Args:
+          pixels: float32 (N, 28, 28) in [0, 1].
+
+        Returns:
+          A future of their float32 (N, 10) logits (or of the model's exception).
+        """
         future: Future = Future()
         self._queue.put((pixels, future))
         return future

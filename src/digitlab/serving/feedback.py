@@ -24,7 +24,21 @@ _FEEDBACK_LOCK = threading.Lock()
 
 
 def store_feedback(folder: Path, data: bytes, processed: Processed, label: int, predicted: int | None) -> dict:
-    """PNG first (atomically), then the index line: an index line never points at a missing file."""
+    """Store one correction: the PNG first (atomically), then the index line, which never points at a missing file.
+
+    Args:
+      folder: the feedback folder (created if missing).
+      data: the image as sent (any format Pillow reads; stored as PNG).
+      processed: its 28×28 as the model saw it (only `blank` is recorded).
+      label: the true digit, 0-9.
+      predicted: what the model said, 0-9, or None.
+
+    Returns:
+      The index record: id, file, label, predicted, blank, time (UTC, ISO 8601).
+
+    Raises:
+      OSError: the folder cannot take it (full, read-only); nothing is left half-written.
+    """
     record_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     buf = io.BytesIO()
     Image.open(io.BytesIO(data)).save(buf, format="PNG")  # normalise whatever came in to PNG

@@ -21,6 +21,16 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
     less CPU per request). Set TF_NUM_INTRAOP_THREADS yourself to override. The app is built here first,
     so a bad model fails before the port is bound and an export needed by the runtime is made once, not
     by every worker at the same time.
+
+    Args:
+      config: the server's settings.
+      host: the address to bind (127.0.0.1: this machine only).
+      port: the TCP port.
+      workers: the number of processes, at least 1.
+
+    Raises:
+      ConfigError: fewer than one worker, or a bad setting.
+      ModelError: the model cannot be loaded.
     """
     import uvicorn
 
@@ -46,7 +56,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn's factory for each worker process (they cannot share one app object)."""
+    """The app of one uvicorn worker process (they cannot share one app object), from `DIGITLAB_SERVE_CONFIG`."""
     raw = json.loads(os.environ["DIGITLAB_SERVE_CONFIG"])
     raw["cors_origins"] = tuple(raw.get("cors_origins") or ())
     return create_app(ServeConfig(**raw))

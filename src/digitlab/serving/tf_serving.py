@@ -11,32 +11,18 @@ Serving does not accept: an image as `{"b64": ...}` (any PNG/JPEG/..., preproces
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from digitlab.data.preprocess import Processed
-from digitlab.models.calibration import probabilities
 from digitlab.models.export import SERVING_NAME, SERVING_VERSION, SIGNATURES, signature_defs
-from digitlab.serving.inputs import TF_SERVING_REQUEST, BadRequest, b64, parse_json, pixels_from_json
+from digitlab.serving.inputs import BadRequest, TFServingRequest, b64, json_body, parse_json, pixels_from_json
+from digitlab.serving.state import Served, ServedModel
 
 INPUT = "image"  # every signature's one input
 MAX_INSTANCES = 256  # images per request
-
-
-@dataclass
-class TFServingBackend:
-    """What the routes need from the app (kept in `app.state.tf_serving`)."""
-
-    logits: Callable[[np.ndarray], Awaitable[np.ndarray]]  # (N, 28, 28) in [0, 1] → (N, 10)
-    preprocess: Callable[[bytes], Awaitable[Processed]]  # image bytes → MNIST's 28×28
-    read_body: Callable[[Request], Awaitable[bytes]]  # with the app's size and time limits
-    temperature: float = 1.0
-
 
 router = APIRouter(tags=["TensorFlow Serving"])
 
@@ -52,7 +38,12 @@ def _check_model(model: str, version: str | None) -> None:
 
 @router.get("/v1/models/{model}", summary="TF Serving: model status")
 @router.get("/v1/models/{model}/versions/{version}", summary="TF Serving: model status of one version")
-async def status(model: str, version: str | None = None):
+async def status(model: str, version: str | None = None) -> dict[str, Any]:
+    """TF Serving's `model_version_status`: version 1, AVAILABLE.
+
+    Raises:
+      BadRequest: 404 for another model name or version.
+    """
     _check_model(model, version)
     ok = {"error_code": "OK", "error_message": ""}
     return {"model_version_status": [{"version": str(SERVING_VERSION), "state": "AVAILABLE", "status": ok}]}
@@ -60,7 +51,12 @@ async def status(model: str, version: str | None = None):
 
 @router.get("/v1/models/{model}/metadata", summary="TF Serving: the signatures")
 @router.get("/v1/models/{model}/versions/{version}/metadata", summary="TF Serving: the signatures of one version")
-async def metadata(model: str, version: str | None = None):
+async def metadata(model: str, version: str | None = None) -> dict[str, Any]:
+    """TF Serving's metadata: the `serving_default` (probabilities) and `logits` signature defs.
+
+    Raises:
+      BadRequest: 404 for another model name or version.
+    """
     _check_model(model, version)
     return {
         "model_spec": {"name": SERVING_NAME, "signature_name": "", "version": str(SERVING_VERSION)},
@@ -68,29 +64,44 @@ async def metadata(model: str, version: str | None = None):
     }
 
 
-@router.post("/v1/models/{model}:predict", summary="TF Serving: predict", openapi_extra=TF_SERVING_REQUEST)
+@router.post("/v1/models/{model}:predict", summary="TF Serving: predict", openapi_extra=json_body(TFServingRequest))
 @router.post(
     "/v1/models/{model}/versions/{version}:predict",
     summary="TF Serving: predict with one version",
-    openapi_extra=TF_SERVING_REQUEST,
+    openapi_extra=json_body(TFServingRequest),
 )
-async def predict(request: Request, model: str, version: str | None = None):
-    """Row format `{"instances": [...]}` → `{"predictions": [...]}`; columnar `{"inputs": ...}` →
+async def predict(request: Request, served: Served, model: str, version: str | None = None) -> JSONResponse:
+    """TF Serving's predict.
+
+    Row format `{"instances": [...]}` → `{"predictions": [...]}`; columnar `{"inputs": ...}` →
     `{"outputs": ...}`. Each image is 28×28 (or 28×28×1) numbers in [0, 1] (or [0, 255]), white on black like
     MNIST, or `{"b64": image bytes}`; named (`{"image": ...}`) or not. `signature_name`: `serving_default`
-    (probabilities, the default) or `logits`."""
+    (probabilities, the default) or `logits`.
+
+    Raises:
+      BadRequest: 404 for another model name or version; 400 for a malformed body; 413 over 256 images.
+    """
     _check_model(model, version)
-    backend: TFServingBackend = request.app.state.tf_serving
-    signature, columnar, items = parse_predict(parse_json(await backend.read_body(request)))
-    pixels = [await _pixels(backend, item, where) for item, where in items]
-    logits = await backend.logits(np.stack(pixels))
-    values = logits if signature == "logits" else probabilities(logits, backend.temperature)
+    signature, columnar, items = parse_predict(parse_json(await request.body()))
+    pixels = [await _pixels(served, item, where) for item, where in items]
+    logits = await served.logits(np.stack(pixels))
+    values = logits if signature == "logits" else served.probabilities(logits)
     return JSONResponse({"outputs" if columnar else "predictions": values.astype(np.float32).tolist()})
 
 
 def parse_predict(payload: Any) -> tuple[str, bool, list[tuple[Any, str]]]:
-    """(signature name, columnar?, [(one image's value, where it was in the request)]), or a BadRequest that
-    names what is wrong and what is known."""
+    """A TF Serving predict body, taken apart.
+
+    Args:
+      payload: the parsed JSON body.
+
+    Returns:
+      (signature name, whether columnar, [(one image's value, where it was in the request)]).
+
+    Raises:
+      BadRequest: what is wrong and what is known, in TF Serving's words where it has them (413 over
+        `MAX_INSTANCES` images).
+    """
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object with 'instances' (row format) or 'inputs' (columnar format)")
     signature = payload.get("signature_name", "serving_default")
@@ -125,6 +136,7 @@ def parse_predict(payload: Any) -> tuple[str, bool, list[tuple[Any, str]]]:
 
 
 def json_str(value: Any) -> str:
+    """`value` as TF Serving quotes it in a message: strings in double quotes, others as Python writes them."""
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
@@ -151,9 +163,9 @@ def _check_count(count: int) -> None:
         raise BadRequest(f"at most {MAX_INSTANCES} instances per request, got {count}", 413)
 
 
-async def _pixels(backend: TFServingBackend, value: Any, where: str) -> np.ndarray:
+async def _pixels(served: ServedModel, value: Any, where: str) -> np.ndarray:
     if isinstance(value, dict):
         if not _is_b64(value) or not isinstance(value["b64"], str):
             raise BadRequest(f"{where} must be a 28×28 array or {{'b64': '...'}}")
-        return (await backend.preprocess(b64(value["b64"], f"{where}.b64"))).pixels
+        return (await served.preprocess(b64(value["b64"], f"{where}.b64"))).pixels
     return pixels_from_json(value, where)

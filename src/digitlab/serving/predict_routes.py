@@ -1,0 +1,105 @@
+"""`POST /api/predict` (one digit) and `POST /api/read` (a whole number): the page's answers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from digitlab.data.preprocess import Processed, from_mnist_pixels
+from digitlab.inference.predictor import top_k_of
+from digitlab.inference.read import read_number
+from digitlab.inference.verdict import judge, needs_reading
+from digitlab.serving.answers import Prediction, ReadingAnswer
+from digitlab.serving.inputs import IMAGE_BODIES, ImageBody, image_from_request, json_body
+from digitlab.serving.state import Served, ServedModel
+
+router = APIRouter(tags=["predict"])
+
+
+async def processed_image(request: Request, served: ServedModel) -> tuple[Processed, dict[str, Any]]:
+    """The request's image as MNIST's 28×28, and its JSON object (or {}).
+
+    Args:
+      request: an image request (see `inputs.image_from_request`).
+      served: the served model, for its preprocessing.
+
+    Returns:
+      (the processed image, the JSON body).
+
+    Raises:
+      BadRequest: a malformed body.
+      ImageError: an image that cannot be decoded (`ImageTooLarge` over the pixel limit).
+    """
+    image, payload = await image_from_request(request)
+    if isinstance(image, bytes):
+        return await served.preprocess(image), payload
+    return from_mnist_pixels(image), payload
+
+
+@router.post(
+    "/api/predict",
+    summary="Predict the digit in one image",
+    response_model=Prediction,
+    openapi_extra=json_body(ImageBody, **IMAGE_BODIES),
+)
+async def predict(request: Request, served: Served) -> JSONResponse:
+    """Predict the digit in one image.
+
+    Send an image as a multipart upload, as the raw body, or JSON `{"image": "data:image/png;base64,..."}`
+    or `{"pixels": [[...28 numbers...], ...28 rows]}`. Answers the label, 10 calibrated probabilities, the
+    top 3, whether no digit was found, and the 28×28 the model saw (PNG data URL).
+    """
+    start = time.perf_counter()
+    processed, _ = await processed_image(request, served)
+    body: dict[str, Any] = {"blank": processed.blank, "processed": processed.to_data_url()}
+    if processed.blank:
+        body.update(label=None, verdict="blank", probabilities=None, top_k=[], reason=processed.reason)
+    else:
+        body.update(await _verdict(processed, served))
+    body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
+    return JSONResponse(body)  # already plain JSON types: skip FastAPI's generic encoder
+
+
+async def _verdict(processed: Processed, served: ServedModel) -> dict[str, Any]:
+    logits = await served.logits(processed.pixels[None])
+    probs = served.probabilities(logits)[0]
+    not_digit = bool(served.predictor.refusal().refuses(processed.pixels[None], logits)[0])
+    if needs_reading(processed):  # several marks or a wide one: read in a thread, the model thread helps
+        verdict, reason = await run_in_threadpool(judge, processed, not_digit, served.reader)
+    else:
+        verdict, reason = judge(processed, not_digit)
+    return {
+        "label": int(probs.argmax()) if verdict == "digit" else None,
+        "verdict": verdict,
+        "reason": reason,
+        "probabilities": [round(float(p), 6) for p in probs],
+        "top_k": top_k_of(probs, 3),
+    }
+
+
+@router.post(
+    "/api/read",
+    summary="Read a whole number: one line of digits",
+    response_model=ReadingAnswer,
+    openapi_extra=json_body(ImageBody, **IMAGE_BODIES),
+)
+async def read(request: Request, served: Served) -> JSONResponse:
+    """Read a whole number.
+
+    The same image bodies as `/api/predict`. Answers `text` (e.g. "42"), `digits` (each with `label`,
+    `confidence`, 10 `probabilities`, `box` [x0, y0, x1, y1] in the image's pixels and its `processed`
+    28×28) and an overall `confidence`; `blank` with a `reason` when there is no ink. One line of digits:
+    no decimal points, signs or separators.
+    """
+    start = time.perf_counter()
+    image, _ = await image_from_request(request)
+    reading = await run_in_threadpool(read_number, image, served.reader, max_pixels=served.config.max_pixels)
+    body = reading.to_json()
+    for digit, out in zip(reading.digits, body["digits"], strict=True):
+        out["processed"] = digit.processed.to_data_url()
+    body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
+    return JSONResponse(body)
