@@ -21,7 +21,7 @@ import numpy as np
 import pyspng
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from digitlab.errors import ImageError
+from digitlab.errors import ImageError, one_line
 
 MAX_PIXELS = 40_000_000  # refuse larger images (a 40 MP photo is fine; a decompression bomb is not)
 
@@ -35,8 +35,8 @@ def decode_data_url(url: str) -> bytes:
         raise ImageError("not a base64 data URL (expected data:image/png;base64,...)")
     try:
         return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageError("the data URL's base64 payload is invalid") from None
+    except (binascii.Error, ValueError) as e:
+        raise ImageError("the data URL's base64 payload is invalid") from e
 
 
 def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
@@ -190,24 +190,24 @@ def _source_bytes(source: str | Path | bytes | bytearray) -> bytes | bytearray:
     path = Path(source)
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory") from None
+    except FileNotFoundError as e:
+        raise ImageError(f"{path}: no such file") from e
+    except IsADirectoryError as e:
+        raise ImageError(f"{path}: is a directory") from e
     except OSError as e:
-        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from e
 
 
 def _open(data: bytes | bytearray, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read the header (no pixels yet). Pillow's own bomb check may refuse here, before our size check."""
     try:
         return Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("not a recognised image format") from None
+    except UnidentifiedImageError as e:
+        raise ImageError("not a recognised image format") from e
     except Image.DecompressionBombError as e:
-        raise ImageError(f"the image is over the limit of {max_pixels:,} pixels ({_reason(e)})") from None
+        raise ImageError(f"the image is over the limit of {max_pixels:,} pixels ({one_line(e)})") from e
     except Exception as e:  # any other refusal of a header parser: see _refusals
-        raise ImageError(f"cannot read the image ({_reason(e)})") from None
+        raise ImageError(f"cannot read the image ({one_line(e)})") from e
 
 
 @contextlib.contextmanager
@@ -223,13 +223,10 @@ def _refusals(what: str) -> Iterator[None]:
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(f"the image is over the pixel limit ({e})") from None
+        raise ImageError(f"the image is over the pixel limit ({e})") from e
     except Exception as e:
-        raise ImageError(f"{what} ({_reason(e)})") from None
+        raise ImageError(f"{what} ({one_line(e)})") from e
 
-
-def _reason(e: Exception) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

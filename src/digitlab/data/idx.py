@@ -38,7 +38,7 @@ def gunzip(raw: bytes) -> bytes:
     try:
         inner = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"gzip data, but damaged ({e})") from None
+        raise DataError(f"gzip data, but damaged ({e})") from e
     if inner[:2] == GZIP_MAGIC:
         raise DataError("still gzip after decompressing once: compressed twice (gunzip it again)")
     return inner

@@ -132,8 +132,8 @@ def preprocess_stream(paths: list[str], workers: int) -> Iterable[tuple[np.ndarr
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         try:
             yield from pool.map(_preprocess_file, paths, chunksize=chunk)
-        except BrokenProcessPool:
-            raise DigitlabError("a preprocessing worker process died (out of memory?); try --workers 1") from None
+        except BrokenProcessPool as e:
+            raise DigitlabError("a preprocessing worker process died (out of memory?); try --workers 1") from e
 
 
 def predict_files(

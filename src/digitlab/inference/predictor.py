@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, MissingDependency, ModelError, install_hint
 from digitlab.inference.deploy import ensure_exported
 from digitlab.inference.runtimes import RUNTIMES, KerasRuntime, OnnxRuntime, Runtime, open_runtime
 from digitlab.models.calibration import probabilities
@@ -53,14 +53,17 @@ class Predictor:
         if runtime == "keras":
             return cls(loaded, KerasRuntime(loaded.model), log=log)
         tried = []
-        for fmt in ("onnx", "litert") if runtime == "auto" else (runtime,):
+        for fmt in _installed_runtimes() if runtime == "auto" else (runtime,):
             try:
                 return cls(loaded, open_runtime(fmt, ensure_exported(loaded, fmt, log)), log=log)
-            except (ModelError, ConfigError) as e:
+            except (ModelError, ConfigError, MissingDependency) as e:
                 if runtime != "auto":
                     raise
                 tried.append(f"{fmt}: {e}")
-        note = "runtime auto fell back to keras (" + "; ".join(tried) + ")"
+        if tried:
+            note = "runtime auto fell back to keras (" + "; ".join(tried) + ")"
+        else:  # the core install: no ONNX Runtime, which is fine, only slower
+            note = f"runtime auto runs Keras: ONNX Runtime is not installed ({install_hint('onnxruntime')} is faster)"
         log(note)
         return cls(loaded, KerasRuntime(loaded.model), note, log)
 
@@ -87,6 +90,20 @@ class Predictor:
 
         not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None])[0])
         return judge(processed, not_digit, self)
+
+
+def _installed_runtimes() -> tuple[str, ...]:
+    """The exported formats `auto` may try, fastest first: those whose runtime library is installed (ONNX Runtime
+    comes with the `serve` and `export` extras, LiteRT with `export`; the core install has neither)."""
+    from importlib.util import find_spec
+
+    def installed(module: str) -> bool:
+        try:
+            return find_spec(module) is not None
+        except (ImportError, ValueError):  # a blocked or half-installed package
+            return False
+
+    return tuple(fmt for fmt, module in (("onnx", "onnxruntime"), ("litert", "ai_edge_litert")) if installed(module))
 
 
 def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, one_line, require
 from digitlab.tf_logging import import_tensorflow, native_stderr_captured
 
 RUNTIMES = ("auto", "keras", "onnx", "litert")
@@ -75,16 +75,13 @@ class LiteRTRuntime:
     name = "litert"
 
     def __init__(self, path: str | Path, threads: int = 1):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise ModelError("the litert runtime needs ai-edge-litert (pip install 'digitlab[export]')") from None
-        self._make = lambda: Interpreter(model_path=str(path), num_threads=threads)
+        interpreter = require("ai_edge_litert.interpreter", "the litert runtime").Interpreter
+        self._make = lambda: interpreter(model_path=str(path), num_threads=threads)
         self._by_size: dict[int, tuple] = {}
         try:
             self._interpreter(1)
         except ValueError as e:
-            raise ModelError(f"LiteRT cannot load {Path(path).name}: {' '.join(str(e).split())[:200]}") from None
+            raise ModelError(f"LiteRT cannot load {Path(path).name}: {one_line(e)}") from e
 
     def _interpreter(self, size: int) -> tuple:
         if size not in self._by_size:

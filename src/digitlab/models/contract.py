@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, require
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60,000 training images scaled to [0, 1]
 LAYOUTS = {"28x28x1": (28, 28, 1), "28x28": (28, 28), "784": (784,), "1x28x28": (1, 28, 28)}
@@ -197,7 +197,7 @@ def keras_adapter(network, contract: Contract, name: str):
 def onnx_adapter(model, contract: Contract):
     """A copy of an ONNX `ModelProto` on digitlab's side: input `image` (N, 28, 28, 1) float32 in [0, 1],
     output `logits` (N, 10); the original graph unchanged in between. A fixed batch size stays fixed."""
-    import onnx
+    onnx = require("onnx", "adapting an ONNX model")
     from onnx import TensorProto, helper, numpy_helper
 
     adapted = onnx.ModelProto()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.errors import ModelError
+from digitlab.errors import ModelError, one_line, require
 from digitlab.models.contract import LAYOUTS
 from digitlab.tf_logging import import_tensorflow
 
@@ -163,7 +163,7 @@ def _open_savedmodel(path: Path, trust_code: bool) -> ForeignModel:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as e:  # corrupt protobuf, missing variables, ...
-        raise ModelError(f"cannot load the SavedModel {path.name}: {' '.join(str(e).split())[:200]}") from e
+        raise ModelError(f"cannot load the SavedModel {path.name}: {one_line(e)}") from e
     signatures = dict(loaded.signatures)
     if not signatures:
         raise ModelError(f"the SavedModel {path.name} has no signature; save it with a tf.function input_signature")
@@ -192,13 +192,12 @@ def _open_savedmodel(path: Path, trust_code: bool) -> ForeignModel:
 
 
 def _open_onnx(path: Path, trust_code: bool) -> ForeignModel:
-    import onnx
-
+    onnx = require("onnx", "reading ONNX models")
     try:
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
     except Exception as e:  # truncated or not ONNX at all
-        raise ModelError(f"{path.name} is not a readable ONNX model ({' '.join(str(e).split())[:160]})") from e
+        raise ModelError(f"{path.name} is not a readable ONNX model ({one_line(e, 160)})") from e
     model = OnnxSession(proto.SerializeToString(), path.name)
     inputs, outputs = model.session.get_inputs(), model.session.get_outputs()
     if len(inputs) != 1:
@@ -252,14 +251,12 @@ class OnnxSession:
     is the onnx runtime's session (`inference.runtimes.OnnxRuntime`).
 
     Raises:
-      ModelError: onnxruntime is missing or cannot load the bytes.
+      MissingDependency: onnxruntime is not installed.
+      ModelError: ONNX Runtime cannot load the bytes.
     """
 
     def __init__(self, model_bytes: bytes, name: str, output: str | None = None, threads: int = 1):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError("running ONNX models needs onnxruntime (pip install onnxruntime)") from None
+        ort = require("onnxruntime", "running ONNX models")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -269,7 +266,7 @@ class OnnxSession:
         try:
             self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # InvalidProtobuf, unsupported op, ...: all mean "this file cannot be run"
-            raise ModelError(f"ONNX Runtime cannot load {name}: {' '.join(str(e).split())[:200]}") from e
+            raise ModelError(f"ONNX Runtime cannot load {name}: {one_line(e)}") from e
         self.name = name
         self.model_bytes = model_bytes
         first = self.session.get_inputs()[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digitlab.errors import require
 from digitlab.models.contract import Contract, onnx_adapter
 from digitlab.models.foreign import OnnxSession
 from digitlab.tf_logging import import_tensorflow
@@ -57,8 +58,7 @@ class OnnxNetwork(OnnxSession):
 
     @classmethod
     def from_contract(cls, path: Path, contract: Contract) -> OnnxNetwork:
-        import onnx
-
+        onnx = require("onnx", "running an imported ONNX model")
         return cls(onnx_adapter(onnx.load(str(path)), contract).SerializeToString(), path.stem)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
