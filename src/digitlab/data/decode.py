@@ -228,7 +228,6 @@ def _refusals(what: str) -> Iterator[None]:
         raise ImageError(f"{what} ({one_line(e)})") from e
 
 
-
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width == 0 or height == 0:
         raise ImageError("the image has zero size")
