@@ -1,15 +1,20 @@
 # digitlab: `make run` sets up, fetches MNIST, trains the default model if none, reports and serves;
-# `make test` runs ruff, import-linter (the layer contract) and pytest. Both create .venv on first use.
+# `make test` runs ruff, import-linter (the layer contract) and every test (CI); `make test-fast` is the inner
+# loop (no training beyond a tiny model, no browsers; about a minute). Each creates .venv on first use and
+# installs the extras it uses (pyproject.toml): `run` the `serve` extra, the others `dev` (everything).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format bench clean notebook notebook-strip
+.PHONY: run test test-fast lint format bench clean notebook notebook-strip
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+# One stamp per extra, remade when pyproject.toml changes: `run` does not need the test tools, `test` does.
+$(BIN)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
 
 # The default model's run directory; delete it (or pass RUN_DIR=...) to train another.
@@ -19,7 +24,7 @@ RUN_DIR ?= runs/default
 # make run TRAIN="--model cnn" RUN_DIR=runs/cnn (see `digitlab models` and the README's recipes).
 TRAIN ?= --recipe fast --epochs 2 --no-full-train
 
-run: $(BIN)/.installed
+run: $(BIN)/.installed-serve
 	$(BIN)/digitlab fetch
 	@if [ -f $(RUN_DIR)/model.keras ]; then echo "default model: $(RUN_DIR) (already trained)"; \
 	else $(BIN)/digitlab train $(TRAIN) --out $(RUN_DIR); fi
@@ -28,27 +33,32 @@ run: $(BIN)/.installed
 	@echo "Serving the draw-a-digit page on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	$(BIN)/digitlab serve --model $(RUN_DIR) --port 8000
 
-test: $(BIN)/.installed lint
+test: $(BIN)/.installed-dev lint
 	$(BIN)/pytest -q
 
-lint: $(BIN)/.installed
+# The inner loop: every test that needs no trained `cnn` (tests/conftest.py marks the ones that do `slow`) and
+# no browser; the tiny models it needs train in seconds and are cached for the session.
+test-fast: $(BIN)/.installed-dev
+	$(BIN)/pytest -q -m "not slow and not browser"
+
+lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check src tests bench examples notebooks
 	$(BIN)/ruff format --check src tests bench examples notebooks
 	$(BIN)/lint-imports
 
-format: $(BIN)/.installed
+format: $(BIN)/.installed-dev
 	$(BIN)/ruff format src tests bench examples notebooks
 	$(BIN)/ruff check --fix src tests bench examples notebooks
 
 # JupyterLab on notebooks/, this machine only (127.0.0.1), in the project's venv.
-notebook: $(BIN)/.installed
+notebook: $(BIN)/.installed-dev
 	cd notebooks && ../$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Strip outputs before committing a notebook (a test fails on committed outputs).
-notebook-strip: $(BIN)/.installed
+notebook-strip: $(BIN)/.installed-dev
 	$(BIN)/nbstripout notebooks/*.ipynb
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed-dev
 	$(BIN)/python bench/load_speed.py
 	$(BIN)/python bench/train_speed.py
 
