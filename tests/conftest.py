@@ -1,4 +1,10 @@
-"""Shared fixtures: the real MNIST data (fetched once per machine) and small real subsets of it."""
+"""Shared fixtures: the real MNIST data (fetched once per machine), small real subsets of it, trained models,
+and the marks that choose the fast tier.
+
+`make test-fast` runs `-m "not slow and not browser"`: every test that trains nothing bigger than `tiny_cnn`
+(a few seconds, once per session) and drives no browser. The marks are given here, from what a test uses, so a
+new test that asks for `trained_run` is in the slow tier without anyone remembering to mark it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,49 @@ import pytest
 
 from digitlab.data.fetch import default_data_dir, fetch_mnist
 from digitlab.data.mnist import load_mnist
+
+# Fixtures that train a real model (or several) for a minute or more on 2 cores: a test that uses one is `slow`.
+TRAINING_FIXTURES = {
+    "trained_run", "good_cnn", "tiny_runs",  # this file
+    "tutorial", "imported",  # tests/importing: the tutorial models on 20,000 images
+    "trained_runs", "members", "base_run", "transfer_run", "application_models",  # tests/training
+}  # fmt: skip
+# Tests that train inline, each for several seconds or more (measured with --durations); by file, then name.
+SLOW_TESTS = {}
+BROWSER_FILES = {"test_browser.py", "test_widget_browser.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `slow` the tests that train (through a fixture or inline) and `browser` those that drive Chromium."""
+    for item in items:
+        name = item.originalname if hasattr(item, "originalname") else item.name
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())) or name in SLOW_TESTS.get(item.path.name, ()):
+            item.add_marker(pytest.mark.slow)
+        if item.path.name in BROWSER_FILES:
+            item.add_marker(pytest.mark.browser)
+
+
+# The optional libraries of the extras (pyproject.toml): `pip install digitlab` has none of them.
+EXTRAS_ONLY = ("fastapi", "starlette", "uvicorn", "multipart", "onnxruntime", "onnx", "tf2onnx", "ai_edge_litert")
+EXTRAS_ONLY += ("anywidget",)
+_BLOCK_EXTRAS = f"""
+import sys
+
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {EXTRAS_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not in the core install)")
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+@pytest.fixture(scope="session")
+def without_extras() -> str:
+    """Python source to run first in a fresh interpreter (`python -c`): every extra's library then fails to import
+    as if not installed, as after a plain `pip install digitlab`."""
+    return _BLOCK_EXTRAS
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +86,18 @@ def trained_run(tmp_path_factory, mnist_dir):
     config = resolve_config("cnn", epochs=1, lr=3e-3, schedule="onecycle", out=str(out))
     train_and_evaluate(config, log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn(tmp_path_factory, mnist_dir):
+    """A real `cnn` trained for one epoch on 1,024 images (a few seconds): for the fast tier's tests that need
+    *a* trained run directory, not a good model (it gets roughly 80% of test digits right, not 98.5%)."""
+    from digitlab.training.config import resolve_config
+    from digitlab.training.train import train_and_evaluate
+
+    out = tmp_path_factory.mktemp("tiny-cnn") / "cnn"
+    settings = {"limit": 1024, "validation_size": 500, "batch_size": 64, "patience": 0, "epochs": 1, "lr": 3e-3}
+    return train_and_evaluate(resolve_config("cnn", out=str(out), **settings), log=lambda *_: None).run_dir
 
 
 @pytest.fixture(scope="session")
