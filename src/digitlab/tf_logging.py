@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 
 def verbose_requested() -> bool:
+    """Whether `--verbose` or `DIGITLAB_LOG=debug` asked for TensorFlow's own log lines."""
     return os.environ.get("DIGITLAB_LOG", "").lower() == "debug"
 
 

@@ -59,6 +59,8 @@ class Prediction:
     verdict: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """One line of `predict --json`: path, label, verdict, the 10 probabilities, top-k, blank (and reason,
+        error when there is one); label and probabilities are None for a failed or blank image."""
         out: dict[str, Any] = {
             "path": self.path,
             "label": self.label,
@@ -74,6 +76,7 @@ class Prediction:
         return out
 
     def to_text(self) -> str:
+        """One readable line: `PATH: LABEL  (top-k: ...)`, or what was wrong or why there is no digit."""
         if self.error is not None:
             return f"{self.path}: error: {self.error}"
         if self.blank:

@@ -25,6 +25,14 @@ class Predictor:
     (N, 28, 28, 1) floats in [0, 1]."""
 
     def __init__(self, loaded: LoadedModel, runtime: Runtime, note: str = "", log: Callable[[str], Any] = print):
+        """Pair a loaded model with what runs it (`Predictor.load` chooses the runtime).
+
+        Args:
+            loaded: The model and its run's metadata (`models.saved.load_model`).
+            runtime: What runs the network (`runtimes.py`).
+            note: Why `auto` chose this runtime, when it could not take ONNX Runtime ("" otherwise).
+            log: Where one-off notices go (default: print).
+        """
         self.loaded = loaded
         self.name = loaded.name
         self.temperature = loaded.temperature
@@ -68,12 +76,28 @@ class Predictor:
         return cls(loaded, KerasRuntime(loaded.model), note, log)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """The network's raw outputs.
+
+        Args:
+            pixels: (N, 28, 28) or (N, 28, 28, 1) floats in [0, 1], MNIST-style (`data.preprocess.to_mnist_28x28`).
+
+        Returns:
+            (N, 10) float32 logits.
+        """
         batch = np.asarray(pixels, np.float32)
         if batch.ndim == 3:
             batch = batch[..., None]
         return self.runtime.logits(batch)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities: softmax(logits / temperature).
+
+        Args:
+            pixels: (N, 28, 28) or (N, 28, 28, 1) floats in [0, 1].
+
+        Returns:
+            (N, 10) float32, each row summing to 1.
+        """
         return probabilities(self.logits(pixels), self.temperature)
 
     def refusal(self):

@@ -65,6 +65,7 @@ class ReadDigit:
     processed: Processed = field(repr=False)
 
     def to_json(self) -> dict[str, Any]:
+        """{label, confidence in [0, 1], the 10 probabilities, box [x0, y0, x1, y1] in the image's pixels}."""
         return {"label": self.label, "confidence": round(self.confidence, 6), "probabilities": self.probabilities,
                 "box": self.box}  # fmt: skip
 
@@ -81,6 +82,7 @@ class Reading:
     reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """{text, digits (each `ReadDigit.to_json`), confidence in [0, 1], blank (and reason when blank)}."""
         body: dict[str, Any] = {"text": self.text, "digits": [d.to_json() for d in self.digits],
                                 "confidence": round(self.confidence, 6), "blank": self.blank}  # fmt: skip
         if self.blank:

@@ -22,6 +22,8 @@ RUNTIMES = ("auto", "keras", "onnx", "litert")
 
 
 class Runtime(Protocol):
+    """What runs a model: `name` says which (keras, onnx, litert, savedmodel) and `logits` runs a batch."""
+
     name: str
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -35,12 +37,25 @@ class KerasRuntime:
     name = "keras"
 
     def __init__(self, model):
+        """Trace `model`'s forward pass (TensorFlow starts here if it has not).
+
+        Args:
+            model: A Keras model taking (N, 28, 28, 1) float32 and answering (N, 10) logits.
+        """
         import_tensorflow()
         from digitlab.models.forward import inference_function
 
         self._forward = inference_function(model)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model once.
+
+        Args:
+            batch: (N, 28, 28, 1) float32 in [0, 1], MNIST-style digits (N ≥ 1).
+
+        Returns:
+            (N, 10) float32 logits, one row per image.
+        """
         return self._forward(batch).numpy()
 
 
@@ -51,10 +66,28 @@ class OnnxRuntime:
     name = "onnx"
 
     def __init__(self, session):
+        """Wrap an open session.
+
+        Args:
+            session: An open `models.foreign.OnnxSession` (or `models.imported.OnnxNetwork`) answering logits.
+        """
         self._session = session
 
     @classmethod
     def from_file(cls, path: str | Path, threads: int = 1) -> OnnxRuntime:
+        """Open an exported `.onnx` file.
+
+        Args:
+            path: The `.onnx` file (digitlab's export: input `image`, output `logits`).
+            threads: ONNX Runtime's intra-op threads (≥ 1).
+
+        Returns:
+            The runtime.
+
+        Raises:
+            ModelError: The file cannot be read or ONNX Runtime cannot load it.
+            MissingDependency: ONNX Runtime is not installed.
+        """
         from digitlab.models.foreign import OnnxSession
 
         path = Path(path)
@@ -65,6 +98,7 @@ class OnnxRuntime:
         return cls(OnnxSession(data, path.name, threads=threads))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, as `Runtime.logits`."""
         return self._session.run(np.ascontiguousarray(batch, np.float32))
 
 
@@ -75,6 +109,16 @@ class LiteRTRuntime:
     name = "litert"
 
     def __init__(self, path: str | Path, threads: int = 1):
+        """Open a `.tflite` file (one interpreter of batch size 1 is made and run at once, to fail early).
+
+        Args:
+            path: The `.tflite` file (digitlab's export).
+            threads: The interpreter's threads (≥ 1).
+
+        Raises:
+            MissingDependency: ai-edge-litert is not installed.
+            ModelError: LiteRT cannot load the file.
+        """
         interpreter = require("ai_edge_litert.interpreter", "the litert runtime").Interpreter
         self._make = lambda: interpreter(model_path=str(path), num_threads=threads)
         self._by_size: dict[int, tuple] = {}
@@ -95,6 +139,7 @@ class LiteRTRuntime:
         return self._by_size[size]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, as `Runtime.logits` (padded to 2^k rows)."""
         n = len(batch)
         size = 1 << max(n - 1, 0).bit_length()
         interpreter, inp, out = self._interpreter(size)
@@ -111,6 +156,11 @@ class SavedModelRuntime:
     name = "savedmodel"
 
     def __init__(self, path: str | Path):
+        """Load the SavedModel folder (TensorFlow starts here if it has not).
+
+        Args:
+            path: The exported SavedModel folder (`NAME/VERSION/`, with a `logits` signature).
+        """
         import_tensorflow()
         import tensorflow as tf
 
@@ -118,6 +168,7 @@ class SavedModelRuntime:
         self._signature = tf.saved_model.load(str(path)).signatures["logits"]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, through the `logits` signature."""
         return self._signature(image=self._tf.constant(batch, self._tf.float32))["logits"].numpy()
 
 

@@ -74,6 +74,7 @@ class Contract:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check every enumerated field (raises ConfigError naming the field and the allowed values)."""
         for name, value, allowed in (
             ("format", self.format, FORMATS),
             ("layout", self.layout, tuple(LAYOUTS)),
@@ -96,6 +97,7 @@ class Contract:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The model's input shape without the batch axis, e.g. (28, 28, 1) or (784,)."""
         return LAYOUTS[self.layout]
 
     def describe(self) -> str:
@@ -106,10 +108,22 @@ class Contract:
         return f"input {self.layout} {kind} in {SCALE_WORDS[self.scale]}{polarity}{batch}; outputs {self.outputs}"
 
     def to_json(self) -> dict[str, Any]:
+        """The contract as `contract.json` stores it (with its schema and digitlab's side of the mapping)."""
         return {"schema": SCHEMA, "digitlab_side": DIGITLAB_SIDE, **asdict(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Contract:
+        """Read a contract from `contract.json`'s content (unknown keys are ignored).
+
+        Args:
+            data: The parsed JSON object.
+
+        Returns:
+            The contract.
+
+        Raises:
+            ModelError: The object is not a valid contract.
+        """
         known = set(cls.__dataclass_fields__)
         try:
             return cls(**{k: v for k, v in data.items() if k in known})

@@ -43,6 +43,11 @@ class ForeignModel:
 
     @property
     def layout(self) -> str:
+        """The name of the input layout (a key of `contract.LAYOUTS`: 28x28x1, 28x28, 784 or 1x28x28).
+
+        Raises:
+            ModelError: The input shape is none of them (not a 28×28 digit model).
+        """
         for name, shape in LAYOUTS.items():
             if shape == self.input_shape:
                 return name
@@ -53,6 +58,17 @@ class ForeignModel:
 
 
 def format_of(path: Path) -> str:
+    """What kind of model file `path` is, from its suffix or folder contents.
+
+    Args:
+        path: A model file or a SavedModel folder.
+
+    Returns:
+        "keras", "savedmodel" or "onnx" (see `FORMATS`).
+
+    Raises:
+        ModelError: The file is of no format digitlab imports.
+    """
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
@@ -256,6 +272,14 @@ class OnnxSession:
     """
 
     def __init__(self, model_bytes: bytes, name: str, output: str | None = None, threads: int = 1):
+        """Open an ONNX Runtime session on one thread pool that does not spin.
+
+        Args:
+            model_bytes: A serialised ONNX `ModelProto`.
+            name: The file's name, for messages.
+            output: The output tensor to answer (default: the graph's first output).
+            threads: ONNX Runtime's intra-op threads (≥ 1).
+        """
         ort = require("onnxruntime", "running ONNX models")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -278,4 +302,12 @@ class OnnxSession:
         return self.session.run([self.output], {self.input: x})[0]
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Run the graph on `x`, in slices of the graph's batch size when it has a fixed one.
+
+        Args:
+            x: The graph's one input, of the shape and dtype it declares (N first).
+
+        Returns:
+            The `output` tensor for all N rows.
+        """
         return looped(self._run_once, self.batch)(x) if self.batch else self._run_once(x)
