@@ -19,11 +19,9 @@ from digitlab.data.fetch import default_data_dir, fetch_mnist
 from digitlab.data.mnist import load_mnist
 
 # Fixtures that train a real model (or several) for a minute or more on 2 cores: a test that uses one is `slow`.
-TRAINING_FIXTURES = {
-    "trained_run", "good_cnn", "tiny_runs",  # this file
-    "tutorial", "imported",  # tests/importing: the tutorial models on 20,000 images
-    "trained_runs", "members", "base_run", "transfer_run", "application_models",  # tests/training
-}  # fmt: skip
+TRAINING_FIXTURES = {"trained_run", "good_cnn", "tiny_runs"}  # this file
+TRAINING_FIXTURES |= {"tutorial", "imported"}  # tests/importing: the tutorial models on 20,000 images
+TRAINING_FIXTURES |= {"trained_runs", "members", "base_run", "transfer_run", "application_models"}  # tests/training
 # Tests that train inline, each for several seconds or more (measured with --durations); by file, then name.
 SLOW_TESTS = {}
 BROWSER_FILES = {"test_browser.py", "test_widget_browser.py"}

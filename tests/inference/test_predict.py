@@ -67,26 +67,26 @@ def test_predict_text_output_and_success_status(image_folder, trained_run, capsy
     assert line.startswith(f"{path}: {labels['nested/0-canvas.png']}  (top-2:")
 
 
-def test_predict_bad_arguments(trained_run, tmp_path, capsys):
-    assert main(["predict", str(tmp_path), "--model", str(trained_run)]) == 2
+def test_predict_bad_arguments(tiny_cnn, tmp_path, capsys):
+    assert main(["predict", str(tmp_path), "--model", str(tiny_cnn)]) == 2
     assert "no images found" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), "--model", str(tmp_path / "missing")]) == 2
 
 
-def test_worker_processes_match_in_process(image_folder, trained_run, capsys):
+def test_worker_processes_match_in_process(image_folder, tiny_cnn, capsys):
     """Enough files to start the process pool (≥ 64): same answers, same order as in-process, bad files too."""
     from digitlab.inference.predict import collect_paths, predict_files
     from digitlab.inference.predictor import Predictor
 
     folder, _ = image_folder
     paths = collect_paths([folder]) * 6  # 66 files, four of them broken in different ways
-    model = Predictor.load(trained_run)
+    model = Predictor.load(tiny_cnn)
     pooled = [p.to_json() for p in predict_files(paths, model, progress=False, workers=2, batch_size=16)]
     inline = [p.to_json() for p in predict_files(paths, model, progress=False, workers=1, batch_size=16)]
     assert len(pooled) == len(paths) and [r["path"] for r in pooled] == [str(p) for p in paths]
     assert pooled == inline
     assert sum("error" in r for r in pooled) == 4 * 6
-    assert main(["predict", str(folder), "--model", str(trained_run), "--workers", "0"]) == 2
+    assert main(["predict", str(folder), "--model", str(tiny_cnn), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
 
 
