@@ -46,8 +46,20 @@ class Predictor:
         """From a run directory or any model file (a one-line ModelError when it cannot be loaded; a foreign
         file is imported on the fly, see `load_model`).
 
-        `runtime`: keras (the model itself), onnx or litert (an export, made on demand in RUN/export and
-        remade when stale), or auto: ONNX Runtime if it loads, then LiteRT, then Keras.
+        Args:
+            path: A run directory, a `model.keras`, or a foreign model file or SavedModel folder.
+            runtime: keras (the model itself), onnx or litert (an export, made on demand in RUN/export and
+                remade when stale), or auto: ONNX Runtime if installed and it loads, then LiteRT, then Keras
+                (saying so in one line, with the extra that installs ONNX Runtime when it is missing).
+            log: Where one-off notices go.
+
+        Returns:
+            The predictor.
+
+        Raises:
+            ConfigError: An unknown runtime, or keras/litert for an imported ONNX model.
+            ModelError: The model, or the export asked for, cannot be loaded.
+            MissingDependency: The runtime asked for is not installed.
         """
         if runtime not in RUNTIMES:
             raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -109,7 +121,16 @@ class Predictor:
         return self._refusal
 
     def judge(self, processed, logits: np.ndarray | None) -> tuple[str, str]:
-        """(verdict, reason) of one preprocessed image (see `verdict.judge`)."""
+        """Decide what one preprocessed image is (see `verdict.judge`).
+
+        Args:
+            processed: The image as `data.preprocess.to_mnist_28x28` returned it.
+            logits: (10,) the model's logits for it, or None when it is blank.
+
+        Returns:
+            (verdict, reason): verdict is digit, blank, several_digits or not_a_digit; reason is a sentence,
+            "" for a plain digit.
+        """
         from digitlab.inference.verdict import judge
 
         not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None])[0])
@@ -131,6 +152,14 @@ def _installed_runtimes() -> tuple[str, ...]:
 
 
 def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:
-    """The k most probable labels of one row of probabilities, most probable first."""
+    """The k most probable labels of one row of probabilities, most probable first.
+
+    Args:
+        probs: (10,) probabilities.
+        k: How many, 1 to 10.
+
+    Returns:
+        [{"label": int 0–9, "probability": float rounded to 6 places}, ...], k entries.
+    """
     order = np.argsort(-probs)[:k]
     return [{"label": int(i), "probability": round(float(probs[i]), 6)} for i in order]

@@ -173,7 +173,20 @@ class SavedModelRuntime:
 
 
 def open_runtime(fmt: str, path: str | Path) -> Runtime:
-    """A session for the exported file of format `fmt`."""
+    """A session for an exported file.
+
+    Args:
+        fmt: The export's format: onnx, litert or savedmodel.
+        path: The exported file (or SavedModel folder).
+
+    Returns:
+        The runtime, ready to answer `logits`.
+
+    Raises:
+        ConfigError: An unknown format.
+        ModelError: The file cannot be loaded.
+        MissingDependency: The format's runtime library is not installed.
+    """
     if fmt == "onnx":
         return OnnxRuntime.from_file(path)
     if fmt == "litert":
