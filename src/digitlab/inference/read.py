@@ -114,7 +114,15 @@ def read_number(source: ImageInput, model, max_pixels: int = MAX_PIXELS) -> Read
 
 
 def read_ink(ink, model) -> Reading:
-    """`read_number` on an image's ink already at working size (`preprocess.Ink`)."""
+    """`read_number` on an image's ink already at working size.
+
+    Args:
+        ink: The image's ink (`data.preprocess.Ink`), as `to_mnist_28x28` kept it.
+        model: Anything with `logits((N, 28, 28) floats in [0, 1]) → (N, 10)` (a `Predictor`).
+
+    Returns:
+        The reading: its text left to right, each digit with its box and confidence (blank when no ink).
+    """
     groups = segment_line(ink.flat)
     if not groups:
         return Reading("", [], 0.0, blank=True, reason="blank: no ink")

@@ -132,7 +132,15 @@ class Contract:
 
 
 def to_model_input(x: np.ndarray, contract: Contract) -> np.ndarray:
-    """digitlab's (N, 28, 28, 1) float32 in [0, 1] → what the model takes (layout, scale, polarity, dtype)."""
+    """digitlab's images → what the model takes (layout, scale, polarity, dtype).
+
+    Args:
+        x: (N, 28, 28, 1) float32 in [0, 1], white digits on black (any shape of N·784 values).
+        contract: The model's contract.
+
+    Returns:
+        (N, *contract.shape) of contract.dtype, scaled and inverted as the contract says.
+    """
     a, b = contract.affine
     y = np.asarray(x, np.float32).reshape(-1, 28, 28, 1) * np.float32(a) + np.float32(b)
     y = y.reshape(-1, *contract.shape)
@@ -142,7 +150,15 @@ def to_model_input(x: np.ndarray, contract: Contract) -> np.ndarray:
 
 
 def to_logits(outputs: np.ndarray, kind: str) -> np.ndarray:
-    """The model's (N, 10) answer → logits (float32)."""
+    """The model's answer → logits.
+
+    Args:
+        outputs: (N, 10) logits, probabilities or log-probabilities.
+        kind: Which of those (`output_kind`).
+
+    Returns:
+        (N, 10) float32 logits (log-probabilities serve as logits; probabilities are logged, floored).
+    """
     out = np.asarray(outputs, np.float32)
     if kind == "probabilities":
         return np.log(np.maximum(out, PROBABILITY_FLOOR))
@@ -151,7 +167,15 @@ def to_logits(outputs: np.ndarray, kind: str) -> np.ndarray:
 
 def output_kind(outputs: np.ndarray, tolerance: float = 1e-3) -> str:
     """logits, probabilities or log-probabilities, from a model's answers on real digits: rows that are
-    non-negative and sum to 1 are probabilities; rows whose exp sums to 1 are log-probabilities."""
+    non-negative and sum to 1 are probabilities; rows whose exp sums to 1 are log-probabilities.
+
+    Args:
+        outputs: (N, 10) a model's answers on real digits.
+        tolerance: How far from 1 a row's sum may be.
+
+    Returns:
+        "logits", "probabilities" or "log-probabilities".
+    """
     out = np.asarray(outputs, np.float64)
     if np.all(out >= -1e-6) and np.allclose(out.sum(axis=1), 1.0, atol=tolerance):
         return "probabilities"
@@ -191,6 +215,14 @@ def keras_adapter(network, contract: Contract, name: str):
 
     In front: one `Rescaling` (inversion and scale) and a `Reshape` to the model's layout; behind:
     `ProbabilitiesToLogits` when the model answers probabilities. Loads in Keras' safe mode.
+
+    Args:
+        network: The imported Keras layer or model.
+        contract: How digitlab's images map onto its input and how its output maps onto logits.
+        name: The new model's name.
+
+    Returns:
+        A Keras model from (N, 28, 28, 1) float32 in [0, 1] to (N, 10) logits.
     """
     import keras
     from keras import layers
@@ -210,7 +242,18 @@ def keras_adapter(network, contract: Contract, name: str):
 
 def onnx_adapter(model, contract: Contract):
     """A copy of an ONNX `ModelProto` on digitlab's side: input `image` (N, 28, 28, 1) float32 in [0, 1],
-    output `logits` (N, 10); the original graph unchanged in between. A fixed batch size stays fixed."""
+    output `logits` (N, 10); the original graph unchanged in between. A fixed batch size stays fixed.
+
+    Args:
+        model: The imported `onnx.ModelProto` (not changed).
+        contract: How digitlab's images map onto its input and its output onto logits.
+
+    Returns:
+        The adapted `onnx.ModelProto`.
+
+    Raises:
+        MissingDependency: onnx is not installed.
+    """
     onnx = require("onnx", "adapting an ONNX model")
     from onnx import TensorProto, helper, numpy_helper
 

@@ -82,7 +82,19 @@ def format_of(path: Path) -> str:
 
 
 def open_foreign(path: str | Path, trust_code: bool = False) -> ForeignModel:
-    """Open `path` by its format; a one-line ModelError for anything that cannot be a 10-class digit model."""
+    """Open a model file digitlab did not train, by its format, to detect its contract.
+
+    Args:
+        path: A `.keras`/`.h5` file, an `.onnx` file or a SavedModel folder.
+        trust_code: Load Keras files outside safe mode (runs any Python code, e.g. Lambda layers, inside).
+
+    Returns:
+        The opened model with its input shape, dtype and output facts.
+
+    Raises:
+        ModelError: One line, for anything that cannot be a 10-class digit model.
+        MissingDependency: An ONNX file without onnx or ONNX Runtime installed.
+    """
     path = Path(path)
     if not path.exists():
         raise ModelError(f"no model at {path}")
@@ -93,7 +105,18 @@ def open_foreign(path: str | Path, trust_code: bool = False) -> ForeignModel:
 
 
 def load_keras_file(path: Path, trust_code: bool = False):
-    """`keras.saving.load_model` in safe mode (unless trusted), every failure as one line naming the fix."""
+    """`keras.saving.load_model` in safe mode (unless trusted), every failure as one line naming the fix.
+
+    Args:
+        path: A `.keras` or `.h5` file.
+        trust_code: Load outside safe mode (Lambda layers and other Python code run).
+
+    Returns:
+        The uncompiled Keras model.
+
+    Raises:
+        ModelError: The file cannot be loaded (the message names the layer, the code or the damage).
+    """
     import_tensorflow()
     import keras
 
@@ -243,7 +266,15 @@ def _through_identity(proto, name: str) -> str | None:
 
 
 def looped(run: Callable[[np.ndarray], np.ndarray], batch: int) -> Callable[[np.ndarray], np.ndarray]:
-    """`run` for a model with a fixed batch size: the input in slices of `batch`, the last one padded."""
+    """`run` for a model with a fixed batch size: the input in slices of `batch`, the last one padded.
+
+    Args:
+        run: Runs exactly `batch` rows, (batch, ...) → (batch, 10).
+        batch: The model's fixed batch size (≥ 1).
+
+    Returns:
+        A function of any number N of rows, (N, ...) → (N, 10).
+    """
 
     def looped(x: np.ndarray) -> np.ndarray:
         out = []

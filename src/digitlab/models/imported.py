@@ -24,7 +24,15 @@ from digitlab.tf_logging import import_tensorflow
 
 
 def saved_model_signature(path: Path, contract: Contract):
-    """A Keras layer calling `contract.signature` of the SavedModel at `path`, returning its 10-class output."""
+    """A Keras layer calling `contract.signature` of the SavedModel at `path`, returning its 10-class output.
+
+    Args:
+        path: The imported SavedModel folder.
+        contract: Names the signature, its input and its output.
+
+    Returns:
+        A Keras layer from the model's own input layout to its (N, 10) output.
+    """
     import_tensorflow()
     import keras
     import tensorflow as tf

@@ -179,6 +179,12 @@ def plain_keras_model(model):
 
     Wrapping the same layers in a new functional Model drops the optimizer and compile state (so the
     one-cycle schedule, a digitlab class, is not needed to load it) without copying weights.
+
+    Args:
+        model: A trained digitlab Keras model (a `RawMLP` is rebuilt as a Keras `Sequential`).
+
+    Returns:
+        The plain `keras.Model`, sharing the trained layers.
     """
     import keras
 
