@@ -58,9 +58,11 @@ notebook: $(BIN)/.installed-dev
 notebook-strip: $(BIN)/.installed-dev
 	$(BIN)/nbstripout notebooks/*.ipynb
 
+# The quick benches; timing_bounds also measures a lone request's latency when the default model exists.
 bench: $(BIN)/.installed-dev
 	$(BIN)/python bench/load_speed.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/timing_bounds.py $(wildcard $(RUN_DIR))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info
