@@ -73,20 +73,20 @@ def test_predict_bad_arguments(tiny_cnn, tmp_path, capsys):
     assert main(["predict", str(tmp_path), "--model", str(tmp_path / "missing")]) == 2
 
 
-def test_worker_processes_match_in_process(image_folder, tiny_cnn, capsys):
+def test_worker_processes_match_in_process(image_folder, trained_run, capsys):
     """Enough files to start the process pool (≥ 64): same answers, same order as in-process, bad files too."""
     from digitlab.inference.predict import collect_paths, predict_files
     from digitlab.inference.predictor import Predictor
 
     folder, _ = image_folder
     paths = collect_paths([folder]) * 6  # 66 files, four of them broken in different ways
-    model = Predictor.load(tiny_cnn)
+    model = Predictor.load(trained_run)
     pooled = [p.to_json() for p in predict_files(paths, model, progress=False, workers=2, batch_size=16)]
     inline = [p.to_json() for p in predict_files(paths, model, progress=False, workers=1, batch_size=16)]
     assert len(pooled) == len(paths) and [r["path"] for r in pooled] == [str(p) for p in paths]
     assert pooled == inline
     assert sum("error" in r for r in pooled) == 4 * 6
-    assert main(["predict", str(folder), "--model", str(tiny_cnn), "--workers", "0"]) == 2
+    assert main(["predict", str(folder), "--model", str(trained_run), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
 
 
@@ -102,5 +102,5 @@ def test_auto_without_onnx_runtime_says_so_in_one_line_and_predicts(tiny_cnn, im
     run = subprocess.run([sys.executable, "-c", without_extras + code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"{image}: ")
-    notes = [line for line in run.stderr.splitlines() if "runtime" in line.lower()]
+    notes = [line for line in run.stderr.splitlines() if line.startswith("runtime auto")]
     assert notes == ["runtime auto runs Keras: ONNX Runtime is not installed (pip install 'digitlab[serve]' is faster)"]

@@ -165,12 +165,12 @@ def test_non_digits_refused_and_real_digits_accepted(predictor, mnist):
     assert digits <= 3 / 70, digits
 
 
-def test_refusal_is_fitted_once_and_saved(tiny_cnn, tmp_path):
+def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
     from digitlab.inference.predictor import Predictor
     from digitlab.inference.refusal import REFUSAL_FILE
 
     run = tmp_path / "run"
-    shutil.copytree(tiny_cnn, run, ignore=shutil.ignore_patterns(REFUSAL_FILE, "export", "explain", "report"))
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns(REFUSAL_FILE, "export", "explain", "report"))
     notes: list[str] = []
     first = Predictor.load(run, "keras", log=notes.append).refusal()
     assert (run / REFUSAL_FILE).is_file() and any("first use" in n for n in notes)
