@@ -407,3 +407,15 @@ def test_a_server_killed_during_a_burst_of_corrections_leaves_an_index_finetune_
         record = json.loads(line)  # whole, never cut or interleaved
         Image.open(folder / record["file"]).verify()  # and its PNG is whole
     assert len(read_feedback(folder).labels) == len(lines)
+
+
+def test_an_error_is_one_line_and_verbose_shows_its_cause(tmp_path, capsys):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    assert main(["import", str(bad), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digitlab: error:") and "\n" not in err, err
+    assert main(["--verbose", "import", str(bad), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1].startswith("digitlab: error:")
+    assert "The above exception was the direct cause of the following exception:" in err  # the cause is chained
