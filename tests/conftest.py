@@ -70,7 +70,7 @@ import sys
 class _NotInstalled:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in {EXTRAS_ONLY!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not in the core install)")
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not in the core install)", name=name)
         return None
 
 sys.meta_path.insert(0, _NotInstalled())

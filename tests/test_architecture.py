@@ -120,3 +120,10 @@ def test_every_install_hint_names_an_extra_that_exists():
     for path in SRC.rglob("*.py"):
         for extra in re.findall(r"digitlab\[([\w,-]+)\]", path.read_text()):
             assert set(extra.split(",")) <= set(extras), (path, extra)
+
+
+def test_a_command_of_a_missing_extra_names_the_extra(without_extras, tmp_path):
+    code = f"from digitlab.cli import main\nsys.exit(main(['serve', '--model', {str(tmp_path)!r}]))"
+    run = subprocess.run([sys.executable, "-c", without_extras + code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "digitlab: error: digitlab serve needs fastapi (pip install 'digitlab[serve]')"

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from digitlab.cli.parser import build_parser
-from digitlab.errors import DigitlabError
+from digitlab.errors import EXTRAS, DigitlabError, install_hint
 from digitlab.tf_logging import import_tensorflow
 
 
@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except DigitlabError as e:
         _error(f"{e}", e, verbose)
+        return 2
+    except ModuleNotFoundError as e:  # a command of an extra that is not installed (e.g. serve without fastapi)
+        missing = (e.name or "").partition(".")[0]
+        if missing not in EXTRAS:
+            raise  # not an optional library: a broken install or a bug, keep the traceback
+        _error(f"digitlab {args.command} needs {missing} ({install_hint(missing)})", e, verbose)
         return 2
     except OSError as e:  # a full disk, a read-only folder, a vanished file: say which, in one line
         where = f" ({e.filename})" if e.filename else ""
