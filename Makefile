@@ -1,15 +1,20 @@
 # digitlab: `make run` sets up, fetches MNIST, trains the default model if none, reports and serves;
-# `make test` runs ruff, import-linter (the layer contract) and pytest. Both create .venv on first use.
+# `make test` runs ruff, import-linter (the layer contract) and every test (CI); `make test-fast` is the inner
+# loop (no training beyond a tiny model, no browsers; about a minute). Each creates .venv on first use and
+# installs the extras it uses (pyproject.toml): `run` the `serve` extra, the others `dev` (everything).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format bench clean notebook notebook-strip docs docs-check
+.PHONY: run test test-fast lint format bench clean notebook notebook-strip docs docs-check
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+
+# One stamp per extra, remade when pyproject.toml changes: `run` does not need the test tools, `test` does.
+$(BIN)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
 
 # The default model's run directory; delete it (or pass RUN_DIR=...) to train another.
@@ -19,7 +24,7 @@ RUN_DIR ?= runs/default
 # make run TRAIN="--model cnn" RUN_DIR=runs/cnn (see `digitlab models` and the README's recipes).
 TRAIN ?= --recipe fast --epochs 2 --no-full-train
 
-run: $(BIN)/.installed
+run: $(BIN)/.installed-serve
 	$(BIN)/digitlab fetch
 	@if [ -f $(RUN_DIR)/model.keras ]; then echo "default model: $(RUN_DIR) (already trained)"; \
 	else $(BIN)/digitlab train $(TRAIN) --out $(RUN_DIR); fi
@@ -28,39 +33,46 @@ run: $(BIN)/.installed
 	@echo "Serving the draw-a-digit page on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	$(BIN)/digitlab serve --model $(RUN_DIR) --port 8000
 
-test: $(BIN)/.installed lint docs-check
+test: $(BIN)/.installed-dev lint docs-check
 	$(BIN)/pytest -q
+
+# The inner loop: every test that needs no trained `cnn` (tests/conftest.py marks the ones that do `slow`) and
+# no browser; the tiny models it needs train in seconds and are cached for the session.
+test-fast: $(BIN)/.installed-dev
+	$(BIN)/pytest -q -m "not slow and not browser"
 
 # The documentation site (mkdocs.yml, docs/): served on this machine only, rebuilt on every edit.
 # NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2, which says nothing about this site.
-docs: $(BIN)/.installed
+docs: $(BIN)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 # The strict build `make test` runs: a broken link, anchor, docstring reference or bench marker fails it.
-docs-check: $(BIN)/.installed
+docs-check: $(BIN)/.installed-dev
 	@tmp=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d "$$tmp"; \
 	status=$$?; rm -rf "$$tmp"; exit $$status
 
-lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests bench examples notebooks
-	$(BIN)/ruff format --check src tests bench examples notebooks
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check src tests bench examples notebooks docs/hooks
+	$(BIN)/ruff format --check src tests bench examples notebooks docs/hooks
 	$(BIN)/lint-imports
 
-format: $(BIN)/.installed
+format: $(BIN)/.installed-dev
 	$(BIN)/ruff format src tests bench examples notebooks
 	$(BIN)/ruff check --fix src tests bench examples notebooks
 
 # JupyterLab on notebooks/, this machine only (127.0.0.1), in the project's venv.
-notebook: $(BIN)/.installed
+notebook: $(BIN)/.installed-dev
 	cd notebooks && ../$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Strip outputs before committing a notebook (a test fails on committed outputs).
-notebook-strip: $(BIN)/.installed
+notebook-strip: $(BIN)/.installed-dev
 	$(BIN)/nbstripout notebooks/*.ipynb
 
-bench: $(BIN)/.installed
+# The quick benches; timing_bounds also measures a lone request's latency when the default model exists.
+bench: $(BIN)/.installed-dev
 	$(BIN)/python bench/load_speed.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/timing_bounds.py $(wildcard $(RUN_DIR))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -90,8 +90,10 @@ def main() -> None:
         "model_views_s": round(views_s, 1),
     }
     api = result["api_explain_ms"]
-    print(f"/api/explain, canvas PNG, IG 32 steps + layer maps + map, 1 client: p50 {api['p50']} ms, "
-          f"p95 {api['p95']} ms (server side p50: {result['server_side_ms_p50']})")  # fmt: skip
+    print(
+        f"/api/explain, canvas PNG, IG 32 steps + layer maps + map, 1 client: p50 {api['p50']} ms, "
+        f"p95 {api['p95']} ms (server side p50: {result['server_side_ms_p50']})"
+    )
     print(f"first /api/explain after start (loads TensorFlow and the explainer): {result['first_explain_s']} s")
     print(f"layer maps alone (activations + PNGs), in process: p50 {result['layer_maps_ms_p50']} ms")
     print(f"per-model views (t-SNE map of 2,500 training digits) from scratch: {result['model_views_s']} s")

@@ -178,8 +178,10 @@ def relu_order(repeats: int = 5, steps: int = 60) -> dict:
             for _ in range(steps):
                 model.train_on_batch(x, y)
             times[name].append((time.perf_counter() - start) / steps * 1000)
-    result = {name: {"median_ms_per_step": round(statistics.median(t), 2), "ms": [round(v, 2) for v in t]}
-              for name, t in times.items()}  # fmt: skip
+    result = {
+        name: {"median_ms_per_step": round(statistics.median(t), 2), "ms": [round(v, 2) for v in t]}
+        for name, t in times.items()
+    }
     for name, r in result.items():
         print(f"{name:<32}{r['median_ms_per_step']:>8.2f} ms a step (median of {repeats})")
     return result

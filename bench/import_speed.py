@@ -46,8 +46,14 @@ def time_imports(files: dict[str, Path], out: Path) -> list[dict]:
         if done.returncode:
             raise SystemExit(f"import of {name} failed: {done.stderr.strip().splitlines()[-1]}")
         contract = json.loads((out / name / "contract.json").read_text())
-        rows.append({"model": name, "format": contract["format"], "seconds": round(seconds, 2),
-                     "detected": f"{contract['layout']}, {contract['scale']}, {contract['outputs']}"})  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "format": contract["format"],
+                "seconds": round(seconds, 2),
+                "detected": f"{contract['layout']}, {contract['scale']}, {contract['outputs']}",
+            }
+        )
     return rows
 
 
@@ -63,8 +69,9 @@ def served_latency(model: Path, pixels: list, requests: int) -> dict:
     port = _free_port()
     server = subprocess.Popen(
         [*DIGITLAB, "serve", "--model", str(model), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             deadline = time.monotonic() + 120
@@ -88,8 +95,12 @@ def served_latency(model: Path, pixels: list, requests: int) -> dict:
         server.terminate()
         server.wait(timeout=30)
     times.sort()
-    return {"runtime": runtime, "p50_ms": round(statistics.median(times), 2),
-            "p90_ms": round(times[int(0.9 * len(times))], 2), "requests": requests}  # fmt: skip
+    return {
+        "runtime": runtime,
+        "p50_ms": round(statistics.median(times), 2),
+        "p90_ms": round(times[int(0.9 * len(times))], 2),
+        "requests": requests,
+    }
 
 
 def main() -> None:
@@ -106,8 +117,9 @@ def main() -> None:
         trained = tmp / "runs" / "trained-cnn"
         subprocess.run(
             [*DIGITLAB, "train", "--model", "cnn", "--epochs", "1", "--limit", "5000", "--out", str(trained)],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+        )
         latency = {"digitlab-trained cnn": served_latency(trained, pixels, args.requests)}
         for name in ("cnn_softmax.keras", "module_784", "torch_style"):
             latency[f"imported {name}"] = served_latency(tmp / "runs" / name, pixels, args.requests)

@@ -26,8 +26,21 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "kill_resume.json"
-TRAIN = ["train", "--model", "mlp", "--epochs", "12", "--limit", "8000", "--batch-size", "32",
-         "--validation-size", "500", "--patience", "0"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--model",
+    "mlp",
+    "--epochs",
+    "12",
+    "--limit",
+    "8000",
+    "--batch-size",
+    "32",
+    "--validation-size",
+    "500",
+    "--patience",
+    "0",
+]
 MODES = {
     "fit": [*TRAIN, "--loop", "fit"],
     "custom": [*TRAIN, "--loop", "custom"],

@@ -139,8 +139,11 @@ def refusal(predictor, test_digits, count: int, rng) -> dict:
     digit_verdicts, digit_scores = verdicts(
         render(test_digits[i], STYLES[i % len(STYLES)], rng) for i in rng.choice(len(test_digits), count * 5)
     )
-    result = {"digits refused": float(np.mean([v in ("not_a_digit", "several_digits") for v in digit_verdicts])),
-              "digits": len(digit_verdicts), "families": {}}  # fmt: skip
+    result = {
+        "digits refused": float(np.mean([v in ("not_a_digit", "several_digits") for v in digit_verdicts])),
+        "digits": len(digit_verdicts),
+        "families": {},
+    }
     all_scores = []
     for family in NON_DIGIT_FAMILIES:
         family_verdicts, scores = verdicts(non_digit(family, rng) for _ in range(count))
@@ -159,8 +162,9 @@ def speed(predictor, digits, rng, count: int = 100) -> float:
     from digitlab.data.synthetic import number_image
     from digitlab.inference.read import read_number
 
-    canvases = [png(number_image([digits[i] for i in rng.choice(len(digits), 5)], rng, "apart")[0])
-                for _ in range(count)]  # fmt: skip
+    canvases = [
+        png(number_image([digits[i] for i in rng.choice(len(digits), 5)], rng, "apart")[0]) for _ in range(count)
+    ]
     read_number(canvases[0], predictor)
     times = []
     for data in canvases:
@@ -219,20 +223,39 @@ def main() -> None:
     print("| numbers | n | ceiling | read exact | read digits | components exact | one box exact |")
     print("|---|---|---|---|---|---|---|")
     for key, r in table.items():
-        print(f"| {key} | {r['numbers']} | {r['ceiling']:.1%} | {r['read']['exact']:.1%} | {r['read']['digits']:.1%} "
-              f"| {r['components']['exact']:.1%} | {r['one box']['exact']:.1%} |")  # fmt: skip
-    print(f"\nrefused: {refused['digits refused']:.1%} of {refused['digits']} real single-digit canvases; "
-          f"{refused['non-digits refused']:.1%} of non-digits: "
-          + ", ".join(f"{f} {v:.0%}" for f, v in refused["families"].items()))  # fmt: skip
-    print("trade-off (refusal score alone): " + ", ".join(
-        f"{c['digits refused']:.1%} digits refused → {c['non-digits accepted']:.0%} non-digits accepted"
-        for c in refused["curve"]))  # fmt: skip
+        print(
+            f"| {key} | {r['numbers']} | {r['ceiling']:.1%} | {r['read']['exact']:.1%} | {r['read']['digits']:.1%} "
+            f"| {r['components']['exact']:.1%} | {r['one box']['exact']:.1%} |"
+        )
+    print(
+        f"\nrefused: {refused['digits refused']:.1%} of {refused['digits']} real single-digit canvases; "
+        f"{refused['non-digits refused']:.1%} of non-digits: "
+        + ", ".join(f"{f} {v:.0%}" for f, v in refused["families"].items())
+    )
+    print(
+        "trade-off (refusal score alone): "
+        + ", ".join(
+            f"{c['digits refused']:.1%} digits refused → {c['non-digits accepted']:.0%} non-digits accepted"
+            for c in refused["curve"]
+        )
+    )
     print(f"\nread of a 5-digit canvas PNG, end to end in-process (ONNX Runtime): p50 {p50:.1f} ms")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "model": str(args.model), "split": args.split, "count": args.count, "single_digit_accuracy": single,
-        "numbers": table, "refusal": refused, "read_5_digits_p50_ms": p50,
-    }, indent=2) + "\n")  # fmt: skip
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "model": str(args.model),
+                "split": args.split,
+                "count": args.count,
+                "single_digit_accuracy": single,
+                "numbers": table,
+                "refusal": refused,
+                "read_5_digits_p50_ms": p50,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {RESULTS}")
 
 

@@ -150,9 +150,21 @@ def run_server(model: str, workers: int, seconds: float, runtime: str) -> dict[s
     port = free_port()
     start = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "digitlab", "serve", "--model", model, "--port", str(port),
-         "--workers", str(workers), "--runtime", runtime],
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "serve",
+            "--model",
+            model,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--runtime",
+            runtime,
+        ],
+    )
     try:
         wait_ready(port, server)
         ready = time.perf_counter() - start

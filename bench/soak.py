@@ -150,8 +150,20 @@ def main() -> None:
     args = parser.parse_args()
     pool = requests_mix()
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--model", args.model, "--port", str(port),
-                               "--workers", str(args.workers)])  # fmt: skip
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "serve",
+            "--model",
+            args.model,
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ]
+    )
     try:
         wait_ready(port, server)
         time.sleep(2)
@@ -188,8 +200,14 @@ def main() -> None:
     growth = [round(b - a, 1) for a, b in zip(first, last, strict=False)]
     total_unexpected = sum(m["unexpected"] for m in minutes)
     print(f"unexpected answers: {total_unexpected}; memory growth after minute 1, per process: {growth} MB")
-    result = {"capacity_rps": round(cap, 1), "rate_rps": round(rate, 1), "minutes": minutes,
-              "memory_growth_mb": growth, "unexpected": total_unexpected, "workers": args.workers}  # fmt: skip
+    result = {
+        "capacity_rps": round(cap, 1),
+        "rate_rps": round(rate, 1),
+        "minutes": minutes,
+        "memory_growth_mb": growth,
+        "unexpected": total_unexpected,
+        "workers": args.workers,
+    }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -1,4 +1,10 @@
-"""Shared fixtures: the real MNIST data (fetched once per machine) and small real subsets of it."""
+"""Shared fixtures: the real MNIST data (fetched once per machine), small real subsets of it, trained models,
+and the marks that choose the fast tier.
+
+`make test-fast` runs `-m "not slow and not browser"`: every test that trains nothing bigger than `tiny_cnn`
+(a few seconds, once per session) and drives no browser. The marks are given here, from what a test uses, so a
+new test that asks for `trained_run` is in the slow tier without anyone remembering to mark it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,71 @@ import pytest
 
 from digitlab.data.fetch import default_data_dir, fetch_mnist
 from digitlab.data.mnist import load_mnist
+
+# Fixtures that train a real model (or several) for a minute or more on 2 cores: a test that uses one is `slow`.
+TRAINING_FIXTURES = {"trained_run", "good_cnn", "tiny_runs"}  # this file
+TRAINING_FIXTURES |= {"tutorial", "imported"}  # tests/importing: the tutorial models on 20,000 images
+TRAINING_FIXTURES |= {"trained_runs", "members", "base_run", "transfer_run", "application_models"}  # tests/training
+# Tests that train inline or start TensorFlow in subprocesses (several seconds to minutes each on 2 cores, by
+# --durations): by file, then name. A new test of that kind goes here, or gets @pytest.mark.slow itself.
+SLOW_TESTS = {
+    "test_train.py": {
+        "test_every_model_and_loop_trains_with_falling_loss",
+        "test_same_seed_same_result",
+        "test_killed_run_resumes_and_finishes",
+        "test_two_workers_train_in_lock_step_and_resume_after_kill_9",
+        "test_launch_stops_everyone_when_a_worker_dies",
+    },
+    "test_recipes.py": {
+        "test_tiny_run_of_recipe_best",
+        "test_recipe_fast_and_the_public_records_settings_as_flags",
+        "test_full_train_trains_on_all_images_and_says_validation_was_seen",
+    },
+    "test_transfer.py": {
+        "test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_phase_2",
+        "test_the_transfer_experiment_runs_at_a_tiny_scale",
+    },
+    "test_faults.py": {"test_a_run_killed_after_its_last_epoch_finishes_without_training_again"},
+    "test_import.py": {
+        "test_trust_code_is_recorded_and_honoured",
+        "test_models_that_cannot_work_get_one_line[custom.keras]",  # saves its model in a fresh process
+    },
+}
+BROWSER_FILES = {"test_browser.py", "test_widget_browser.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `slow` the tests that train (through a fixture or inline) and `browser` those that drive Chromium."""
+    for item in items:
+        slow_here = SLOW_TESTS.get(item.path.name, ())
+        named = getattr(item, "originalname", item.name) in slow_here or item.name in slow_here  # all or one case
+        if named or TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if item.path.name in BROWSER_FILES:
+            item.add_marker(pytest.mark.browser)
+
+
+# The optional libraries of the extras (pyproject.toml): `pip install digitlab` has none of them.
+EXTRAS_ONLY = ("fastapi", "starlette", "uvicorn", "multipart", "onnxruntime", "onnx", "tf2onnx", "ai_edge_litert")
+EXTRAS_ONLY += ("anywidget",)
+_BLOCK_EXTRAS = f"""
+import sys
+
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {EXTRAS_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not in the core install)", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+@pytest.fixture(scope="session")
+def without_extras() -> str:
+    """Python source to run first in a fresh interpreter (`python -c`): every extra's library then fails to import
+    as if not installed, as after a plain `pip install digitlab`."""
+    return _BLOCK_EXTRAS
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +108,18 @@ def trained_run(tmp_path_factory, mnist_dir):
     config = resolve_config("cnn", epochs=1, lr=3e-3, schedule="onecycle", out=str(out))
     train_and_evaluate(config, log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn(tmp_path_factory, mnist_dir):
+    """A real `cnn` trained for one epoch on 1,024 images (a few seconds): for the fast tier's tests that need
+    *a* trained run directory, not a good model (it gets roughly 80% of test digits right, not 98.5%)."""
+    from digitlab.training.config import resolve_config
+    from digitlab.training.train import train_and_evaluate
+
+    out = tmp_path_factory.mktemp("tiny-cnn") / "cnn"
+    settings = {"limit": 1024, "validation_size": 500, "batch_size": 64, "patience": 0, "epochs": 1, "lr": 3e-3}
+    return train_and_evaluate(resolve_config("cnn", out=str(out), **settings), log=lambda *_: None).run_dir
 
 
 @pytest.fixture(scope="session")

@@ -57,26 +57,39 @@ def test_export_to_a_full_disk_is_one_line(trained_run, full_disk, capsys):
     assert not [n for n in _leftovers(full_disk) if n.endswith((".onnx", ".json"))]
 
 
-def test_predict_saving_to_a_full_disk_is_one_line(trained_run, full_disk, tmp_path, mnist, capsys):
+def test_predict_saving_to_a_full_disk_is_one_line(tiny_cnn, full_disk, tmp_path, mnist, capsys):
     from PIL import Image
 
     for i in range(40):
         Image.fromarray(255 - mnist.x_test[i]).resize((300, 300)).save(tmp_path / f"{i}.png")
-    code = main(["predict", str(tmp_path), "--model", str(trained_run), "--save-processed", str(full_disk / "seen"),
-                 "--workers", "1"])  # fmt: skip
+    seen = str(full_disk / "seen")
+    code = main(
+        [
+            "predict",
+            str(tmp_path),
+            "--model",
+            str(tiny_cnn),
+            "--runtime",
+            "keras",
+            "--save-processed",
+            seen,
+            "--workers",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and err.startswith("digitlab: error:") and "No space left" in err, err
     assert not [n for n in _leftovers(full_disk) if n.endswith(".part")]
 
 
-def test_feedback_on_a_full_disk_is_507_and_the_index_stays_whole(trained_run, full_disk, mnist):
+def test_feedback_on_a_full_disk_is_507_and_the_index_stays_whole(tiny_cnn, full_disk, mnist):
     from fastapi.testclient import TestClient
     from PIL import Image
 
     from digitlab.serving.app import ServeConfig, create_app
 
     folder = full_disk / "feedback"
-    app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(folder)))
+    app = create_app(ServeConfig(model=str(tiny_cnn), feedback_dir=str(folder), runtime="keras"))
     noise = np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8)  # ~160 KB as PNG: does not fit
     stored, refused = 0, 0
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -132,8 +145,8 @@ def test_a_model_file_with_code_in_it_is_refused_and_never_run(tmp_path, capsys)
     assert not canary.exists()
 
 
-def test_truncated_and_garbage_model_files_are_one_line(trained_run, tmp_path, capsys):
-    data = (trained_run / "model.keras").read_bytes()
+def test_truncated_and_garbage_model_files_are_one_line(tiny_cnn, tmp_path, capsys):
+    data = (tiny_cnn / "model.keras").read_bytes()
     for name, content in [("truncated.keras", data[: len(data) // 2]), ("garbage.keras", os.urandom(4096))]:
         (tmp_path / name).write_bytes(content)
         assert main(["evaluate", str(tmp_path / name)]) == 2
@@ -177,17 +190,42 @@ def test_custom_loop_killed_twice_at_random_moments_ends_bit_identical(tmp_path,
     BackupAndRestore restarts the shuffled dataset at its first epoch's order.)"""
     import keras
 
-    args = ["train", "--model", "mlp", "--loop", "custom", "--epochs", "4", "--limit", "8000", "--batch-size", "32",
-            "--validation-size", "500", "--patience", "0"]  # fmt: skip
+    args = [
+        "train",
+        "--model",
+        "mlp",
+        "--loop",
+        "custom",
+        "--epochs",
+        "4",
+        "--limit",
+        "8000",
+        "--batch-size",
+        "32",
+        "--validation-size",
+        "500",
+        "--patience",
+        "0",
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    subprocess.run([sys.executable, "-m", "digitlab", *args, "--out", str(tmp_path / "whole")], check=True,
-                   capture_output=True, env=env, timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "digitlab", *args, "--out", str(tmp_path / "whole")],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     rng = random.Random(0)
     killed = tmp_path / "killed"
     kills = 0
     while True:  # kill at a random moment, up to twice; the last launch runs to the end
-        proc = subprocess.Popen([sys.executable, "-m", "digitlab", *args, "--out", str(killed)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digitlab", *args, "--out", str(killed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         if kills < 2:
             time.sleep(rng.uniform(3.5, 6.0))  # start-up is ~3 s, an epoch ~1-2 s: mid-epoch or mid-checkpoint
             if proc.poll() is None:
@@ -277,14 +315,16 @@ def test_kill_9_during_fetch_evaluate_export_leaves_nothing_half_written_that_is
     rng = random.Random(command)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     for _ in range(2 if command == "fetch" else 1):
-        proc = subprocess.Popen([sys.executable, "-m", "digitlab", *args], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digitlab", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         time.sleep(rng.uniform(0.3, window))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         _trusted_or_absent(command, target)
-    done = subprocess.run([sys.executable, "-m", "digitlab", *args], capture_output=True, text=True, env=env,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "digitlab", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-1000:]
     _trusted_or_absent(command, target)
 
@@ -307,11 +347,25 @@ def test_a_server_killed_during_a_burst_of_corrections_leaves_an_index_finetune_
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "digitlab", "serve", "--model", str(trained_run), "--port", str(port), "--workers",
-         "2", "--feedback-dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "serve",
+            "--model",
+            str(trained_run),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--feedback-dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -353,3 +407,15 @@ def test_a_server_killed_during_a_burst_of_corrections_leaves_an_index_finetune_
         record = json.loads(line)  # whole, never cut or interleaved
         Image.open(folder / record["file"]).verify()  # and its PNG is whole
     assert len(read_feedback(folder).labels) == len(lines)
+
+
+def test_an_error_is_one_line_and_verbose_shows_its_cause(tmp_path, capsys):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    assert main(["import", str(bad), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digitlab: error:") and "\n" not in err, err
+    assert main(["--verbose", "import", str(bad), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1].startswith("digitlab: error:")
+    assert "The above exception was the direct cause of the following exception:" in err  # the cause is chained

@@ -48,3 +48,70 @@ class FeedbackError(DigitlabError):
 
 class LaunchError(DigitlabError):
     """A worker of a local multi-worker cluster failed or the cluster timed out."""
+
+
+def one_line(e: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, for a `DigitlabError` that wraps it (the cause stays chained).
+
+    Libraries' messages span lines (TensorFlow's op traces, ONNX Runtime's node dumps); the CLI prints one line
+    and `--verbose` shows the chained original in full.
+
+    Args:
+        e: The exception to describe.
+        limit: The most characters kept (≥ 1); longer messages are cut.
+
+    Returns:
+        The message with every run of whitespace made one space and cut to `limit` characters, or the
+        exception's type name when the message is empty.
+    """
+    return " ".join(str(e).split())[:limit] or type(e).__name__
+
+
+class MissingDependency(DigitlabError):
+    """An optional library is not installed; the message names the extra of `pip install` that adds it."""
+
+
+# Which extra of `pip install 'digitlab[...]'` installs each optional module (pyproject.toml's
+# [project.optional-dependencies]): the one place an "install X" message takes its advice from.
+EXTRAS = {
+    "onnxruntime": "serve",
+    "onnx": "export",
+    "tf2onnx": "export",
+    "ai_edge_litert": "export",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "anywidget": "notebook",
+}
+
+
+def install_hint(module: str) -> str:
+    """The `pip install` command that adds an optional module.
+
+    Args:
+        module: An importable module name whose top-level package is a key of `EXTRAS` (e.g. ``"onnxruntime"``).
+
+    Returns:
+        E.g. ``pip install 'digitlab[serve]'``.
+    """
+    return f"pip install 'digitlab[{EXTRAS[module.partition('.')[0]]}]'"
+
+
+def require(module: str, purpose: str):
+    """Import an optional module, or say in one line which extra installs it.
+
+    Args:
+        module: The module to import, its top-level package a key of `EXTRAS` (e.g. ``"onnx"``).
+        purpose: What needs it, to start the message (e.g. ``"reading ONNX models"``).
+
+    Returns:
+        The imported module.
+
+    Raises:
+        MissingDependency: The module is not installed (chained to the ImportError).
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependency(f"{purpose} needs {module.partition('.')[0]} ({install_hint(module)})") from e

@@ -18,11 +18,16 @@ from collections.abc import Iterator
 
 
 def verbose_requested() -> bool:
+    """Whether `--verbose` or `DIGITLAB_LOG=debug` asked for TensorFlow's own log lines."""
     return os.environ.get("DIGITLAB_LOG", "").lower() == "debug"
 
 
 def import_tensorflow(verbose: bool | None = None) -> None:
-    """Import TensorFlow (and so Keras' backend) once, its C++ start-up notices hidden unless `verbose`."""
+    """Import TensorFlow (and so Keras' backend) once, its C++ start-up notices hidden unless `verbose`.
+
+    Args:
+        verbose: Leave stderr alone; None asks `verbose_requested()`.
+    """
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # what TensorFlow still honours after start-up
@@ -33,7 +38,14 @@ def import_tensorflow(verbose: bool | None = None) -> None:
 @contextlib.contextmanager
 def native_stderr_captured(verbose: bool | None = None) -> Iterator[None]:
     """Run the block with file descriptor 2 pointed at a temporary file (C++ libraries write there directly,
-    past `sys.stderr`); on an exception, replay what was written so nothing diagnostic is lost."""
+    past `sys.stderr`); on an exception, replay what was written so nothing diagnostic is lost.
+
+    Args:
+        verbose: Capture nothing; None asks `verbose_requested()`.
+
+    Yields:
+        None, with the capture in place for the block.
+    """
     if verbose is None:
         verbose = verbose_requested()
     if verbose:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,10 @@ def test_real_mnist_loads_with_official_counts(mnist):
     assert mnist.x_train.max() == 255 and mnist.x_train.min() == 0
 
 
-def test_loading_from_cache_is_fast(mnist_dir):
-    load_mnist(mnist_dir)  # warm the page cache
-    start = time.perf_counter()
-    load_mnist(mnist_dir)
-    # Generous bound for a loaded CI box; the README quotes the measured number (bench/load_speed.py).
-    assert time.perf_counter() - start < 2.0
+def test_loading_again_from_cache_gives_the_same_arrays(mnist_dir, mnist):
+    # how long it takes is measured, not asserted: bench/load_speed.py
+    again = load_mnist(mnist_dir)
+    assert np.array_equal(again.x_train, mnist.x_train) and np.array_equal(again.y_test, mnist.y_test)
 
 
 def test_read_idx_good_file(tmp_path):

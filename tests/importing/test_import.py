@@ -87,8 +87,12 @@ def test_detection_and_served_parity(name, tutorial, imported, test_digits):
     contract = json.loads((run / "contract.json").read_text())
     layout, scale, invert, outputs, batch = EXPECTED[name]
     assert (contract["layout"], contract["scale"], contract["invert"], contract["outputs"], contract["batch"]) == (
-        layout, scale, invert, outputs, batch,
-    )  # fmt: skip
+        layout,
+        scale,
+        invert,
+        outputs,
+        batch,
+    )
     assert contract["evidence"]["accuracy"] >= 0.9 and len(contract["evidence"]["candidates"]) == 6
     config = json.loads((run / "config.json").read_text())
     assert len(config["source"]["sha256"]) == 64 and config["settings"]["imported"] is True

@@ -67,8 +67,8 @@ def test_predict_text_output_and_success_status(image_folder, trained_run, capsy
     assert line.startswith(f"{path}: {labels['nested/0-canvas.png']}  (top-2:")
 
 
-def test_predict_bad_arguments(trained_run, tmp_path, capsys):
-    assert main(["predict", str(tmp_path), "--model", str(trained_run)]) == 2
+def test_predict_bad_arguments(tiny_cnn, tmp_path, capsys):
+    assert main(["predict", str(tmp_path), "--model", str(tiny_cnn)]) == 2
     assert "no images found" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), "--model", str(tmp_path / "missing")]) == 2
 
@@ -88,3 +88,19 @@ def test_worker_processes_match_in_process(image_folder, trained_run, capsys):
     assert sum("error" in r for r in pooled) == 4 * 6
     assert main(["predict", str(folder), "--model", str(trained_run), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_auto_without_onnx_runtime_says_so_in_one_line_and_predicts(tiny_cnn, image_folder, without_extras):
+    """The core install (no extras): `--runtime auto` runs Keras and says in one line how to get the faster
+    runtime."""
+    import subprocess
+    import sys
+
+    folder, _ = image_folder
+    image = folder / "nested/0-canvas.png"
+    code = f"from digitlab.cli import main\nsys.exit(main(['predict', {str(image)!r}, '--model', {str(tiny_cnn)!r}]))"
+    run = subprocess.run([sys.executable, "-c", without_extras + code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"{image}: ")
+    notes = [line for line in run.stderr.splitlines() if line.startswith("runtime auto")]
+    assert notes == ["runtime auto runs Keras: ONNX Runtime is not installed (pip install 'digitlab[serve]' is faster)"]

@@ -55,8 +55,9 @@ def test_touching_digits_are_one_group_with_cut_candidates(mnist):
 
 def test_a_digit_drawn_in_two_strokes_is_one_group():
     four = _strokes((200, 200), [[(60, 20), (40, 110), (150, 110)], [(120, 40), (120, 190)]])  # 4: two strokes
-    five = _strokes((200, 200), [[(70, 30), (60, 100), (120, 90), (140, 140), (110, 180), (60, 170)],
-                                 [(80, 28), (150, 28)]])  # fmt: skip  # 5 with its top bar apart
+    five = _strokes(
+        (200, 200), [[(70, 30), (60, 100), (120, 90), (140, 140), (110, 180), (60, 170)], [(80, 28), (150, 28)]]
+    )  # 5 with its top bar apart
     seven = _strokes((200, 200), [[(40, 30), (160, 30), (80, 190)], [(70, 110), (150, 110)]])  # 7 with a crossbar
     assert [_groups(four), _groups(five), _groups(seven)] == [1, 1, 1]
 
@@ -100,8 +101,20 @@ def test_read_numbers_of_test_digits(predictor, mnist):
 
 def test_field_cases_read_and_predict(trained_run, tmp_path, capsys):
     images = [_field(n) for n in ("forty_two_touching.png", "ten_1_and_0_apart.png")]
-    assert main(["read", *map(str, images), "--model", str(trained_run), "--json",
-                 "--save-processed", str(tmp_path / "digits")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "read",
+                *map(str, images),
+                "--model",
+                str(trained_run),
+                "--json",
+                "--save-processed",
+                str(tmp_path / "digits"),
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["text"] for r in lines] == ["42", "10"]
     assert all(len(d["box"]) == 4 and 0 <= d["confidence"] <= 1 for r in lines for d in r["digits"])

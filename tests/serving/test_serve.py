@@ -309,10 +309,9 @@ def test_model_thread_waits_for_requests_still_being_preprocessed(good_cnn, mnis
     logits = np.concatenate([first.result(timeout=10), second.result(timeout=10)])
     assert calls == [3]
     np.testing.assert_array_equal(logits.argmax(1), mnist.y_test[:3])
-    predictor.pending = 0  # and with nothing pending, a request goes alone at once
-    start = time.perf_counter()
+    predictor.pending = 0  # and with nothing pending, a request goes alone (how soon: bench/timing_bounds.py)
     predictor.submit(mnist.x_test[3:4].astype(np.float32) / 255).result(timeout=10)
-    assert calls[-1] == 1 and time.perf_counter() - start < 1.0
+    assert calls[-1] == 1
 
 
 def test_every_runtime_serves_the_same_answer(trained_run, digit_png, tmp_path):

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose",
         action="store_true",
-        help="show TensorFlow's own start-up and C++ log lines (or DIGITLAB_LOG=debug)",
+        help="show an error's full chained traceback, and TensorFlow's own start-up and C++ log lines (those "
+        "also with DIGITLAB_LOG=debug)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

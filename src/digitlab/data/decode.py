@@ -21,7 +21,7 @@ import numpy as np
 import pyspng
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from digitlab.errors import ImageError, ImageTooLarge
+from digitlab.errors import ImageError, ImageTooLarge, one_line
 
 MAX_PIXELS = 40_000_000  # refuse larger images (a 40 MP photo is fine; a decompression bomb is not)
 
@@ -29,14 +29,24 @@ ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
 
 def decode_data_url(url: str) -> bytes:
-    """Bytes of a `data:image/...;base64,...` URL."""
+    """Bytes of a `data:image/...;base64,...` URL.
+
+    Args:
+        url: The data URL, as a browser canvas's `toDataURL()` gives it.
+
+    Returns:
+        The decoded payload (the image file's bytes).
+
+    Raises:
+        ImageError: Not a base64 data URL, or its payload is not valid base64.
+    """
     header, _, payload = url.partition(",")
     if not header.startswith("data:") or ";base64" not in header or not payload:
         raise ImageError("not a base64 data URL (expected data:image/png;base64,...)")
     try:
         return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageError("the data URL's base64 payload is invalid") from None
+    except (binascii.Error, ValueError) as e:
+        raise ImageError("the data URL's base64 payload is invalid") from e
 
 
 def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
@@ -44,6 +54,17 @@ def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: int
 
     The pixel limit is checked from the header before any pixel is decoded. `draft_size` lets a JPEG decode
     at 1/2, 1/4 or 1/8 scale (no smaller than that size), which is most of the cost of a large photo.
+
+    Args:
+        source: A file path, the file's bytes, a data URL, a PIL image or an array (see `load_pixels`).
+        max_pixels: The most pixels (width × height) accepted, checked before decoding.
+        draft_size: For a JPEG, the smallest side (pixels) worth decoding, or None for full size.
+
+    Returns:
+        The decoded PIL image (pixels loaded).
+
+    Raises:
+        ImageError: The input cannot be read, is over the pixel limit, or is truncated or corrupt.
     """
     if isinstance(source, Image.Image):
         image = source
@@ -65,6 +86,18 @@ def load_pixels(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: in
     8-bit grey/RGB/RGBA PNGs (every browser canvas) skip Pillow: the size comes from the IHDR chunk and
     libspng decodes straight to an array, 5× faster than Pillow's decoder. Everything else goes through
     `load_image`, EXIF orientation and palette/CMYK/16-bit conversions included.
+
+    Args:
+        source: A file path, the file's bytes, a data URL, a PIL image, or an array of any dtype and one of
+            the shapes above (wide values are scaled by their range, see `scale_to_uint8`).
+        max_pixels: The most pixels (width × height) accepted, checked before decoding.
+        draft_size: For a JPEG, the smallest side (pixels) worth decoding, or None for full size.
+
+    Returns:
+        uint8 pixels, (H, W), (H, W, 2), (H, W, 3) or (H, W, 4), EXIF orientation applied.
+
+    Raises:
+        ImageError: The input cannot be read, is over the pixel limit, or is truncated or corrupt.
     """
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
@@ -99,8 +132,14 @@ def to_8bit(image: Image.Image) -> np.ndarray:
     Wide modes (16-bit, 32-bit, float) are scaled by their actual value range, not clipped: a 12-bit scan in a
     16-bit PNG or a float image in [0, 1] is not "almost black" (see `scale_to_uint8`).
 
+    Args:
+        image: A PIL image of any mode.
+
+    Returns:
+        uint8 pixels: (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA.
+
     Raises:
-      ImageError: for a mode with no grey reading, naming it.
+        ImageError: for a mode with no grey reading, naming it.
     """
     mode = image.mode
     if mode in _WIDE:
@@ -130,8 +169,14 @@ def scale_to_uint8(values: np.ndarray) -> np.ndarray:
     image with values 300-4,000 in a 16-bit file becomes 19-249); negative values stretch [min, max] to
     [0, 255].
 
+    Args:
+        values: Pixels of any real or bool dtype and any shape.
+
+    Returns:
+        uint8 pixels of the same shape.
+
     Raises:
-      ImageError: NaN or infinite values.
+        ImageError: NaN or infinite values.
     """
     values = np.asarray(values)
     if values.dtype == np.uint8:
@@ -172,7 +217,14 @@ def _spng_format(data: bytes | bytearray) -> str | None:
 
 
 def image_size(data: bytes | bytearray) -> tuple[int, int] | None:
-    """(width, height) read from the header alone, or None when the header cannot be read."""
+    """(width, height) read from the header alone, or None when the header cannot be read.
+
+    Args:
+        data: An image file's bytes (only the header is read).
+
+    Returns:
+        (width, height) in pixels, or None.
+    """
     header = _png_ihdr(data)
     if header is not None:
         return header[0], header[1]
@@ -190,24 +242,24 @@ def _source_bytes(source: str | Path | bytes | bytearray) -> bytes | bytearray:
     path = Path(source)
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory") from None
+    except FileNotFoundError as e:
+        raise ImageError(f"{path}: no such file") from e
+    except IsADirectoryError as e:
+        raise ImageError(f"{path}: is a directory") from e
     except OSError as e:
-        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from e
 
 
 def _open(data: bytes | bytearray, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read the header (no pixels yet). Pillow's own bomb check may refuse here, before our size check."""
     try:
         return Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("not a recognised image format") from None
+    except UnidentifiedImageError as e:
+        raise ImageError("not a recognised image format") from e
     except Image.DecompressionBombError as e:
-        raise ImageTooLarge(f"the image is over the limit of {max_pixels:,} pixels ({_reason(e)})") from e
+        raise ImageTooLarge(f"the image is over the limit of {max_pixels:,} pixels ({one_line(e)})") from e
     except Exception as e:  # any other refusal of a header parser: see _refusals
-        raise ImageError(f"cannot read the image ({_reason(e)})") from None
+        raise ImageError(f"cannot read the image ({one_line(e)})") from e
 
 
 @contextlib.contextmanager
@@ -225,11 +277,7 @@ def _refusals(what: str) -> Iterator[None]:
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"the image is over the pixel limit ({e})") from e
     except Exception as e:
-        raise ImageError(f"{what} ({_reason(e)})") from None
-
-
-def _reason(e: Exception) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__
+        raise ImageError(f"{what} ({one_line(e)})") from e
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

@@ -21,7 +21,14 @@ DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E:
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as an IDX file (the format of the original MNIST files)."""
+    """Encode a uint8 array as an IDX file (the format of the original MNIST files).
+
+    Args:
+        array: Any shape of 1 to 255 dimensions, values in [0, 255] (cast to uint8).
+
+    Returns:
+        The file's bytes: the magic number (type 0x08), the big-endian dimensions, the values.
+    """
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.tobytes()
@@ -30,15 +37,21 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def gunzip(raw: bytes) -> bytes:
     """`raw` itself, or its content when it is gzip (whatever the file is called).
 
+    Args:
+        raw: A file's bytes.
+
+    Returns:
+        The decompressed bytes, or `raw` unchanged when it does not start with gzip's magic number.
+
     Raises:
-      DataError: damaged gzip, or gzip inside gzip ("still gzip": compressed twice).
+        DataError: damaged gzip, or gzip inside gzip ("still gzip": compressed twice).
     """
     if raw[:2] != GZIP_MAGIC:
         return raw
     try:
         inner = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"gzip data, but damaged ({e})") from None
+        raise DataError(f"gzip data, but damaged ({e})") from e
     if inner[:2] == GZIP_MAGIC:
         raise DataError("still gzip after decompressing once: compressed twice (gunzip it again)")
     return inner
@@ -68,9 +81,16 @@ def _little_endian(raw: bytes) -> bool:
 def decode_idx(raw: bytes, ndim: int | None = None) -> np.ndarray:
     """The array in an IDX file's bytes (gzip is decompressed first, whatever the name said).
 
+    Args:
+        raw: The file's bytes, raw or gzip.
+        ndim: The number of dimensions expected (3 for MNIST images, 1 for labels), or None for any.
+
+    Returns:
+        The array in native byte order, of the file's dtype (uint8 for MNIST) and shape.
+
     Raises:
-      DataError: with what the bytes are instead: "still gzip", "an HTML page, not IDX", "byte order",
-        "truncated: N of M bytes", trailing bytes, a bad magic number or the wrong number of dimensions.
+        DataError: with what the bytes are instead: "still gzip", "an HTML page, not IDX", "byte order",
+            "truncated: N of M bytes", trailing bytes, a bad magic number or the wrong number of dimensions.
     """
     raw = gunzip(raw)
     if _looks_html(raw):

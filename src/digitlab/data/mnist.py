@@ -32,11 +32,11 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
     try:
         return decode_idx(raw, ndim)
     except DataError as e:
-        raise DataError(f"{path}: {e}") from None
+        raise DataError(f"{path}: {e}") from e
 
 
 @dataclass(frozen=True)

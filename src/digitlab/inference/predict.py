@@ -32,7 +32,14 @@ OK, BLANK, FAILED = 0, 1, 2
 
 
 def collect_paths(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, and image files found recursively in folders (sorted, so output order is stable)."""
+    """Files as given, and image files found recursively in folders (sorted, so output order is stable).
+
+    Args:
+        inputs: Files and folders; a folder contributes its files with an image suffix (`IMAGE_SUFFIXES`).
+
+    Returns:
+        The paths, files first as given; a missing or non-image file is kept (it gets its own error line).
+    """
     paths: list[Path] = []
     for item in inputs:
         item = Path(item)
@@ -59,6 +66,8 @@ class Prediction:
     verdict: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """One line of `predict --json`: path, label, verdict, the 10 probabilities, top-k, blank (and reason,
+        error when there is one); label and probabilities are None for a failed or blank image."""
         out: dict[str, Any] = {
             "path": self.path,
             "label": self.label,
@@ -74,6 +83,7 @@ class Prediction:
         return out
 
     def to_text(self) -> str:
+        """One readable line: `PATH: LABEL  (top-k: ...)`, or what was wrong or why there is no digit."""
         if self.error is not None:
             return f"{self.path}: error: {self.error}"
         if self.blank:
@@ -100,8 +110,21 @@ def _preprocess_file(path: str) -> tuple[np.ndarray, int, str, Processed | None]
 
 
 def images_and_model(inputs: list[str | Path], model_path: str | Path, runtime: str) -> tuple[list[Path], Predictor]:
-    """What `predict` and `read` start from: the image files (a ConfigError when there are none) and the model,
-    with its one-off notices (an export made on demand, a refusal fitted on first use) on stderr."""
+    """What `predict` and `read` start from: the image files and the model, with its one-off notices (an
+    export made on demand, a refusal fitted on first use) on stderr.
+
+    Args:
+        inputs: Files and folders (see `collect_paths`).
+        model_path: A run directory or a model file (see `Predictor.load`).
+        runtime: auto, keras, onnx or litert.
+
+    Returns:
+        (the image paths, the predictor).
+
+    Raises:
+        ConfigError: No images were found, or the runtime is unknown.
+        ModelError: The model cannot be loaded.
+    """
     paths = collect_paths(inputs)
     if not paths:
         raise ConfigError("no images found in the given paths")
@@ -132,8 +155,8 @@ def preprocess_stream(paths: list[str], workers: int) -> Iterable[tuple[np.ndarr
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         try:
             yield from pool.map(_preprocess_file, paths, chunksize=chunk)
-        except BrokenProcessPool:
-            raise DigitlabError("a preprocessing worker process died (out of memory?); try --workers 1") from None
+        except BrokenProcessPool as e:
+            raise DigitlabError("a preprocessing worker process died (out of memory?); try --workers 1") from e
 
 
 def predict_files(
@@ -148,6 +171,21 @@ def predict_files(
 
     The pool works ahead of the model (every file is submitted at once and results wait in order), so the
     model's batch and the workers' next images overlap without a separate pipeline.
+
+    Args:
+        paths: Image files; one that cannot be read gives a Prediction with `error` set, never an exception.
+        predictor: The model and its runtime.
+        top_k: How many of the most probable labels each Prediction lists, 1 to 10.
+        batch_size: Images per model call (≥ 1).
+        progress: Show a tqdm progress bar on stderr.
+        workers: Preprocessing processes (≥ 1; default: the CPUs this process may use).
+
+    Yields:
+        One `Prediction` per path, in the order of `paths`.
+
+    Raises:
+        ConfigError: `top_k` or `workers` is out of range.
+        DigitlabError: A preprocessing worker process died.
     """
     from tqdm import tqdm
 
@@ -200,7 +238,21 @@ def run_predict(
     workers: int | None = None,
     runtime: str = "auto",
 ) -> int:
-    """The CLI command: print one line per file; return 1 if any file failed, else 0."""
+    """`digitlab predict`: print one line per file (readable, or JSON with `as_json`) and a summary on stderr.
+
+    Args:
+        inputs: Files and folders (see `collect_paths`).
+        model_path: A run directory or a model file.
+        top_k: How many of the most probable labels each line lists, 1 to 10.
+        as_json: Print one JSON object per line (`Prediction.to_json`) instead of text.
+        save_processed: A folder to save each image's 28×28 (as the model saw it) into as PNG, or None.
+        out: Where the lines go (default: stdout).
+        workers: Preprocessing processes (default: all CPUs).
+        runtime: auto, keras, onnx or litert.
+
+    Returns:
+        1 if any file failed, else 0.
+    """
     out = out or sys.stdout
     paths, predictor = images_and_model(inputs, model_path, runtime)
     save_dir = Path(save_processed) if save_processed else None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, MissingDependency, ModelError, install_hint
 from digitlab.inference.deploy import ensure_exported
 from digitlab.inference.runtimes import RUNTIMES, KerasRuntime, OnnxRuntime, Runtime, open_runtime
 from digitlab.models.calibration import probabilities
@@ -25,6 +25,14 @@ class Predictor:
     (N, 28, 28, 1) floats in [0, 1]."""
 
     def __init__(self, loaded: LoadedModel, runtime: Runtime, note: str = "", log: Callable[[str], Any] = print):
+        """Pair a loaded model with what runs it (`Predictor.load` chooses the runtime).
+
+        Args:
+            loaded: The model and its run's metadata (`models.saved.load_model`).
+            runtime: What runs the network (`runtimes.py`).
+            note: Why `auto` chose this runtime, when it could not take ONNX Runtime ("" otherwise).
+            log: Where one-off notices go (default: print).
+        """
         self.loaded = loaded
         self.name = loaded.name
         self.temperature = loaded.temperature
@@ -38,8 +46,20 @@ class Predictor:
         """From a run directory or any model file (a one-line ModelError when it cannot be loaded; a foreign
         file is imported on the fly, see `load_model`).
 
-        `runtime`: keras (the model itself), onnx or litert (an export, made on demand in RUN/export and
-        remade when stale), or auto: ONNX Runtime if it loads, then LiteRT, then Keras.
+        Args:
+            path: A run directory, a `model.keras`, or a foreign model file or SavedModel folder.
+            runtime: keras (the model itself), onnx or litert (an export, made on demand in RUN/export and
+                remade when stale), or auto: ONNX Runtime if installed and it loads, then LiteRT, then Keras
+                (saying so in one line, with the extra that installs ONNX Runtime when it is missing).
+            log: Where one-off notices go.
+
+        Returns:
+            The predictor.
+
+        Raises:
+            ConfigError: An unknown runtime, or keras/litert for an imported ONNX model.
+            ModelError: The model, or the export asked for, cannot be loaded.
+            MissingDependency: The runtime asked for is not installed.
         """
         if runtime not in RUNTIMES:
             raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -53,24 +73,43 @@ class Predictor:
         if runtime == "keras":
             return cls(loaded, KerasRuntime(loaded.model), log=log)
         tried = []
-        for fmt in ("onnx", "litert") if runtime == "auto" else (runtime,):
+        for fmt in _installed_runtimes() if runtime == "auto" else (runtime,):
             try:
                 return cls(loaded, open_runtime(fmt, ensure_exported(loaded, fmt, log)), log=log)
-            except (ModelError, ConfigError) as e:
+            except (ModelError, ConfigError, MissingDependency) as e:
                 if runtime != "auto":
                     raise
                 tried.append(f"{fmt}: {e}")
-        note = "runtime auto fell back to keras (" + "; ".join(tried) + ")"
+        if tried:
+            note = "runtime auto fell back to keras (" + "; ".join(tried) + ")"
+        else:  # the core install: no ONNX Runtime, which is fine, only slower
+            note = f"runtime auto runs Keras: ONNX Runtime is not installed ({install_hint('onnxruntime')} is faster)"
         log(note)
         return cls(loaded, KerasRuntime(loaded.model), note, log)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """The network's raw outputs.
+
+        Args:
+            pixels: (N, 28, 28) or (N, 28, 28, 1) floats in [0, 1], MNIST-style (`data.preprocess.to_mnist_28x28`).
+
+        Returns:
+            (N, 10) float32 logits.
+        """
         batch = np.asarray(pixels, np.float32)
         if batch.ndim == 3:
             batch = batch[..., None]
         return self.runtime.logits(batch)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities: softmax(logits / temperature).
+
+        Args:
+            pixels: (N, 28, 28) or (N, 28, 28, 1) floats in [0, 1].
+
+        Returns:
+            (N, 10) float32, each row summing to 1.
+        """
         return probabilities(self.logits(pixels), self.temperature)
 
     def refusal(self):
@@ -82,14 +121,45 @@ class Predictor:
         return self._refusal
 
     def judge(self, processed, logits: np.ndarray | None) -> tuple[str, str]:
-        """(verdict, reason) of one preprocessed image (see `verdict.judge`)."""
+        """Decide what one preprocessed image is (see `verdict.judge`).
+
+        Args:
+            processed: The image as `data.preprocess.to_mnist_28x28` returned it.
+            logits: (10,) the model's logits for it, or None when it is blank.
+
+        Returns:
+            (verdict, reason): verdict is digit, blank, several_digits or not_a_digit; reason is a sentence,
+            "" for a plain digit.
+        """
         from digitlab.inference.verdict import judge
 
         not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None])[0])
         return judge(processed, not_digit, self)
 
 
+def _installed_runtimes() -> tuple[str, ...]:
+    """The exported formats `auto` may try, fastest first: those whose runtime library is installed (ONNX Runtime
+    comes with the `serve` and `export` extras, LiteRT with `export`; the core install has neither)."""
+    from importlib.util import find_spec
+
+    def installed(module: str) -> bool:
+        try:
+            return find_spec(module) is not None
+        except (ImportError, ValueError):  # a blocked or half-installed package
+            return False
+
+    return tuple(fmt for fmt, module in (("onnx", "onnxruntime"), ("litert", "ai_edge_litert")) if installed(module))
+
+
 def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:
-    """The k most probable labels of one row of probabilities, most probable first."""
+    """The k most probable labels of one row of probabilities, most probable first.
+
+    Args:
+        probs: (10,) probabilities.
+        k: How many, 1 to 10.
+
+    Returns:
+        [{"label": int 0–9, "probability": float rounded to 6 places}, ...], k entries.
+    """
     order = np.argsort(-probs)[:k]
     return [{"label": int(i), "probability": round(float(probs[i]), 6)} for i in order]

@@ -65,6 +65,7 @@ class ReadDigit:
     processed: Processed = field(repr=False)
 
     def to_json(self) -> dict[str, Any]:
+        """{label, confidence in [0, 1], the 10 probabilities, box [x0, y0, x1, y1] in the image's pixels}."""
         return {"label": self.label, "confidence": round(self.confidence, 6), "probabilities": self.probabilities,
                 "box": self.box}  # fmt: skip
 
@@ -81,6 +82,7 @@ class Reading:
     reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """{text, digits (each `ReadDigit.to_json`), confidence in [0, 1], blank (and reason when blank)}."""
         body: dict[str, Any] = {"text": self.text, "digits": [d.to_json() for d in self.digits],
                                 "confidence": round(self.confidence, 6), "blank": self.blank}  # fmt: skip
         if self.blank:
@@ -112,7 +114,15 @@ def read_number(source: ImageInput, model, max_pixels: int = MAX_PIXELS) -> Read
 
 
 def read_ink(ink, model) -> Reading:
-    """`read_number` on an image's ink already at working size (`preprocess.Ink`)."""
+    """`read_number` on an image's ink already at working size.
+
+    Args:
+        ink: The image's ink (`data.preprocess.Ink`), as `to_mnist_28x28` kept it.
+        model: Anything with `logits((N, 28, 28) floats in [0, 1]) → (N, 10)` (a `Predictor`).
+
+    Returns:
+        The reading: its text left to right, each digit with its box and confidence (blank when no ink).
+    """
     groups = segment_line(ink.flat)
     if not groups:
         return Reading("", [], 0.0, blank=True, reason="blank: no ink")

@@ -20,7 +20,19 @@ def run_read(
     runtime: str = "auto",
     out=None,
 ) -> int:
-    """`digitlab read`: one line per image (text, or JSON with `--json`); returns 1 if any image failed."""
+    """`digitlab read`: one line per image (text, or JSON with `--json`).
+
+    Args:
+        inputs: Files and folders (see `predict.collect_paths`).
+        model_path: A run directory or a model file.
+        as_json: Print `Reading.to_json` per line instead of text.
+        save_processed: A folder to save each digit's 28×28 into as PNG, or None.
+        runtime: auto, keras, onnx or litert.
+        out: Where the lines go (default: stdout).
+
+    Returns:
+        1 if any image failed, else 0.
+    """
     out = out or sys.stdout
     paths, predictor = images_and_model(inputs, model_path, runtime)
     failed = 0

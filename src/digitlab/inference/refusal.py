@@ -40,7 +40,16 @@ SCHEMA = "digitlab.refusal/1"
 
 
 def features(pixels: np.ndarray, logits: np.ndarray, data_dir: str | Path | None = None) -> np.ndarray:
-    """(N, 6) float64 features (see the module docstring) of (N, 28, 28) pixels in [0, 1] and their logits."""
+    """The refusal's features of preprocessed images (see the module docstring).
+
+    Args:
+        pixels: (N, 28, 28) float32 in [0, 1].
+        logits: (N, 10) the model's logits for them.
+        data_dir: Where MNIST lives, for the digit-space measures (default: the usual data directory).
+
+    Returns:
+        (N, 6) float64.
+    """
     x = np.asarray(pixels, np.float32).reshape(-1, 28, 28)
     logits = np.asarray(logits, np.float64)
     knn, residual = digit_space(data_dir).measures(x)
@@ -79,13 +88,24 @@ class Refusal:
         return z @ np.asarray(self.coef) + self.intercept
 
     def refuses(self, pixels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Which images are refused as "not a digit".
+
+        Args:
+            pixels: (N, 28, 28) float32 in [0, 1], preprocessed.
+            logits: (N, 10) the model's logits for them.
+
+        Returns:
+            (N,) bool, True where the score is over the fitted threshold.
+        """
         return self.score(pixels, logits) > self.threshold
 
     def save(self, run_dir: Path) -> Path:
+        """Write RUN/refusal.json atomically and return its path."""
         return atomic_write_json(run_dir / REFUSAL_FILE, {"schema": SCHEMA, "features": FEATURES, **asdict(self)})
 
     @classmethod
     def load(cls, run_dir: Path) -> Refusal | None:
+        """The run's saved refusal, or None when it is missing, unreadable or of another schema (fit again)."""
         try:
             data = json.loads((run_dir / REFUSAL_FILE).read_text())
             if data.get("schema") != SCHEMA:

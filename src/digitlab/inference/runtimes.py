@@ -15,13 +15,15 @@ from typing import Protocol
 
 import numpy as np
 
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, one_line, require
 from digitlab.tf_logging import import_tensorflow, native_stderr_captured
 
 RUNTIMES = ("auto", "keras", "onnx", "litert")
 
 
 class Runtime(Protocol):
+    """What runs a model: `name` says which (keras, onnx, litert, savedmodel) and `logits` runs a batch."""
+
     name: str
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -35,12 +37,25 @@ class KerasRuntime:
     name = "keras"
 
     def __init__(self, model):
+        """Trace `model`'s forward pass (TensorFlow starts here if it has not).
+
+        Args:
+            model: A Keras model taking (N, 28, 28, 1) float32 and answering (N, 10) logits.
+        """
         import_tensorflow()
         from digitlab.models.forward import inference_function
 
         self._forward = inference_function(model)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model once.
+
+        Args:
+            batch: (N, 28, 28, 1) float32 in [0, 1], MNIST-style digits (N ≥ 1).
+
+        Returns:
+            (N, 10) float32 logits, one row per image.
+        """
         return self._forward(batch).numpy()
 
 
@@ -51,10 +66,28 @@ class OnnxRuntime:
     name = "onnx"
 
     def __init__(self, session):
+        """Wrap an open session.
+
+        Args:
+            session: An open `models.foreign.OnnxSession` (or `models.imported.OnnxNetwork`) answering logits.
+        """
         self._session = session
 
     @classmethod
     def from_file(cls, path: str | Path, threads: int = 1) -> OnnxRuntime:
+        """Open an exported `.onnx` file.
+
+        Args:
+            path: The `.onnx` file (digitlab's export: input `image`, output `logits`).
+            threads: ONNX Runtime's intra-op threads (≥ 1).
+
+        Returns:
+            The runtime.
+
+        Raises:
+            ModelError: The file cannot be read or ONNX Runtime cannot load it.
+            MissingDependency: ONNX Runtime is not installed.
+        """
         from digitlab.models.foreign import OnnxSession
 
         path = Path(path)
@@ -65,6 +98,7 @@ class OnnxRuntime:
         return cls(OnnxSession(data, path.name, threads=threads))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, as `Runtime.logits`."""
         return self._session.run(np.ascontiguousarray(batch, np.float32))
 
 
@@ -75,16 +109,23 @@ class LiteRTRuntime:
     name = "litert"
 
     def __init__(self, path: str | Path, threads: int = 1):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise ModelError("the litert runtime needs ai-edge-litert (pip install 'digitlab[export]')") from None
-        self._make = lambda: Interpreter(model_path=str(path), num_threads=threads)
+        """Open a `.tflite` file (one interpreter of batch size 1 is made and run at once, to fail early).
+
+        Args:
+            path: The `.tflite` file (digitlab's export).
+            threads: The interpreter's threads (≥ 1).
+
+        Raises:
+            MissingDependency: ai-edge-litert is not installed.
+            ModelError: LiteRT cannot load the file.
+        """
+        interpreter = require("ai_edge_litert.interpreter", "the litert runtime").Interpreter
+        self._make = lambda: interpreter(model_path=str(path), num_threads=threads)
         self._by_size: dict[int, tuple] = {}
         try:
             self._interpreter(1)
         except ValueError as e:
-            raise ModelError(f"LiteRT cannot load {Path(path).name}: {' '.join(str(e).split())[:200]}") from None
+            raise ModelError(f"LiteRT cannot load {Path(path).name}: {one_line(e)}") from e
 
     def _interpreter(self, size: int) -> tuple:
         if size not in self._by_size:
@@ -98,6 +139,7 @@ class LiteRTRuntime:
         return self._by_size[size]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, as `Runtime.logits` (padded to 2^k rows)."""
         n = len(batch)
         size = 1 << max(n - 1, 0).bit_length()
         interpreter, inp, out = self._interpreter(size)
@@ -114,6 +156,11 @@ class SavedModelRuntime:
     name = "savedmodel"
 
     def __init__(self, path: str | Path):
+        """Load the SavedModel folder (TensorFlow starts here if it has not).
+
+        Args:
+            path: The exported SavedModel folder (`NAME/VERSION/`, with a `logits` signature).
+        """
         import_tensorflow()
         import tensorflow as tf
 
@@ -121,11 +168,25 @@ class SavedModelRuntime:
         self._signature = tf.saved_model.load(str(path)).signatures["logits"]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, through the `logits` signature."""
         return self._signature(image=self._tf.constant(batch, self._tf.float32))["logits"].numpy()
 
 
 def open_runtime(fmt: str, path: str | Path) -> Runtime:
-    """A session for the exported file of format `fmt`."""
+    """A session for an exported file.
+
+    Args:
+        fmt: The export's format: onnx, litert or savedmodel.
+        path: The exported file (or SavedModel folder).
+
+    Returns:
+        The runtime, ready to answer `logits`.
+
+    Raises:
+        ConfigError: An unknown format.
+        ModelError: The file cannot be loaded.
+        MissingDependency: The format's runtime library is not installed.
+    """
     if fmt == "onnx":
         return OnnxRuntime.from_file(path)
     if fmt == "litert":

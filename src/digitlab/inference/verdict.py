@@ -48,7 +48,14 @@ def judge(processed: Processed, not_digit: bool, model=None) -> tuple[str, str]:
 
 def needs_reading(processed: Processed) -> bool:
     """Whether `judge` would read the image (several marks, or one wider than a digit): slower, so callers on
-    an event loop send it to a thread."""
+    an event loop send it to a thread.
+
+    Args:
+        processed: An image as `data.preprocess.to_mnist_28x28` returned it.
+
+    Returns:
+        True when it holds two or more marks, or one wider than `TOUCHING_ASPECT` × its height.
+    """
     if processed.blank or processed.ink is None:
         return False
     return processed.details.get("marks", 1) >= 2 or processed.details.get("mark_aspect", 0) > TOUCHING_ASPECT

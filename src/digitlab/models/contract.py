@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, require
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60,000 training images scaled to [0, 1]
 LAYOUTS = {"28x28x1": (28, 28, 1), "28x28": (28, 28), "784": (784,), "1x28x28": (1, 28, 28)}
@@ -74,6 +74,7 @@ class Contract:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check every enumerated field (raises ConfigError naming the field and the allowed values)."""
         for name, value, allowed in (
             ("format", self.format, FORMATS),
             ("layout", self.layout, tuple(LAYOUTS)),
@@ -96,6 +97,7 @@ class Contract:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The model's input shape without the batch axis, e.g. (28, 28, 1) or (784,)."""
         return LAYOUTS[self.layout]
 
     def describe(self) -> str:
@@ -106,10 +108,22 @@ class Contract:
         return f"input {self.layout} {kind} in {SCALE_WORDS[self.scale]}{polarity}{batch}; outputs {self.outputs}"
 
     def to_json(self) -> dict[str, Any]:
+        """The contract as `contract.json` stores it (with its schema and digitlab's side of the mapping)."""
         return {"schema": SCHEMA, "digitlab_side": DIGITLAB_SIDE, **asdict(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Contract:
+        """Read a contract from `contract.json`'s content (unknown keys are ignored).
+
+        Args:
+            data: The parsed JSON object.
+
+        Returns:
+            The contract.
+
+        Raises:
+            ModelError: The object is not a valid contract.
+        """
         known = set(cls.__dataclass_fields__)
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
@@ -118,7 +132,15 @@ class Contract:
 
 
 def to_model_input(x: np.ndarray, contract: Contract) -> np.ndarray:
-    """digitlab's (N, 28, 28, 1) float32 in [0, 1] → what the model takes (layout, scale, polarity, dtype)."""
+    """digitlab's images → what the model takes (layout, scale, polarity, dtype).
+
+    Args:
+        x: (N, 28, 28, 1) float32 in [0, 1], white digits on black (any shape of N·784 values).
+        contract: The model's contract.
+
+    Returns:
+        (N, *contract.shape) of contract.dtype, scaled and inverted as the contract says.
+    """
     a, b = contract.affine
     y = np.asarray(x, np.float32).reshape(-1, 28, 28, 1) * np.float32(a) + np.float32(b)
     y = y.reshape(-1, *contract.shape)
@@ -128,7 +150,15 @@ def to_model_input(x: np.ndarray, contract: Contract) -> np.ndarray:
 
 
 def to_logits(outputs: np.ndarray, kind: str) -> np.ndarray:
-    """The model's (N, 10) answer → logits (float32)."""
+    """The model's answer → logits.
+
+    Args:
+        outputs: (N, 10) logits, probabilities or log-probabilities.
+        kind: Which of those (`output_kind`).
+
+    Returns:
+        (N, 10) float32 logits (log-probabilities serve as logits; probabilities are logged, floored).
+    """
     out = np.asarray(outputs, np.float32)
     if kind == "probabilities":
         return np.log(np.maximum(out, PROBABILITY_FLOOR))
@@ -137,7 +167,15 @@ def to_logits(outputs: np.ndarray, kind: str) -> np.ndarray:
 
 def output_kind(outputs: np.ndarray, tolerance: float = 1e-3) -> str:
     """logits, probabilities or log-probabilities, from a model's answers on real digits: rows that are
-    non-negative and sum to 1 are probabilities; rows whose exp sums to 1 are log-probabilities."""
+    non-negative and sum to 1 are probabilities; rows whose exp sums to 1 are log-probabilities.
+
+    Args:
+        outputs: (N, 10) a model's answers on real digits.
+        tolerance: How far from 1 a row's sum may be.
+
+    Returns:
+        "logits", "probabilities" or "log-probabilities".
+    """
     out = np.asarray(outputs, np.float64)
     if np.all(out >= -1e-6) and np.allclose(out.sum(axis=1), 1.0, atol=tolerance):
         return "probabilities"
@@ -177,6 +215,14 @@ def keras_adapter(network, contract: Contract, name: str):
 
     In front: one `Rescaling` (inversion and scale) and a `Reshape` to the model's layout; behind:
     `ProbabilitiesToLogits` when the model answers probabilities. Loads in Keras' safe mode.
+
+    Args:
+        network: The imported Keras layer or model.
+        contract: How digitlab's images map onto its input and how its output maps onto logits.
+        name: The new model's name.
+
+    Returns:
+        A Keras model from (N, 28, 28, 1) float32 in [0, 1] to (N, 10) logits.
     """
     import keras
     from keras import layers
@@ -196,8 +242,19 @@ def keras_adapter(network, contract: Contract, name: str):
 
 def onnx_adapter(model, contract: Contract):
     """A copy of an ONNX `ModelProto` on digitlab's side: input `image` (N, 28, 28, 1) float32 in [0, 1],
-    output `logits` (N, 10); the original graph unchanged in between. A fixed batch size stays fixed."""
-    import onnx
+    output `logits` (N, 10); the original graph unchanged in between. A fixed batch size stays fixed.
+
+    Args:
+        model: The imported `onnx.ModelProto` (not changed).
+        contract: How digitlab's images map onto its input and its output onto logits.
+
+    Returns:
+        The adapted `onnx.ModelProto`.
+
+    Raises:
+        MissingDependency: onnx is not installed.
+    """
+    onnx = require("onnx", "adapting an ONNX model")
     from onnx import TensorProto, helper, numpy_helper
 
     adapted = onnx.ModelProto()

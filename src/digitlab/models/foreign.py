@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.errors import ModelError
+from digitlab.errors import ModelError, one_line, require
 from digitlab.models.contract import LAYOUTS
 from digitlab.tf_logging import import_tensorflow
 
@@ -43,6 +43,11 @@ class ForeignModel:
 
     @property
     def layout(self) -> str:
+        """The name of the input layout (a key of `contract.LAYOUTS`: 28x28x1, 28x28, 784 or 1x28x28).
+
+        Raises:
+            ModelError: The input shape is none of them (not a 28×28 digit model).
+        """
         for name, shape in LAYOUTS.items():
             if shape == self.input_shape:
                 return name
@@ -53,6 +58,17 @@ class ForeignModel:
 
 
 def format_of(path: Path) -> str:
+    """What kind of model file `path` is, from its suffix or folder contents.
+
+    Args:
+        path: A model file or a SavedModel folder.
+
+    Returns:
+        "keras", "savedmodel" or "onnx" (see `FORMATS`).
+
+    Raises:
+        ModelError: The file is of no format digitlab imports.
+    """
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
@@ -66,7 +82,19 @@ def format_of(path: Path) -> str:
 
 
 def open_foreign(path: str | Path, trust_code: bool = False) -> ForeignModel:
-    """Open `path` by its format; a one-line ModelError for anything that cannot be a 10-class digit model."""
+    """Open a model file digitlab did not train, by its format, to detect its contract.
+
+    Args:
+        path: A `.keras`/`.h5` file, an `.onnx` file or a SavedModel folder.
+        trust_code: Load Keras files outside safe mode (runs any Python code, e.g. Lambda layers, inside).
+
+    Returns:
+        The opened model with its input shape, dtype and output facts.
+
+    Raises:
+        ModelError: One line, for anything that cannot be a 10-class digit model.
+        MissingDependency: An ONNX file without onnx or ONNX Runtime installed.
+    """
     path = Path(path)
     if not path.exists():
         raise ModelError(f"no model at {path}")
@@ -77,7 +105,18 @@ def open_foreign(path: str | Path, trust_code: bool = False) -> ForeignModel:
 
 
 def load_keras_file(path: Path, trust_code: bool = False):
-    """`keras.saving.load_model` in safe mode (unless trusted), every failure as one line naming the fix."""
+    """`keras.saving.load_model` in safe mode (unless trusted), every failure as one line naming the fix.
+
+    Args:
+        path: A `.keras` or `.h5` file.
+        trust_code: Load outside safe mode (Lambda layers and other Python code run).
+
+    Returns:
+        The uncompiled Keras model.
+
+    Raises:
+        ModelError: The file cannot be loaded (the message names the layer, the code or the damage).
+    """
     import_tensorflow()
     import keras
 
@@ -163,7 +202,7 @@ def _open_savedmodel(path: Path, trust_code: bool) -> ForeignModel:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as e:  # corrupt protobuf, missing variables, ...
-        raise ModelError(f"cannot load the SavedModel {path.name}: {' '.join(str(e).split())[:200]}") from e
+        raise ModelError(f"cannot load the SavedModel {path.name}: {one_line(e)}") from e
     signatures = dict(loaded.signatures)
     if not signatures:
         raise ModelError(f"the SavedModel {path.name} has no signature; save it with a tf.function input_signature")
@@ -192,13 +231,12 @@ def _open_savedmodel(path: Path, trust_code: bool) -> ForeignModel:
 
 
 def _open_onnx(path: Path, trust_code: bool) -> ForeignModel:
-    import onnx
-
+    onnx = require("onnx", "reading ONNX models")
     try:
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
     except Exception as e:  # truncated or not ONNX at all
-        raise ModelError(f"{path.name} is not a readable ONNX model ({' '.join(str(e).split())[:160]})") from e
+        raise ModelError(f"{path.name} is not a readable ONNX model ({one_line(e, 160)})") from e
     model = OnnxSession(proto.SerializeToString(), path.name)
     inputs, outputs = model.session.get_inputs(), model.session.get_outputs()
     if len(inputs) != 1:
@@ -228,7 +266,15 @@ def _through_identity(proto, name: str) -> str | None:
 
 
 def looped(run: Callable[[np.ndarray], np.ndarray], batch: int) -> Callable[[np.ndarray], np.ndarray]:
-    """`run` for a model with a fixed batch size: the input in slices of `batch`, the last one padded."""
+    """`run` for a model with a fixed batch size: the input in slices of `batch`, the last one padded.
+
+    Args:
+        run: Runs exactly `batch` rows, (batch, ...) → (batch, 10).
+        batch: The model's fixed batch size (≥ 1).
+
+    Returns:
+        A function of any number N of rows, (N, ...) → (N, 10).
+    """
 
     def looped(x: np.ndarray) -> np.ndarray:
         out = []
@@ -252,14 +298,20 @@ class OnnxSession:
     is the onnx runtime's session (`inference.runtimes.OnnxRuntime`).
 
     Raises:
-      ModelError: onnxruntime is missing or cannot load the bytes.
+      MissingDependency: onnxruntime is not installed.
+      ModelError: ONNX Runtime cannot load the bytes.
     """
 
     def __init__(self, model_bytes: bytes, name: str, output: str | None = None, threads: int = 1):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError("running ONNX models needs onnxruntime (pip install onnxruntime)") from None
+        """Open an ONNX Runtime session on one thread pool that does not spin.
+
+        Args:
+            model_bytes: A serialised ONNX `ModelProto`.
+            name: The file's name, for messages.
+            output: The output tensor to answer (default: the graph's first output).
+            threads: ONNX Runtime's intra-op threads (≥ 1).
+        """
+        ort = require("onnxruntime", "running ONNX models")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -269,7 +321,7 @@ class OnnxSession:
         try:
             self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # InvalidProtobuf, unsupported op, ...: all mean "this file cannot be run"
-            raise ModelError(f"ONNX Runtime cannot load {name}: {' '.join(str(e).split())[:200]}") from e
+            raise ModelError(f"ONNX Runtime cannot load {name}: {one_line(e)}") from e
         self.name = name
         self.model_bytes = model_bytes
         first = self.session.get_inputs()[0]
@@ -281,4 +333,12 @@ class OnnxSession:
         return self.session.run([self.output], {self.input: x})[0]
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Run the graph on `x`, in slices of the graph's batch size when it has a fixed one.
+
+        Args:
+            x: The graph's one input, of the shape and dtype it declares (N first).
+
+        Returns:
+            The `output` tensor for all N rows.
+        """
         return looped(self._run_once, self.batch)(x) if self.batch else self._run_once(x)

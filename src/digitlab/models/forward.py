@@ -18,7 +18,14 @@ _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def inference_function(model) -> Callable:
-    """The model's forward pass in inference mode as one traced graph (batch size may vary)."""
+    """The model's forward pass in inference mode as one traced graph (batch size may vary).
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A `tf.function` from (N, 28, 28, 1) float32 to the model's output tensor (N, 10).
+    """
 
     def forward(x):
         return model(x, training=False)
@@ -29,7 +36,13 @@ def inference_function(model) -> Callable:
 def predict_logits(model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Logits for uint8 or [0, 1] float images, batched through one traced graph (2-3× faster than eager).
 
-    `model` is a Keras model, or anything with a `logits` method on digitlab's side (an imported ONNX model).
+    Args:
+        model: A Keras model, or anything with a `logits` method on digitlab's side (an imported ONNX model).
+        images: (N, 28, 28) or (N, 28, 28, 1) uint8 in [0, 255], or floats already in [0, 1].
+        batch_size: Images per call (≥ 1).
+
+    Returns:
+        (N, 10) float32 logits.
     """
     if hasattr(model, "logits") and not hasattr(model, "layers"):
         x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)

@@ -17,13 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
+from digitlab.errors import require
 from digitlab.models.contract import Contract, onnx_adapter
 from digitlab.models.foreign import OnnxSession
 from digitlab.tf_logging import import_tensorflow
 
 
 def saved_model_signature(path: Path, contract: Contract):
-    """A Keras layer calling `contract.signature` of the SavedModel at `path`, returning its 10-class output."""
+    """A Keras layer calling `contract.signature` of the SavedModel at `path`, returning its 10-class output.
+
+    Args:
+        path: The imported SavedModel folder.
+        contract: Names the signature, its input and its output.
+
+    Returns:
+        A Keras layer from the model's own input layout to its (N, 10) output.
+    """
     import_tensorflow()
     import keras
     import tensorflow as tf
@@ -57,9 +66,22 @@ class OnnxNetwork(OnnxSession):
 
     @classmethod
     def from_contract(cls, path: Path, contract: Contract) -> OnnxNetwork:
-        import onnx
+        """The ONNX file at `path` with `contract`'s adapter around it, under ONNX Runtime.
 
+        Args:
+            path: The imported `.onnx` file, as its owner saved it.
+            contract: How digitlab's (N, 28, 28, 1) [0, 1] images map onto the file's input (`contract.json`).
+
+        Returns:
+            The network.
+
+        Raises:
+            MissingDependency: onnx or ONNX Runtime is not installed.
+            ModelError: ONNX Runtime cannot load the adapted graph.
+        """
+        onnx = require("onnx", "running an imported ONNX model")
         return cls(onnx_adapter(onnx.load(str(path)), contract).SerializeToString(), path.stem)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] (any shape of N·784 values) → (N, 10) float32 logits."""
         return self.run(np.ascontiguousarray(np.asarray(batch, np.float32).reshape(-1, 28, 28, 1)))

@@ -44,12 +44,14 @@ class LoadedModel:
 
     @property
     def model(self):
+        """The network, loaded on first use: a Keras model, or an `OnnxNetwork` for an imported ONNX model."""
         if self.network is None:
             self.network = _load_network(self.model_path, self.contract, self.name)
         return self.network
 
     @property
     def imported(self) -> bool:
+        """Whether the model was imported from a file digitlab did not train (it has a `contract.json`)."""
         return self.contract is not None
 
     @property
@@ -59,6 +61,7 @@ class LoadedModel:
 
     @property
     def calibration_path(self) -> Path:
+        """Where the fitted temperature lives: RUN/calibration.json, or beside a bare model file."""
         if self.run_dir is not None:
             return self.run_dir / CALIBRATION_FILE
         return self.model_path.with_suffix(".calibration.json")
@@ -157,6 +160,16 @@ def _load_network(model_path: Path, contract: Contract | None = None, name: str 
 
 
 def save_temperature(loaded: LoadedModel, temperature: float, details: dict[str, Any]) -> Path:
+    """Set and store a model's fitted temperature (atomically).
+
+    Args:
+        loaded: The model; its `temperature` is set.
+        temperature: The softmax temperature, > 0 (1 = the raw logits).
+        details: What else to record: what it was fitted on, the NLL before and after.
+
+    Returns:
+        The written calibration file.
+    """
     loaded.temperature = temperature
     return atomic_write_json(loaded.calibration_path, {"temperature": temperature, **details})
 
@@ -166,6 +179,12 @@ def plain_keras_model(model):
 
     Wrapping the same layers in a new functional Model drops the optimizer and compile state (so the
     one-cycle schedule, a digitlab class, is not needed to load it) without copying weights.
+
+    Args:
+        model: A trained digitlab Keras model (a `RawMLP` is rebuilt as a Keras `Sequential`).
+
+    Returns:
+        The plain `keras.Model`, sharing the trained layers.
     """
     import keras
 
