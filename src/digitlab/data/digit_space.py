@@ -46,9 +46,10 @@ class DigitSpace:
 @lru_cache(maxsize=2)
 def digit_space(data_dir: str | Path | None = None) -> DigitSpace:
     """The digit space of the MNIST training split in `data_dir` (computed once per process)."""
+    from digitlab.data.images import to_unit_float
     from digitlab.data.mnist import load_mnist
 
-    train = load_mnist(data_dir).x_train[:BANK_DIGITS].reshape(-1, 784).astype(np.float32) / 255.0
+    train = to_unit_float(load_mnist(data_dir).x_train[:BANK_DIGITS]).reshape(-1, 784)
     mean = train.mean(axis=0)
     centred = (train[:BASIS_DIGITS] - mean).astype(np.float64)
     # the principal axes: the top eigenvectors of the 784×784 scatter matrix, asked of LAPACK by index (0.07 s;

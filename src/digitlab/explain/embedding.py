@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.atomic import atomic_write_bytes
+from digitlab.data.images import to_unit_float
 from digitlab.explain.engine import Explainer
 
 SAMPLE = 2500  # training digits on the map (a seeded sample, the same for every run of a model)
@@ -47,7 +48,7 @@ def build(explainer: Explainer, x_train: np.ndarray, y_train: np.ndarray, seed: 
     from sklearn.manifold import TSNE
 
     indices = np.sort(np.random.default_rng(seed).choice(len(x_train), min(SAMPLE, len(x_train)), replace=False))
-    features = explainer.features(x_train[indices].astype(np.float32) / 255.0)
+    features = explainer.features(to_unit_float(x_train[indices]))
     reduced = PCA(n_components=min(50, *features.shape), random_state=seed).fit_transform(features)
     coords = TSNE(2, init="pca", perplexity=30, random_state=seed).fit_transform(reduced)
     norms = np.linalg.norm(features, axis=1, keepdims=True)

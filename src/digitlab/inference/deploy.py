@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.data.images import to_input_batch
 from digitlab.errors import ConfigError, ModelError
 from digitlab.inference.runtimes import KerasRuntime, OnnxRuntime, open_runtime
 from digitlab.models import export
@@ -46,7 +47,7 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
 def _parity_images(data_dir: str | Path | None = None) -> np.ndarray:
     from digitlab.data.mnist import load_mnist
 
-    return (load_mnist(data_dir).x_test[:PARITY_IMAGES].astype(np.float32) / 255.0)[..., None]
+    return to_input_batch(load_mnist(data_dir).x_test[:PARITY_IMAGES])
 
 
 def export_loaded(
