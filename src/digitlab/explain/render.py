@@ -97,13 +97,10 @@ def signed_map(values: np.ndarray, scale: int = 8) -> np.ndarray:
 
 def panel(pixels: np.ndarray, layers: list[LayerActivation], maps: dict[str, dict], title: str):
     """The CLI's figure: the 28×28, each attribution method's map, then every layer's activations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     top = 1 + len(maps)
-    fig = plt.figure(figsize=(2.4 * max(top, 4), 2.6 + 1.9 * len(layers)))
+    fig = Figure(figsize=(2.4 * max(top, 4), 2.6 + 1.9 * len(layers)))
     grid = fig.add_gridspec(1 + len(layers), max(top, 4), height_ratios=[1.25] + [1] * len(layers))
     ax = fig.add_subplot(grid[0, 0])
     ax.imshow(pixels, cmap="gray", vmin=0, vmax=1)

@@ -12,6 +12,7 @@ import numpy as np
 from IPython.display import Image
 
 from digitlab.atomic import save_figure
+from digitlab.data.images import to_unit_float
 
 
 def _image(path: Path) -> Image:
@@ -55,18 +56,16 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> 
 
 def prediction_grid(model, images: np.ndarray, labels: np.ndarray, rows: int = 4, columns: int = 11) -> Image:
     """The first rows×columns images with the model's answer above each; wrong answers in red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from digitlab.inference.predictor import Predictor
 
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, log=lambda *_: None)
     n = rows * columns
-    x = images[:n].astype(np.float32) / 255.0 if images.dtype == np.uint8 else images[:n]
+    x = to_unit_float(images[:n])
     predicted = predictor.probabilities(x).argmax(1)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05))
+    fig = Figure(figsize=(columns * 0.9, rows * 1.05))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, image, p, y in zip(axes.ravel(), x, predicted, labels[:n], strict=True):
         ax.imshow(image, cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(str(p), color="#c62828" if p != y else "#222", fontsize=11, fontweight="bold" if p != y else None)
