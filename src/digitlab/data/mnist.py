@@ -15,7 +15,7 @@ import numpy as np
 
 from digitlab.data.fetch import default_data_dir, fetch_mnist, verify_data_dir
 from digitlab.data.idx import decode_idx
-from digitlab.data.images import IMAGE_SHAPE, NUM_CLASSES
+from digitlab.data.images import NUM_CLASSES
 from digitlab.errors import DataError
 
 if TYPE_CHECKING:

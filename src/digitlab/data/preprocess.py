@@ -20,6 +20,7 @@ a ~112 px working copy, and steps 5-6 touch only the digit's neighbourhood. Abou
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,20 @@ from scipy import ndimage
 from digitlab.data.decode import MAX_PIXELS, ImageInput, load_pixels
 from digitlab.data.segment import INK_THRESHOLD, Box, bounding_box, marks
 
-cv2.setNumThreads(1)  # images here are small and callers already run one per core: threads would only contend
+OPENCV_THREADS_ENV = "OPENCV_FOR_THREADS_NUM"  # read by OpenCV when it is imported: the default for new processes
+
+
+def single_threaded_opencv() -> None:
+    """Run OpenCV's calls on the calling thread only, in this process and in processes started after this.
+
+    The images preprocessed here are small (a few hundred microseconds of OpenCV each), and the processes that
+    preprocess many of them (`predict`'s worker processes, the server) already run one per core: OpenCV's own
+    thread pool would only contend with them. Process-wide, so it is called where such a process starts, never
+    at import: a notebook or library user who only calls `to_mnist_28x28` keeps OpenCV as they set it.
+    """
+    os.environ.setdefault(OPENCV_THREADS_ENV, "1")
+    cv2.setNumThreads(1)
+
 
 WORK_SIZE = 112  # working resolution (longer side): strokes stay several pixels wide, work stays ~1 ms
 BOX = 20  # MNIST: the longer side of the digit's bounding box

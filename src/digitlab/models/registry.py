@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from digitlab.data.images import INPUT_SHAPE, NUM_CLASSES
 from digitlab.errors import ConfigError
 
 PYTORCH_INIT = "pytorch"  # the --initializer value for PyTorch's default Conv2d/Linear initialisation
