@@ -167,3 +167,28 @@ def test_missing_and_corrupt_models_are_one_line_errors(tmp_path, capsys):
     assert err.startswith("digitlab: error: cannot load") and len(err.strip().splitlines()) == 1, err
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no model at" in capsys.readouterr().err
+
+
+def test_evaluate_writes_calibration_only_when_missing_or_asked(trained_run, tmp_path):
+    """What `serve` answers changes only on the first evaluation or on `--calibrate`, and `compare` never."""
+    import shutil
+
+    from digitlab.evaluation.compare import compare_runs
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("report", "calibration.json", "export"))
+    path = run / "calibration.json"
+    compare_runs([run])
+    assert not path.exists()  # compare evaluates, but leaves the model as it was
+
+    first = evaluate_model(run, report=False)
+    fitted = first.metrics["calibration"]["after"]["temperature"]
+    assert json.loads(path.read_text())["temperature"] == pytest.approx(fitted) and "wrote" in first.calibration
+
+    path.write_text(json.dumps({"temperature": 2.0}))  # e.g. another tool's calibration
+    again = evaluate_model(run, report=False)
+    assert json.loads(path.read_text())["temperature"] == 2.0 and "kept" in again.calibration
+    assert load_model(run, network=False).temperature == 2.0
+
+    evaluate_model(run, report=False, calibrate=True)
+    assert json.loads(path.read_text())["temperature"] == pytest.approx(fitted)

@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "compare": ["compare_runs"],
-        "evaluate": ["Evaluation", "evaluate_model", "format_summary"],
+        "evaluate": ["Evaluation", "evaluate_model", "format_metrics_summary"],
         "metrics": ["calibration_metrics", "classification_metrics", "expected_calibration_error"],
         "report": ["write_report"],
     },

@@ -32,7 +32,7 @@ def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple
         if run.is_dir() and report.is_file():
             metrics = json.loads(report.read_text())
         else:
-            metrics = evaluate_model(run, report=False).metrics
+            metrics = evaluate_model(run, report=False, calibrate=False).metrics  # never changes what serve answers
         training = {}
         if run.is_dir() and (run / "metrics.json").is_file():
             training = json.loads((run / "metrics.json").read_text())
