@@ -46,3 +46,30 @@ def test_plot_helpers_leave_the_backend_alone(inline_backend, tmp_path):
     fig = panel(images[0] / 255, [layer], maps, "a title")
     assert fig.axes  # drawn, on a Figure nobody registered with pyplot
     assert matplotlib.get_backend() == inline_backend
+
+
+def test_report_template_escapes_what_a_run_names():
+    """A model name or imported contract with markup is shown as text: the template escapes it."""
+    from digitlab.evaluation.metrics import calibration_metrics, classification_metrics
+    from digitlab.evaluation.report import _temperature_note, _templates
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(50, 10)), rng.integers(0, 10, 50)
+    calibration = {
+        "before": calibration_metrics(logits, labels),
+        "after": calibration_metrics(logits, labels, 1.3),
+        "temperature_fitted_on": "nothing: an imported model may have trained on any MNIST training image",
+        "validation_nll_before": 1.0,
+        "validation_nll_after": 1.0,
+    }
+    metrics = {"model": "<script>x</script>", "split": "test", "examples": 50, "model_file": "m.onnx",
+               "contract": {"format": "onnx", "assumed": "inputs <in [0, 1]>"}, "calibration": calibration,
+               **classification_metrics(logits, labels)}  # fmt: skip
+    page = _templates().get_template("report.html.j2").render(
+        m=metrics, before=calibration["before"], after=calibration["after"], temperature=_temperature_note(calibration),
+        averages={"macro avg": metrics["macro_avg"]}, figures=[], config="{}", layers=None,
+        inside={"unavailable": "no <conv> layer"}, refusal={"unavailable": "too few"},
+    )  # fmt: skip
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert "inputs &lt;in [0, 1]&gt;" in page and "no &lt;conv&gt; layer" in page
+    assert "No temperature fitted (an imported model" in page and "its layers are not listed here" in page

@@ -87,7 +87,7 @@ def faithfulness_summary(explainer: Explainer, images: np.ndarray, cache: Path, 
         "digits": len(x),
         "ig_completeness_median": float(np.median(errors)),
         "ig_completeness_max": float(errors.max()),
-        "deletion": {m: faithfulness.deletion(explainer, x, m, randoms=2) for m in ("ig", "smoothgrad", "gradcam")},
+        "deletion": {m: faithfulness.deletion(explainer, x, m, randoms=2) for m in ("ig", "smoothgrad", "layercam")},
     }
     atomic_write_json(cache, summary)
     return summary

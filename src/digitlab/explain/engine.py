@@ -18,10 +18,14 @@ Attributions, all signed and in the model's input space (28×28, positive = push
   that is absent, so a blurred copy of the input and uniform grey are offered too.
 - SmoothGrad: the gradient averaged over 32 noisy copies of the input (σ = 0.15): where a small change of
   brightness would move the score most, with less speckle than one gradient.
-- Grad-CAM, LayerCAM weighting: the last convolution's activations times their positive gradients, summed
-  over channels and upsampled to 28×28 (coarse: where, not which pixel). LayerCAM's per-position weights
-  replace classic Grad-CAM's per-channel average: on the default `cnn` the classic map ordered ink no
-  better than random in the deletion test (area ratio 1.02), LayerCAM's did (0.76).
+- LayerCAM (Jiang et al. 2021, "LayerCAM: Exploring Hierarchical Class Activation Maps for Localization"):
+  the last convolution's activations times their positive gradients, position by position, summed over
+  channels and upsampled to 28×28 (coarse: where, not which pixel).
+- Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+  Localization"): one weight per channel, its gradient averaged over positions; the ReLU of the weighted sum
+  of the channels, upsampled the same way. LayerCAM's per-position weights are why both are offered: on the
+  default `cnn` Grad-CAM's map ordered ink no better than random in the deletion test (area ratio 1.02),
+  LayerCAM's did (0.76).
 - Occlusion: the score's change when a patch of ink is removed (set to 0) or added (set to 1).
 """
 
@@ -34,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.errors import ConfigError, ModelError
-from digitlab.explain.options import BASELINES, METHODS
+from digitlab.explain.options import BASELINES, CAM_METHODS, METHODS
 
 SKIPPED = ("InputLayer", "Dropout", "Identity", "Flatten", "Reshape", "SpatialDropout2D", "GaussianNoise")
 
@@ -106,14 +110,16 @@ class Explainer:
 
         self.model = model
         # An ensemble (`digitlab ensemble`) averages several networks: its scores and attributions are the whole
-        # ensemble's; its layers, Grad-CAM and features are its first member's (one of the networks averaged).
+        # ensemble's; its layers, class activation maps and features are its first member's.
         self.members = len(members_of(model))
         self.network = members_of(model)[0] if self.members else model
         record: list = []
         run_traced(self.network, tf.zeros((1, 28, 28, 1)), record)
         self.layers = [layer for layer, _, _ in record]
         convs = [i for i, layer in enumerate(self.layers) if kind_of(layer) == "conv" and len(record[i][2].shape) == 4]
-        self.cam_index = convs[-1] if convs else None  # Grad-CAM's layer: the last convolutional feature map
+        self.cam_index = (
+            convs[-1] if convs else None
+        )  # the class activation maps' layer: the last convolutional feature map
         dense = [i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Dense"]
         self.head_index = dense[-1] if dense else None  # the classifier's head: its input is the features
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
@@ -225,15 +231,45 @@ class Explainer:
         grads, _ = self._gradients(tf.constant(noisy), tf.constant(w))
         return grads.numpy().mean(axis=0)[..., 0]
 
-    def gradcam(self, pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def _cam_parts(self, pixels: np.ndarray, w: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The last convolution's activations A and the score's gradients dS/dA, both (h, w, channels)."""
         if self._cam is None:
-            raise ConfigError("Grad-CAM needs a convolutional layer; this model has none (try ig or smoothgrad)")
+            raise ConfigError(f"{name} needs a convolutional layer; this model has none (try ig or smoothgrad)")
         features, grads = self._cam(_batch(pixels), tf.constant(w))
-        features, grads = features.numpy()[0], grads.numpy()[0]
-        cam = (features * np.maximum(grads, 0)).sum(axis=-1)  # LayerCAM: each position's positive gradient
-        import cv2
+        return features.numpy()[0], grads.numpy()[0]
 
-        return cv2.resize(cam.astype(np.float32), (28, 28), interpolation=cv2.INTER_LINEAR)
+    def layercam(self, pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """LayerCAM (Jiang et al. 2021): Σ_k ReLU(dS/dA_k) ⊙ A_k, each position weighted by its own gradient.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) weights over the logits that define the score S (see `score_weights`).
+
+        Returns:
+            (28, 28) float32, bilinearly upsampled from the last convolution's grid.
+
+        Raises:
+            ConfigError: when the model has no convolutional layer.
+        """
+        features, grads = self._cam_parts(pixels, w, "LayerCAM")
+        return _upsample((features * np.maximum(grads, 0)).sum(axis=-1))
+
+    def gradcam(self, pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_k α_k A_k), α_k = dS/dA_k averaged over positions.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) weights over the logits that define the score S (see `score_weights`).
+
+        Returns:
+            (28, 28) float32, ≥ 0, bilinearly upsampled from the last convolution's grid.
+
+        Raises:
+            ConfigError: when the model has no convolutional layer.
+        """
+        features, grads = self._cam_parts(pixels, w, "Grad-CAM")
+        alpha = grads.mean(axis=(0, 1))  # one weight per channel: its global-average-pooled gradient
+        return _upsample(np.maximum((features * alpha).sum(axis=-1), 0))
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
         """Score change when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), per pixel."""
@@ -254,8 +290,8 @@ class Explainer:
             out["baseline_name"] = baseline
         elif method == "smoothgrad":
             out["values"] = self.smoothgrad(x, w)
-        elif method == "gradcam":
-            out["values"] = self.gradcam(x, w)
+        elif method in CAM_METHODS:
+            out["values"] = getattr(self, method)(x, w)
         elif method == "occlusion":
             out["values"] = self.occlusion(x, w)
         else:
@@ -288,7 +324,8 @@ def occlusion_map(scores, pixels: np.ndarray, mode: str = "remove", patch: int =
 class OcclusionExplainer:
     """The explainer of a model without gradients or layers (an imported ONNX graph): logits and occlusion.
 
-    Same public API as `Explainer`; the gradient methods (ig, smoothgrad, gradcam) refuse in one line."""
+    Same public API as `Explainer`; the gradient methods (ig, smoothgrad, layercam, gradcam) refuse in one line.
+    """
 
     members = 0
     cam_index = None
@@ -339,6 +376,13 @@ def make_baseline(x: np.ndarray, kind: str) -> np.ndarray:
     import cv2
 
     return cv2.GaussianBlur(x.astype(np.float32), (0, 0), 3.0)
+
+
+def _upsample(cam: np.ndarray) -> np.ndarray:
+    """A class activation map on the convolution's (h, w) grid → 28×28 float32 (bilinear)."""
+    import cv2
+
+    return cv2.resize(cam.astype(np.float32), (28, 28), interpolation=cv2.INTER_LINEAR)
 
 
 def _many(pixels) -> np.ndarray:

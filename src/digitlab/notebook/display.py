@@ -76,11 +76,12 @@ def prediction_grid(model, images: np.ndarray, labels: np.ndarray, rows: int = 4
 
 
 def explanation(
-    model: str | Path, image, contrast: int | None = None, methods=("ig", "smoothgrad", "gradcam")
+    model: str | Path, image, contrast: int | None = None, methods=("ig", "smoothgrad", "layercam")
 ) -> Image:
     """The `digitlab explain` panel for one image (any image input, or a 28×28 array in [0, 1])."""
     from digitlab.data.preprocess import to_mnist_28x28
     from digitlab.explain.explanation import ModelExplainer
+    from digitlab.explain.options import CAM_METHODS
     from digitlab.explain.render import panel
 
     explainer = ModelExplainer.load(model)
@@ -88,7 +89,7 @@ def explanation(
     if pixels.shape != (28, 28):
         pixels = to_mnist_28x28(image).pixels
     label = int(explainer.explainer.logits(pixels)[0].argmax())
-    usable = [m for m in methods if m != "gradcam" or explainer.explainer.cam_index is not None]
+    usable = [m for m in methods if m not in CAM_METHODS or explainer.explainer.cam_index is not None]
     maps = {m: explainer.explainer.attribution(pixels, m, label, contrast) for m in usable}
     against = f" rather than {contrast}" if contrast is not None else ""
     return _figure(

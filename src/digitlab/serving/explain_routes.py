@@ -101,8 +101,8 @@ def register(app: FastAPI, model: str, images_from_request) -> ExplainService:
         openapi_extra=image_request(EXPLAIN_OPTIONS),
     )
     async def api_explain(request: Request):
-        """Same inputs and limits as `/api/predict`, plus `method` (ig, smoothgrad, gradcam, occlusion or none),
-        `target` and `contrast` (digits; default: the prediction, no contrast), `steps` (IG, 4-256, default 32)
+        """Same inputs and limits as `/api/predict`, plus `method` (ig, smoothgrad, layercam, gradcam, occlusion or
+        none), `target` and `contrast` (digits; default: the prediction, no contrast), `steps` (IG, 4-256, default 32)
         and `baseline` (black, blur or grey) in the JSON body or the query string. Answers the label, logits,
         probabilities, every layer's activations as PNG data URLs, the attribution (28×28 values and baseline in
         the model's input space), the processed 28×28, the drawing's place on the training digits' map with its

@@ -158,7 +158,7 @@ FEEDBACK_REQUEST = _json_request(
     }
 )
 EXPLAIN_OPTIONS = {
-    "method": {"type": "string", "enum": ["ig", "smoothgrad", "gradcam", "occlusion", "none"]},
+    "method": {"type": "string", "enum": ["ig", "smoothgrad", "layercam", "gradcam", "occlusion", "none"]},
     "target": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
     "contrast": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
     "steps": {"type": "integer", "minimum": 4, "maximum": 256},
