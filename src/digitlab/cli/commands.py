@@ -105,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from digitlab.inference.deploy import export_run
+    from digitlab.inference.export_command import export_run
 
     results = export_run(args.target, args.format, args.out, data_dir=args.data_dir)
     print(f"{len(results)} export(s) written and checked; metadata beside each file")

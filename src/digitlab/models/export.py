@@ -11,7 +11,7 @@ signature, `logits`, the logits.
 
 Each export is written under a temporary name and renamed, and its metadata records the sha256 of the
 source `model.keras` and of the exported file, so a stale or corrupted copy is recognised (`is_current`)
-and never run. Parity with Keras is checked by `digitlab.inference.deploy`, which runs the files.
+and never run. Parity with Keras is checked by `digitlab.inference.export_command`, which runs the files.
 """
 
 from __future__ import annotations
