@@ -121,7 +121,8 @@ def npz_to_idx(npz_bytes: bytes) -> dict[str, bytes]:
 
 def check_files(files: dict[str, bytes]) -> None:
     """Raise SourceUnavailable unless all four files are present with the expected sha256 (one line per file
-    that is not)."""
+    that is not).
+    """
     problems = []
     for name, (expected, _size) in FILES.items():
         if name not in files:
@@ -136,7 +137,8 @@ def check_files(files: dict[str, bytes]) -> None:
 
 def check_idx(name: str, data: bytes) -> str:
     """What is wrong with `data` as MNIST's file `name` before its hash is even compared ("" when nothing):
-    not IDX (gzip twice, an HTML page, byte order, truncated, ...) or IDX of another shape."""
+    not IDX (gzip twice, an HTML page, byte order, truncated, ...) or IDX of another shape.
+    """
     try:
         array = decode_idx(data, ndim=len(SHAPES[name]))
     except DataError as e:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 IMAGE_SIDE = 28  # pixels per side of an MNIST digit
-IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE)  # one digit, as NumPy holds it
 INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)  # one digit, as a model reads it (channels last)
 NUM_CLASSES = 10  # the digits 0-9
 

@@ -184,7 +184,8 @@ def flatten_background(ink: np.ndarray, level: float | None = None) -> np.ndarra
 
 def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
     """Mask of the ink blobs that make the digit and its bounding box, or (None, None, reason) when there is
-    no digit."""
+    no digit.
+    """
     mask = flat > INK_THRESHOLD
     total = np.count_nonzero(mask)
     if total == 0:

@@ -99,7 +99,8 @@ def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.
 
 def _one_digit(a: Box, b: Box) -> bool:
     """Two components of one digit: columns that overlap by `OVERLAP` of the narrower, or any overlap when one is
-    under half the other's height (a 5's top bar, a 7's crossbar, a 4's short stroke)."""
+    under half the other's height (a 5's top bar, a 7's crossbar, a 4's short stroke).
+    """
     overlap = _overlap(a, b)
     short = min(a[1] - a[0], b[1] - b[0]) < 0.5 * max(a[1] - a[0], b[1] - b[0])
     return overlap >= OVERLAP or (short and overlap > 0)
@@ -144,7 +145,8 @@ def cut_candidates(mask: np.ndarray, box: Box, line_height: int) -> list[int]:
 
 def attach_small(groups: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray, Box]]:
     """Groups much smaller than the line's digits (both sides under `SMALL` × the tallest group's height) join
-    their nearest neighbour when it is close (a detached stroke), else are dropped (a speck)."""
+    their nearest neighbour when it is close (a detached stroke), else are dropped (a speck).
+    """
     if len(groups) < 2:
         return groups
     tallest = max(b[1] - b[0] for _, b in groups)
@@ -165,7 +167,8 @@ def attach_small(groups: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray,
 
 def marks(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
     """The separate marks of a flattened ink map, left to right: components grouped into digits, small detached
-    strokes attached, specks dropped, as (mask, box) pairs (what the single-digit path counts)."""
+    strokes attached, specks dropped, as (mask, box) pairs (what the single-digit path counts).
+    """
     return attach_small(group_components(ink_components(flat)))
 
 

@@ -92,7 +92,8 @@ def browser_png(image: Image.Image) -> bytes:
     """PNG bytes encoded the way a browser's `canvas.toDataURL("image/png")` does (checked against Chromium):
     8-bit RGBA, every row with the "Up" filter, zlib's fastest level (Chromium's zlib header says so).
     Benches of what the page sends use this: Pillow's encoder (adaptive filters, level 6) writes files that
-    decode 3-4× slower, and a benchmark should see what the server will see."""
+    decode 3-4× slower, and a benchmark should see what the server will see.
+    """
     rgba = np.asarray(image.convert("RGBA"))
     h, w, _ = rgba.shape
     rows = rgba.reshape(h, w * 4)

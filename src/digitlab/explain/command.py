@@ -1,6 +1,7 @@
 """`digitlab explain IMAGE… --model RUN`: a PNG panel per image and one line saying what the model answered and
 where the panel is (`--json`: one JSON object per image with every map's 28×28 values); a bad file never stops
-the rest."""
+the rest.
+"""
 
 from __future__ import annotations
 

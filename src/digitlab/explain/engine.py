@@ -45,12 +45,21 @@ SKIPPED = ("InputLayer", "Dropout", "Identity", "Flatten", "Reshape", "SpatialDr
 
 @dataclass
 class LayerActivation:
+    """One layer's output for one input, as the pictures and the API show it.
+
+    Attributes:
+        name: the Keras layer's name.
+        kind: conv, pool, norm, dense, logits, adapter or other (`kind_of`).
+        values: float32, (H, W, C) for a feature map or (units,) for a dense layer.
+    """
+
     name: str
     kind: str  # conv | pool | norm | dense | logits | adapter | other
     values: np.ndarray  # one input's activation: (H, W, C) or (units,)
 
     @property
     def shape(self) -> list[int]:
+        """The shape of `values` as a list, e.g. [26, 26, 32] or [10]."""
         return list(self.values.shape)
 
 
@@ -61,8 +70,16 @@ def _graph_of(model):
 
 
 def run_traced(model, x, record: list | None = None):
-    """`model(x)` in inference mode, node by node through its graph (nested models too); each leaf layer call
-    is appended to `record` as (layer, first input, output)."""
+    """`model(x)` in inference mode, node by node through its graph (nested models too).
+
+    Args:
+        model: a Keras functional or Sequential model, or a plain layer.
+        x: a (N, 28, 28, 1) float32 batch (a tensor).
+        record: when given, each leaf layer call is appended to it as (layer, first input, output).
+
+    Returns:
+        The model's output for `x`: (N, 10) logits for a digitlab classifier.
+    """
     graph = _graph_of(model)
     if graph is None:
         return _leaf(model, (x,), {}, record)
@@ -88,6 +105,15 @@ def _leaf(layer, args, kwargs, record):
 
 
 def kind_of(layer) -> str:
+    """What a layer is, in the words the pictures use.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        "conv", "pool", "norm", "dense", "logits" (the Dense layer named `logits`), "adapter" (resizing,
+        rescaling, an imported model's adapter) or "other".
+    """
     name = type(layer).__name__
     if "Conv" in name:
         return "conv"
@@ -106,6 +132,12 @@ class Explainer:
     """Activations and attributions of one Keras model (see the module docstring)."""
 
     def __init__(self, model):
+        """Trace `model` once on a zero input to find its layers, its last convolution and its head.
+
+        Args:
+            model: a Keras model taking (N, 28, 28, 1) float32 in [0, 1] and answering (N, 10) logits; an
+                ensemble is explained as a whole, its layers through its first member.
+        """
         from digitlab.models.ensemble import members_of
 
         self.model = model
@@ -159,17 +191,44 @@ class Explainer:
         return features, tape.gradient(score, features)
 
     def layer_output(self, x, index: int):
-        """The output of `self.layers[index]` for a batch x (N, 28, 28, 1)."""
+        """The output of `self.layers[index]` for a batch.
+
+        Args:
+            x: (N, 28, 28, 1) float32 in [0, 1] (a tensor).
+            index: a position in `self.layers`.
+
+        Returns:
+            That layer's output tensor, (N, ...).
+        """
         return self._activations(x)[index]
 
     # --- public API ----------------------------------------------------------------------------------------
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's logits.
+
+        Args:
+            pixels: one 28×28 input or a stack of them, float32 in [0, 1].
+
+        Returns:
+            (N, 10) float32 logits.
+        """
         x = _many(pixels)
         return self._logits(tf.constant(x)).numpy()
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """The penultimate representation (what the final Dense layer sees), one row per input."""
+        """The penultimate representation (what the final Dense layer sees), one row per input.
+
+        Args:
+            pixels: one 28×28 input or a stack of them, float32 in [0, 1].
+            batch_size: inputs per forward pass.
+
+        Returns:
+            (N, features) float32.
+
+        Raises:
+            ModelError: when the model has no Dense head.
+        """
         if self.head_index is None:
             raise ModelError("this model has no Dense head, so there is no penultimate layer to map")
         x = _many(pixels)
@@ -178,7 +237,14 @@ class Explainer:
         )
 
     def activations(self, pixels: np.ndarray) -> list[LayerActivation]:
-        """Every layer's output for one 28×28 input (dropout, flatten and identity layers left out)."""
+        """Every layer's output for one input (dropout, flatten and identity layers left out).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+
+        Returns:
+            One `LayerActivation` per shown layer, in the order the model runs them.
+        """
         outputs = self._activations(_batch(pixels))
         return [
             LayerActivation(layer.name, kind_of(layer), out.numpy()[0])
@@ -187,6 +253,18 @@ class Explainer:
         ]
 
     def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
+        """The weights over the logits that define the explained score.
+
+        Args:
+            target: the class explained, 0-9.
+            contrast: a second class 0-9 (the score becomes logit[target] − logit[contrast]), or None.
+
+        Returns:
+            (10,) float32: +1 at `target`, −1 at `contrast`, 0 elsewhere.
+
+        Raises:
+            ConfigError: when a class is not a digit 0-9 or the contrast equals the target.
+        """
         for name, value in (("target", target), ("contrast", contrast)):
             if value is not None and not (isinstance(value, int | np.integer) and 0 <= value <= 9):
                 raise ConfigError(f"{name} must be a digit 0-9, got {value!r}")
@@ -201,6 +279,23 @@ class Explainer:
     def integrated_gradients(
         self, pixels: np.ndarray, w: np.ndarray, baseline: str = "black", steps: int = 32
     ) -> dict[str, Any]:
+        """Integrated Gradients (Sundararajan et al. 2017, "Axiomatic Attribution for Deep Networks").
+
+        (x − x′) × the gradient averaged along the straight path from the baseline x′ to x (trapezoid rule).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights (`score_weights`).
+            baseline: "black", "blur" or "grey" (`make_baseline`).
+            steps: path steps, 4-256.
+
+        Returns:
+            `values` (28, 28) float32 attributions, `baseline_image` (28, 28), and `completeness`: the sum of the
+            attributions, score(x) − score(x′), and their relative difference.
+
+        Raises:
+            ConfigError: for an unknown baseline or steps out of range.
+        """
         if baseline not in BASELINES:
             raise ConfigError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         if not 4 <= steps <= 256:
@@ -225,6 +320,17 @@ class Explainer:
         }
 
     def smoothgrad(self, pixels: np.ndarray, w: np.ndarray, samples: int = 32, noise: float = 0.15) -> np.ndarray:
+        """SmoothGrad (Smilkov et al. 2017): the input gradient averaged over noisy copies of the input.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights (`score_weights`).
+            samples: noisy copies (the noise is seeded: the same input gives the same map).
+            noise: standard deviation of the Gaussian noise, in pixel units of [0, 1].
+
+        Returns:
+            (28, 28) float32, signed.
+        """
         x = _batch(pixels)[0]
         rng = np.random.default_rng(0)  # fixed: the same drawing always gives the same map
         noisy = np.clip(x + rng.normal(0, noise, (samples, *x.shape)).astype(np.float32), 0, 1)
@@ -272,7 +378,17 @@ class Explainer:
         return _upsample(np.maximum((features * alpha).sum(axis=-1), 0))
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
-        """Score change when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), per pixel."""
+        """Occlusion: the score's change when each 4×4 window (stride 2) is set to 0 (remove) or 1 (add).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights (`score_weights`).
+            mode: "remove" or "add".
+            patch: the window's side in pixels.
+
+        Returns:
+            (28, 28) float32, averaged per pixel over the windows that cover it (> 0: the region supported the score).
+        """
         return occlusion_map(
             lambda batch: self._scores(tf.constant(batch), tf.constant(w)).numpy(), pixels, mode, patch
         )
@@ -280,7 +396,23 @@ class Explainer:
     def attribution(
         self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
     ) -> dict[str, Any]:
-        """One method's map as `{method, target, contrast, baseline, values, ...}` (values: 28×28 floats)."""
+        """One method's map for one input.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            method: one of `METHODS`.
+            target: the class explained, 0-9.
+            contrast: a second class 0-9, or None.
+            baseline: Integrated Gradients' baseline.
+            steps: Integrated Gradients' steps.
+
+        Returns:
+            `{method, target, contrast, baseline, values}` with `values` (28, 28) float32; Integrated Gradients adds
+            `baseline` (the baseline image), `baseline_name` and `completeness`.
+
+        Raises:
+            ConfigError: for an unknown method, a bad class, or a CAM on a model without a convolution.
+        """
         w = self.score_weights(target, contrast)
         x = _batch(pixels)[0, ..., 0]
         out: dict[str, Any] = {"method": method, "target": target, "contrast": contrast, "baseline": None}
@@ -300,8 +432,20 @@ class Explainer:
 
 
 def occlusion_map(scores, pixels: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
-    """Occlusion (Zeiler & Fergus 2014): `scores(batch)` → (N,) scores; the (28, 28) map of the score's change
-    when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), averaged per pixel."""
+    """Occlusion (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks").
+
+    Args:
+        scores: (N, 28, 28, 1) float32 batch → (N,) scores.
+        pixels: one 28×28 input, float32 in [0, 1].
+        mode: "remove" (windows set to 0) or "add" (set to 1).
+        patch: the window's side in pixels (stride 2).
+
+    Returns:
+        (28, 28) float32: the score's change per pixel, averaged over the windows that cover it.
+
+    Raises:
+        ConfigError: for an unknown mode.
+    """
     if mode not in ("remove", "add"):
         raise ConfigError(f"occlusion mode must be remove or add, got {mode!r}")
     x = _batch(pixels)[0]
@@ -332,27 +476,93 @@ class OcclusionExplainer:
     head_index = None
 
     def __init__(self, network):
+        """Wrap an imported network.
+
+        Args:
+            network: an imported ONNX network with a `logits` method.
+        """
         self.model = network
         self.layers: list = []
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """The network's logits.
+
+        Args:
+            pixels: one 28×28 input or a stack of them, float32 in [0, 1].
+
+        Returns:
+            (N, 10) float32 logits.
+        """
         return self.model.logits(_many(pixels))
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Refuses: an ONNX graph exposes no penultimate layer.
+
+        Args:
+            pixels: unused.
+            batch_size: unused.
+
+        Raises:
+            ModelError: always.
+        """
         raise ModelError("an imported ONNX model exposes no penultimate layer, so there is no map of it")
 
     def activations(self, pixels: np.ndarray) -> list[LayerActivation]:
+        """No layers to show for an ONNX graph.
+
+        Args:
+            pixels: unused.
+
+        Returns:
+            An empty list.
+        """
         return []
 
     def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
+        """As `Explainer.score_weights`.
+
+        Args:
+            target: the class explained, 0-9.
+            contrast: a second class 0-9, or None.
+
+        Returns:
+            (10,) float32 weights over the logits.
+        """
         return Explainer.score_weights(self, target, contrast)  # type: ignore[arg-type]
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
+        """As `Explainer.occlusion`, through the network's logits.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights.
+            mode: "remove" or "add".
+            patch: the window's side in pixels.
+
+        Returns:
+            (28, 28) float32.
+        """
         return occlusion_map(lambda batch: self.logits(batch) @ w, pixels, mode, patch)
 
     def attribution(
         self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
     ) -> dict[str, Any]:
+        """Occlusion only (the other methods need gradients).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            method: must be "occlusion".
+            target: the class explained, 0-9.
+            contrast: a second class 0-9, or None.
+            baseline: unused.
+            steps: unused.
+
+        Returns:
+            `{method, target, contrast, baseline, values}`, values (28, 28) float32.
+
+        Raises:
+            ConfigError: for any other method.
+        """
         if method != "occlusion":
             raise ConfigError(
                 f"{method} needs gradients, which an imported ONNX model does not give; use --method occlusion"
@@ -363,12 +573,27 @@ class OcclusionExplainer:
 
 
 def make_explainer(network):
-    """An `Explainer` for a Keras model, an `OcclusionExplainer` for anything else with `logits` (ONNX)."""
+    """The explainer a network supports.
+
+    Args:
+        network: a Keras model, or an imported ONNX network (anything with `logits` and no `layers`).
+
+    Returns:
+        An `Explainer` for a Keras model, an `OcclusionExplainer` otherwise.
+    """
     return Explainer(network) if hasattr(network, "layers") else OcclusionExplainer(network)
 
 
 def make_baseline(x: np.ndarray, kind: str) -> np.ndarray:
-    """A reference input: black (zeros), the input blurred (σ = 3 px: no strokes left), or uniform grey."""
+    """A reference input for Integrated Gradients.
+
+    Args:
+        x: (28, 28) float32 in [0, 1].
+        kind: "black" (zeros), "blur" (the input blurred, σ = 3 px: no strokes left) or "grey" (0.5).
+
+    Returns:
+        (28, 28) float32 in [0, 1].
+    """
     if kind == "black":
         return np.zeros_like(x)
     if kind == "grey":

@@ -74,7 +74,8 @@ def shuffled_copy(model, seed: int = 0):
 
 def randomisation(model, images: np.ndarray, method: str, **options: Any) -> dict[str, float]:
     """Median Spearman correlation of |attribution| between the model and its weight-shuffled copy, on the ink
-    pixels and on all pixels."""
+    pixels and on all pixels.
+    """
     trained, shuffled = Explainer(model), Explainer(shuffled_copy(model))
     on_ink, on_all = [], []
     for x in images:

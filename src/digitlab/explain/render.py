@@ -88,13 +88,6 @@ def layer_views(layers: list[LayerActivation]) -> list[dict]:
     ]
 
 
-def signed_map(values: np.ndarray, scale: int = 8) -> np.ndarray:
-    """A 28×28 signed attribution → a diverging RGB picture (red +, blue −), symmetric around 0."""
-    peak = float(np.max(np.abs(values))) or 1.0
-    rgb = colour(0.5 + 0.5 * values / peak, "RdBu_r")
-    return cv2.resize(rgb, (28 * scale, 28 * scale), interpolation=cv2.INTER_NEAREST)
-
-
 def panel(pixels: np.ndarray, layers: list[LayerActivation], maps: dict[str, dict], title: str):
     """The CLI's figure: the 28×28, each attribution method's map, then every layer's activations."""
     from matplotlib.figure import Figure

@@ -122,7 +122,8 @@ def read_metadata(out: Path, fmt: str) -> dict[str, Any] | None:
 
 def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> tuple[bool, str]:
     """(True, "") when the export under `out` was made from this exact model file, passed parity and is
-    intact; else (False, why). The SavedModel also bakes the temperature in, so a refit makes it stale."""
+    intact; else (False, why). The SavedModel also bakes the temperature in, so a refit makes it stale.
+    """
     meta = read_metadata(out, fmt)
     path = exported_path(out, fmt)
     if meta is None:
@@ -142,7 +143,8 @@ def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> t
 
 def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, Any]:
     """Write `model` (a Keras model) in format `fmt` under `out`, atomically; returns what the metadata
-    should say about the conversion (opset, operators, endpoint names)."""
+    should say about the conversion (opset, operators, endpoint names).
+    """
     import numpy as np
 
     model(np.zeros((1, 28, 28, 1), np.float32), training=False)  # Keras' exporters need a called model
@@ -183,7 +185,8 @@ def write_metadata(out: Path, fmt: str, meta: dict[str, Any]) -> Path:
 
 def _savedmodel(model, path: Path, temperature: float) -> dict[str, Any]:
     """`serving_default`: image → {probabilities}; `logits`: image → {logits} (see SIGNATURES), laid out as
-    TF Serving's NAME/VERSION/."""
+    TF Serving's NAME/VERSION/.
+    """
     import keras
     import tensorflow as tf
 

@@ -93,7 +93,8 @@ class DrawWidget(anywidget.AnyWidget):
 
     def _show(self, probs=None, processed: str = "", reason: str = "", error: str = "", verdict: str = "") -> None:
         """Set every answer trait at once (one sync to the front end); a label only when the verdict is a digit
-        (the probabilities are still given whenever the model ran)."""
+        (the probabilities are still given whenever the model ran).
+        """
         with self.hold_sync():
             self.error, self.processed, self.reason, self.verdict = error, processed, reason, verdict
             self.text, self.digits, self.confidence = "", [], 0.0
