@@ -45,7 +45,20 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 def model_views(
     explainer: ModelExplainer, images: np.ndarray, labels: np.ndarray, logits: np.ndarray, out: Path, pairs: list
 ) -> list[tuple[Path, str]]:
-    """Write (or reuse) every view under `out`; returns (png, caption) pairs for the report."""
+    """Write (or reuse, for the same model file) every model-level view under `out`.
+
+    Args:
+        explainer: the model's explainer.
+        images: (N, 28, 28) uint8 test images (or floats in [0, 1]).
+        labels: (N,) classes 0-9.
+        logits: (N, 10) the model's logits on `images`.
+        out: the folder for the PNGs and `views.json`.
+        pairs: the most confused pairs, `{true, predicted, count}` each.
+
+    Returns:
+        (png path, caption) per view drawn (a view the model cannot have, e.g. filters of a model without
+        kernels, is left out).
+    """
     digest = explainer.loaded.file_digest()
     stamp = out / "views.json"
     names = list(CAPTIONS)
