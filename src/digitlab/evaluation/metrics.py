@@ -27,7 +27,16 @@ ECE_BINS = 15
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """ECE with `bins` equal-width confidence bins (see the module docstring)."""
+    """Expected Calibration Error (Guo et al. 2017, "On Calibration of Modern Neural Networks").
+
+    Args:
+        probs: (N, C) class probabilities, rows summing to 1.
+        labels: (N,) true classes.
+        bins: equal-width confidence bins over [0, 1].
+
+    Returns:
+        Σ_b (n_b / N) · |accuracy(b) − mean confidence(b)|, in [0, 1].
+    """
     stats = reliability_bins(probs, labels, bins)
     n = len(labels)
     rows = zip(stats["count"], stats["accuracy"], stats["confidence"], strict=True)
@@ -35,7 +44,16 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, list[float]]:
-    """Per-bin count, accuracy and mean confidence: the data of a reliability diagram."""
+    """Per-bin count, accuracy and mean confidence: the data of a reliability diagram.
+
+    Args:
+        probs: (N, C) class probabilities.
+        labels: (N,) true classes.
+        bins: equal-width confidence bins; bin b holds ((b−1)/bins, b/bins], the first also 0.
+
+    Returns:
+        `count`, `accuracy`, `confidence` (one value per bin; 0 for an empty bin) and `edges` (bins + 1 values).
+    """
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     # bin b holds ((b-1)/bins, b/bins]; ceil puts exact edges in the lower bin, max(…, 1) puts 0 in the first
@@ -51,11 +69,29 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
 
 
 def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The multi-class Brier score (Brier 1950): mean over examples of Σ_k (p_k − 1[k = true])².
+
+    Args:
+        probs: (N, C) class probabilities.
+        labels: (N,) true classes.
+
+    Returns:
+        A float in [0, 2] (lower is better).
+    """
     onehot = np.eye(probs.shape[1])[labels]
     return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
 
 
 def most_confused_pairs(confusion: np.ndarray, top: int = 10) -> list[dict[str, int]]:
+    """The off-diagonal cells of a confusion matrix, largest first.
+
+    Args:
+        confusion: (10, 10) counts, rows = true class, columns = predicted.
+        top: at most this many pairs.
+
+    Returns:
+        `{true, predicted, count}` per pair with count > 0.
+    """
     off = confusion.copy()
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None)[:top]
@@ -64,7 +100,16 @@ def most_confused_pairs(confusion: np.ndarray, top: int = 10) -> list[dict[str, 
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Everything that depends on the predicted class (temperature-invariant)."""
+    """Everything that depends on the predicted class only (so temperature scaling never changes it).
+
+    Args:
+        logits: (N, 10) float logits.
+        labels: (N,) true classes 0-9.
+
+    Returns:
+        `accuracy`, `top2_accuracy` (in [0, 1]), `per_class` (class → precision, recall, f1-score, support),
+        `macro_avg`, `weighted_avg`, `confusion_matrix` (10 × 10 lists) and `most_confused`.
+    """
     from sklearn.metrics import classification_report, confusion_matrix, top_k_accuracy_score
 
     predicted = logits.argmax(axis=1)
@@ -95,6 +140,16 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 
 def calibration_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> dict[str, float]:
+    """How well the probabilities softmax(logits / T) match the accuracy.
+
+    Args:
+        logits: (N, 10) float logits.
+        labels: (N,) true classes 0-9.
+        temperature: T > 0.
+
+    Returns:
+        `temperature`, `loss` (= `nll`, the mean cross-entropy in nats), `ece`, `brier` and `mean_confidence`.
+    """
     scaled = logits / temperature
     probs = softmax(scaled, axis=1)
     nll = negative_log_likelihood(scaled, labels)

@@ -35,19 +35,52 @@ def _report_plot(run: str | Path, name: str) -> Image:
 
 
 def curves(run: str | Path) -> Image:
-    """Training and validation loss and accuracy per epoch."""
+    """Training and validation loss and accuracy per epoch (the run is evaluated first if it has no report).
+
+    Args:
+        run: a run directory.
+
+    Returns:
+        The report's `curves.png`, displayed inline.
+    """
     return _report_plot(run, "curves.png")
 
 
 def confusion(run: str | Path) -> Image:
+    """The confusion matrix on the test split: counts and row-normalised.
+
+    Args:
+        run: a run directory (evaluated first if it has no report).
+
+    Returns:
+        The report's `confusion.png`, displayed inline.
+    """
     return _report_plot(run, "confusion.png")
 
 
 def misclassified(run: str | Path) -> Image:
+    """The test digits the model got wrong, most confident errors first.
+
+    Args:
+        run: a run directory (evaluated first if it has no report).
+
+    Returns:
+        The report's `misclassified.png`, displayed inline.
+    """
     return _report_plot(run, "misclassified.png")
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> Image:
+    """Sample digits, one row per class.
+
+    Args:
+        images: (N, 28, 28) uint8.
+        labels: (N,) classes 0-9.
+        per_class: digits per row.
+
+    Returns:
+        The grid, displayed inline.
+    """
     from digitlab.data.mnist import save_sample_grid
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +88,18 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> 
 
 
 def prediction_grid(model, images: np.ndarray, labels: np.ndarray, rows: int = 4, columns: int = 11) -> Image:
-    """The first rows×columns images with the model's answer above each; wrong answers in red."""
+    """The first rows × columns images with the model's answer above each; wrong answers in red.
+
+    Args:
+        model: a run directory, a model file or a `Predictor`.
+        images: (N, 28, 28) uint8, or floats in [0, 1]; N ≥ rows × columns.
+        labels: (N,) true classes 0-9.
+        rows: grid rows.
+        columns: grid columns.
+
+    Returns:
+        The grid, displayed inline.
+    """
     from matplotlib.figure import Figure
 
     from digitlab.inference.predictor import Predictor
@@ -78,7 +122,18 @@ def prediction_grid(model, images: np.ndarray, labels: np.ndarray, rows: int = 4
 def explanation(
     model: str | Path, image, contrast: int | None = None, methods=("ig", "smoothgrad", "layercam")
 ) -> Image:
-    """The `digitlab explain` panel for one image (any image input, or a 28×28 array in [0, 1])."""
+    """The `digitlab explain` panel for one image.
+
+    Args:
+        model: a run directory or a model file.
+        image: any image input `to_mnist_28x28` takes, or a (28, 28) float array in [0, 1].
+        contrast: explain the prediction rather than this class (0-9), or None.
+        methods: attribution methods to draw (the class activation maps are left out for a model without a
+            convolution).
+
+    Returns:
+        The panel, displayed inline.
+    """
     from digitlab.data.preprocess import to_mnist_28x28
     from digitlab.explain.explanation import ModelExplainer
     from digitlab.explain.options import CAM_METHODS
