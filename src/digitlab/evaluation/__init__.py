@@ -1,5 +1,7 @@
-"""Evaluation: accuracy, confusion, per-class P/R/F1, calibration (ECE, Brier, reliability), the HTML report
-and `compare`, computed once on held-out data. Uses `models`, `data` and the core (never `training`).
+"""Evaluation: metrics, calibration, the HTML report and `compare`, computed once on held-out data.
+
+Accuracy, confusion, per-class P/R/F1, calibration (ECE, Brier, reliability). Uses `models`, `data` and the
+core (never `training`).
 """
 
 import lazy_loader

@@ -1,5 +1,7 @@
-"""The report's "Inside the model" section and its model table: what the network learned, and how sure we can
-be that the attribution maps tell the truth (faithfulness measured on 100 test digits).
+"""The report's "Inside the model" section and its model table.
+
+What the network learned, and how sure we can be that the attribution maps tell the truth (faithfulness
+measured on 100 test digits).
 """
 
 from __future__ import annotations

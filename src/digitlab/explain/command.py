@@ -1,6 +1,7 @@
-"""`digitlab explain IMAGE… --model RUN`: a PNG panel per image and one line saying what the model answered and
-where the panel is (`--json`: one JSON object per image with every map's 28×28 values); a bad file never stops
-the rest.
+"""`digitlab explain IMAGE… --model RUN`: a PNG panel per image, and one line saying what the model answered.
+
+The line names the digit, what was explained and where the panel is; `--json` prints one JSON object per
+image instead, with every map's 28×28 values. A bad file never stops the rest.
 """
 
 from __future__ import annotations

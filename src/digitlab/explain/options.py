@@ -1,5 +1,6 @@
-"""The names an explanation can be asked for, without importing TensorFlow (the server validates requests with
-them before the explainer is loaded).
+"""The names an explanation can be asked for, without importing TensorFlow.
+
+The server validates requests with them before the explainer is loaded.
 """
 
 METHODS = ("ig", "smoothgrad", "layercam", "gradcam", "occlusion")

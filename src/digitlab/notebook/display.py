@@ -1,6 +1,9 @@
-"""Pictures that render inline in a notebook: a run's curves, confusion and mistakes, samples, a prediction
-grid, an explanation. Each returns an object Jupyter displays (an `IPython.display.Image`), made by the same
-code as the report and the CLI, so the notebook shows what the tools show.
+"""Pictures that render inline in a notebook.
+
+A run's curves, confusion and mistakes, samples, a prediction grid, an explanation. Each returns an object
+Jupyter displays (an `IPython.display.Image`), made by the same code as the report and the CLI, so the
+notebook shows what the tools show. Figures are `matplotlib.figure.Figure` objects: the notebook's own
+backend (inline or another) is never switched.
 """
 
 from __future__ import annotations
