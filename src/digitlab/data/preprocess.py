@@ -30,6 +30,7 @@ from PIL import Image
 from scipy import ndimage
 
 from digitlab.data.decode import MAX_PIXELS, ImageInput, load_pixels
+from digitlab.data.images import to_input_batch
 from digitlab.data.segment import INK_THRESHOLD, Box, bounding_box, marks
 
 OPENCV_THREADS_ENV = "OPENCV_FOR_THREADS_NUM"  # read by OpenCV when it is imported: the default for new processes
@@ -74,7 +75,7 @@ class Processed:
         Returns:
             (1, 28, 28, 1) float32 in [0, 1].
         """
-        return self.pixels.reshape(1, 28, 28, 1)
+        return to_input_batch(self.pixels)
 
     def to_png(self, scale: int = 1) -> bytes:
         """The 28×28 as PNG bytes (8-bit grey, white ink on black).
