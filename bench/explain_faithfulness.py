@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "explain_faithfulness.json"
-METHODS = ("ig", "smoothgrad", "gradcam", "occlusion")
+METHODS = ("ig", "smoothgrad", "layercam", "gradcam", "occlusion")
 
 
 def main() -> None:

@@ -93,7 +93,7 @@ def test_the_core_imports_without_the_extras(without_extras):
         "import digitlab.training.train, digitlab.training.finetune, digitlab.evaluation.evaluate\n"
         "import digitlab.explain.engine, digitlab.explain.command\n"
         "import digitlab.inference.predict, digitlab.inference.predictor, digitlab.inference.read_command\n"
-        "import digitlab.inference.deploy, digitlab.inference.runtimes"
+        "import digitlab.inference.export_command, digitlab.inference.runtimes"
     )
     assert "digitlab.inference.predict" in loaded and "digitlab.training.train" in loaded
 

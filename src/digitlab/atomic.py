@@ -38,12 +38,16 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Render a matplotlib figure to PNG and write it atomically; closes the figure."""
-    import io
+    """Render a matplotlib figure to PNG and write it atomically.
 
-    import matplotlib.pyplot as plt
+    A `matplotlib.figure.Figure` renders through its own Agg canvas, whatever the process's backend; a figure
+    made by pyplot (which keeps it in its registry) is also closed, so it is not kept alive.
+    """
+    import io
+    import sys
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    if (pyplot := sys.modules.get("matplotlib.pyplot")) is not None:
+        pyplot.close(fig)
     return atomic_write_bytes(path, buf.getvalue())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 
 import numpy as np
 import pytest
@@ -191,3 +192,18 @@ def test_png_size_is_checked_before_decoding(mnist):
     Image.new("RGB", (640, 480)).save(buf, format="JPEG")
     assert image_size(buf.getvalue()) == (640, 480)
     assert image_size(b"not an image") is None
+
+
+def test_importing_preprocess_leaves_opencv_threads_alone():
+    """OpenCV's thread count is the process's business: only processes that preprocess in parallel set it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import cv2; before = cv2.getNumThreads(); import digitlab.data.preprocess as p; "
+        "assert cv2.getNumThreads() == before, 'changed at import'; p.single_threaded_opencv(); "
+        "assert cv2.getNumThreads() == 1; print('ok')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FOR_THREADS_NUM"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -17,7 +17,6 @@ from digitlab.evaluation.metrics import (
     expected_calibration_error,
     most_confused_pairs,
     reliability_bins,
-    top_k_accuracy,
 )
 from digitlab.models.calibration import fit_temperature, negative_log_likelihood
 from digitlab.models.saved import load_model
@@ -66,7 +65,8 @@ def test_nll_brier_topk_by_hand():
     probs = np.exp(logits)
     expected_brier = ((0.3**2 + 0.2**2 + 0.1**2) + (0.1**2 + 0.6**2 + 0.7**2)) / 2
     assert brier_score(probs, labels) == pytest.approx(expected_brier, rel=1e-6)
-    assert top_k_accuracy(logits, labels, 1) == 0.5 and top_k_accuracy(logits, labels, 2) == 1.0
+    assert classification_metrics(logits, labels)["top2_accuracy"] == 1.0  # 2 is second in the second row
+    assert classification_metrics(logits, np.array([2, 2]))["top2_accuracy"] == 0.5  # 2 is third in the first
 
 
 def test_classes_with_zero_support_and_confused_pairs():
@@ -167,3 +167,28 @@ def test_missing_and_corrupt_models_are_one_line_errors(tmp_path, capsys):
     assert err.startswith("digitlab: error: cannot load") and len(err.strip().splitlines()) == 1, err
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no model at" in capsys.readouterr().err
+
+
+def test_evaluate_writes_calibration_only_when_missing_or_asked(trained_run, tmp_path):
+    """What `serve` answers changes only on the first evaluation or on `--calibrate`, and `compare` never."""
+    import shutil
+
+    from digitlab.evaluation.compare import compare_runs
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("report", "calibration.json", "export"))
+    path = run / "calibration.json"
+    compare_runs([run])
+    assert not path.exists()  # compare evaluates, but leaves the model as it was
+
+    first = evaluate_model(run, report=False)
+    fitted = first.metrics["calibration"]["after"]["temperature"]
+    assert json.loads(path.read_text())["temperature"] == pytest.approx(fitted) and "wrote" in first.calibration
+
+    path.write_text(json.dumps({"temperature": 2.0}))  # e.g. another tool's calibration
+    again = evaluate_model(run, report=False)
+    assert json.loads(path.read_text())["temperature"] == 2.0 and "kept" in again.calibration
+    assert load_model(run, network=False).temperature == 2.0
+
+    evaluate_model(run, report=False, calibrate=True)
+    assert json.loads(path.read_text())["temperature"] == pytest.approx(fitted)

@@ -12,6 +12,7 @@ import pytest
 from digitlab.errors import ConfigError
 from digitlab.explain import faithfulness
 from digitlab.explain.engine import METHODS, Explainer
+from digitlab.explain.options import CAM_METHODS
 from digitlab.models.saved import load_model
 
 KINDS = ["mlp", "cnn", "deep-cnn", "fast-cnn", "raw-mlp", "transfer"]
@@ -52,12 +53,14 @@ def test_every_layer_of_every_model_kind(tiny_runs, kind, mnist):
         base = next(layer for layer in model.layers if hasattr(layer, "layers"))
         assert {layer.name for layer in base.layers if "conv" in layer.name} <= set(by_name)
     for method in METHODS:
-        if method == "gradcam" and explainer.cam_index is None:
+        if method in CAM_METHODS and explainer.cam_index is None:
             with pytest.raises(ConfigError, match="needs a convolutional layer"):
                 explainer.attribution(x, method, 7)
             continue
         values = explainer.attribution(x, method, 7)["values"]
-        assert values.shape == (28, 28) and np.isfinite(values).all() and np.abs(values).max() > 0
+        assert values.shape == (28, 28) and np.isfinite(values).all()
+        # Grad-CAM's ReLU may zero a whole map (a weighted sum negative everywhere); the others always show something
+        assert values.min() >= 0 if method == "gradcam" else np.abs(values).max() > 0
 
 
 def test_integrated_gradients_complete_on_real_digits(cnn, digits):
@@ -68,7 +71,7 @@ def test_integrated_gradients_complete_on_real_digits(cnn, digits):
         assert np.max(errors) <= 0.05, (baseline, np.max(errors))
 
 
-@pytest.mark.parametrize("method", ["ig", "gradcam", "smoothgrad"])
+@pytest.mark.parametrize("method", ["ig", "layercam", "smoothgrad"])
 def test_deletion_beats_random(cnn, digits, method):
     """Removing the most-attributed ink first lowers the prediction faster than removing random ink."""
     images, _ = digits
@@ -101,7 +104,7 @@ def test_bad_targets_are_config_errors(cnn, digits):
         cnn.attribution(x, "ig", 3, steps=2)
 
 
-@pytest.mark.parametrize("method", ["smoothgrad", "gradcam"])
+@pytest.mark.parametrize("method", ["smoothgrad", "layercam"])
 def test_a_shuffled_model_gets_a_different_map(trained_run, digits, method):
     """The sanity check: attributions must depend on the learned weights (rank correlation on the ink < 0.3).
     Integrated Gradients is measured by bench/explain_faithfulness.py; its ×(x − x′) keeps it near 0.3."""
@@ -116,9 +119,8 @@ def test_explain_cli(trained_run, tmp_path, mnist, capsys):
 
     Image.fromarray(255 - mnist.x_test[0]).resize((200, 200)).save(tmp_path / "seven.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    code = main(
-        ["explain", str(tmp_path), "--model", str(trained_run), "--contrast", "1", "--out", str(tmp_path / "out")]
-    )
+    out = str(tmp_path / "out")
+    code = main(["explain", str(tmp_path), "--model", str(trained_run), "--contrast", "1", "--out", out, "--json"])
     assert code == 1  # one of the two files failed, and said so
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     good = next(r for r in lines if r["path"].endswith("seven.png"))
@@ -126,10 +128,49 @@ def test_explain_cli(trained_run, tmp_path, mnist, capsys):
     assert "not a recognised image" in bad["error"]
     assert good["label"] == 7 and good["contrast"] == 1 and set(good["attributions"]) == set(METHODS)
     assert good["attributions"]["ig"]["completeness"]["relative_error"] < 0.05
-    assert np.array(good["attributions"]["gradcam"]["values"]).shape == (28, 28)
+    assert np.array(good["attributions"]["layercam"]["values"]).shape == (28, 28)
     from PIL import Image as I
 
     assert I.open(good["panel"]).size[0] > 500
+
+    # without --json: one readable line per image (the digit, what was explained, where the panel is)
+    assert (
+        main(["explain", str(tmp_path / "seven.png"), "--model", str(trained_run), "--method", "ig", "--out", out]) == 0
+    )
+    text = capsys.readouterr().out.strip().splitlines()
+    assert len(text) == 1 and text[0].startswith(f"{tmp_path / 'seven.png'}: 7 (") and "why 7: ig →" in text[0]
+    assert text[0].endswith(".png") and "[[" not in text[0]
+
+
+def _cam_model():
+    """A hand-set network where the CAMs can be worked out: conv = the input itself (1×1 kernel of 1), then a
+    logit for class 3 that is +2 × the ink in the left half and −1 × the ink in the right half."""
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="conv")(inputs)
+    head = keras.layers.Dense(10, use_bias=False, name="logits")
+    model = keras.Model(inputs, head(keras.layers.Flatten()(conv)))
+    weights = np.zeros((784, 10), np.float32)
+    weights[:, 3] = np.where(np.arange(784) % 28 < 14, 2.0, -1.0)  # row-major: the column is index % 28
+    head.set_weights([weights])
+    return model
+
+
+def test_layercam_and_gradcam_are_the_published_methods():
+    """LayerCAM weighs each position by its own positive gradient; Grad-CAM weighs each channel by its gradient
+    averaged over positions, then takes the ReLU (Jiang et al. 2021; Selvaraju et al. 2017)."""
+    explainer = Explainer(_cam_model())
+    x = np.ones((28, 28), np.float32)
+    w = explainer.score_weights(3)
+    layercam, gradcam = explainer.layercam(x, w), explainer.gradcam(x, w)
+    np.testing.assert_allclose(layercam[:, :13], 2.0, atol=1e-5)  # +2 gradient, ink 1 (away from the seam)
+    np.testing.assert_allclose(layercam[:, 15:], 0.0, atol=1e-5)  # negative gradients count as 0
+    np.testing.assert_allclose(gradcam, 0.5, atol=1e-5)  # α = mean(+2, −1) = 0.5 everywhere, times ink 1
+    w_against = explainer.score_weights(0, 3)  # the opposite score: α = −0.5, the ReLU leaves nothing
+    np.testing.assert_allclose(explainer.gradcam(x, w_against), 0.0, atol=1e-6)
+    np.testing.assert_allclose(explainer.layercam(x, w_against)[:, 15:], 1.0, atol=1e-5)
+    assert explainer.attribution(x, "gradcam", 3)["values"] == pytest.approx(gradcam)
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def test_explain_every_tensorflow_kind(name, imported, test_digits):
     x = test_digits[0][0]
     ig = explainer.integrated_gradients(x, explainer.score_weights(7), baseline="black", steps=64)
     assert ig["completeness"]["relative_error"] < 0.05
-    for method in ("smoothgrad", "occlusion") + (("gradcam",) if explainer.cam_index is not None else ()):
+    for method in ("smoothgrad", "occlusion") + (("layercam",) if explainer.cam_index is not None else ()):
         values = explainer.attribution(x, method, 7)["values"]
         assert values.shape == (28, 28) and np.abs(values).max() > 0
     assert (explainer.cam_index is not None) == name.startswith("cnn")

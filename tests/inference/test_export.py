@@ -12,7 +12,7 @@ import pytest
 
 from digitlab.cli import main
 from digitlab.errors import ModelError
-from digitlab.inference import deploy
+from digitlab.inference import export_command
 from digitlab.inference.predictor import Predictor
 from digitlab.models import export
 from digitlab.models.saved import load_model
@@ -25,7 +25,7 @@ def runs(tiny_runs):
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "deep-cnn", "raw-mlp", "transfer"])
 def test_every_format_passes_parity_for_every_model_kind(runs, kind, tmp_path, mnist_dir):
-    results = deploy.export_run(runs[kind], "all", tmp_path, log=lambda *_: None, data_dir=mnist_dir)
+    results = export_command.export_run(runs[kind], "all", tmp_path, log=lambda *_: None, data_dir=mnist_dir)
     assert [r["format"] for r in results] == list(export.FORMATS)
     for meta in results:
         check = meta["parity"]
@@ -46,7 +46,7 @@ def test_savedmodel_signature_runs_as_documented(runs, tmp_path, mnist, mnist_di
     [0, 1]."""
     import tensorflow as tf
 
-    deploy.export_run(runs["cnn"], "savedmodel", tmp_path, log=lambda *_: None, data_dir=mnist_dir)
+    export_command.export_run(runs["cnn"], "savedmodel", tmp_path, log=lambda *_: None, data_dir=mnist_dir)
     folder = tmp_path / "savedmodel" / "digits" / "1"
     assert (folder / "saved_model.pb").is_file()
     signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
@@ -109,14 +109,14 @@ def test_corrupt_or_stale_exports_are_rebuilt(runs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs["mlp"], run)
     loaded = load_model(run, network=False)
-    path = deploy.ensure_exported(loaded, "onnx", log=lambda *_: None)
+    path = export_command.ensure_exported(loaded, "onnx", log=lambda *_: None)
     path.write_bytes(b"not an onnx file")  # corrupted on disk
     assert export.is_current(run / "export", "onnx", loaded.file_digest(), 1.0) == (
         False,
         "model.onnx is missing or corrupt (its sha256 differs from the metadata's)",
     )
     notes = []
-    deploy.ensure_exported(loaded, "onnx", log=notes.append)
+    export_command.ensure_exported(loaded, "onnx", log=notes.append)
     assert "missing or corrupt" in notes[0]
     assert export.is_current(run / "export", "onnx", loaded.file_digest(), 1.0) == (True, "")
     # a retrained model.keras makes every export stale
@@ -135,7 +135,7 @@ def test_corrupt_or_stale_exports_are_rebuilt(runs, tmp_path):
 
 
 def test_a_copy_that_disagrees_is_removed_with_a_clear_error(runs, tmp_path, monkeypatch):
-    real = deploy.open_runtime
+    real = export_command.open_runtime
 
     class Off:
         name = "onnx"
@@ -146,9 +146,9 @@ def test_a_copy_that_disagrees_is_removed_with_a_clear_error(runs, tmp_path, mon
         def logits(self, batch):
             return self.inner.logits(batch) + np.eye(10, dtype=np.float32)[np.zeros(len(batch), int)] * 3
 
-    monkeypatch.setattr(deploy, "open_runtime", lambda fmt, path: Off(real(fmt, path)))
+    monkeypatch.setattr(export_command, "open_runtime", lambda fmt, path: Off(real(fmt, path)))
     with pytest.raises(ModelError, match="does not answer like the Keras model"):
-        deploy.export_run(runs["cnn"], "onnx", tmp_path, log=lambda *_: None)
+        export_command.export_run(runs["cnn"], "onnx", tmp_path, log=lambda *_: None)
     assert not (tmp_path / "model.onnx").exists() and not (tmp_path / "onnx.json").exists()
 
 

@@ -45,10 +45,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from digitlab.evaluation.evaluate import evaluate_model, format_summary
+    from digitlab.evaluation.evaluate import evaluate_model, format_metrics_summary
 
-    result = evaluate_model(args.target, split=args.split, out=args.out, data_dir=args.data_dir)
-    print(format_summary(result.metrics))
+    result = evaluate_model(
+        args.target, split=args.split, out=args.out, data_dir=args.data_dir, calibrate=args.calibrate or None
+    )
+    print(format_metrics_summary(result.metrics))
+    print(result.calibration)
     print(f"report: {result.out_dir / 'report.html'}")
     return 0
 
@@ -102,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from digitlab.inference.deploy import export_run
+    from digitlab.inference.export_command import export_run
 
     results = export_run(args.target, args.format, args.out, data_dir=args.data_dir)
     print(f"{len(results)} export(s) written and checked; metadata beside each file")
@@ -114,7 +117,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     return run_explain(
         args.paths, args.model, args.method, args.target, args.contrast, args.out, args.steps, args.baseline,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, as_json=args.json,
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from digitlab.cli.commands import (
     cmd_serve,
     cmd_train,
 )
+from digitlab.explain.options import METHODS
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -190,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run directory or a .keras file")
     p.add_argument("--split", choices=("test", "validation"), default="test", help="data to evaluate (default test)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/report)")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="write the fitted temperature to the model's calibration.json even if it has one (predict and serve "
+        "use it); without it, only a model with none gets one",
+    )
     _data_dir_arg(p)
     p.set_defaults(func=cmd_evaluate, tensorflow=True)
 
@@ -237,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE", help="image files and/or folders (recursive)")
     p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
     p.add_argument(
-        "--method", default="all", choices=["ig", "smoothgrad", "gradcam", "occlusion", "all"],
-        help="attribution method (default all)",
+        "--method", default="all", choices=[*METHODS, "all"],
+        help="attribution method (default all; layercam: LayerCAM, Jiang et al. 2021; gradcam: Grad-CAM, "
+        "Selvaraju et al. 2017)",
     )  # fmt: skip
     p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
     p.add_argument("--contrast", type=int, default=None, help="explain target rather than this class (why 9, not 4?)")
@@ -247,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline", default="blur", choices=["black", "blur", "grey"], help="Integrated Gradients baseline (blur)"
     )
     p.add_argument("--out", type=Path, default=Path("explanations"), help="folder for the PNG panels")
+    p.add_argument("--json", action="store_true", help="one JSON object per image, with every map's 28×28 values")
     _data_dir_arg(p)
     p.set_defaults(func=cmd_explain, tensorflow=True)
 

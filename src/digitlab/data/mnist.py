@@ -15,13 +15,12 @@ import numpy as np
 
 from digitlab.data.fetch import default_data_dir, fetch_mnist, verify_data_dir
 from digitlab.data.idx import decode_idx
+from digitlab.data.images import NUM_CLASSES
 from digitlab.errors import DataError
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
 DEFAULT_VALIDATION_SIZE = 5000
 
 
@@ -218,14 +217,12 @@ def format_summary(summary: dict) -> str:
 
 def save_sample_grid(images: np.ndarray, labels: np.ndarray, path: str | Path, per_class: int = 10) -> Path:
     """A PNG grid with `per_class` sample digits for each class (one row per class)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from digitlab.atomic import save_figure
 
-    fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.8, NUM_CLASSES * 0.8 + 0.5))
+    fig = Figure(figsize=(per_class * 0.8, NUM_CLASSES * 0.8 + 0.5))
+    axes = fig.subplots(NUM_CLASSES, per_class, squeeze=False)
     for digit in range(NUM_CLASSES):
         picks = np.flatnonzero(labels == digit)[:per_class]
         for j in range(per_class):

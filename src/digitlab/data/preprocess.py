@@ -20,6 +20,7 @@ a ~112 px working copy, and steps 5-6 touch only the digit's neighbourhood. Abou
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,23 @@ from PIL import Image
 from scipy import ndimage
 
 from digitlab.data.decode import MAX_PIXELS, ImageInput, load_pixels
+from digitlab.data.images import to_input_batch
 from digitlab.data.segment import INK_THRESHOLD, Box, bounding_box, marks
 
-cv2.setNumThreads(1)  # images here are small and callers already run one per core: threads would only contend
+OPENCV_THREADS_ENV = "OPENCV_FOR_THREADS_NUM"  # read by OpenCV when it is imported: the default for new processes
+
+
+def single_threaded_opencv() -> None:
+    """Run OpenCV's calls on the calling thread only, in this process and in processes started after this.
+
+    The images preprocessed here are small (a few hundred microseconds of OpenCV each), and the processes that
+    preprocess many of them (`predict`'s worker processes, the server) already run one per core: OpenCV's own
+    thread pool would only contend with them. Process-wide, so it is called where such a process starts, never
+    at import: a notebook or library user who only calls `to_mnist_28x28` keeps OpenCV as they set it.
+    """
+    os.environ.setdefault(OPENCV_THREADS_ENV, "1")
+    cv2.setNumThreads(1)
+
 
 WORK_SIZE = 112  # working resolution (longer side): strokes stay several pixels wide, work stays ~1 ms
 BOX = 20  # MNIST: the longer side of the digit's bounding box
@@ -55,16 +70,33 @@ class Processed:
     ink: Any = field(default=None, repr=False)  # the working-size `Ink` it was cut from, when it came from an image
 
     def as_model_input(self) -> np.ndarray:
-        return self.pixels.reshape(1, 28, 28, 1)
+        """The 28×28 as a batch of one, as a model reads it.
+
+        Returns:
+            (1, 28, 28, 1) float32 in [0, 1].
+        """
+        return to_input_batch(self.pixels)
 
     def to_png(self, scale: int = 1) -> bytes:
+        """The 28×28 as PNG bytes (8-bit grey, white ink on black).
+
+        Args:
+            scale: nearest-neighbour enlargement (1: 28×28 pixels).
+
+        Returns:
+            The PNG file's bytes.
+        """
         image = np.round(self.pixels * 255).astype(np.uint8)
         if scale > 1:
             image = cv2.resize(image, (28 * scale, 28 * scale), interpolation=cv2.INTER_NEAREST)
         return cv2.imencode(".png", image)[1].tobytes()
 
     def to_data_url(self) -> str:
-        """The 28×28 as a PNG data URL: what the server, the page and the notebook widget show."""
+        """The 28×28 as a PNG data URL: what the server, the page and the notebook widget show.
+
+        Returns:
+            `data:image/png;base64,...`.
+        """
         return "data:image/png;base64," + base64.b64encode(self.to_png()).decode()
 
 
@@ -73,10 +105,16 @@ NO_INK = 1.5 / 255  # on a [0, 1] scale: below this a pixel is 8-bit grey level 
 
 
 def from_mnist_pixels(pixels: np.ndarray) -> Processed:
-    """A 28×28 already in MNIST's format (float32 in [0, 1], white on black) as a `Processed`.
+    """A 28×28 already in MNIST's format as a `Processed`.
 
     It is "blank: no ink" when its brightest pixel is at most 1/255 (as 8-bit grey, level 1): nothing an 8-bit
     image would show (pixels divided by 255 twice, say), so not a digit to guess at.
+
+    Args:
+        pixels: (28, 28) float32 in [0, 1], white on black.
+
+    Returns:
+        The `Processed` (blank, with zeros, when there is no ink).
     """
     if float(pixels.max(initial=0.0)) < NO_INK:
         return Processed(np.zeros((28, 28), np.float32), blank=True, reason="blank: no ink")
@@ -89,8 +127,14 @@ def from_mnist_pixels(pixels: np.ndarray) -> Processed:
 def ink_map(pixels: np.ndarray, work_size: int = WORK_SIZE) -> tuple[np.ndarray, str, int, float | None]:
     """Working-size float map with ink ≈ 1, background ≈ 0, from `load_pixels` output.
 
-    Returns (ink, polarity, integer shrink factor, background level): the level is the border's ink value
-    when the border is uniform (a canvas or a clean scan: no flattening needed), else None.
+    Args:
+        pixels: the decoded image (grey, RGB or RGBA, uint8 or uint16).
+        work_size: the working copy's longer side in pixels.
+
+    Returns:
+        (ink, polarity, integer shrink factor, background level): `ink` (h, w) float32; the level is the
+        border's ink value when the border is uniform (a canvas or a clean scan: no flattening needed), else
+        None.
     """
     # Area downsampling by an integer factor (an exact box filter: OpenCV's INTER_AREA at an integer ratio)
     # keeps the ink mass of thin strokes; the working size lands within ±1/3 of WORK_SIZE, and every
@@ -145,6 +189,13 @@ def flatten_background(ink: np.ndarray, level: float | None = None) -> np.ndarra
     """Remove slow background variation (lighting gradients, grey paper) and stretch ink to ~1.
 
     A uniform background (a clean canvas or scan, `level` known) only needs its level subtracted.
+
+    Args:
+        ink: (h, w) float32 ink map.
+        level: the uniform background's ink value, or None to estimate the background.
+
+    Returns:
+        (h, w) float32 in [0, 1], ink ≈ 1 on a background ≈ 0.
     """
     h, w = ink.shape
     if level is not None:
@@ -169,8 +220,14 @@ def flatten_background(ink: np.ndarray, level: float | None = None) -> np.ndarra
 
 
 def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
-    """Mask of the ink blobs that make the digit and its bounding box, or (None, None, reason) when there is
-    no digit."""
+    """The ink blobs that make the digit, and their bounding box.
+
+    Args:
+        flat: (h, w) float32 flattened ink map.
+
+    Returns:
+        (mask, box, "") with a bool mask of the digit's ink, or (None, None, reason) when there is no digit.
+    """
     mask = flat > INK_THRESHOLD
     total = np.count_nonzero(mask)
     if total == 0:
@@ -201,7 +258,14 @@ def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
 
 
 def stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width ≈ 2 · area / perimeter (a long stroke of width w: area L·w, perimeter ≈ 2L)."""
+    """Mean stroke width ≈ 2 · area / perimeter (a long stroke of width w: area L·w, perimeter ≈ 2L).
+
+    Args:
+        mask: bool ink mask.
+
+    Returns:
+        The width in pixels of the mask (0 for an empty mask).
+    """
     area = cv2.countNonZero(mask.view(np.uint8))
     # perimeter: pixels removed by a 4-neighbour erosion (pixels outside the array count as ink, so the
     # array's own border is not a perimeter: callers pass a crop with a 1-pixel margin)
@@ -235,6 +299,9 @@ def image_ink(source: ImageInput, max_pixels: int = MAX_PIXELS, work_size: int =
       work_size: the working copy's longer side in pixels (a wide number gets a larger one, so each of its
         digits keeps about the resolution a single digit has).
 
+    Returns:
+      The image's `Ink`: the flattened ink map, its polarity, scale and the input's size.
+
     Raises:
       ImageError: the image cannot be decoded or is over the limit.
     """
@@ -244,7 +311,19 @@ def image_ink(source: ImageInput, max_pixels: int = MAX_PIXELS, work_size: int =
 
 
 def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processed:
-    """Turn any digit image into MNIST's 28×28 format (see the module docstring for the steps)."""
+    """Turn any digit image into MNIST's 28×28 format (see the module docstring for the steps).
+
+    Args:
+        source: any image input `load_pixels` takes (path, bytes, PIL image, array).
+        max_pixels: the decoded-pixel limit.
+
+    Returns:
+        The `Processed` 28×28 (float32 in [0, 1], white on black, centred by mass in a 20×20 box), or a blank
+        one with the reason when no digit is found.
+
+    Raises:
+        ImageError: when the input cannot be read or is over the pixel limit.
+    """
     ink = image_ink(source, max_pixels)
     digit, box, reason = find_digit(ink.flat)
     if digit is None or box is None:
@@ -261,9 +340,15 @@ def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processe
 
 
 def normalise_digit(ink: Ink, digit: np.ndarray, box: Box) -> Processed:
-    """Steps 5-6 for one digit's ink: `digit` is its mask in `ink.flat`, `box` the mask's bounding box.
+    """Steps 5-6 for one digit's ink: size-normalise into a 20×20 box and centre by mass on 28×28.
 
-    Returns the `Processed` 28×28 with the digit's box in the input image's pixels.
+    Args:
+        ink: the image's ink at working size.
+        digit: bool mask of the digit in `ink.flat`.
+        box: the mask's bounding box.
+
+    Returns:
+        The `Processed` 28×28, with the digit's box in the input image's pixels.
     """
     flat, polarity, scale, size = ink.flat, ink.polarity, ink.scale, ink.size
     result = Processed(np.zeros((28, 28), np.float32), blank=False, polarity=polarity, source_size=size)

@@ -47,21 +47,37 @@ class Group:
 
     @property
     def width(self) -> int:
+        """Columns of the group's box, in working pixels."""
         return self.box[3] - self.box[2]
 
     @property
     def height(self) -> int:
+        """Rows of the group's box, in working pixels."""
         return self.box[1] - self.box[0]
 
 
 def bounding_box(mask: np.ndarray) -> Box:
-    """Box of a non-empty mask; row/column projections are much cheaper than np.nonzero over every pixel."""
+    """Box of a non-empty mask; row/column projections are much cheaper than np.nonzero over every pixel.
+
+    Args:
+        mask: (h, w) bool, with some ink.
+
+    Returns:
+        (top, bottom, left, right), bottom and right exclusive.
+    """
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def ink_components(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
-    """The 8-connected ink blobs of a flattened ink map, specks dropped, as (mask, box) pairs."""
+    """The 8-connected ink blobs of a flattened ink map, specks dropped.
+
+    Args:
+        flat: (h, w) float32 flattened ink map.
+
+    Returns:
+        (mask, box) per blob.
+    """
     mask = flat > INK_THRESHOLD
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     if count <= 1:
@@ -79,7 +95,14 @@ def ink_components(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
 
 
 def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray, Box]]:
-    """Merge components whose column ranges overlap (parts of one digit), sorted left to right."""
+    """Merge components whose column ranges overlap (parts of one digit), sorted left to right.
+
+    Args:
+        components: (mask, box) pairs.
+
+    Returns:
+        (mask, box) per group, left to right.
+    """
     groups = sorted(components, key=lambda c: c[1][2])
     merged = True
     while merged:
@@ -99,7 +122,8 @@ def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.
 
 def _one_digit(a: Box, b: Box) -> bool:
     """Two components of one digit: columns that overlap by `OVERLAP` of the narrower, or any overlap when one is
-    under half the other's height (a 5's top bar, a 7's crossbar, a 4's short stroke)."""
+    under half the other's height (a 5's top bar, a 7's crossbar, a 4's short stroke).
+    """
     overlap = _overlap(a, b)
     short = min(a[1] - a[0], b[1] - b[0]) < 0.5 * max(a[1] - a[0], b[1] - b[0])
     return overlap >= OVERLAP or (short and overlap > 0)
@@ -112,10 +136,18 @@ def _overlap(a: Box, b: Box) -> float:
 
 
 def cut_candidates(mask: np.ndarray, box: Box, line_height: int) -> list[int]:
-    """Columns inside `box` where touching digits may meet: thin columns and contour valleys.
+    """Columns inside a group where touching digits may meet: thin columns and contour valleys.
 
     Candidates closer than a fifth of the line's height to the group's edges or to each other are dropped
     (no digit is that narrow, a "1" aside, and a 1 is rarely joined to its neighbours).
+
+    Args:
+        mask: (h, w) bool ink of the group.
+        box: the group's box.
+        line_height: the line's tallest group, in pixels.
+
+    Returns:
+        Absolute column positions, left to right.
     """
     top, bottom, left, right = box
     ink = mask[top:bottom, left:right]
@@ -143,8 +175,16 @@ def cut_candidates(mask: np.ndarray, box: Box, line_height: int) -> list[int]:
 
 
 def attach_small(groups: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray, Box]]:
-    """Groups much smaller than the line's digits (both sides under `SMALL` × the tallest group's height) join
-    their nearest neighbour when it is close (a detached stroke), else are dropped (a speck)."""
+    """Join small groups to a close neighbour (a detached stroke), or drop them (a speck).
+
+    Small: both sides under `SMALL` × the tallest group's height.
+
+    Args:
+        groups: (mask, box) pairs, left to right.
+
+    Returns:
+        The groups that remain, left to right.
+    """
     if len(groups) < 2:
         return groups
     tallest = max(b[1] - b[0] for _, b in groups)
@@ -164,13 +204,28 @@ def attach_small(groups: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray,
 
 
 def marks(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
-    """The separate marks of a flattened ink map, left to right: components grouped into digits, small detached
-    strokes attached, specks dropped, as (mask, box) pairs (what the single-digit path counts)."""
+    """The separate marks of a flattened ink map, left to right: what the single-digit path counts.
+
+    Components are grouped into digits, small detached strokes attached, specks dropped.
+
+    Args:
+        flat: (h, w) float32 flattened ink map.
+
+    Returns:
+        (mask, box) per mark.
+    """
     return attach_small(group_components(ink_components(flat)))
 
 
 def segment_line(flat: np.ndarray) -> list[Group]:
-    """The marks of a flattened ink map, left to right, each with its cut candidates."""
+    """The marks of a flattened ink map, left to right, each with its cut candidates.
+
+    Args:
+        flat: (h, w) float32 flattened ink map.
+
+    Returns:
+        One `Group` per mark.
+    """
     groups = marks(flat)
     if not groups:
         return []

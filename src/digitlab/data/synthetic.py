@@ -53,7 +53,19 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> Image.Image:
-    """One realistic image of a 28×28 uint8 MNIST digit in the given style."""
+    """One realistic image of an MNIST digit in the given style.
+
+    Args:
+        digit: (28, 28) uint8 MNIST digit.
+        style: one of `STYLES`.
+        rng: the randomness (placement, stroke, noise).
+
+    Returns:
+        A PIL image as that style would deliver it (canvas, paper, photo, ...).
+
+    Raises:
+        ValueError: for an unknown style.
+    """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}")
     ink = _place(digit, rng, corner=style == "corner")
@@ -89,10 +101,18 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> Image.Ima
 
 
 def browser_png(image: Image.Image) -> bytes:
-    """PNG bytes encoded the way a browser's `canvas.toDataURL("image/png")` does (checked against Chromium):
+    """PNG bytes encoded the way a browser's `canvas.toDataURL("image/png")` does (checked against Chromium).
+
     8-bit RGBA, every row with the "Up" filter, zlib's fastest level (Chromium's zlib header says so).
     Benches of what the page sends use this: Pillow's encoder (adaptive filters, level 6) writes files that
-    decode 3-4× slower, and a benchmark should see what the server will see."""
+    decode 3-4× slower, and a benchmark should see what the server will see.
+
+    Args:
+        image: any PIL image.
+
+    Returns:
+        The PNG file's bytes.
+    """
     rgba = np.asarray(image.convert("RGBA"))
     h, w, _ = rgba.shape
     rows = rgba.reshape(h, w * 4)
@@ -110,7 +130,14 @@ def browser_png(image: Image.Image) -> bytes:
 
 
 def plain_resize(image: Image.Image) -> np.ndarray:
-    """What many demos do: grayscale, resize the whole image to 28×28, scale to [0, 1]. For comparison only."""
+    """What many demos do: grayscale, resize the whole image to 28×28, scale to [0, 1]. For comparison only.
+
+    Args:
+        image: any PIL image.
+
+    Returns:
+        (28, 28) float32 in [0, 1].
+    """
     return np.asarray(image.convert("L").resize((28, 28), Image.BILINEAR), dtype=np.float32) / 255.0
 
 
@@ -140,6 +167,9 @@ def number_image(
     Returns:
       The image (height 200–280 px, width as the number needs) and the boxes [x0, y0, x1, y1] of each digit's
       ink in it, in image pixels.
+
+    Raises:
+      ValueError: for an unknown gap or style.
     """
     if gap not in GAPS or style not in NUMBER_STYLES:
         raise ValueError(f"unknown gap {gap!r} or style {style!r}")
@@ -202,6 +232,17 @@ def non_digit(family: str, rng: np.random.Generator, size: int = 280) -> Image.I
     Families: line (a dash or a flat slash, within 40° of horizontal: a steeper line is a 1), cross (+ or ×),
     shape (triangle, square, star, arrow; never a plain circle, which is a 0), scribble (a random smooth stroke
     with several turns), letter (from `LETTERS`, in the scalable font Pillow ships).
+
+    Args:
+        family: one of `NON_DIGIT_FAMILIES`.
+        rng: the randomness.
+        size: the canvas side in pixels.
+
+    Returns:
+        A grey PIL image, size × size.
+
+    Raises:
+        ValueError: for an unknown family.
     """
     from PIL import ImageDraw
 
@@ -272,6 +313,17 @@ def fit_non_digit(family: str, rng: np.random.Generator, size: int = 112) -> Ima
 
     zigzag: 4–7 sharp turns; spiral: 1.5–2.5 turns; hatching: 3–5 parallel strokes; blob: a filled irregular
     polygon; wave: a sine stroke of 1–2 periods.
+
+    Args:
+        family: one of `FIT_NON_DIGIT_FAMILIES`.
+        rng: the randomness.
+        size: the canvas side in pixels.
+
+    Returns:
+        A grey PIL image, size × size.
+
+    Raises:
+        ValueError: for an unknown family.
     """
     from PIL import ImageDraw
 

@@ -24,7 +24,18 @@ COMPARE_COLUMNS = [
 
 
 def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple[list[dict[str, Any]], str]:
-    """One row of main metrics per run (evaluating on test any run without a report yet)."""
+    """One row of main metrics per run, evaluating on test any run without a report yet.
+
+    Evaluating here never writes a model's `calibration.json`: comparing does not change what `serve` answers.
+
+    Args:
+        runs: run directories or model files.
+        out: when given, the table is also written to `out.md` and the rows to `out.json`.
+
+    Returns:
+        The rows (run, model, accuracy, top-2, macro F1, NLL, ECE before and after temperature, T, epochs,
+        training seconds, parameters) and the Markdown table.
+    """
     rows = []
     for run in runs:
         run = Path(run)
@@ -32,7 +43,7 @@ def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple
         if run.is_dir() and report.is_file():
             metrics = json.loads(report.read_text())
         else:
-            metrics = evaluate_model(run, report=False).metrics
+            metrics = evaluate_model(run, report=False, calibrate=False).metrics  # never changes what serve answers
         training = {}
         if run.is_dir() and (run / "metrics.json").is_file():
             training = json.loads((run / "metrics.json").read_text())
@@ -61,6 +72,15 @@ def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows of `compare_runs` as a Markdown table.
+
+    Args:
+        rows: one dict per run with the keys of `COMPARE_COLUMNS`.
+
+    Returns:
+        The table; missing values show as "-".
+    """
+
     def cell(v):
         if v is None:
             return "-"

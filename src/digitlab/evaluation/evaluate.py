@@ -2,6 +2,10 @@
 
 The test split is the default and is meant for a model's final report; temperature scaling is always fitted
 on the validation split (`digitlab.models.calibration`). The metric definitions are in `metrics.py`.
+
+The fitted temperature changes what `predict` and `serve` answer once it is in the model's `calibration.json`,
+so evaluating writes that file only when the model has none yet (a fresh run's first evaluation, as `make run`
+does) or when asked (`--calibrate`), and says which in `Evaluation.calibration`; `compare` never writes it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,17 @@ from digitlab.models.saved import LoadedModel, load_model, save_temperature
 
 @dataclass
 class Evaluation:
+    """What `evaluate_model` computed and where it wrote it.
+
+    Attributes:
+        metrics: the `digitlab.metrics/1` document (also in `out_dir/metrics.json`).
+        out_dir: the folder that holds metrics.json, the plots and report.html.
+        calibration: one line on the model's `calibration.json`: written, kept as it was, or left absent.
+    """
+
     metrics: dict[str, Any]
-    out_dir: Path  # holds metrics.json, the plots and report.html
+    out_dir: Path
+    calibration: str = ""
 
 
 def evaluate_model(
@@ -33,14 +46,25 @@ def evaluate_model(
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     report: bool = True,
+    calibrate: bool | None = None,
 ) -> Evaluation:
     """Evaluate a run or model file; write metrics.json, plots and report.html.
 
     Args:
-      target: a run directory or a `.keras` file.
-      split: "test" (the final report) or "validation".
-      out: output folder (default RUN/report, or beside the model file).
-      report: also render the plots and HTML (tests of the numbers alone can skip it).
+        target: a run directory or a model file.
+        split: "test" (the final report) or "validation".
+        out: output folder (default RUN/report, or beside the model file).
+        data_dir: the MNIST folder (default: digitlab's cache).
+        report: also render the plots and HTML (tests of the numbers alone can skip it).
+        calibrate: write the fitted temperature to the model's `calibration.json`, which `predict` and `serve`
+            use: True always (refit), False never, None (default) only when the model has none yet.
+
+    Returns:
+        The metrics, the output folder, and one line saying what happened to `calibration.json`.
+
+    Raises:
+        ConfigError: for an unknown split or an output folder that cannot be written.
+        ModelError: when the target is not a model digitlab can load.
     """
     if split not in ("test", "validation"):
         raise ConfigError(f"--split must be test or validation, got {split!r}")
@@ -59,15 +83,12 @@ def evaluate_model(
     val_after = negative_log_likelihood(val_logits / temperature, splits.y_val)
     if not np.array_equal((val_logits / temperature).argmax(1), val_logits.argmax(1)):
         raise AssertionError("temperature scaling changed a predicted class")  # impossible for T > 0
-    save_temperature(
-        loaded,
-        temperature,
-        {
-            "fitted_on": f"nothing: {seen}" if seen else "validation",
-            "validation_nll_before": val_before,
-            "validation_nll_after": val_after,
-        },
-    )
+    details = {
+        "fitted_on": f"nothing: {seen}" if seen else "validation",
+        "validation_nll_before": val_before,
+        "validation_nll_after": val_after,
+    }
+    calibration = _calibrate(loaded, temperature, details, calibrate)
 
     metrics: dict[str, Any] = {
         "schema": "digitlab.metrics/1",
@@ -92,13 +113,26 @@ def evaluate_model(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"--out {out_dir} is not writable ({e.strerror or e})") from None
+        raise ConfigError(f"--out {out_dir} is not writable ({e.strerror or e})") from e
     atomic_write_json(out_dir / "metrics.json", metrics)
     if report:
         from digitlab.evaluation.report import write_report  # matplotlib: only when plotting
 
         write_report(out_dir, metrics, loaded, images, labels, logits)
-    return Evaluation(metrics, out_dir)
+    return Evaluation(metrics, out_dir, calibration)
+
+
+def _calibrate(loaded: LoadedModel, temperature: float, details: dict[str, Any], calibrate: bool | None) -> str:
+    """Write the temperature when asked (or when the model has none yet); the line that says what happened."""
+    path = loaded.calibration_path
+    exists = path.is_file()
+    if calibrate or (calibrate is None and not exists):
+        save_temperature(loaded, temperature, details)
+        return f"calibration: wrote {path} (temperature {temperature:.3f}); predict and serve use it"
+    if exists:
+        refit = "" if abs(loaded.temperature - temperature) < 5e-4 else f" (refitting gives {temperature:.3f})"
+        return f"calibration: kept {path} (temperature {loaded.temperature:.3f}){refit}; --calibrate rewrites it"
+    return f"calibration: none written (predict and serve use temperature 1); --calibrate writes {path}"
 
 
 def _fitted_words(metrics: dict[str, Any]) -> str:
@@ -116,13 +150,29 @@ def _seen_why(loaded: LoadedModel) -> str:
 
 
 def default_out_dir(loaded: LoadedModel) -> Path:
+    """Where a model's report goes when `--out` is not given.
+
+    Args:
+        loaded: the evaluated model.
+
+    Returns:
+        `RUN/report` for a run directory, else `<model file stem>-report` beside the model file.
+    """
     if loaded.run_dir is not None:
         return loaded.run_dir / "report"
     return loaded.model_path.parent / f"{loaded.model_path.stem}-report"
 
 
-def format_summary(metrics: dict[str, Any]) -> str:
-    """The few lines a person reads on the terminal."""
+def format_metrics_summary(metrics: dict[str, Any]) -> str:
+    """The few lines of an evaluation a person reads on the terminal.
+
+    Args:
+        metrics: the `digitlab.metrics/1` document of `evaluate_model`.
+
+    Returns:
+        Four lines: the split, accuracy/top-2/macro F1, ECE and NLL before → after temperature, the worst class
+        and the top confusions.
+    """
     before, after = metrics["calibration"]["before"], metrics["calibration"]["after"]
     f1 = {c: v["f1-score"] for c, v in metrics["per_class"].items()}
     worst = min(f1, key=f1.get)

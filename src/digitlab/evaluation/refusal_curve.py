@@ -8,8 +8,8 @@ share of non-digits accepted; the run's own threshold is marked.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,37 +17,46 @@ from digitlab.atomic import save_figure
 from digitlab.data.preprocess import to_mnist_28x28
 from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
 from digitlab.errors import DigitlabError
+from digitlab.evaluation.inside import png_data_url
 
 DIGITS_PER_STYLE = 30
 PER_FAMILY = 30
 
 
-def refusal_section(loaded, logits_fn, test_images: np.ndarray, out_dir: Path, png_tag) -> str:
-    """The HTML of the section (one sentence when the refusal cannot be fitted here)."""
+def refusal_section(loaded, logits_fn, test_images: np.ndarray, out_dir: Path) -> dict[str, Any]:
+    """What the report's "Not a digit" section shows (`templates/refusal.html.j2` renders it).
+
+    Args:
+        loaded: the evaluated `LoadedModel`.
+        logits_fn: (N, 28, 28) float32 in [0, 1] → (N, 10) logits.
+        test_images: (N, 28, 28) uint8 test digits (drawn in every canvas style).
+        out_dir: the report folder (`refusal_curve.png` is written there).
+
+    Returns:
+        The shares refused at the run's threshold (`digits_refused`, `refused` per family), the counts, and the
+        curve as a data URL (`image`); or `{"unavailable": why}` when the refusal cannot be fitted here.
+    """
     from digitlab.inference.refusal import refusal_for
 
     try:
         refusal = refusal_for(loaded, logits_fn, log=lambda *_: None)
     except DigitlabError as e:
-        return f"<h2>Not a digit</h2><p>Not available for this model: {html.escape(str(e))}</p>"
+        return {"unavailable": str(e)}
     rng = np.random.default_rng(0)
     digits = _scores(refusal, logits_fn, (render(test_images[i], STYLES[i % len(STYLES)], rng)
                                           for i in range(DIGITS_PER_STYLE * len(STYLES))))  # fmt: skip
     families = {
         f: _scores(refusal, logits_fn, (non_digit(f, rng) for _ in range(PER_FAMILY))) for f in NON_DIGIT_FAMILIES
     }
-    path = out_dir / "refusal_curve.png"
-    save_figure(_plot(digits, families, refusal.threshold), path)
-    refused = {f: float(np.mean(s > refusal.threshold)) for f, s in families.items()}
-    rows = "".join(f"<tr><td>{f}</td><td>{v:.0%}</td></tr>" for f, v in refused.items())
-    return f"""<h2>Not a digit</h2>
-<p>At the run's threshold the refusal score refuses {np.mean(digits > refusal.threshold):.1%} of {len(digits)} real
-test digits drawn in {len(STYLES)} canvas styles, and these shares of generated non-digits ({PER_FAMILY} each;
-families the threshold was not fitted on):</p>
-<table><tr><th>family</th><th>refused</th></tr>{rows}</table>
-<figure>{png_tag(path, "refusal trade-off")}<figcaption>Moving the threshold: real digits wrongly refused against
-non-digits accepted (lower left is better); the dot is the run's threshold.</figcaption></figure>
-"""
+    path = save_figure(_plot(digits, families, refusal.threshold), out_dir / "refusal_curve.png")
+    return {
+        "digits": len(digits),
+        "digits_refused": float(np.mean(digits > refusal.threshold)),
+        "styles": len(STYLES),
+        "per_family": PER_FAMILY,
+        "refused": {f: float(np.mean(s > refusal.threshold)) for f, s in families.items()},
+        "image": png_data_url(path),
+    }
 
 
 def _scores(refusal, logits_fn, images) -> np.ndarray:

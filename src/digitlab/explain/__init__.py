@@ -1,6 +1,8 @@
-"""Explain: how a trained network reaches its answer — every layer's activations, attributions you can check
-(Integrated Gradients, SmoothGrad, Grad-CAM, occlusion; against a second class too), and where an input lands
-among the training digits. Written with `tf.GradientTape`. Uses `inference`, `models`, `data` and the core.
+"""Explain: how a trained network reaches its answer.
+
+Every layer's activations, attributions you can check (Integrated Gradients, SmoothGrad, LayerCAM, Grad-CAM,
+occlusion; against a second class too), and where an input lands among the training digits. Written with
+`tf.GradientTape`. Uses `inference`, `models`, `data` and the core.
 """
 
 import lazy_loader

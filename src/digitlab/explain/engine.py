@@ -18,10 +18,14 @@ Attributions, all signed and in the model's input space (28×28, positive = push
   that is absent, so a blurred copy of the input and uniform grey are offered too.
 - SmoothGrad: the gradient averaged over 32 noisy copies of the input (σ = 0.15): where a small change of
   brightness would move the score most, with less speckle than one gradient.
-- Grad-CAM, LayerCAM weighting: the last convolution's activations times their positive gradients, summed
-  over channels and upsampled to 28×28 (coarse: where, not which pixel). LayerCAM's per-position weights
-  replace classic Grad-CAM's per-channel average: on the default `cnn` the classic map ordered ink no
-  better than random in the deletion test (area ratio 1.02), LayerCAM's did (0.76).
+- LayerCAM (Jiang et al. 2021, "LayerCAM: Exploring Hierarchical Class Activation Maps for Localization"):
+  the last convolution's activations times their positive gradients, position by position, summed over
+  channels and upsampled to 28×28 (coarse: where, not which pixel).
+- Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+  Localization"): one weight per channel, its gradient averaged over positions; the ReLU of the weighted sum
+  of the channels, upsampled the same way. LayerCAM's per-position weights are why both are offered: on the
+  default `cnn` Grad-CAM's map ordered ink no better than random in the deletion test (area ratio 1.02),
+  LayerCAM's did (0.76).
 - Occlusion: the score's change when a patch of ink is removed (set to 0) or added (set to 1).
 """
 
@@ -34,19 +38,28 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.errors import ConfigError, ModelError
-from digitlab.explain.options import BASELINES, METHODS
+from digitlab.explain.options import BASELINES, CAM_METHODS, METHODS
 
 SKIPPED = ("InputLayer", "Dropout", "Identity", "Flatten", "Reshape", "SpatialDropout2D", "GaussianNoise")
 
 
 @dataclass
 class LayerActivation:
+    """One layer's output for one input, as the pictures and the API show it.
+
+    Attributes:
+        name: the Keras layer's name.
+        kind: conv, pool, norm, dense, logits, adapter or other (`kind_of`).
+        values: float32, (H, W, C) for a feature map or (units,) for a dense layer.
+    """
+
     name: str
     kind: str  # conv | pool | norm | dense | logits | adapter | other
     values: np.ndarray  # one input's activation: (H, W, C) or (units,)
 
     @property
     def shape(self) -> list[int]:
+        """The shape of `values` as a list, e.g. [26, 26, 32] or [10]."""
         return list(self.values.shape)
 
 
@@ -57,8 +70,16 @@ def _graph_of(model):
 
 
 def run_traced(model, x, record: list | None = None):
-    """`model(x)` in inference mode, node by node through its graph (nested models too); each leaf layer call
-    is appended to `record` as (layer, first input, output)."""
+    """`model(x)` in inference mode, node by node through its graph (nested models too).
+
+    Args:
+        model: a Keras functional or Sequential model, or a plain layer.
+        x: a (N, 28, 28, 1) float32 batch (a tensor).
+        record: when given, each leaf layer call is appended to it as (layer, first input, output).
+
+    Returns:
+        The model's output for `x`: (N, 10) logits for a digitlab classifier.
+    """
     graph = _graph_of(model)
     if graph is None:
         return _leaf(model, (x,), {}, record)
@@ -84,6 +105,15 @@ def _leaf(layer, args, kwargs, record):
 
 
 def kind_of(layer) -> str:
+    """What a layer is, in the words the pictures use.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        "conv", "pool", "norm", "dense", "logits" (the Dense layer named `logits`), "adapter" (resizing,
+        rescaling, an imported model's adapter) or "other".
+    """
     name = type(layer).__name__
     if "Conv" in name:
         return "conv"
@@ -102,18 +132,26 @@ class Explainer:
     """Activations and attributions of one Keras model (see the module docstring)."""
 
     def __init__(self, model):
+        """Trace `model` once on a zero input to find its layers, its last convolution and its head.
+
+        Args:
+            model: a Keras model taking (N, 28, 28, 1) float32 in [0, 1] and answering (N, 10) logits; an
+                ensemble is explained as a whole, its layers through its first member.
+        """
         from digitlab.models.ensemble import members_of
 
         self.model = model
         # An ensemble (`digitlab ensemble`) averages several networks: its scores and attributions are the whole
-        # ensemble's; its layers, Grad-CAM and features are its first member's (one of the networks averaged).
+        # ensemble's; its layers, class activation maps and features are its first member's.
         self.members = len(members_of(model))
         self.network = members_of(model)[0] if self.members else model
         record: list = []
         run_traced(self.network, tf.zeros((1, 28, 28, 1)), record)
         self.layers = [layer for layer, _, _ in record]
         convs = [i for i, layer in enumerate(self.layers) if kind_of(layer) == "conv" and len(record[i][2].shape) == 4]
-        self.cam_index = convs[-1] if convs else None  # Grad-CAM's layer: the last convolutional feature map
+        self.cam_index = (
+            convs[-1] if convs else None
+        )  # the class activation maps' layer: the last convolutional feature map
         dense = [i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Dense"]
         self.head_index = dense[-1] if dense else None  # the classifier's head: its input is the features
         self._gradients = tf.function(self._gradients_fn, reduce_retracing=True)
@@ -153,17 +191,44 @@ class Explainer:
         return features, tape.gradient(score, features)
 
     def layer_output(self, x, index: int):
-        """The output of `self.layers[index]` for a batch x (N, 28, 28, 1)."""
+        """The output of `self.layers[index]` for a batch.
+
+        Args:
+            x: (N, 28, 28, 1) float32 in [0, 1] (a tensor).
+            index: a position in `self.layers`.
+
+        Returns:
+            That layer's output tensor, (N, ...).
+        """
         return self._activations(x)[index]
 
     # --- public API ----------------------------------------------------------------------------------------
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's logits.
+
+        Args:
+            pixels: one 28×28 input or a stack of them, float32 in [0, 1].
+
+        Returns:
+            (N, 10) float32 logits.
+        """
         x = _many(pixels)
         return self._logits(tf.constant(x)).numpy()
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """The penultimate representation (what the final Dense layer sees), one row per input."""
+        """The penultimate representation (what the final Dense layer sees), one row per input.
+
+        Args:
+            pixels: one 28×28 input or a stack of them, float32 in [0, 1].
+            batch_size: inputs per forward pass.
+
+        Returns:
+            (N, features) float32.
+
+        Raises:
+            ModelError: when the model has no Dense head.
+        """
         if self.head_index is None:
             raise ModelError("this model has no Dense head, so there is no penultimate layer to map")
         x = _many(pixels)
@@ -172,7 +237,14 @@ class Explainer:
         )
 
     def activations(self, pixels: np.ndarray) -> list[LayerActivation]:
-        """Every layer's output for one 28×28 input (dropout, flatten and identity layers left out)."""
+        """Every layer's output for one input (dropout, flatten and identity layers left out).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+
+        Returns:
+            One `LayerActivation` per shown layer, in the order the model runs them.
+        """
         outputs = self._activations(_batch(pixels))
         return [
             LayerActivation(layer.name, kind_of(layer), out.numpy()[0])
@@ -181,6 +253,18 @@ class Explainer:
         ]
 
     def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
+        """The weights over the logits that define the explained score.
+
+        Args:
+            target: the class explained, 0-9.
+            contrast: a second class 0-9 (the score becomes logit[target] − logit[contrast]), or None.
+
+        Returns:
+            (10,) float32: +1 at `target`, −1 at `contrast`, 0 elsewhere.
+
+        Raises:
+            ConfigError: when a class is not a digit 0-9 or the contrast equals the target.
+        """
         for name, value in (("target", target), ("contrast", contrast)):
             if value is not None and not (isinstance(value, int | np.integer) and 0 <= value <= 9):
                 raise ConfigError(f"{name} must be a digit 0-9, got {value!r}")
@@ -195,6 +279,23 @@ class Explainer:
     def integrated_gradients(
         self, pixels: np.ndarray, w: np.ndarray, baseline: str = "black", steps: int = 32
     ) -> dict[str, Any]:
+        """Integrated Gradients (Sundararajan et al. 2017, "Axiomatic Attribution for Deep Networks").
+
+        (x − x′) × the gradient averaged along the straight path from the baseline x′ to x (trapezoid rule).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights (`score_weights`).
+            baseline: "black", "blur" or "grey" (`make_baseline`).
+            steps: path steps, 4-256.
+
+        Returns:
+            `values` (28, 28) float32 attributions, `baseline_image` (28, 28), and `completeness`: the sum of the
+            attributions, score(x) − score(x′), and their relative difference.
+
+        Raises:
+            ConfigError: for an unknown baseline or steps out of range.
+        """
         if baseline not in BASELINES:
             raise ConfigError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         if not 4 <= steps <= 256:
@@ -219,24 +320,75 @@ class Explainer:
         }
 
     def smoothgrad(self, pixels: np.ndarray, w: np.ndarray, samples: int = 32, noise: float = 0.15) -> np.ndarray:
+        """SmoothGrad (Smilkov et al. 2017): the input gradient averaged over noisy copies of the input.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights (`score_weights`).
+            samples: noisy copies (the noise is seeded: the same input gives the same map).
+            noise: standard deviation of the Gaussian noise, in pixel units of [0, 1].
+
+        Returns:
+            (28, 28) float32, signed.
+        """
         x = _batch(pixels)[0]
         rng = np.random.default_rng(0)  # fixed: the same drawing always gives the same map
         noisy = np.clip(x + rng.normal(0, noise, (samples, *x.shape)).astype(np.float32), 0, 1)
         grads, _ = self._gradients(tf.constant(noisy), tf.constant(w))
         return grads.numpy().mean(axis=0)[..., 0]
 
-    def gradcam(self, pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def _cam_parts(self, pixels: np.ndarray, w: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The last convolution's activations A and the score's gradients dS/dA, both (h, w, channels)."""
         if self._cam is None:
-            raise ConfigError("Grad-CAM needs a convolutional layer; this model has none (try ig or smoothgrad)")
+            raise ConfigError(f"{name} needs a convolutional layer; this model has none (try ig or smoothgrad)")
         features, grads = self._cam(_batch(pixels), tf.constant(w))
-        features, grads = features.numpy()[0], grads.numpy()[0]
-        cam = (features * np.maximum(grads, 0)).sum(axis=-1)  # LayerCAM: each position's positive gradient
-        import cv2
+        return features.numpy()[0], grads.numpy()[0]
 
-        return cv2.resize(cam.astype(np.float32), (28, 28), interpolation=cv2.INTER_LINEAR)
+    def layercam(self, pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """LayerCAM (Jiang et al. 2021): Σ_k ReLU(dS/dA_k) ⊙ A_k, each position weighted by its own gradient.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) weights over the logits that define the score S (see `score_weights`).
+
+        Returns:
+            (28, 28) float32, bilinearly upsampled from the last convolution's grid.
+
+        Raises:
+            ConfigError: when the model has no convolutional layer.
+        """
+        features, grads = self._cam_parts(pixels, w, "LayerCAM")
+        return _upsample((features * np.maximum(grads, 0)).sum(axis=-1))
+
+    def gradcam(self, pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_k α_k A_k), α_k = dS/dA_k averaged over positions.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) weights over the logits that define the score S (see `score_weights`).
+
+        Returns:
+            (28, 28) float32, ≥ 0, bilinearly upsampled from the last convolution's grid.
+
+        Raises:
+            ConfigError: when the model has no convolutional layer.
+        """
+        features, grads = self._cam_parts(pixels, w, "Grad-CAM")
+        alpha = grads.mean(axis=(0, 1))  # one weight per channel: its global-average-pooled gradient
+        return _upsample(np.maximum((features * alpha).sum(axis=-1), 0))
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
-        """Score change when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), per pixel."""
+        """Occlusion: the score's change when each 4×4 window (stride 2) is set to 0 (remove) or 1 (add).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights (`score_weights`).
+            mode: "remove" or "add".
+            patch: the window's side in pixels.
+
+        Returns:
+            (28, 28) float32, averaged per pixel over the windows that cover it (> 0: the region supported the score).
+        """
         return occlusion_map(
             lambda batch: self._scores(tf.constant(batch), tf.constant(w)).numpy(), pixels, mode, patch
         )
@@ -244,7 +396,23 @@ class Explainer:
     def attribution(
         self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
     ) -> dict[str, Any]:
-        """One method's map as `{method, target, contrast, baseline, values, ...}` (values: 28×28 floats)."""
+        """One method's map for one input.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            method: one of `METHODS`.
+            target: the class explained, 0-9.
+            contrast: a second class 0-9, or None.
+            baseline: Integrated Gradients' baseline.
+            steps: Integrated Gradients' steps.
+
+        Returns:
+            `{method, target, contrast, baseline, values}` with `values` (28, 28) float32; Integrated Gradients adds
+            `baseline` (the baseline image), `baseline_name` and `completeness`.
+
+        Raises:
+            ConfigError: for an unknown method, a bad class, or a CAM on a model without a convolution.
+        """
         w = self.score_weights(target, contrast)
         x = _batch(pixels)[0, ..., 0]
         out: dict[str, Any] = {"method": method, "target": target, "contrast": contrast, "baseline": None}
@@ -254,8 +422,8 @@ class Explainer:
             out["baseline_name"] = baseline
         elif method == "smoothgrad":
             out["values"] = self.smoothgrad(x, w)
-        elif method == "gradcam":
-            out["values"] = self.gradcam(x, w)
+        elif method in CAM_METHODS:
+            out["values"] = getattr(self, method)(x, w)
         elif method == "occlusion":
             out["values"] = self.occlusion(x, w)
         else:
@@ -264,8 +432,20 @@ class Explainer:
 
 
 def occlusion_map(scores, pixels: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
-    """Occlusion (Zeiler & Fergus 2014): `scores(batch)` → (N,) scores; the (28, 28) map of the score's change
-    when each patch×patch window (stride 2) is set to 0 (remove) or 1 (add), averaged per pixel."""
+    """Occlusion (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks").
+
+    Args:
+        scores: (N, 28, 28, 1) float32 batch → (N,) scores.
+        pixels: one 28×28 input, float32 in [0, 1].
+        mode: "remove" (windows set to 0) or "add" (set to 1).
+        patch: the window's side in pixels (stride 2).
+
+    Returns:
+        (28, 28) float32: the score's change per pixel, averaged over the windows that cover it.
+
+    Raises:
+        ConfigError: for an unknown mode.
+    """
     if mode not in ("remove", "add"):
         raise ConfigError(f"occlusion mode must be remove or add, got {mode!r}")
     x = _batch(pixels)[0]
@@ -288,34 +468,101 @@ def occlusion_map(scores, pixels: np.ndarray, mode: str = "remove", patch: int =
 class OcclusionExplainer:
     """The explainer of a model without gradients or layers (an imported ONNX graph): logits and occlusion.
 
-    Same public API as `Explainer`; the gradient methods (ig, smoothgrad, gradcam) refuse in one line."""
+    Same public API as `Explainer`; the gradient methods (ig, smoothgrad, layercam, gradcam) refuse in one line.
+    """
 
     members = 0
     cam_index = None
     head_index = None
 
     def __init__(self, network):
+        """Wrap an imported network.
+
+        Args:
+            network: an imported ONNX network with a `logits` method.
+        """
         self.model = network
         self.layers: list = []
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """The network's logits.
+
+        Args:
+            pixels: one 28×28 input or a stack of them, float32 in [0, 1].
+
+        Returns:
+            (N, 10) float32 logits.
+        """
         return self.model.logits(_many(pixels))
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Refuses: an ONNX graph exposes no penultimate layer.
+
+        Args:
+            pixels: unused.
+            batch_size: unused.
+
+        Raises:
+            ModelError: always.
+        """
         raise ModelError("an imported ONNX model exposes no penultimate layer, so there is no map of it")
 
     def activations(self, pixels: np.ndarray) -> list[LayerActivation]:
+        """No layers to show for an ONNX graph.
+
+        Args:
+            pixels: unused.
+
+        Returns:
+            An empty list.
+        """
         return []
 
     def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
+        """As `Explainer.score_weights`.
+
+        Args:
+            target: the class explained, 0-9.
+            contrast: a second class 0-9, or None.
+
+        Returns:
+            (10,) float32 weights over the logits.
+        """
         return Explainer.score_weights(self, target, contrast)  # type: ignore[arg-type]
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
+        """As `Explainer.occlusion`, through the network's logits.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            w: (10,) score weights.
+            mode: "remove" or "add".
+            patch: the window's side in pixels.
+
+        Returns:
+            (28, 28) float32.
+        """
         return occlusion_map(lambda batch: self.logits(batch) @ w, pixels, mode, patch)
 
     def attribution(
         self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
     ) -> dict[str, Any]:
+        """Occlusion only (the other methods need gradients).
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            method: must be "occlusion".
+            target: the class explained, 0-9.
+            contrast: a second class 0-9, or None.
+            baseline: unused.
+            steps: unused.
+
+        Returns:
+            `{method, target, contrast, baseline, values}`, values (28, 28) float32.
+
+        Raises:
+            ConfigError: for any other method.
+        """
         if method != "occlusion":
             raise ConfigError(
                 f"{method} needs gradients, which an imported ONNX model does not give; use --method occlusion"
@@ -326,12 +573,27 @@ class OcclusionExplainer:
 
 
 def make_explainer(network):
-    """An `Explainer` for a Keras model, an `OcclusionExplainer` for anything else with `logits` (ONNX)."""
+    """The explainer a network supports.
+
+    Args:
+        network: a Keras model, or an imported ONNX network (anything with `logits` and no `layers`).
+
+    Returns:
+        An `Explainer` for a Keras model, an `OcclusionExplainer` otherwise.
+    """
     return Explainer(network) if hasattr(network, "layers") else OcclusionExplainer(network)
 
 
 def make_baseline(x: np.ndarray, kind: str) -> np.ndarray:
-    """A reference input: black (zeros), the input blurred (σ = 3 px: no strokes left), or uniform grey."""
+    """A reference input for Integrated Gradients.
+
+    Args:
+        x: (28, 28) float32 in [0, 1].
+        kind: "black" (zeros), "blur" (the input blurred, σ = 3 px: no strokes left) or "grey" (0.5).
+
+    Returns:
+        (28, 28) float32 in [0, 1].
+    """
     if kind == "black":
         return np.zeros_like(x)
     if kind == "grey":
@@ -339,6 +601,13 @@ def make_baseline(x: np.ndarray, kind: str) -> np.ndarray:
     import cv2
 
     return cv2.GaussianBlur(x.astype(np.float32), (0, 0), 3.0)
+
+
+def _upsample(cam: np.ndarray) -> np.ndarray:
+    """A class activation map on the convolution's (h, w) grid → 28×28 float32 (bilinear)."""
+    import cv2
+
+    return cv2.resize(cam.astype(np.float32), (28, 28), interpolation=cv2.INTER_LINEAR)
 
 
 def _many(pixels) -> np.ndarray:

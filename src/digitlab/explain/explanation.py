@@ -26,6 +26,14 @@ from digitlab.models.saved import LoadedModel, load_model
 
 @dataclass
 class ModelExplainer:
+    """A loaded model with its explainer: what `digitlab explain`, the server and the notebooks call.
+
+    Attributes:
+        loaded: the model and what lives beside it (temperature, run directory).
+        explainer: an `Explainer` (Keras) or an `OcclusionExplainer` (imported ONNX).
+        data_dir: the MNIST folder the map of training digits is built from (default: digitlab's cache).
+    """
+
     loaded: LoadedModel
     explainer: Explainer | OcclusionExplainer
     data_dir: str | Path | None = None
@@ -34,16 +42,31 @@ class ModelExplainer:
 
     @classmethod
     def load(cls, path: str | Path, data_dir: str | Path | None = None) -> ModelExplainer:
+        """Load a model and make its explainer.
+
+        Args:
+            path: a run directory or a model file.
+            data_dir: the MNIST folder (default: digitlab's cache).
+
+        Returns:
+            The `ModelExplainer`.
+        """
         loaded = load_model(path)
         return cls(loaded, make_explainer(loaded.model), data_dir)
 
     @property
     def cache_dir(self) -> Path:
+        """Where the map of training digits is cached: `RUN/explain`, or `<model>-explain` beside a model file."""
         if self.loaded.run_dir is not None:
             return self.loaded.run_dir / "explain"
         return self.loaded.model_path.parent / f"{self.loaded.model_path.stem}-explain"
 
     def embedding(self) -> embedding_map.Embedding:
+        """The t-SNE map of training digits in the model's penultimate layer (cached per model file).
+
+        Returns:
+            The `Embedding` (built on first use: tens of seconds on 2 cores).
+        """
         if self._embedding is None:
             cache = self.cache_dir / "embedding.npz"
             self._embedding = embedding_map.load_or_build(
@@ -59,7 +82,16 @@ class ModelExplainer:
         return self._train_images
 
     def place(self, pixels: np.ndarray, k: int = 5) -> dict[str, Any]:
-        """`{x, y, neighbours}`: the drawing on the 2-D map and its k nearest training digits."""
+        """Where a drawing lands on the map, and its nearest training digits.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            k: neighbours returned.
+
+        Returns:
+            `{x, y, neighbours}`: the map coordinates and, per neighbour, `{index, label, x, y, image}` (image: a
+            PNG data URL of the training digit).
+        """
         emb = self.embedding()
         feature = self.explainer.features(pixels)[0]
         x, y = emb.place(feature)
@@ -79,7 +111,14 @@ class ModelExplainer:
         return {"x": x, "y": y, "neighbours": neighbours}
 
     def map_points(self, per_class: int = 250) -> dict[str, Any]:
-        """A subsample of the map for drawing it (x, y, label), the same points every time."""
+        """A fixed subsample of the map, for drawing it.
+
+        Args:
+            per_class: points per digit class.
+
+        Returns:
+            `{x, y, label}`: three lists of equal length (coordinates rounded to 3 decimals).
+        """
         emb = self.embedding()
         keep = np.concatenate([np.flatnonzero(emb.labels == c)[:per_class] for c in range(10)])
         return {"x": emb.coords[keep, 0].round(3).tolist(), "y": emb.coords[keep, 1].round(3).tolist(),
@@ -96,6 +135,23 @@ class ModelExplainer:
         layers: bool = True,
         place: bool = True,
     ) -> dict[str, Any]:
+        """Everything the API's /api/explain answers for one input.
+
+        Args:
+            pixels: one 28×28 input, float32 in [0, 1].
+            method: one of `METHODS`, or "none" (no attribution).
+            target: the class explained (default: the prediction), 0-9.
+            contrast: a second class 0-9, or None.
+            steps: Integrated Gradients steps, 4-256.
+            baseline: Integrated Gradients baseline.
+            layers: include every layer's picture.
+            place: include the place on the map of training digits.
+
+        Returns:
+            `label`, `logits`, `probabilities` (with the model's temperature), and as asked `layers`
+            (`{name, kind, shape, image}`), `attribution` (`{method, target, contrast, baseline, baseline_name,
+            values}`, 28×28 lists), `embedding`; `timing_ms` per part.
+        """
         start = time.perf_counter()
         timing: dict[str, float] = {}
         pixels = np.asarray(pixels, np.float32).reshape(28, 28)

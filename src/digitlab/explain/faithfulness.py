@@ -26,7 +26,17 @@ INK = 0.1  # pixels above this are ink
 
 
 def completeness(explainer: Explainer, images: np.ndarray, steps: int = 64, baseline: str = "black") -> np.ndarray:
-    """Relative completeness error of IG for each image (target: its prediction)."""
+    """Relative completeness error of Integrated Gradients for each image (target: its prediction).
+
+    Args:
+        explainer: the model's explainer.
+        images: (N, 28, 28) float32 in [0, 1].
+        steps: path steps.
+        baseline: "black", "blur" or "grey".
+
+    Returns:
+        (N,) |Σ attributions − (score(x) − score(x′))| / |score(x) − score(x′)|.
+    """
     errors = []
     for x in images:
         target = int(explainer.logits(x)[0].argmax())
@@ -36,7 +46,17 @@ def completeness(explainer: Explainer, images: np.ndarray, steps: int = 64, base
 
 
 def deletion_curve(explainer: Explainer, x: np.ndarray, target: int, order: np.ndarray) -> np.ndarray:
-    """Target probability after removing the first fraction f of `order` (flat indices of ink), f in FRACTIONS."""
+    """The target's probability as ink is removed in the given order.
+
+    Args:
+        explainer: the model's explainer.
+        x: one (28, 28) float32 input in [0, 1].
+        target: the class followed, 0-9.
+        order: flat pixel indices of the ink, most important first.
+
+    Returns:
+        (len(FRACTIONS),) probabilities after removing (setting to 0) the first fraction f of `order`.
+    """
     copies = np.repeat(x[None].astype(np.float32), len(FRACTIONS), axis=0).reshape(len(FRACTIONS), -1)
     for i, f in enumerate(FRACTIONS):
         copies[i, order[: round(float(f) * len(order))]] = 0.0
@@ -46,7 +66,22 @@ def deletion_curve(explainer: Explainer, x: np.ndarray, target: int, order: np.n
 def deletion(
     explainer: Explainer, images: np.ndarray, method: str, seed: int = 0, randoms: int = 3, **options: Any
 ) -> dict[str, float]:
-    """Mean area under the deletion curve for `method` and for random orders, and their ratio."""
+    """The deletion test (Petsiuk et al. 2018, "RISE"): removing the most-attributed ink first should hurt most.
+
+    Does removing ink in the map's order lower the prediction faster than removing it at random?
+
+    Args:
+        explainer: the model's explainer.
+        images: (N, 28, 28) float32 in [0, 1].
+        method: one of `METHODS`.
+        seed: seed of the random orders.
+        randoms: random orders per image.
+        **options: passed to `attribution` (e.g. baseline, steps).
+
+    Returns:
+        `auc` (mean area under the method's curve), `random_auc`, and `ratio` = auc / random_auc (< 1: better
+        than random; lower is better).
+    """
     rng = np.random.default_rng(seed)
     ranked, random = [], []
     for x in images:
@@ -63,7 +98,15 @@ def deletion(
 
 
 def shuffled_copy(model, seed: int = 0):
-    """The same architecture with every weight tensor's values permuted: the model's knowledge destroyed."""
+    """The same architecture with every weight tensor's values permuted: the model's knowledge destroyed.
+
+    Args:
+        model: a Keras model.
+        seed: the permutation's seed.
+
+    Returns:
+        A new Keras model.
+    """
     import keras
 
     copy = keras.models.clone_model(model)
@@ -73,8 +116,18 @@ def shuffled_copy(model, seed: int = 0):
 
 
 def randomisation(model, images: np.ndarray, method: str, **options: Any) -> dict[str, float]:
-    """Median Spearman correlation of |attribution| between the model and its weight-shuffled copy, on the ink
-    pixels and on all pixels."""
+    """The model randomisation test (Adebayo et al. 2018, "Sanity Checks for Saliency Maps").
+
+    Args:
+        model: a Keras model.
+        images: (N, 28, 28) float32 in [0, 1].
+        method: one of `METHODS`.
+        **options: passed to `attribution`.
+
+    Returns:
+        The median Spearman correlation of |attribution| between the model and its weight-shuffled copy, on
+        the ink pixels (`ink`) and on all pixels (`all`); low means the map depends on what the model learned.
+    """
     trained, shuffled = Explainer(model), Explainer(shuffled_copy(model))
     on_ink, on_all = [], []
     for x in images:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from digitlab.atomic import atomic_write_json, save_figure
+from digitlab.data.images import to_unit_float
 from digitlab.explain.engine import Explainer, kind_of
 from digitlab.explain.explanation import ModelExplainer
 
@@ -43,7 +45,20 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 def model_views(
     explainer: ModelExplainer, images: np.ndarray, labels: np.ndarray, logits: np.ndarray, out: Path, pairs: list
 ) -> list[tuple[Path, str]]:
-    """Write (or reuse) every view under `out`; returns (png, caption) pairs for the report."""
+    """Write (or reuse, for the same model file) every model-level view under `out`.
+
+    Args:
+        explainer: the model's explainer.
+        images: (N, 28, 28) uint8 test images (or floats in [0, 1]).
+        labels: (N,) classes 0-9.
+        logits: (N, 10) the model's logits on `images`.
+        out: the folder for the PNGs and `views.json`.
+        pairs: the most confused pairs, `{true, predicted, count}` each.
+
+    Returns:
+        (png path, caption) per view drawn (a view the model cannot have, e.g. filters of a model without
+        kernels, is left out).
+    """
     digest = explainer.loaded.file_digest()
     stamp = out / "views.json"
     names = list(CAPTIONS)
@@ -53,10 +68,7 @@ def model_views(
             return [(out / n, CAPTIONS[n]) for n in cached["files"]]
     except (OSError, ValueError, KeyError):
         pass
-    import matplotlib
-
-    matplotlib.use("Agg")
-    x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    x = to_unit_float(images)
     predicted = logits.argmax(1)
     ex = explainer.explainer
     made = {
@@ -76,10 +88,9 @@ def model_views(
 
 
 def _grid(count: int, columns: int, size: float = 1.0):
-    import matplotlib.pyplot as plt
-
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * size, rows * size), squeeze=False)
+    fig = Figure(figsize=(columns * size, rows * size))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     return fig, axes.ravel()
@@ -146,7 +157,7 @@ def _patches(ex: Explainer, x: np.ndarray, channels: int = 12):
 
 
 def _embedding(explainer: ModelExplainer, x: np.ndarray, labels: np.ndarray, predicted: np.ndarray):
-    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from sklearn.decomposition import PCA
 
     emb = explainer.embedding()
@@ -154,7 +165,8 @@ def _embedding(explainer: ModelExplainer, x: np.ndarray, labels: np.ndarray, pre
     wrong = np.flatnonzero(predicted != labels)
     sample = np.random.default_rng(0).choice(len(x), min(3000, len(x)), replace=False)
     pca = PCA(2, random_state=0).fit(features[sample])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.6))
+    fig = Figure(figsize=(12, 5.6))
+    left, right = fig.subplots(1, 2)
     shown = pca.transform(features[sample])
     left.scatter(shown[:, 0], shown[:, 1], s=3, c=[PALETTE[c] for c in labels[sample]], alpha=0.6)
     left.set_title(f"PCA of {len(sample)} test digits", fontsize=10)
@@ -167,7 +179,7 @@ def _embedding(explainer: ModelExplainer, x: np.ndarray, labels: np.ndarray, pre
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [plt.Line2D([], [], marker="o", ls="", color=PALETTE[c], label=str(c)) for c in range(10)]
+    handles = [Line2D([], [], marker="o", ls="", color=PALETTE[c], label=str(c)) for c in range(10)]
     fig.legend(handles=handles, loc="lower center", ncol=10, frameon=False)
     return fig
 

@@ -152,7 +152,10 @@ def preprocess_stream(paths: list[str], workers: int) -> Iterable[tuple[np.ndarr
     from concurrent.futures.process import BrokenProcessPool
 
     chunk = max(1, min(64, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from digitlab.data.preprocess import single_threaded_opencv
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=single_threaded_opencv) as pool:
         try:
             yield from pool.map(_preprocess_file, paths, chunksize=chunk)
         except BrokenProcessPool as e:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.errors import ConfigError, MissingDependency, ModelError, install_hint
-from digitlab.inference.deploy import ensure_exported
+from digitlab.inference.export_command import ensure_exported
 from digitlab.inference.runtimes import RUNTIMES, KerasRuntime, OnnxRuntime, Runtime, open_runtime
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model

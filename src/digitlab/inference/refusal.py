@@ -30,6 +30,7 @@ from scipy.special import logsumexp, softmax
 
 from digitlab.atomic import atomic_write_json
 from digitlab.data.digit_space import digit_space
+from digitlab.data.images import to_unit_float
 from digitlab.errors import ModelError
 
 REFUSAL_FILE = "refusal.json"
@@ -150,7 +151,7 @@ def fit_refusal(
         )
     rng = np.random.default_rng(seed)
     n_drawn = min(700, len(validation) // 2)  # 700 of the 5,000 a run usually holds out; half of a small split
-    raw = validation[: min(1000, len(validation) - n_drawn)].astype(np.float32) / 255.0
+    raw = to_unit_float(validation[: min(1000, len(validation) - n_drawn)])
     drawn = [to_mnist_28x28(render(d, STYLES[i % len(STYLES)], rng)) for i, d in enumerate(validation[-n_drawn:])]
     drawn_pixels = np.stack([p.pixels for p in drawn if not p.blank])
     digits = np.concatenate([raw, drawn_pixels])

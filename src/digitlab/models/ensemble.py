@@ -15,7 +15,7 @@ import math
 import keras
 from keras import layers
 
-from digitlab.models.registry import INPUT_SHAPE
+from digitlab.data.images import INPUT_SHAPE
 
 # Test-time augmentation: the image itself and its four 1-pixel shifts (pad by 1, crop back to 28×28).
 SHIFTS = {

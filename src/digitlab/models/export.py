@@ -11,7 +11,7 @@ signature, `logits`, the logits.
 
 Each export is written under a temporary name and renamed, and its metadata records the sha256 of the
 source `model.keras` and of the exported file, so a stale or corrupted copy is recognised (`is_current`)
-and never run. Parity with Keras is checked by `digitlab.inference.deploy`, which runs the files.
+and never run. Parity with Keras is checked by `digitlab.inference.export_command`, which runs the files.
 """
 
 from __future__ import annotations
@@ -48,11 +48,14 @@ SIGNATURE_METHOD = "tensorflow/serving/predict"
 
 
 def signature_defs() -> dict[str, Any]:
-    """The exported SavedModel's SignatureDefs as TF Serving's metadata route prints them (proto field names,
-    every field present), without loading TensorFlow: what `digitlab serve` answers at `.../metadata`.
+    """The exported SavedModel's SignatureDefs as TF Serving's metadata route prints them, without TensorFlow.
 
-    The tensor names are the graph's (the placeholders are `<signature>_image`, the calls are numbered in the
-    signatures' sorted order); the tests compare all of it with a real export.
+    Proto field names, every field present: what `digitlab serve` answers at `.../metadata`. The tensor names
+    are the graph's (the placeholders are `<signature>_image`, the calls are numbered in the signatures'
+    sorted order); the tests compare all of it with a real export.
+
+    Returns:
+        signature name → `{inputs, outputs, method_name, defaults}`, plus `__saved_model_init_op`.
     """
 
     def tensor(name: str, dims: list[int]) -> dict[str, Any]:
@@ -80,12 +83,31 @@ def signature_defs() -> dict[str, Any]:
 
 
 def export_dir_for(model_path: Path, run_dir: Path | None) -> Path:
-    """Where a model's exports live by default: RUN/export, or `<name>-export/` beside a bare .keras file."""
+    """Where a model's exports live by default.
+
+    Args:
+        model_path: the model file.
+        run_dir: its run directory, or None for a bare model file.
+
+    Returns:
+        `RUN/export`, or `<name>-export/` beside a bare model file.
+    """
     return run_dir / "export" if run_dir is not None else model_path.parent / f"{model_path.stem}-export"
 
 
 def exported_path(out: Path, fmt: str) -> Path:
-    """The file (or, for a SavedModel, the version directory) of format `fmt` under `out`."""
+    """The file (or, for a SavedModel, the version directory) of a format under an export folder.
+
+    Args:
+        out: the export folder.
+        fmt: one of `FORMATS`.
+
+    Returns:
+        `savedmodel/digits/1`, `model.onnx` or `model.tflite` under `out`.
+
+    Raises:
+        ConfigError: for an unknown format.
+    """
     return {
         "savedmodel": out / "savedmodel" / SERVING_NAME / str(SERVING_VERSION),
         "onnx": out / "model.onnx",
@@ -94,17 +116,47 @@ def exported_path(out: Path, fmt: str) -> Path:
 
 
 def metadata_path(out: Path, fmt: str) -> Path:
+    """The metadata JSON written beside an export.
+
+    Args:
+        out: the export folder.
+        fmt: one of `FORMATS`.
+
+    Returns:
+        `out/<fmt>.json`.
+
+    Raises:
+        ConfigError: for an unknown format.
+    """
     return out / f"{check_format(fmt)}.json"
 
 
 def check_format(fmt: str) -> str:
+    """Refuse an unknown export format in one line.
+
+    Args:
+        fmt: the format asked for.
+
+    Returns:
+        `fmt`, one of `FORMATS`.
+
+    Raises:
+        ConfigError: when `fmt` is not one of `FORMATS`.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)} or all, got {fmt!r}")
     return fmt
 
 
 def digest(path: Path) -> str:
-    """sha256 of a file, or of a directory: of every file's relative name and sha256, in sorted order."""
+    """The sha256 of a file, or of a folder: of every file's relative name and sha256, in sorted order.
+
+    Args:
+        path: a file or a folder (a SavedModel).
+
+    Returns:
+        64 lowercase hex digits.
+    """
     if not path.is_dir():
         return sha256_file(path)
     h = hashlib.sha256()
@@ -114,6 +166,15 @@ def digest(path: Path) -> str:
 
 
 def read_metadata(out: Path, fmt: str) -> dict[str, Any] | None:
+    """An export's metadata, if it is there and readable.
+
+    Args:
+        out: the export folder.
+        fmt: one of `FORMATS`.
+
+    Returns:
+        The metadata dict, or None when missing or not JSON.
+    """
     try:
         return json.loads(metadata_path(out, fmt).read_text())
     except (OSError, ValueError):
@@ -121,8 +182,20 @@ def read_metadata(out: Path, fmt: str) -> dict[str, Any] | None:
 
 
 def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> tuple[bool, str]:
-    """(True, "") when the export under `out` was made from this exact model file, passed parity and is
-    intact; else (False, why). The SavedModel also bakes the temperature in, so a refit makes it stale."""
+    """Whether an export can be run as it is.
+
+    Current means: made from this exact model file, passed its parity check, intact, and (a SavedModel, which
+    bakes the temperature in) made with this temperature and the current signature layout.
+
+    Args:
+        out: the export folder.
+        fmt: one of `FORMATS`.
+        source_sha256: the model file's digest now.
+        temperature: the model's temperature now.
+
+    Returns:
+        (True, "") when current, else (False, why) with a reason a person reads.
+    """
     meta = read_metadata(out, fmt)
     path = exported_path(out, fmt)
     if meta is None:
@@ -141,8 +214,21 @@ def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> t
 
 
 def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, Any]:
-    """Write `model` (a Keras model) in format `fmt` under `out`, atomically; returns what the metadata
-    should say about the conversion (opset, operators, endpoint names)."""
+    """Write a Keras model in one format under `out`, atomically (staged in a temporary folder, then renamed).
+
+    Args:
+        model: a Keras model taking (N, 28, 28, 1) float32 in [0, 1] and answering (N, 10) logits.
+        fmt: one of `FORMATS`.
+        out: the export folder.
+        temperature: baked into the SavedModel's `probabilities` signature.
+
+    Returns:
+        What the metadata should say about the conversion (opset, operators, endpoint names).
+
+    Raises:
+        ConfigError: for an unknown format.
+        ModelError: when the converter refuses the model (the message names what blocks it).
+    """
     import numpy as np
 
     model(np.zeros((1, 28, 28, 1), np.float32), training=False)  # Keras' exporters need a called model
@@ -159,14 +245,22 @@ def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, A
         raise
     except Exception as e:  # a converter's refusal names the layer or op that blocks it
         reason = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ModelError(f"cannot export {model.name} to {fmt}: {reason}") from None
+        raise ModelError(f"cannot export {model.name} to {fmt}: {reason}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info
 
 
 def write_adapted_onnx(onnx_bytes: bytes, out: Path) -> dict[str, Any]:
-    """Write an imported ONNX model with its contract's adapter (`OnnxNetwork.model_bytes`) as the onnx export."""
+    """Write an imported ONNX model, with its contract's adapter, as the onnx export.
+
+    Args:
+        onnx_bytes: the adapted graph (`OnnxNetwork.model_bytes`).
+        out: the export folder.
+
+    Returns:
+        The conversion's metadata: opset, input and output names, and where the adapter is described.
+    """
     import onnx
 
     from digitlab.atomic import atomic_write_bytes
@@ -178,12 +272,23 @@ def write_adapted_onnx(onnx_bytes: bytes, out: Path) -> dict[str, Any]:
 
 
 def write_metadata(out: Path, fmt: str, meta: dict[str, Any]) -> Path:
+    """Write an export's metadata JSON atomically.
+
+    Args:
+        out: the export folder.
+        fmt: one of `FORMATS`.
+        meta: the metadata (schema `digitlab.export/1`).
+
+    Returns:
+        The path written.
+    """
     return atomic_write_json(metadata_path(out, fmt), meta)
 
 
 def _savedmodel(model, path: Path, temperature: float) -> dict[str, Any]:
     """`serving_default`: image → {probabilities}; `logits`: image → {logits} (see SIGNATURES), laid out as
-    TF Serving's NAME/VERSION/."""
+    TF Serving's NAME/VERSION/.
+    """
     import keras
     import tensorflow as tf
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from digitlab.data.images import to_unit_float
 from digitlab.data.mnist import make_dataset
 
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -45,7 +46,7 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 1024) -> np.ndar
         (N, 10) float32 logits.
     """
     if hasattr(model, "logits") and not hasattr(model, "layers"):
-        x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+        x = to_unit_float(images)
         return np.concatenate([model.logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     forward = _FORWARD.get(model)
     if forward is None:  # one traced function per model, reused across calls

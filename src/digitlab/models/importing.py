@@ -41,6 +41,7 @@ import numpy as np
 
 from digitlab.atomic import atomic_write_json, atomic_write_text
 from digitlab.data.fetch import default_data_dir
+from digitlab.data.images import to_input_batch
 from digitlab.errors import ConfigError, ModelError
 from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALES, Contract, output_kind, to_logits, to_model_input
 from digitlab.models.foreign import ForeignModel, open_foreign
@@ -87,7 +88,7 @@ def detection_digits(data_dir: str | Path | None = None) -> tuple[np.ndarray, np
 
     data = load_mnist(data_dir)
     index = np.sort(np.random.default_rng(0).choice(len(data.x_train), DETECTION_DIGITS, replace=False))
-    return (data.x_train[index].astype(np.float32) / 255.0)[..., None], data.y_train[index].astype(np.int64)
+    return to_input_batch(data.x_train[index]), data.y_train[index].astype(np.int64)
 
 
 def detect(foreign: ForeignModel, x: np.ndarray, y: np.ndarray, options: ImportOptions) -> Contract:

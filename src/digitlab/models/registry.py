@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 from digitlab.errors import ConfigError
 
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
 PYTORCH_INIT = "pytorch"  # the --initializer value for PyTorch's default Conv2d/Linear initialisation
 
 

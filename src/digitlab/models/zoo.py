@@ -14,8 +14,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from digitlab.data.images import INPUT_SHAPE, NUM_CLASSES
 from digitlab.errors import ConfigError
-from digitlab.models.registry import INPUT_SHAPE, NUM_CLASSES, PYTORCH_INIT, ModelOptions, get_spec
+from digitlab.models.registry import PYTORCH_INIT, ModelOptions, get_spec
 
 
 def _regularizer(options: ModelOptions):

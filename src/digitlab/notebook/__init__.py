@@ -1,6 +1,8 @@
-"""Notebook: the draw-a-digit canvas inside Jupyter and Colab (`draw()`, an anywidget) and pictures that render
-inline (a run's curves, confusion and mistakes, samples, a prediction grid, an explanation). Needs the
-`notebook` extra (anywidget, IPython). Uses `evaluation`, `explain`, `inference`, `models`, `data` and the core.
+"""Notebook: the draw-a-digit canvas inside Jupyter and Colab, and pictures that render inline.
+
+`draw()` is an anywidget; the pictures are a run's curves, confusion and mistakes, samples, a prediction grid,
+an explanation. Needs the `notebook` extra (anywidget, IPython). Uses `evaluation`, `explain`, `inference`,
+`models`, `data` and the core.
 """
 
 import lazy_loader

@@ -42,6 +42,13 @@ def _check_mode(mode: str) -> None:
 
 
 class DrawWidget(anywidget.AnyWidget):
+    """A drawing canvas in a notebook that answers with a model, through the same code as `digitlab predict`.
+
+    Draw (or set `image` to a PNG data URL) and the traits update together: `label`, `probabilities`,
+    `top_k`, the `processed` 28×28 and, when the answer is not a digit, `verdict` and `reason`; in number
+    mode `text`, `digits` and `confidence`.
+    """
+
     _esm = STATIC / "draw.js"
     _css = STATIC / "draw.css"
 
@@ -61,6 +68,17 @@ class DrawWidget(anywidget.AnyWidget):
     runtime = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, predictor: Predictor, top_k: int = 3, mode: str = "digit", **kwargs: Any):
+        """Make the widget (use `draw`, which also loads the model).
+
+        Args:
+            predictor: the model that answers.
+            top_k: classes listed in `top_k`.
+            mode: "digit" or "number".
+            **kwargs: passed to `anywidget.AnyWidget`.
+
+        Raises:
+            ConfigError: for another mode.
+        """
         _check_mode(mode)
         super().__init__(model_name=predictor.name, runtime=predictor.runtime.name, mode=mode, **kwargs)
         self._predictor = predictor
@@ -93,7 +111,8 @@ class DrawWidget(anywidget.AnyWidget):
 
     def _show(self, probs=None, processed: str = "", reason: str = "", error: str = "", verdict: str = "") -> None:
         """Set every answer trait at once (one sync to the front end); a label only when the verdict is a digit
-        (the probabilities are still given whenever the model ran)."""
+        (the probabilities are still given whenever the model ran).
+        """
         with self.hold_sync():
             self.error, self.processed, self.reason, self.verdict = error, processed, reason, verdict
             self.text, self.digits, self.confidence = "", [], 0.0
@@ -120,10 +139,20 @@ def draw(
     runtime: str = "auto",
     mode: str = "digit",
 ):
-    """A drawing canvas that answers with `model` (a run directory, a .keras file, a LoadedModel or a Predictor).
+    """A drawing canvas that answers with `model`.
 
-    `mode="digit"` (one digit, with the verdict and reason when it is not one) or `"number"` (a wide canvas,
-    read as one line of digits). Raises ConfigError for another mode, before loading anything.
+    Args:
+        model: a run directory, a model file, a `LoadedModel` or a `Predictor`.
+        top_k: classes listed under the answer.
+        runtime: "auto", "keras", "onnx" or "litert" (when a path is given).
+        mode: "digit" (one digit, with the verdict and reason when it is not one) or "number" (a wide canvas,
+            read as one line of digits).
+
+    Returns:
+        The `DrawWidget`, displayed inline.
+
+    Raises:
+        ConfigError: for another mode, before anything is loaded.
     """
     _check_mode(mode)
     if isinstance(model, Predictor):

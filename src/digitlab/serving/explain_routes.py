@@ -104,7 +104,7 @@ def _query_options(request: Request) -> dict[str, Any]:
 async def explain(request: Request, served: Served, service: Explain) -> JSONResponse:
     """Explain the network's answer for one image.
 
-    Same inputs and limits as `/api/predict`, plus `method` (ig, smoothgrad, gradcam, occlusion or none),
+    Same inputs and limits as `/api/predict`, plus `method` (ig, smoothgrad, layercam, gradcam, occlusion or none),
     `target` and `contrast` (digits; default: the prediction, no contrast), `steps` (IG, 4-256, default 32)
     and `baseline` (black, blur or grey) in the JSON body or the query string. Answers the label, logits,
     probabilities, every layer's activations as PNG data URLs, the attribution (28×28 values and baseline in

@@ -8,6 +8,7 @@ import os
 
 from fastapi import FastAPI
 
+from digitlab.data.preprocess import single_threaded_opencv
 from digitlab.errors import ConfigError
 from digitlab.serving.app import ServeConfig, create_app
 
@@ -38,6 +39,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    single_threaded_opencv()  # OpenCV too (this process, and the workers through its environment variable)
 
     app = create_app(config)
     runtime = app.state.runtime

@@ -6,7 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const overlay = $("overlay").getContext("2d");
   const map = $("map").getContext("2d");
-  const NAMES = { ig: "Integrated Gradients", smoothgrad: "SmoothGrad", gradcam: "Grad-CAM", occlusion: "Occlusion" };
+  const NAMES = { ig: "Integrated Gradients", smoothgrad: "SmoothGrad", layercam: "LayerCAM", gradcam: "Grad-CAM", occlusion: "Occlusion" };
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const st = { image: null, label: null, timer: null, seq: 0, busy: false, dirty: false, points: null, bounds: null,
     last: null };
@@ -94,7 +94,7 @@
     if (of) {  // an ensemble averages several networks: these are one of them
       const note = document.createElement("p");
       note.className = "explainer";
-      note.textContent = `This model is an ensemble: the layers below, the Grad-CAM map and the map of training digits are those of its ${of}; the answer and the other attributions are the whole ensemble's.`;
+      note.textContent = `This model is an ensemble: the layers below, the LayerCAM and Grad-CAM maps and the map of training digits are those of its ${of}; the answer and the other attributions are the whole ensemble's.`;
       box.appendChild(note);
     }
     for (const layer of layers) {

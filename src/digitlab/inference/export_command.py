@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.data.images import to_input_batch
 from digitlab.errors import ConfigError, ModelError
 from digitlab.inference.runtimes import KerasRuntime, OnnxRuntime, open_runtime
 from digitlab.models import export
@@ -31,7 +32,16 @@ PARITY_TOLERANCE = 1e-4  # max absolute difference of any probability
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
-    """Compare two (N, 10) probability arrays: same argmax everywhere, max |difference| ≤ the tolerance."""
+    """Compare two models' probabilities on the same images.
+
+    Args:
+        reference: (N, 10) probabilities of the Keras model.
+        candidate: (N, 10) probabilities of the export.
+
+    Returns:
+        `images`, `same_label` (how many argmaxes agree), `max_abs_probability_diff`, `tolerance` and `passed`
+        (every label the same and the difference within `PARITY_TOLERANCE`).
+    """
     same = int(np.sum(reference.argmax(1) == candidate.argmax(1)))
     diff = float(np.max(np.abs(reference - candidate)))
     return {
@@ -46,7 +56,7 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
 def _parity_images(data_dir: str | Path | None = None) -> np.ndarray:
     from digitlab.data.mnist import load_mnist
 
-    return (load_mnist(data_dir).x_test[:PARITY_IMAGES].astype(np.float32) / 255.0)[..., None]
+    return to_input_batch(load_mnist(data_dir).x_test[:PARITY_IMAGES])
 
 
 def export_loaded(
@@ -56,13 +66,28 @@ def export_loaded(
     log: Callable[[str], Any] = print,
     data_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Export `loaded` to each format under `out` (default RUN/export), parity-check, write metadata."""
+    """Export a loaded model to each format, check each against the model, and write its metadata.
+
+    Args:
+        loaded: the model (Keras, or an imported ONNX model, which exports to onnx only).
+        formats: a list of `FORMATS`.
+        out: the export folder (default `RUN/export`, or `<name>-export/` beside a model file).
+        log: receives one line per export (path and parity).
+        data_dir: the MNIST folder the parity images come from.
+
+    Returns:
+        The metadata of each export, in order.
+
+    Raises:
+        ConfigError: when the folder cannot be written or an ONNX model is asked for another format.
+        ModelError: when a converter refuses, or an export does not answer like the model (it is removed).
+    """
     import_tensorflow()
     out = out or export.export_dir_for(loaded.model_path, loaded.run_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot write exports to {out} ({e.strerror or e})") from None
+        raise ConfigError(f"cannot write exports to {out} ({e.strerror or e})") from e
     if not loaded.is_keras and set(formats) - {"onnx"}:
         raise ConfigError(
             f"{loaded.name} is an imported ONNX model: it exports to onnx only (a copy with the contract's adapter); "
@@ -127,7 +152,22 @@ def export_run(
     log: Callable[[str], Any] = print,
     data_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """The `digitlab export` command: a run directory or .keras file → the requested formats."""
+    """The `digitlab export` command: a run directory or model file → the requested formats, each checked.
+
+    Args:
+        target: a run directory or a model file.
+        formats: "all", one of `FORMATS`, or a list of them.
+        out: the export folder (default `RUN/export`).
+        log: receives one line per export.
+        data_dir: the MNIST folder the parity images come from.
+
+    Returns:
+        The metadata of each export.
+
+    Raises:
+        ConfigError: for an unknown format.
+        ModelError: when the model cannot be loaded or an export fails its check.
+    """
     chosen = list(export.FORMATS) if formats == "all" else [formats] if isinstance(formats, str) else formats
     for fmt in chosen:
         export.check_format(fmt)
@@ -136,7 +176,18 @@ def export_run(
 
 
 def ensure_exported(loaded: LoadedModel, fmt: str, log: Callable[[str], Any] = print) -> Path:
-    """The current export of `loaded` in format `fmt`, made (or remade, if stale or corrupt) when needed."""
+    """The current export of a model in one format, made (or remade, if stale or corrupt) when needed.
+
+    What `--runtime onnx|litert` calls before running an export.
+
+    Args:
+        loaded: the model.
+        fmt: one of `FORMATS`.
+        log: receives one line when an export is (re)made, saying why.
+
+    Returns:
+        The path of the export (file or SavedModel folder).
+    """
     out = export.export_dir_for(loaded.model_path, loaded.run_dir)
     current, why = export.is_current(out, fmt, loaded.file_digest(), loaded.temperature)
     if not current:
