@@ -220,7 +220,7 @@ def test_ensemble_is_the_mean_of_its_members_and_reloads_in_plain_keras(members,
     import keras
     from scipy.special import softmax
 
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     metrics = make_ensemble(members, tmp_path / "ens", **QUIET)
     assert metrics["tta"] == {"asked": "off", "used": False}  # off unless chosen
@@ -244,7 +244,7 @@ def test_an_ensemble_is_an_ordinary_run(members, tmp_path, mnist_dir):
     """evaluate, predict and compare take it like any run directory."""
     from digitlab.evaluation.evaluate import evaluate_model
     from digitlab.inference.predictor import Predictor
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     run = tmp_path / "ens"
     made = make_ensemble(members, run, **QUIET)
@@ -260,7 +260,7 @@ def test_an_ensemble_is_an_ordinary_run(members, tmp_path, mnist_dir):
 def test_explaining_an_ensemble_attributes_the_whole_and_says_whose_layers_it_shows(members, tmp_path):
     from digitlab.explain.engine import Explainer
     from digitlab.models.saved import load_model
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     make_ensemble(members, tmp_path / "ens", **QUIET)
     model = load_model(tmp_path / "ens").model
@@ -275,8 +275,8 @@ def test_explaining_an_ensemble_attributes_the_whole_and_says_whose_layers_it_sh
 def test_tta_is_kept_only_when_validation_prefers_it(members, tmp_path):
     import keras
 
-    from digitlab.models.ensemble import build_ensemble
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.models.ensemble_network import build_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     metrics = make_ensemble(members, tmp_path / "auto", tta="auto", **QUIET)
     errors = metrics["tta"]["validation_errors"]

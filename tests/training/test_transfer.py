@@ -1,4 +1,4 @@
-"""Transfer learning, the offline transfer experiment and fine-tuning on feedback: small real runs on real MNIST."""
+"""Transfer learning, the offline transfer study (bench/) and fine-tuning on feedback: small real runs on real MNIST."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def transfer_run(base_run, tmp_path_factory):
 def test_transfer_from_a_saved_digitlab_model_trains_head_then_fine_tunes(transfer_run, base_run):
     from digitlab.evaluation.evaluate import evaluate_model
     from digitlab.models.saved import load_model
-    from digitlab.models.transfer import saved_base, weighted_layers
+    from digitlab.models.transfer_network import saved_base, weighted_layers
 
     run = RunDir(transfer_run.run_dir)
     history = run.read_history()
@@ -102,7 +103,7 @@ def test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_ph
     import keras
     from keras import layers
 
-    from digitlab.models.transfer import saved_base, weighted_layers
+    from digitlab.models.transfer_network import saved_base, weighted_layers
     from digitlab.training.train import train_and_evaluate
 
     x = inputs = keras.Input((28, 28, 1))
@@ -140,8 +141,8 @@ def application_models(tmp_path_factory, mnist):
     """VGG16 and MobileNetV2 with --weights none at the adapted size, one training step each, saved."""
     import keras
 
-    from digitlab.models.transfer import set_trainable_top
-    from digitlab.training.transfer import build_model as build_transfer_model
+    from digitlab.models.transfer_network import set_trainable_top
+    from digitlab.training.transfer_phases import transfer_model_for as build_transfer_model
 
     folder = tmp_path_factory.mktemp("applications")
     x, y = _images(mnist, 16)
@@ -172,7 +173,7 @@ def application_models(tmp_path_factory, mnist):
 
 
 def test_keras_applications_bases_build_at_the_adapted_size_and_train_a_step(application_models):
-    from digitlab.models.transfer import set_trainable_top
+    from digitlab.models.transfer_network import set_trainable_top
 
     assert set(application_models) == {"vgg16", "mobilenetv2"}  # names matched case- and punctuation-insensitively
     for key, built in application_models.items():
@@ -195,7 +196,7 @@ def test_the_input_adapter_equals_the_bases_own_preprocess_input(mnist, key, siz
     import keras
     import tensorflow as tf
 
-    from digitlab.models.transfer import APPLICATIONS, input_adapter
+    from digitlab.models.transfer_network import APPLICATIONS, input_adapter
 
     inputs = keras.Input((28, 28, 1))
     adapter = keras.Model(inputs, input_adapter(inputs, APPLICATIONS[key], size))
@@ -212,7 +213,7 @@ def test_the_input_adapter_equals_the_bases_own_preprocess_input(mnist, key, siz
 
 
 def test_weights_from_a_local_file(application_models, tmp_path):
-    from digitlab.training.transfer import build_model as build_transfer_model
+    from digitlab.training.transfer_phases import transfer_model_for as build_transfer_model
 
     source = application_models["mobilenetv2"]["transfer"].base
     source.save_weights(tmp_path / "mobilenetv2.weights.h5")
@@ -321,16 +322,29 @@ def test_the_learning_rate_rule_and_defaults(base_run, capsys, tmp_path):
     assert main(["models"]) == 0 and "transfer" in capsys.readouterr().out
 
 
-# --- the offline experiment ---------------------------------------------------------------------------------
+# --- the offline study (bench/transfer_study.py) ------------------------------------------------------------
+
+
+def _transfer_study():
+    """The study script as a module (it lives in bench/, outside the package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "bench" / "transfer_study.py"
+    spec = importlib.util.spec_from_file_location("transfer_study", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["transfer_study"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_the_transfer_experiment_runs_at_a_tiny_scale(tmp_path, mnist_dir, capsys):
-    """`digitlab experiment transfer` end to end: N=5, one seed, 20 steps, a base pretrained on 1,000 images."""
+    """`bench/transfer_study.py` end to end: N=5, one seed, 20 steps, a base pretrained on 1,000 images."""
     from digitlab.data.mnist import load_splits
-    from digitlab.training.experiment import ExperimentConfig, pretrain
 
+    study = _transfer_study()
+    ExperimentConfig, pretrain = study.ExperimentConfig, study.pretrain
     args = ["--n", "5", "--seeds", "1", "--epochs", "1", "--min-steps", "20", "--pretrain-epochs", "1"]
-    assert main(["experiment", "transfer", *args, "--pretrain-limit", "1000", "--out", str(tmp_path)]) == 0
+    assert study.main([*args, "--pretrain-limit", "1000", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| 5 | 25 |" in out and "transfer vs scratch at N=5" in out
     for name in ("results.json", "table.md", "accuracy_vs_n.png"):

@@ -63,7 +63,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     metrics = make_ensemble(args.runs, args.out, tta=args.tta, data_dir=args.data_dir)
     print(f"run in {args.out} (test accuracy {metrics['test']['accuracy']:.4f})")
@@ -122,26 +122,6 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from digitlab.training.launch import launch
 
     return launch(args.command, workers=args.workers, timeout=args.timeout)
-
-
-def cmd_experiment_transfer(args: argparse.Namespace) -> int:
-    from digitlab.training.experiment import ExperimentConfig, run_experiment
-
-    config = ExperimentConfig(
-        n_per_class=tuple(args.n), seeds=args.seeds, epochs=args.epochs, min_steps=args.min_steps,
-        batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs, pretrain_limit=args.pretrain_limit,
-        out=str(args.out),
-        data_dir=str(args.data_dir) if args.data_dir else None,
-    )  # fmt: skip
-    config.validate()  # before importing TensorFlow
-    result = run_experiment(config)
-    print(f"test accuracy (%) on digits 5–9, mean ± std over {config.seeds} seeds; {result.results['budget']}")
-    print(result.table)
-    gain = ", ".join(f"{m} {v:+.2f}" for m, v in result.results["transfer_gain_at_smallest_n_points"].items())
-    print(f"transfer vs scratch at N={config.n_per_class[0]}: {gain} points")
-    files = ", ".join(str(result.out_dir / name) for name in ("results.json", "table.md", "accuracy_vs_n.png"))
-    print(f"saved: {files}")
-    return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

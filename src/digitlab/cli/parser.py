@@ -9,7 +9,6 @@ from digitlab.cli.commands import (
     cmd_compare,
     cmd_ensemble,
     cmd_evaluate,
-    cmd_experiment_transfer,
     cmd_explain,
     cmd_export,
     cmd_fetch,
@@ -291,36 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="stop all workers after this many seconds")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the digitlab command each worker runs")
     p.set_defaults(func=cmd_launch)
-
-    p = sub.add_parser("experiment", help="offline experiments (transfer: pretrain on 0–4, learn 5–9 from N labels)")
-    experiments = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
-    e = experiments.add_parser(
-        "transfer",
-        help="frozen transfer vs fine-tuning vs scratch, learning digits 5–9 from N labels per class",
-        description="Pretrain a cnn on digits 0–4 (cached in --out), then learn 5–9 from N labelled images per "
-        "class with (a) the frozen base + a new head, (b) the same plus fine-tuning, (c) the cnn from scratch; "
-        "prints and saves the test accuracy table and a plot.",
-    )
-    e.add_argument("--n", type=int, nargs="+", default=[10, 50, 100, 500], help="N per class (default 10 50 100 500)")
-    e.add_argument("--seeds", type=int, default=3, help="repetitions per N, averaged (default 3)")
-    e.add_argument("--epochs", type=float, default=15, help="budget: passes over the N-image subset (default 15)")
-    e.add_argument("--min-steps", type=int, default=300, help="budget: at least this many steps (default 300)")
-    e.add_argument("--batch-size", type=int, default=32, help="batch size of every method (default 32)")
-    e.add_argument("--pretrain-epochs", type=int, default=3, help="epochs of the cnn on digits 0–4 (default 3)")
-    e.add_argument(
-        "--pretrain-limit",
-        type=int,
-        default=None,
-        help="pretrain on this many 0–4 images, for smoke tests (default: all)",
-    )
-    e.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/transfer-experiment"),
-        help="output folder (default runs/transfer-experiment)",
-    )
-    _data_dir_arg(e)
-    e.set_defaults(func=cmd_experiment_transfer, tensorflow=True)
 
     p = sub.add_parser(
         "finetune",

@@ -102,7 +102,7 @@ class Explainer:
     """Activations and attributions of one Keras model (see the module docstring)."""
 
     def __init__(self, model):
-        from digitlab.models.ensemble import members_of
+        from digitlab.models.ensemble_network import members_of
 
         self.model = model
         # An ensemble (`digitlab ensemble`) averages several networks: its scores and attributions are the whole

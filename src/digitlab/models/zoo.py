@@ -203,7 +203,7 @@ class RawMLP(tf.Module):
 
 def build_transfer(options: ModelOptions) -> keras.Model:
     """Registered so `digitlab models` and --model know it; the network itself depends on --base."""
-    raise ConfigError("the transfer model is built from its --base by digitlab.models.transfer.build_transfer_model")
+    raise ConfigError("the transfer model is built from its --base by transfer_network.build_transfer_model")
 
 
 def build_model(name: str, options: ModelOptions | None = None, seed: int = 0):

@@ -14,7 +14,7 @@ from typing import Any
 
 from digitlab.errors import ConfigError
 from digitlab.models.registry import PYTORCH_INIT, ModelOptions, get_spec
-from digitlab.models.transfer import (
+from digitlab.models.transfer_network import (
     APPLICATIONS,
     WEIGHTS_CHOICES,
     application_key,
@@ -61,7 +61,7 @@ class TrainConfig:
     strategy: str = "auto"  # auto | default | mirrored | multi-worker
     out: str | None = None  # run directory; default runs/<model>-<timestamp>
     data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
-    # --model transfer only (see digitlab/models/transfer.py); None/0 for every other model
+    # --model transfer only (see digitlab/models/transfer_network.py); None/0 for every other model
     base: str | None = None  # vgg16 | mobilenetv2 (keras.applications) or a saved digitlab model (.keras or run dir)
     weights: str | None = None  # keras.applications bases: imagenet (default) | none (random init) | PATH to a file
     input_size: int | None = None  # keras.applications bases: side 28×28 is resized to (32; MobileNetV2+imagenet 96)

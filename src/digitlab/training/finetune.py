@@ -179,7 +179,7 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     from digitlab.models.calibration import fit_temperature, negative_log_likelihood
     from digitlab.models.forward import predict_logits
     from digitlab.models.saved import LoadedModel, load_model, plain_keras_model, save_temperature
-    from digitlab.models.transfer import sublayers
+    from digitlab.models.transfer_network import sublayers
     from digitlab.rundir import RunDir, environment
     from digitlab.training.callbacks import HistoryRows
     from digitlab.training.optim import compile_classifier

@@ -27,7 +27,7 @@ from digitlab.models.forward import predict_logits
 from digitlab.models.saved import plain_keras_model
 from digitlab.models.zoo import RawMLP, build_model
 from digitlab.rundir import RunDir, default_run_path, environment, find_unfinished_run
-from digitlab.training import custom_loop, strategy, transfer
+from digitlab.training import custom_loop, strategy, transfer_phases
 from digitlab.training.callbacks import EpochHook, HistoryRows, ResumableEarlyStopping, progress_verbosity
 from digitlab.training.config import TrainConfig, model_options
 from digitlab.training.optim import compile_classifier, make_optimizer
@@ -176,7 +176,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     set_seed(config.seed)
     transfer_model = None
     if config.model == "transfer":  # built first: a missing base or undownloadable weights fail before the run dir
-        transfer_model = transfer.build_model(config)
+        transfer_model = transfer_phases.transfer_model_for(config)
     resume_from = None
     if chief:
         run, resuming = prepare_run(config)
@@ -212,7 +212,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     start = time.perf_counter()
     transfer_info = None
     if transfer_model is not None:
-        transfer_info = transfer.train_phases(config, transfer_model, splits, run, log, on_epoch_end)
+        transfer_info = transfer_phases.train_phases(config, transfer_model, splits, run, log, on_epoch_end)
         model = transfer_model.model
     elif config.loop == "fit":
         model = build_model(config.model, model_options(config), seed=config.seed)

@@ -1,7 +1,7 @@
 """Transfer models: a pretrained base under a new head, and the freezing that its two training phases use.
 
 The base is either a `keras.applications` network (VGG16, MobileNetV2) or a saved digitlab model, whose
-layers up to its "logits" Dense layer become the base. `digitlab.training.transfer` trains it in the two
+layers up to its "logits" Dense layer become the base. `digitlab.training.transfer_phases` trains it in the two
 phases of the Keras transfer-learning guide (head only on a frozen base, then the top K base layers at a
 lower rate); this module builds the network and freezes or unfreezes its layers.
 

@@ -21,7 +21,7 @@ from digitlab.atomic import atomic_write_json, atomic_write_text
 from digitlab.data.mnist import load_splits, split_seed
 from digitlab.errors import ConfigError
 from digitlab.models.calibration import fit_temperature, negative_log_likelihood
-from digitlab.models.ensemble import build_ensemble
+from digitlab.models.ensemble_network import build_ensemble
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import LoadedModel, load_model, save_temperature
 from digitlab.rundir import RunDir, environment
