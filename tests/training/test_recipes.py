@@ -183,6 +183,30 @@ def test_torch_onecycle_matches_pytorchs_onecyclelr_defaults():
     assert int(rates.argmax()) == 70  # ⌈0.3·235 − 1⌉
 
 
+def _former_one_cycle(step: np.ndarray, peak: float, total_steps: int, warmup=0.25, final_div=100.0) -> np.ndarray:
+    """digitlab's former hand-written OneCycle schedule, verbatim in NumPy (the reference for `one_cycle`)."""
+    total = max(total_steps, 1)
+    up = max(total * warmup, 1.0)
+    start = peak / 10.0
+    warm = start + (peak - start) * step / up
+    progress = np.clip((step - up) / max(total - up, 1.0), 0.0, 1.0)
+    end = peak / final_div
+    anneal = end + (peak - end) * 0.5 * (1.0 + np.cos(np.pi * progress))
+    return np.where(step < up, warm, anneal)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 7, 215, 430, 4300])
+def test_one_cycle_on_keras_cosine_decay_gives_the_former_curve_at_every_step(total):
+    """`--schedule onecycle` moved onto keras' CosineDecay(warmup_target, warmup_steps): the same rate at every
+    step (and past the end), so recipes that use it train as before."""
+    from digitlab.training.optim import one_cycle
+
+    schedule = one_cycle(3e-3, total)
+    steps = np.arange(total + 5, dtype=np.float32)
+    got = np.array([float(schedule(s)) for s in steps])
+    np.testing.assert_allclose(got, _former_one_cycle(steps.astype(np.float64), 3e-3, total), rtol=1e-5, atol=1e-9)
+
+
 def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, mnist_dir):
     from digitlab.data.mnist import load_splits
 

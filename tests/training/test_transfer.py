@@ -228,29 +228,27 @@ def test_weights_from_a_local_file(application_models, tmp_path):
 
 
 def test_unreachable_imagenet_weights_give_a_one_line_error_naming_weights_path(monkeypatch, tmp_path, capsys):
-    """Keras' own download (keras.utils.get_file) pointed at a closed local port: refused at once, no network."""
-    from keras.src.utils import file_utils
+    """The weights' download pointed at a closed local port: refused at once, no network, and the process's
+    default socket timeout is never touched (the timeout is the one connection's)."""
+    from digitlab.models import transfer_network
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
-    real, calls = file_utils.get_file, []
-
-    def unreachable(fname=None, origin=None, **kw):
-        calls.append(origin)
-        kw["cache_dir"] = str(tmp_path / "keras")  # never a cached copy
-        return real(fname, f"http://127.0.0.1:{port}/{fname}", **kw)
-
-    monkeypatch.setattr(file_utils, "get_file", unreachable)
+    monkeypatch.setattr(transfer_network, "WEIGHTS_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # never a cached copy
+    seen = []
+    real = socket.setdefaulttimeout
+    monkeypatch.setattr(socket, "setdefaulttimeout", lambda t: (seen.append(t), real(t)))
     out = tmp_path / "run"
     assert main(["train", "--model", "transfer", "--base", "vgg16", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(calls) == 1 and calls[0].endswith("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
     assert len(err.splitlines()) == 1, err
     assert "the ImageNet weights for vgg16 could not be downloaded" in err
     assert "refused" in err.lower()  # the underlying reason
     assert "--weights PATH" in err and "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in err
     assert not out.exists()  # it failed before creating the run directory
+    assert seen == [] and not list((tmp_path / "keras").glob("models/*"))  # no global timeout, no partial file
 
 
 def test_saved_transfer_models_load_in_plain_keras(transfer_run, application_models, tmp_path):

@@ -33,11 +33,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from digitlab.training.config import resolve_config
+def _config_values(args: argparse.Namespace, config_class: type, skip: tuple[str, ...] = ()) -> dict:
+    """The parsed flags that are fields of `config_class` (a dataclass), paths as strings (JSON-ready).
 
-    flags = {k: getattr(args, k) for k in _TRAIN_FLAGS}
-    config = resolve_config(args.model, args.recipe, **flags)  # validate before importing TensorFlow
+    The flags' names are the fields' names, so the list of training settings lives in the dataclass alone.
+    """
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)} - set(skip)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in names}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from digitlab.training.config import TrainConfig, resolve_config
+
+    flags = _config_values(args, TrainConfig, skip=("model", "recipe"))
+    # op determinism on, as the CLI always had it: same command, same weights
+    config = resolve_config(args.model, args.recipe, deterministic=True, **flags)  # validated before TensorFlow
     from digitlab.training.train import train_and_evaluate
 
     train_and_evaluate(config)
@@ -127,12 +139,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from digitlab.training.finetune import FinetuneConfig, finetune, format_report
 
-    config = FinetuneConfig(
-        model=str(args.model), feedback=str(args.feedback) if args.feedback else None,
-        out=str(args.out) if args.out else None, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        repeat=args.repeat, replay_ratio=args.replay_ratio, holdout=args.holdout, min_feedback=args.min_feedback,
-        seed=args.seed, data_dir=str(args.data_dir) if args.data_dir else None,
-    )  # fmt: skip
+    config = FinetuneConfig(**_config_values(args, FinetuneConfig), deterministic=True)
     config.validate()
     result = finetune(config)
     print(format_report(result.metrics))
@@ -171,11 +178,3 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name, recipe in RECIPES.items():
         print(f"  {name:<10} {recipe.description}")
     return 0
-
-
-_TRAIN_FLAGS = (
-    "epochs", "batch_size", "lr", "seed", "out", "loop", "strategy", "clip_norm", "validation_size", "limit",
-    "dropout", "weight_decay", "initializer", "schedule", "optimizer", "patience", "bn_momentum", "data_dir",
-    "base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr",
-    "beta_1", "beta_2", "augment", "ema", "keep", "full_train", "split_seed", "standardize", "order",
-)  # fmt: skip

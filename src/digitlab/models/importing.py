@@ -33,13 +33,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digitlab.atomic import atomic_write_json, atomic_write_text
+from digitlab.atomic import atomic_write_json
 from digitlab.data.fetch import default_data_dir
 from digitlab.errors import ConfigError, ModelError
 from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALES, Contract, output_kind, to_logits, to_model_input
@@ -248,13 +247,16 @@ def _stem(source: Path) -> str:
 
 
 def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contract, seconds: float) -> None:
+    """Write the imported run into `run` (a staging folder, renamed into place by the caller) through RunDir."""
     from digitlab.models.contract import keras_adapter
     from digitlab.models.export import digest
+    from digitlab.rundir import RunDir
 
-    name = _stem(source)
+    name, folder = _stem(source), RunDir(run)
+    adapter = None
     if foreign.format == "keras":
         contract.file = "model.keras"
-        keras_adapter(foreign.network, contract, name).save(run / contract.file)
+        adapter = keras_adapter(foreign.network, contract, name)  # saved by `finish`, atomically
     elif foreign.format == "onnx":
         contract.file = "source.onnx"
         shutil.copyfile(source, run / contract.file)
@@ -262,14 +264,12 @@ def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contrac
         contract.file = "savedmodel"
         shutil.copytree(source, run / contract.file)
     atomic_write_json(run / CONTRACT_FILE, contract.to_json())
-    record = {
-        "schema": "digitlab.import/1",
-        "settings": {"model": name, "imported": True, "format": foreign.format},
-        "source": {"file": str(source.resolve()), "sha256": digest(source), "format": foreign.format},
-        "contract": contract.to_json(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    atomic_write_json(run / "config.json", record)
+    folder.write_config(
+        "import",
+        {"model": name, "imported": True, "format": foreign.format},
+        source={"file": str(source.resolve()), "sha256": digest(source), "format": foreign.format},
+        contract=contract.to_json(),
+    )
     metrics = {
         "schema": "digitlab.import-metrics/1",
         "detection": {"digits": contract.evidence["digits"], "accuracy": contract.evidence["accuracy"]},
@@ -277,15 +277,13 @@ def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contrac
         "test": None,
         "note": "an imported model's test accuracy is measured by `digitlab evaluate RUN`",
     }
-    atomic_write_json(run / "metrics.json", metrics)
-    atomic_write_text(run / "summary.txt", summary(name, source, contract))
+    folder.finish(metrics, *_summary_lines(name, source, contract), model=adapter)
 
 
-def summary(name: str, source: Path, contract: Contract) -> str:
-    """What `import` decided, in words (summary.txt)."""
+def _summary_lines(name: str, source: Path, contract: Contract) -> tuple[str, list[str]]:
+    """The summary's headline and detail lines (see `digitlab.rundir.format_summary`)."""
     best = contract.evidence["candidates"][0]
-    lines = [
-        f"{name}: imported from {source.name} ({contract.format})",
+    details = [
         f"  the model's side: {contract.describe()}",
         f"  outputs: {contract.evidence['outputs']}",
         f"  scale and polarity: {_words(best)}, {best['accuracy']:.1%} on {contract.evidence['digits']:,} MNIST "
@@ -295,7 +293,7 @@ def summary(name: str, source: Path, contract: Contract) -> str:
         f"  trusted code: {'yes (--trust-code)' if contract.trust_code else 'no (safe mode)'}",
         "  test accuracy: run `digitlab evaluate` on this run",
     ]
-    return "\n".join(lines) + "\n"
+    return f"{name}: imported from {source.name} ({contract.format})", details
 
 
 def cache_root(data_dir: str | Path | None = None) -> Path:

@@ -207,10 +207,24 @@ def build_transfer(options: ModelOptions) -> keras.Model:
 
 
 def build_model(name: str, options: ModelOptions | None = None, seed: int = 0):
-    """Build a fresh, untrained model by registry name (a keras.Model, or a RawMLP for raw-mlp)."""
+    """Build a fresh, untrained model by registry name: the one builder of every zoo network.
+
+    Args:
+      name: a registry name (`digitlab.models.registry.MODELS`), except "transfer", which is built from its
+        base by `digitlab.models.transfer_network.build_transfer_model`.
+      options: dropout, L2, initializer, BatchNorm momentum, standardization; a None dropout takes the
+        registry's `default_dropout`.
+      seed: the raw-mlp's weight seed (Keras models take theirs from `keras.utils.set_random_seed`).
+
+    Returns:
+      A keras.Model mapping (N, 28, 28, 1) float32 in [0, 1] to (N, 10) logits, or a RawMLP for raw-mlp.
+
+    Raises:
+      ConfigError: an unknown name, or "transfer".
+    """
     spec = get_spec(name)
     options = options or ModelOptions()
-    if options.dropout is None and spec.default_dropout is not None:
+    if options.dropout is None:
         options = dataclasses.replace(options, dropout=spec.default_dropout)
     if name == "raw-mlp":
         return RawMLP(seed=seed, weight_decay=options.weight_decay)
