@@ -50,6 +50,8 @@ METHODS = {
 
 @dataclass
 class ExperimentConfig:
+    """The study's settings, with commented defaults (`parse_args` fills them from flags)."""
+
     n_per_class: tuple[int, ...] = (10, 50, 100, 500)  # labelled training images per new class (digits 5–9)
     seeds: int = 3  # repetitions with seeds 0..seeds-1 (subset, initialisation, batch order); mean ± std
     epochs: float = 15  # budget: this many passes over the N-image subset (same optimizer steps for every method)
@@ -66,6 +68,7 @@ class ExperimentConfig:
     data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
 
     def validate(self) -> None:
+        """Raise ConfigError for the first out-of-range setting."""
         checks = [
             (bool(self.n_per_class) and min(self.n_per_class) >= 1, "--n values must be at least 1"),
             (self.seeds >= 1, f"--seeds must be at least 1, got {self.seeds}"),
@@ -236,6 +239,8 @@ def budget(config: ExperimentConfig, n: int) -> int:
 
 @dataclass
 class ExperimentResult:
+    """Where the study wrote, what it measured (results.json) and its Markdown table."""
+
     out_dir: Path
     results: dict[str, Any]
     table: str
@@ -332,6 +337,7 @@ def format_table(summary: list[dict[str, Any]]) -> str:
 
 
 def plot(summary: list[dict[str, Any]], path: Path) -> Path:
+    """Test accuracy against N (log scale) per method, mean ± std over seeds, as a PNG at `path`; returns it."""
     import matplotlib
 
     matplotlib.use("Agg")

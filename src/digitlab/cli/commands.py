@@ -45,6 +45,7 @@ def _config_values(args: argparse.Namespace, config_class: type, skip: tuple[str
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`digitlab train`: resolve and validate the settings, then train (or reuse a finished identical run)."""
     from digitlab.training.config import TrainConfig, resolve_config
 
     flags = _config_values(args, TrainConfig, skip=("model", "recipe"))
@@ -75,6 +76,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
+    """`digitlab ensemble`: average finished runs into one run directory."""
     from digitlab.training.ensemble_run import make_ensemble
 
     metrics = make_ensemble(args.runs, args.out, tta=args.tta, data_dir=args.data_dir)
@@ -131,12 +133,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
+    """`digitlab launch`: run a command as N local workers of one cluster."""
     from digitlab.training.launch import launch
 
     return launch(args.command, workers=args.workers, timeout=args.timeout)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    """`digitlab finetune`: fine-tune a model on its draw-page corrections into a new run."""
     from digitlab.training.finetune import FinetuneConfig, finetune, format_report
 
     config = FinetuneConfig(**_config_values(args, FinetuneConfig), deterministic=True)
@@ -148,6 +152,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """`digitlab import`: import a foreign model into a run directory, or empty the import cache."""
     from digitlab.models.importing import ImportOptions, clear_cache, import_model
 
     if args.clear_cache:
@@ -168,6 +173,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """`digitlab models`: list the models and the recipes."""
     from digitlab.models.registry import MODELS
     from digitlab.training.config import RECIPES
 

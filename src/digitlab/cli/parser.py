@@ -162,6 +162,7 @@ def _runtime_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `digitlab` parser: every subcommand with its flags; each sets `func` (and `tensorflow` if it needs it)."""
     from digitlab import __version__
     from digitlab.models.export import FORMATS
     from digitlab.training.finetune import FinetuneConfig

@@ -248,6 +248,7 @@ def describe(splits: Splits) -> dict:
 
 
 def format_summary(summary: dict) -> str:
+    """`describe`'s numbers as a table: one row per split, counts per class, pixel mean and std."""
     lines = [f"{'split':<6}{'count':>7}  " + "".join(f"{d:>6}" for d in range(NUM_CLASSES)) + "    mean    std"]
     for name, s in summary.items():
         counts = "".join(f"{c:>6}" for c in s["per_class"])

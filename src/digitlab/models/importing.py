@@ -32,7 +32,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,11 @@ class ImportOptions:
     trust_code: bool = False
 
     def validate(self) -> None:
+        """Check the given options.
+
+        Raises:
+          ConfigError: a layout, scale or outputs value that is not one of the allowed.
+        """
         for flag, value, allowed in (
             ("--input-layout", self.layout, tuple(LAYOUTS)),
             ("--input-scale", self.scale, SCALES),
@@ -217,13 +222,16 @@ def import_model(
     start = time.perf_counter()
     foreign = open_foreign(source, options.trust_code)
     out = Path(out) if out else Path("runs") / f"{_stem(source)}-import"
+    if _same_import(out, source, options):
+        log(f"{out} already holds this import of {source.name} (same file, same options): reusing it")
+        return out
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} already holds files; choose a new folder")
     x, y = detection_digits(data_dir)
     contract = detect(foreign, x, y, options)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     try:
-        _write_run(staging, source, foreign, contract, time.perf_counter() - start)
+        _write_run(staging, source, foreign, contract, time.perf_counter() - start, options)
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -232,6 +240,23 @@ def import_model(
     log(f"imported {source.name}: {contract.describe()} ({contract.evidence['outputs']}); "
         f"{contract.evidence['accuracy']:.1%} on {len(y):,} training digits → {out}")  # fmt: skip
     return out
+
+
+def _same_import(out: Path, source: Path, options: ImportOptions) -> bool:
+    """Whether `out` is a finished import of the same file (by sha256) with the same options: importing again
+    would only reproduce it (a tutorial run twice, the same command repeated)."""
+    from digitlab.models.export import digest
+    from digitlab.rundir import RunDir
+
+    run = RunDir(out)
+    if not run.finished:
+        return False
+    try:
+        record = run.read_config()
+    except ModelError:
+        return False  # a corrupt run is not reused; the "already holds files" refusal follows
+    recorded = record.get("source", {})
+    return record.get("options") == asdict(options) and recorded.get("sha256") == digest(source)
 
 
 def _parent(out: Path) -> Path:
@@ -246,7 +271,9 @@ def _stem(source: Path) -> str:
     return source.name if source.is_dir() else source.stem
 
 
-def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contract, seconds: float) -> None:
+def _write_run(
+    run: Path, source: Path, foreign: ForeignModel, contract: Contract, seconds: float, options: ImportOptions
+) -> None:
     """Write the imported run into `run` (a staging folder, renamed into place by the caller) through RunDir."""
     from digitlab.models.contract import keras_adapter
     from digitlab.models.export import digest
@@ -269,6 +296,7 @@ def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contrac
         {"model": name, "imported": True, "format": foreign.format},
         source={"file": str(source.resolve()), "sha256": digest(source), "format": foreign.format},
         contract=contract.to_json(),
+        options=asdict(options),  # what the user said: the same file with the same options is the same import
     )
     metrics = {
         "schema": "digitlab.import-metrics/1",

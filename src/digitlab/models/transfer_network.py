@@ -86,6 +86,7 @@ def default_input_size(app: Application, weights: str) -> int:
 
 
 def weights_file_name(app: Application, size: int) -> str:
+    """The no-top ImageNet file Keras uses for `app` at input side `size`."""
     # keras.applications falls back to the 224 file when the size has no file of its own
     return app.weights_file.format(size=size if size in app.imagenet_sizes else 224)
 
@@ -223,6 +224,11 @@ def base_from_model(model: keras.Model, name: str | None = None) -> keras.Model:
 
 
 def saved_base(path: str) -> keras.Model:
+    """The base of a saved digitlab model (a .keras file or a run directory): its layers up to "logits".
+
+    Raises:
+      ModelError: no model there, a corrupt file, or a model that does not take (28, 28, 1) input.
+    """
     from digitlab.models.foreign import load_keras_file
 
     file = saved_model_file(path)
@@ -255,6 +261,8 @@ def attach_head(base: keras.Model, num_classes: int, dropout: float, adapter: Ca
 
 @dataclass
 class TransferModel:
+    """A built transfer network: the whole model, its base, and what was built (for metrics.json)."""
+
     model: keras.Model  # the whole network, image → logits
     base: keras.Model  # the pretrained part (a nested model inside `model`)
     info: dict[str, Any] = field(default_factory=dict)  # what was built, recorded in metrics.json

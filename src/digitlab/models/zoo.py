@@ -180,9 +180,11 @@ class RawMLP(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="image")])
     def serve(self, images: tf.Tensor) -> tf.Tensor:
+        """The SavedModel's serving signature: (N, 28, 28, 1) float32 in [0, 1] → (N, 10) logits."""
         return self(images)
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """(N, 28, 28, 1) or (N, 784) float32 in [0, 1] → (N, 10) logits (`training` is unused: no dropout)."""
         x = tf.reshape(images, (-1, 784))
         return tf.nn.relu(x @ self.w1 + self.b1) @ self.w2 + self.b2
 
@@ -194,6 +196,7 @@ class RawMLP(tf.Module):
         return [self.weight_decay * (tf.reduce_sum(self.w1**2) + tf.reduce_sum(self.w2**2))]
 
     def to_keras(self) -> keras.Model:
+        """The same network as a plain Keras `mlp` holding these weights (what the run saves as model.keras)."""
         model = build_mlp(ModelOptions())
         dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
         dense[0].set_weights([self.w1.numpy(), self.b1.numpy()])

@@ -42,6 +42,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 
 def strategy_name(strategy: tf.distribute.Strategy | None) -> str:
+    """The strategy's class name for config.json ("default" for none)."""
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"
     if isinstance(strategy, tf.distribute.MirroredStrategy):

@@ -61,6 +61,16 @@ def fit_loop(
     on_epoch_end: EpochHook | None = None,
     clock: Stopwatch | None = None,
 ) -> None:
+    """Train `model` with Keras `fit`: resumable (BackupAndRestore), best-on-validation weights kept.
+
+    Args:
+      config: the run's settings.
+      model: the untrained Keras model (compiled here).
+      splits: uint8 images and labels; validation is skipped with --full-train.
+      run: the run directory (history.csv, logs/, backup/ and best.weights.h5 go there).
+      on_epoch_end: called with (epoch, model) after each epoch.
+      clock: laps "build", "first_step" and "epochs" go here.
+    """
     clock = clock or Stopwatch()
     distribution = tf.distribute.get_strategy()
     x, y = training_order(splits, config.order, config.seed)
@@ -127,6 +137,7 @@ class Stopwatch:
         self._last = time.perf_counter()
 
     def lap(self, name: str) -> None:
+        """Record the seconds since the previous lap under `name`."""
         now = time.perf_counter()
         self.laps[name] = round(now - self._last, 3)
         self._last = now
@@ -134,12 +145,19 @@ class Stopwatch:
 
 @dataclass
 class RunResult:
+    """What `train_and_evaluate` returns: the run directory, its metrics (metrics.json) and the saved model."""
+
     run_dir: Path
     metrics: dict[str, Any]
     model: keras.Model
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of (N, 10) logits against (N,) integer labels.
+
+    Returns:
+      {"accuracy": in [0, 1], "loss": mean NLL in nats}.
+    """
     loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     return {
         "accuracy": float(np.mean(np.argmax(logits, axis=1) == labels)),
@@ -227,11 +245,11 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     clock = Stopwatch()
     distribution = strategy.make_strategy(config.strategy) if config.loop == "custom" else None
     chief = strategy.is_chief(distribution)
-    state = "new"
-    if chief:  # before anything is built: a finished run of the same settings is read back, not retrained
-        run, state = prepare_run(config)
-        if state == "reuse":
-            return reuse_run(run, log)
+    # before anything is built: a finished run of the same settings is read back, not retrained (by every
+    # worker of a cluster, so none waits for a chief that does not train)
+    run, state = prepare_run(config)
+    if state == "reuse":
+        return reuse_run(run, log if chief else (lambda *_: None))
     set_seed(config.seed, config.deterministic)
     transfer_model = None
     if config.model == "transfer":  # built first: a missing base or undownloadable weights fail before the run dir
