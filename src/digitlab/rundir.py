@@ -241,8 +241,22 @@ def default_run_path(model: str, root: Path = Path("runs")) -> Path:
     return root / f"{model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def find_unfinished_run(settings: dict[str, Any], root: Path = Path("runs")) -> Path | None:
-    """The latest unfinished run under `root` whose settings equal these (the same command run again)."""
+def find_unfinished_run(
+    settings: dict[str, Any],
+    root: Path = Path("runs"),
+    effective: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+) -> Path | None:
+    """The latest unfinished run under `root` whose settings equal these (the same command run again).
+
+    Args:
+      settings: the new run's settings.
+      root: where default run directories are made.
+      effective: maps a recorded (possibly older) settings dict to today's terms before comparing (training
+        passes `digitlab.training.config.effective_settings`).
+
+    Returns:
+      The run's path, or None.
+    """
     if not root.is_dir():
         return None
     for path in sorted(root.glob(f"{settings['model']}-*"), reverse=True):
@@ -251,7 +265,7 @@ def find_unfinished_run(settings: dict[str, Any], root: Path = Path("runs")) -> 
             recorded = run.read_settings()
         except ModelError:  # a corrupt run is never the one to resume
             continue
-        if not run.finished and recorded == settings:
+        if recorded and not run.finished and effective(recorded) == settings:
             return path
     return None
 

@@ -180,11 +180,11 @@ class RawMLP(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="image")])
     def serve(self, images: tf.Tensor) -> tf.Tensor:
-        """The SavedModel's serving signature: (N, 28, 28, 1) float32 in [0, 1] → (N, 10) logits."""
+        """The serving signature of the SavedModel: (N, 28, 28, 1) float32 in [0, 1] to (N, 10) logits."""
         return self(images)
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """(N, 28, 28, 1) or (N, 784) float32 in [0, 1] → (N, 10) logits (`training` is unused: no dropout)."""
+        """(N, 28, 28, 1) or (N, 784) float32 in [0, 1] to (N, 10) logits (`training` is unused: no dropout)."""
         x = tf.reshape(images, (-1, 784))
         return tf.nn.relu(x @ self.w1 + self.b1) @ self.w2 + self.b2
 

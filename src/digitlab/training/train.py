@@ -191,7 +191,7 @@ def prepare_run(config: TrainConfig) -> tuple[RunDir, str]:
     if config.out:
         run = RunDir(Path(config.out))
     else:
-        found = find_unfinished_run(settings)
+        found = find_unfinished_run(settings, effective=effective_settings)
         run = RunDir(found or default_run_path(config.model))
     try:
         recorded = run.read_settings()
@@ -260,7 +260,8 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         run.create()
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
-        chief_run = Path(config.out) if config.out else find_unfinished_run(config.settings())
+        found = None if config.out else find_unfinished_run(config.settings(), effective=effective_settings)
+        chief_run = Path(config.out) if config.out else found
         resume_from = RunDir(chief_run) if chief_run else None  # resume where the chief does
     clock.lap("setup")
     splits = load_splits(
