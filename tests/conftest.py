@@ -105,7 +105,7 @@ def trained_run(tmp_path_factory, mnist_dir):
     from digitlab.training.train import train_and_evaluate
 
     out = tmp_path_factory.mktemp("trained") / "cnn"
-    config = resolve_config("cnn", epochs=1, lr=3e-3, schedule="onecycle", out=str(out))
+    config = resolve_config("cnn", epochs=1, lr=3e-3, schedule="onecycle", out=str(out), deterministic=True)
     train_and_evaluate(config, log=lambda *_: None)
     return out
 
@@ -139,7 +139,7 @@ def tiny_runs(tmp_path_factory, trained_run, mnist_dir):
         ("raw-mlp", {"loop": "custom"}),
         ("transfer", {"base": str(trained_run), "fine_tune_layers": 1, "fine_tune_epochs": 1}),
     ]:
-        config = resolve_config(kind, out=str(tmp / kind), **tiny, **extra)
+        config = resolve_config(kind, out=str(tmp / kind), deterministic=True, **tiny, **extra)
         made[kind] = train_and_evaluate(config, log=lambda *_: None).run_dir
     return made
 

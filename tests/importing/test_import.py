@@ -229,6 +229,22 @@ def test_ensemble_and_finetune_refuse_imports_in_one_line(imported, tmp_path, ca
     assert "imported ONNX model" in capsys.readouterr().err
 
 
+def test_importing_again_reuses_the_same_import_and_refuses_other_options(tutorial, imported):
+    """The same file with the same options into the same folder (a tutorial run twice) is the same import."""
+    from digitlab.errors import ConfigError
+
+    name = "dense_784"
+    run = imported[name]
+    config = json.loads((run / "config.json").read_text())
+    assert (config["schema"], config["kind"]) == ("digitlab.run/2", "import")  # the one run-directory schema
+    assert config["options"] == {"layout": None, "scale": None, "outputs": None, "invert": None, "trust_code": False}
+    lines = []
+    assert import_model(tutorial[name], run, log=lines.append) == run
+    assert len(lines) == 1 and "reusing it" in lines[0], lines
+    with pytest.raises(ConfigError, match="already holds files"):
+        import_model(tutorial[name], run, ImportOptions(scale="unit", invert=False), log=lambda *_: None)
+
+
 # --- files that cannot work: one line each, never a traceback ----------------------------------------------
 
 

@@ -183,6 +183,30 @@ def test_torch_onecycle_matches_pytorchs_onecyclelr_defaults():
     assert int(rates.argmax()) == 70  # ⌈0.3·235 − 1⌉
 
 
+def _former_one_cycle(step: np.ndarray, peak: float, total_steps: int, warmup=0.25, final_div=100.0) -> np.ndarray:
+    """digitlab's former hand-written OneCycle schedule, verbatim in NumPy (the reference for `one_cycle`)."""
+    total = max(total_steps, 1)
+    up = max(total * warmup, 1.0)
+    start = peak / 10.0
+    warm = start + (peak - start) * step / up
+    progress = np.clip((step - up) / max(total - up, 1.0), 0.0, 1.0)
+    end = peak / final_div
+    anneal = end + (peak - end) * 0.5 * (1.0 + np.cos(np.pi * progress))
+    return np.where(step < up, warm, anneal)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 7, 215, 430, 4300])
+def test_one_cycle_on_keras_cosine_decay_gives_the_former_curve_at_every_step(total):
+    """`--schedule onecycle` moved onto keras' CosineDecay(warmup_target, warmup_steps): the same rate at every
+    step (and past the end), so recipes that use it train as before."""
+    from digitlab.training.optim import one_cycle
+
+    schedule = one_cycle(3e-3, total)
+    steps = np.arange(total + 5, dtype=np.float32)
+    got = np.array([float(schedule(s)) for s in steps])
+    np.testing.assert_allclose(got, _former_one_cycle(steps.astype(np.float64), 3e-3, total), rtol=1e-5, atol=1e-9)
+
+
 def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, mnist_dir):
     from digitlab.data.mnist import load_splits
 
@@ -220,7 +244,7 @@ def test_ensemble_is_the_mean_of_its_members_and_reloads_in_plain_keras(members,
     import keras
     from scipy.special import softmax
 
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     metrics = make_ensemble(members, tmp_path / "ens", **QUIET)
     assert metrics["tta"] == {"asked": "off", "used": False}  # off unless chosen
@@ -244,7 +268,7 @@ def test_an_ensemble_is_an_ordinary_run(members, tmp_path, mnist_dir):
     """evaluate, predict and compare take it like any run directory."""
     from digitlab.evaluation.evaluate import evaluate_model
     from digitlab.inference.predictor import Predictor
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     run = tmp_path / "ens"
     made = make_ensemble(members, run, **QUIET)
@@ -260,7 +284,7 @@ def test_an_ensemble_is_an_ordinary_run(members, tmp_path, mnist_dir):
 def test_explaining_an_ensemble_attributes_the_whole_and_says_whose_layers_it_shows(members, tmp_path):
     from digitlab.explain.engine import Explainer
     from digitlab.models.saved import load_model
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     make_ensemble(members, tmp_path / "ens", **QUIET)
     model = load_model(tmp_path / "ens").model
@@ -275,8 +299,8 @@ def test_explaining_an_ensemble_attributes_the_whole_and_says_whose_layers_it_sh
 def test_tta_is_kept_only_when_validation_prefers_it(members, tmp_path):
     import keras
 
-    from digitlab.models.ensemble import build_ensemble
-    from digitlab.training.ensemble import make_ensemble
+    from digitlab.models.ensemble_network import build_ensemble
+    from digitlab.training.ensemble_run import make_ensemble
 
     metrics = make_ensemble(members, tmp_path / "auto", tta="auto", **QUIET)
     errors = metrics["tta"]["validation_errors"]

@@ -97,9 +97,9 @@ def test_raw_mlp_also_exports_a_savedmodel(trained_runs, mnist):
 
 
 def test_same_seed_same_result(tmp_path, mnist_dir):
-    a = _train(tmp_path / "a", "fast-cnn", "fit", epochs=1)
-    b = _train(tmp_path / "b", "fast-cnn", "fit", epochs=1)
-    c = _train(tmp_path / "c", "fast-cnn", "fit", epochs=1, seed=1)
+    a = _train(tmp_path / "a", "fast-cnn", "fit", epochs=1, deterministic=True)
+    b = _train(tmp_path / "b", "fast-cnn", "fit", epochs=1, deterministic=True)
+    c = _train(tmp_path / "c", "fast-cnn", "fit", epochs=1, seed=1, deterministic=True)
     assert a.metrics["test"] == b.metrics["test"]
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
@@ -217,6 +217,96 @@ def test_unwritable_out_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", "--out", str(blocker / "run"), "--limit", "64", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "not writable" in err and len(err.strip().splitlines()) == 1, err
+
+
+TINY = ["--model", "mlp", "--epochs", "1", "--limit", "256", "--validation-size", "200", "--patience", "0"]
+
+
+def test_training_again_reuses_a_finished_run_and_refuses_other_settings(tmp_path, mnist_dir, capsys):
+    """Item 9 of issue #24: the same command twice (a tutorial's "Run all" twice) reuses the finished run."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    first = RunDir(out).metrics.read_text()
+    capsys.readouterr()
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "reusing it" in said and len(said.strip().splitlines()) == 1, said
+    assert RunDir(out).metrics.read_text() == first  # not trained again
+    assert main(["train", *TINY, "--seed", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "different settings" in err and len(err.strip().splitlines()) == 1, err
+
+    # a run written before config.json had a schema (dropout null for "the model's default", no kind) is the
+    # same run: it is reused too
+    run = RunDir(out)
+    record = json.loads(run.config.read_text())
+    old = {"settings": {**record["settings"], "dropout": None}, "environment": record["environment"]}
+    old["settings"].pop("split_seed")  # a setting that did not exist yet
+    run.config.write_text(json.dumps(old))
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    assert "reusing it" in capsys.readouterr().out
+
+
+def test_config_json_has_one_schema_with_effective_values(tmp_path, mnist_dir):
+    result = _train(tmp_path, "cnn", "fit", epochs=1)
+    config = RunDir(result.run_dir).read_config()
+    assert (config["schema"], config["kind"]) == ("digitlab.run/2", "train")
+    assert config["settings"]["dropout"] == 0.5  # the cnn's own rate, recorded as used (was null)
+    assert config["deterministic"] is False  # a library call chooses; it did not ask
+    assert resolve_config("deep-cnn").dropout == 0.5 and resolve_config("bn-cnn").dropout == 0.4
+    assert resolve_config("mlp").dropout == 0.0 and resolve_config("cnn", dropout=0.25).dropout == 0.25
+    summary = RunDir(result.run_dir).summary.read_text().splitlines()
+    assert summary[0].startswith("model cnn") and summary[1].startswith("validation accuracy 0.")
+    assert summary[2].startswith("test accuracy       0.")
+
+
+def test_a_corrupt_config_json_is_a_one_line_error_not_default_settings(tmp_path, capsys):
+    """A corrupt config.json once read as {}: evaluate then rebuilt split seed 0, maybe of training images."""
+    from digitlab.errors import ModelError
+    from digitlab.models.saved import load_model
+    from digitlab.models.zoo import build_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    build_model("mlp").save(run / "model.keras")
+    (run / "config.json").write_text('{"settings": {"seed": 3, ')
+    with pytest.raises(ModelError, match="config.json is corrupt"):
+        load_model(run, network=False)
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "is corrupt" in err and len(err.strip().splitlines()) == 1, err
+    (run / "config.json").write_text("[1, 2]")  # JSON, but not a run's record
+    with pytest.raises(ModelError, match="no 'settings' object"):
+        load_model(run, network=False)
+
+
+def test_determinism_is_the_callers_choice(monkeypatch):
+    import tensorflow as tf
+
+    from digitlab.training.train import set_seed
+
+    calls = []
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: calls.append(1))
+    set_seed(0)
+    assert calls == []  # a library call that trains leaves the process's TensorFlow as it was
+    set_seed(0, deterministic=True)
+    assert calls == [1]
+
+
+def test_a_model_that_fails_its_reload_check_is_never_saved(tmp_path):
+    """model.keras appears only after the check passed: a failing (or killed) save leaves no model, no metrics."""
+    from digitlab.errors import ModelError
+    from digitlab.models.zoo import build_model
+
+    run = RunDir(tmp_path / "run").create()
+
+    def fails(path):
+        assert path.suffix == ".keras" and path.is_file()
+        raise ModelError("predicts differently")
+
+    with pytest.raises(ModelError):
+        run.finish({"test": {"accuracy": 1.0, "loss": 0.0}}, "model mlp", model=build_model("mlp"), check=fails)
+    assert sorted(p.name for p in run.path.iterdir()) == [] and not run.finished
 
 
 def test_resolve_config_precedence():

@@ -1,4 +1,4 @@
-"""Transfer learning, the offline transfer experiment and fine-tuning on feedback: small real runs on real MNIST."""
+"""Transfer learning, the offline transfer study (bench/) and fine-tuning on feedback: small real runs on real MNIST."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def transfer_run(base_run, tmp_path_factory):
 def test_transfer_from_a_saved_digitlab_model_trains_head_then_fine_tunes(transfer_run, base_run):
     from digitlab.evaluation.evaluate import evaluate_model
     from digitlab.models.saved import load_model
-    from digitlab.models.transfer import saved_base, weighted_layers
+    from digitlab.models.transfer_network import saved_base, weighted_layers
 
     run = RunDir(transfer_run.run_dir)
     history = run.read_history()
@@ -102,7 +103,7 @@ def test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_ph
     import keras
     from keras import layers
 
-    from digitlab.models.transfer import saved_base, weighted_layers
+    from digitlab.models.transfer_network import saved_base, weighted_layers
     from digitlab.training.train import train_and_evaluate
 
     x = inputs = keras.Input((28, 28, 1))
@@ -140,8 +141,8 @@ def application_models(tmp_path_factory, mnist):
     """VGG16 and MobileNetV2 with --weights none at the adapted size, one training step each, saved."""
     import keras
 
-    from digitlab.models.transfer import set_trainable_top
-    from digitlab.training.transfer import build_model as build_transfer_model
+    from digitlab.models.transfer_network import set_trainable_top
+    from digitlab.training.transfer_phases import transfer_model_for as build_transfer_model
 
     folder = tmp_path_factory.mktemp("applications")
     x, y = _images(mnist, 16)
@@ -172,7 +173,7 @@ def application_models(tmp_path_factory, mnist):
 
 
 def test_keras_applications_bases_build_at_the_adapted_size_and_train_a_step(application_models):
-    from digitlab.models.transfer import set_trainable_top
+    from digitlab.models.transfer_network import set_trainable_top
 
     assert set(application_models) == {"vgg16", "mobilenetv2"}  # names matched case- and punctuation-insensitively
     for key, built in application_models.items():
@@ -195,7 +196,7 @@ def test_the_input_adapter_equals_the_bases_own_preprocess_input(mnist, key, siz
     import keras
     import tensorflow as tf
 
-    from digitlab.models.transfer import APPLICATIONS, input_adapter
+    from digitlab.models.transfer_network import APPLICATIONS, input_adapter
 
     inputs = keras.Input((28, 28, 1))
     adapter = keras.Model(inputs, input_adapter(inputs, APPLICATIONS[key], size))
@@ -212,7 +213,7 @@ def test_the_input_adapter_equals_the_bases_own_preprocess_input(mnist, key, siz
 
 
 def test_weights_from_a_local_file(application_models, tmp_path):
-    from digitlab.training.transfer import build_model as build_transfer_model
+    from digitlab.training.transfer_phases import transfer_model_for as build_transfer_model
 
     source = application_models["mobilenetv2"]["transfer"].base
     source.save_weights(tmp_path / "mobilenetv2.weights.h5")
@@ -227,29 +228,27 @@ def test_weights_from_a_local_file(application_models, tmp_path):
 
 
 def test_unreachable_imagenet_weights_give_a_one_line_error_naming_weights_path(monkeypatch, tmp_path, capsys):
-    """Keras' own download (keras.utils.get_file) pointed at a closed local port: refused at once, no network."""
-    from keras.src.utils import file_utils
+    """The weights' download pointed at a closed local port: refused at once, no network, and the process's
+    default socket timeout is never touched (the timeout is the one connection's)."""
+    from digitlab.models import transfer_network
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
-    real, calls = file_utils.get_file, []
-
-    def unreachable(fname=None, origin=None, **kw):
-        calls.append(origin)
-        kw["cache_dir"] = str(tmp_path / "keras")  # never a cached copy
-        return real(fname, f"http://127.0.0.1:{port}/{fname}", **kw)
-
-    monkeypatch.setattr(file_utils, "get_file", unreachable)
+    monkeypatch.setattr(transfer_network, "WEIGHTS_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # never a cached copy
+    seen = []
+    real = socket.setdefaulttimeout
+    monkeypatch.setattr(socket, "setdefaulttimeout", lambda t: (seen.append(t), real(t)))
     out = tmp_path / "run"
     assert main(["train", "--model", "transfer", "--base", "vgg16", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(calls) == 1 and calls[0].endswith("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
     assert len(err.splitlines()) == 1, err
     assert "the ImageNet weights for vgg16 could not be downloaded" in err
     assert "refused" in err.lower()  # the underlying reason
     assert "--weights PATH" in err and "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in err
     assert not out.exists()  # it failed before creating the run directory
+    assert seen == [] and not list((tmp_path / "keras").glob("models/*"))  # no global timeout, no partial file
 
 
 def test_saved_transfer_models_load_in_plain_keras(transfer_run, application_models, tmp_path):
@@ -321,16 +320,29 @@ def test_the_learning_rate_rule_and_defaults(base_run, capsys, tmp_path):
     assert main(["models"]) == 0 and "transfer" in capsys.readouterr().out
 
 
-# --- the offline experiment ---------------------------------------------------------------------------------
+# --- the offline study (bench/transfer_study.py) ------------------------------------------------------------
+
+
+def _transfer_study():
+    """The study script as a module (it lives in bench/, outside the package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "bench" / "transfer_study.py"
+    spec = importlib.util.spec_from_file_location("transfer_study", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["transfer_study"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_the_transfer_experiment_runs_at_a_tiny_scale(tmp_path, mnist_dir, capsys):
-    """`digitlab experiment transfer` end to end: N=5, one seed, 20 steps, a base pretrained on 1,000 images."""
+    """`bench/transfer_study.py` end to end: N=5, one seed, 20 steps, a base pretrained on 1,000 images."""
     from digitlab.data.mnist import load_splits
-    from digitlab.training.experiment import ExperimentConfig, pretrain
 
+    study = _transfer_study()
+    ExperimentConfig, pretrain = study.ExperimentConfig, study.pretrain
     args = ["--n", "5", "--seeds", "1", "--epochs", "1", "--min-steps", "20", "--pretrain-epochs", "1"]
-    assert main(["experiment", "transfer", *args, "--pretrain-limit", "1000", "--out", str(tmp_path)]) == 0
+    assert study.main([*args, "--pretrain-limit", "1000", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| 5 | 25 |" in out and "transfer vs scratch at N=5" in out
     for name in ("results.json", "table.md", "accuracy_vs_n.png"):

@@ -33,11 +33,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from digitlab.training.config import resolve_config
+def _config_values(args: argparse.Namespace, config_class: type, skip: tuple[str, ...] = ()) -> dict:
+    """The parsed flags that are fields of `config_class` (a dataclass), paths as strings (JSON-ready).
 
-    flags = {k: getattr(args, k) for k in _TRAIN_FLAGS}
-    config = resolve_config(args.model, args.recipe, **flags)  # validate before importing TensorFlow
+    The flags' names are the fields' names, so the list of training settings lives in the dataclass alone.
+    """
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)} - set(skip)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in names}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`digitlab train`: resolve and validate the settings, then train (or reuse a finished identical run)."""
+    from digitlab.training.config import TrainConfig, resolve_config
+
+    flags = _config_values(args, TrainConfig, skip=("model", "recipe"))
+    # op determinism on, as the CLI always had it: same command, same weights
+    config = resolve_config(args.model, args.recipe, deterministic=True, **flags)  # validated before TensorFlow
     from digitlab.training.train import train_and_evaluate
 
     train_and_evaluate(config)
@@ -66,7 +79,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from digitlab.training.ensemble import make_ensemble
+    """`digitlab ensemble`: average finished runs into one run directory."""
+    from digitlab.training.ensemble_run import make_ensemble
 
     metrics = make_ensemble(args.runs, args.out, tta=args.tta, data_dir=args.data_dir)
     print(f"run in {args.out} (test accuracy {metrics['test']['accuracy']:.4f})")
@@ -122,40 +136,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
+    """`digitlab launch`: run a command as N local workers of one cluster."""
     from digitlab.training.launch import launch
 
     return launch(args.command, workers=args.workers, timeout=args.timeout)
 
 
-def cmd_experiment_transfer(args: argparse.Namespace) -> int:
-    from digitlab.training.experiment import ExperimentConfig, run_experiment
-
-    config = ExperimentConfig(
-        n_per_class=tuple(args.n), seeds=args.seeds, epochs=args.epochs, min_steps=args.min_steps,
-        batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs, pretrain_limit=args.pretrain_limit,
-        out=str(args.out),
-        data_dir=str(args.data_dir) if args.data_dir else None,
-    )  # fmt: skip
-    config.validate()  # before importing TensorFlow
-    result = run_experiment(config)
-    print(f"test accuracy (%) on digits 5–9, mean ± std over {config.seeds} seeds; {result.results['budget']}")
-    print(result.table)
-    gain = ", ".join(f"{m} {v:+.2f}" for m, v in result.results["transfer_gain_at_smallest_n_points"].items())
-    print(f"transfer vs scratch at N={config.n_per_class[0]}: {gain} points")
-    files = ", ".join(str(result.out_dir / name) for name in ("results.json", "table.md", "accuracy_vs_n.png"))
-    print(f"saved: {files}")
-    return 0
-
-
 def cmd_finetune(args: argparse.Namespace) -> int:
+    """`digitlab finetune`: fine-tune a model on its draw-page corrections into a new run."""
     from digitlab.training.finetune import FinetuneConfig, finetune, format_report
 
-    config = FinetuneConfig(
-        model=str(args.model), feedback=str(args.feedback) if args.feedback else None,
-        out=str(args.out) if args.out else None, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        repeat=args.repeat, replay_ratio=args.replay_ratio, holdout=args.holdout, min_feedback=args.min_feedback,
-        seed=args.seed, data_dir=str(args.data_dir) if args.data_dir else None,
-    )  # fmt: skip
+    config = FinetuneConfig(**_config_values(args, FinetuneConfig), deterministic=True)
     config.validate()
     result = finetune(config)
     print(format_report(result.metrics))
@@ -164,6 +155,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """`digitlab import`: import a foreign model into a run directory, or empty the import cache."""
     from digitlab.models.importing import ImportOptions, clear_cache, import_model
 
     if args.clear_cache:
@@ -184,6 +176,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """`digitlab models`: list the models and the recipes."""
     from digitlab.models.registry import MODELS
     from digitlab.training.config import RECIPES
 
@@ -194,11 +187,3 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name, recipe in RECIPES.items():
         print(f"  {name:<10} {recipe.description}")
     return 0
-
-
-_TRAIN_FLAGS = (
-    "epochs", "batch_size", "lr", "seed", "out", "loop", "strategy", "clip_norm", "validation_size", "limit",
-    "dropout", "weight_decay", "initializer", "schedule", "optimizer", "patience", "bn_momentum", "data_dir",
-    "base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr",
-    "beta_1", "beta_2", "augment", "ema", "keep", "full_train", "split_seed", "standardize", "order",
-)  # fmt: skip

@@ -9,7 +9,6 @@ from digitlab.cli.commands import (
     cmd_compare,
     cmd_ensemble,
     cmd_evaluate,
-    cmd_experiment_transfer,
     cmd_explain,
     cmd_export,
     cmd_fetch,
@@ -35,16 +34,35 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _optimisation_args(p: argparse.ArgumentParser, defaults: object | None = None) -> None:
+    """--epochs, --batch-size, --lr and --seed, declared once for every command that trains (train, finetune).
+
+    Args:
+      p: the subcommand's parser.
+      defaults: a config dataclass instance whose fields give the defaults (finetune's); None: the values come
+        from the recipe (train), so the flags default to None ("not given").
+    """
+
+    def flag(name: str, kind: type, text: str, recipe_default: str) -> None:
+        field = name.lstrip("-").replace("-", "_")
+        value = getattr(defaults, field) if defaults is not None else None
+        shown = f"default {value:g}" if isinstance(value, float) else f"default {value}"
+        help_text = f"{text} ({shown if defaults is not None else recipe_default})"
+        p.add_argument(name, type=kind, default=value, help=help_text)
+
+    flag("--epochs", int, "maximum epochs", "default: recipe; early stopping may end sooner")
+    flag("--batch-size", int, "global batch size", "default: recipe, 128")
+    flag("--lr", float, "(peak) learning rate", "default: recipe, 1e-3")
+    flag("--seed", int, "seed of the weights, the data order and the split", "default 0")
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     from digitlab.models.registry import model_names
     from digitlab.training.config import KEEP, LOOPS, OPTIMIZERS, ORDERS, SCHEDULES, STRATEGIES, recipe_names
 
     p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
     p.add_argument("--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: recipe; early stopping may end sooner)")
-    p.add_argument("--batch-size", type=int, help="global batch size (default: recipe, 128)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: recipe, 1e-3)")
-    p.add_argument("--seed", type=int, help="seed for weights, shuffling and the split (default 0)")
+    _optimisation_args(p)
     p.add_argument(
         "--out", help="run directory (default runs/<model>-<timestamp>; an unfinished identical run resumes)"
     )
@@ -97,7 +115,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "recipe fast: on, --no-full-train holds out validation)",
     )
     p.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed; recipe best: 0)")
-    p.add_argument("--data-dir", help="where MNIST lives (default: $DIGITLAB_DATA or ~/.cache/digitlab)")
+    _data_dir_arg(p)
     t = p.add_argument_group("transfer learning (--model transfer)")
     t.add_argument(
         "--base",
@@ -145,8 +163,10 @@ def _runtime_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `digitlab` parser: every subcommand with its flags; each sets `func` (and `tensorflow` if it needs it)."""
     from digitlab import __version__
     from digitlab.models.export import FORMATS
+    from digitlab.training.finetune import FinetuneConfig
 
     parser = argparse.ArgumentParser(
         prog="digitlab", description="MNIST handwritten digits with TensorFlow/Keras: data to served page."
@@ -302,36 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the digitlab command each worker runs")
     p.set_defaults(func=cmd_launch)
 
-    p = sub.add_parser("experiment", help="offline experiments (transfer: pretrain on 0–4, learn 5–9 from N labels)")
-    experiments = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
-    e = experiments.add_parser(
-        "transfer",
-        help="frozen transfer vs fine-tuning vs scratch, learning digits 5–9 from N labels per class",
-        description="Pretrain a cnn on digits 0–4 (cached in --out), then learn 5–9 from N labelled images per "
-        "class with (a) the frozen base + a new head, (b) the same plus fine-tuning, (c) the cnn from scratch; "
-        "prints and saves the test accuracy table and a plot.",
-    )
-    e.add_argument("--n", type=int, nargs="+", default=[10, 50, 100, 500], help="N per class (default 10 50 100 500)")
-    e.add_argument("--seeds", type=int, default=3, help="repetitions per N, averaged (default 3)")
-    e.add_argument("--epochs", type=float, default=15, help="budget: passes over the N-image subset (default 15)")
-    e.add_argument("--min-steps", type=int, default=300, help="budget: at least this many steps (default 300)")
-    e.add_argument("--batch-size", type=int, default=32, help="batch size of every method (default 32)")
-    e.add_argument("--pretrain-epochs", type=int, default=3, help="epochs of the cnn on digits 0–4 (default 3)")
-    e.add_argument(
-        "--pretrain-limit",
-        type=int,
-        default=None,
-        help="pretrain on this many 0–4 images, for smoke tests (default: all)",
-    )
-    e.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/transfer-experiment"),
-        help="output folder (default runs/transfer-experiment)",
-    )
-    _data_dir_arg(e)
-    e.set_defaults(func=cmd_experiment_transfer, tensorflow=True)
-
     p = sub.add_parser(
         "finetune",
         help="fine-tune a model on the corrections collected by the draw page, into a new run directory",
@@ -342,9 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="the served model: a run directory or a .keras file")
     p.add_argument("--feedback", type=Path, default=None, help="the feedback folder (default MODEL_RUN/feedback)")
     p.add_argument("--out", type=Path, default=None, help="new run directory (default runs/<run>-finetune-<time>)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs over the feedback + replay mix (default 5)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate, kept low (default 1e-4)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    _optimisation_args(p, FinetuneConfig(model=""))
     p.add_argument("--repeat", type=int, default=10, help="times each feedback image is shown per epoch (default 10)")
     p.add_argument(
         "--replay-ratio", type=float, default=3.0, help="MNIST training images replayed per feedback image (default 3)"
@@ -353,7 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--holdout", type=float, default=0.2, help="share of feedback held out for before/after (default 0.2)"
     )
     p.add_argument("--min-feedback", type=int, default=20, help="refuse with fewer usable corrections (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the holdout split, replay and order (default 0)")
     _data_dir_arg(p)
     p.set_defaults(func=cmd_finetune, tensorflow=True)
 

@@ -184,9 +184,48 @@ def make_dataset(
 
 
 def split_seed(settings: dict) -> int:
-    """The seed of a run's validation split: `split_seed` when set (shared by an ensemble's members), else `seed`."""
+    """The seed of a run's validation split: `split_seed` when set (shared by an ensemble's members), else `seed`.
+
+    Args:
+      settings: a run's settings (config.json's `settings`, any schema version).
+
+    Returns:
+      The seed (0 when the settings name none).
+    """
     value = settings.get("split_seed")
     return int(settings.get("seed", 0) if value is None else value)
+
+
+def validation_split_of(settings: dict) -> tuple[int, int]:
+    """(validation size, split seed) of a run: which training images it held out.
+
+    Args:
+      settings: a run's settings (config.json's `settings`, any schema version).
+
+    Returns:
+      The size (DEFAULT_VALIDATION_SIZE when unrecorded) and the seed (see `split_seed`).
+    """
+    return int(settings.get("validation_size", DEFAULT_VALIDATION_SIZE)), split_seed(settings)
+
+
+def splits_for(settings: dict, data_dir: str | Path | None = None) -> Splits:
+    """The train/validation/test split a run was trained with, rebuilt from its settings.
+
+    Every reader of a finished run (evaluate, ensemble, finetune, the refusal) takes its validation images from
+    here, so none can calibrate or choose on images the run trained on.
+
+    Args:
+      settings: the run's settings (config.json's `settings`).
+      data_dir: MNIST location (default $DIGITLAB_DATA or ~/.cache/digitlab).
+
+    Returns:
+      The Splits: uint8 (N, 28, 28) images and uint8 labels; the training part is the full one (no `limit`).
+
+    Raises:
+      DataError: MNIST is missing and cannot be fetched, or its files are corrupt.
+    """
+    size, seed = validation_split_of(settings)
+    return load_splits(data_dir, size, seed)
 
 
 # --- summary ------------------------------------------------------------------------------------------------
@@ -208,6 +247,7 @@ def describe(splits: Splits) -> dict:
 
 
 def format_summary(summary: dict) -> str:
+    """`describe`'s numbers as a table: one row per split, counts per class, pixel mean and std."""
     lines = [f"{'split':<6}{'count':>7}  " + "".join(f"{d:>6}" for d in range(NUM_CLASSES)) + "    mean    std"]
     for name, s in summary.items():
         counts = "".join(f"{c:>6}" for c in s["per_class"])

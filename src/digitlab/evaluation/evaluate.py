@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.atomic import atomic_write_json
-from digitlab.data.mnist import load_splits, split_seed
+from digitlab.data.mnist import splits_for
 from digitlab.errors import ConfigError
 from digitlab.evaluation.metrics import ECE_BINS, calibration_metrics, classification_metrics
 from digitlab.models.calibration import fit_temperature, negative_log_likelihood
@@ -70,7 +70,7 @@ def evaluate_model(
         raise ConfigError(f"--split must be test or validation, got {split!r}")
     loaded = load_model(target)
     settings = loaded.settings
-    splits = load_splits(data_dir, settings.get("validation_size", 5000), split_seed(settings))
+    splits = splits_for(settings, data_dir)
     val_logits = predict_logits(loaded.model, splits.x_val)
     if split == "test":
         images, labels, logits = splits.x_test, splits.y_test, predict_logits(loaded.model, splits.x_test)

@@ -138,7 +138,7 @@ class Explainer:
             model: a Keras model taking (N, 28, 28, 1) float32 in [0, 1] and answering (N, 10) logits; an
                 ensemble is explained as a whole, its layers through its first member.
         """
-        from digitlab.models.ensemble import members_of
+        from digitlab.models.ensemble_network import members_of
 
         self.model = model
         # An ensemble (`digitlab ensemble`) averages several networks: its scores and attributions are the whole

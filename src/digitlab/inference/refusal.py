@@ -190,7 +190,7 @@ def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Call
       data_dir: where MNIST lives.
       log: where the one line about a first-use fit goes.
     """
-    from digitlab.data.mnist import load_splits, split_seed
+    from digitlab.data.mnist import splits_for
 
     if loaded.run_dir is not None:
         saved = Refusal.load(loaded.run_dir)
@@ -206,7 +206,7 @@ def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Call
     )
     where = loaded.run_dir / REFUSAL_FILE if loaded.run_dir is not None else "memory"
     log(f"fitting the 'not a digit' refusal of {loaded.name} on its validation digits (first use; into {where})")
-    splits = load_splits(data_dir, settings.get("validation_size", 5000), split_seed(settings))
+    splits = splits_for(settings, data_dir)
     refusal = fit_refusal(logits_fn, splits.x_val, seen, data_dir)
     if loaded.run_dir is not None:
         refusal.save(loaded.run_dir)

@@ -14,6 +14,7 @@ from scipy.special import log_softmax, softmax
 
 
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood (nats) of (N, C) logits for (N,) integer labels."""
     return float(-np.mean(log_softmax(logits, axis=1)[np.arange(len(labels)), labels]))
 
 

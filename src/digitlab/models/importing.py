@@ -32,14 +32,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digitlab.atomic import atomic_write_json, atomic_write_text
+from digitlab.atomic import atomic_write_json
 from digitlab.data.fetch import default_data_dir
 from digitlab.data.images import to_input_batch
 from digitlab.errors import ConfigError, ModelError
@@ -73,6 +72,11 @@ class ImportOptions:
     trust_code: bool = False
 
     def validate(self) -> None:
+        """Check the given options.
+
+        Raises:
+          ConfigError: a layout, scale or outputs value that is not one of the allowed.
+        """
         for flag, value, allowed in (
             ("--input-layout", self.layout, tuple(LAYOUTS)),
             ("--input-scale", self.scale, SCALES),
@@ -219,13 +223,16 @@ def import_model(
     start = time.perf_counter()
     foreign = open_foreign(source, options.trust_code)
     out = Path(out) if out else Path("runs") / f"{_stem(source)}-import"
+    if _same_import(out, source, options):
+        log(f"{out} already holds this import of {source.name} (same file, same options): reusing it")
+        return out
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} already holds files; choose a new folder")
     x, y = detection_digits(data_dir)
     contract = detect(foreign, x, y, options)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     try:
-        _write_run(staging, source, foreign, contract, time.perf_counter() - start)
+        _write_run(staging, source, foreign, contract, time.perf_counter() - start, options)
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -234,6 +241,23 @@ def import_model(
     log(f"imported {source.name}: {contract.describe()} ({contract.evidence['outputs']}); "
         f"{contract.evidence['accuracy']:.1%} on {len(y):,} training digits → {out}")  # fmt: skip
     return out
+
+
+def _same_import(out: Path, source: Path, options: ImportOptions) -> bool:
+    """Whether `out` is a finished import of the same file (by sha256) with the same options: importing again
+    would only reproduce it (a tutorial run twice, the same command repeated)."""
+    from digitlab.models.export import digest
+    from digitlab.rundir import RunDir
+
+    run = RunDir(out)
+    if not run.finished:
+        return False
+    try:
+        record = run.read_config()
+    except ModelError:
+        return False  # a corrupt run is not reused; the "already holds files" refusal follows
+    recorded = record.get("source", {})
+    return record.get("options") == asdict(options) and recorded.get("sha256") == digest(source)
 
 
 def _parent(out: Path) -> Path:
@@ -248,14 +272,19 @@ def _stem(source: Path) -> str:
     return source.name if source.is_dir() else source.stem
 
 
-def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contract, seconds: float) -> None:
+def _write_run(
+    run: Path, source: Path, foreign: ForeignModel, contract: Contract, seconds: float, options: ImportOptions
+) -> None:
+    """Write the imported run into `run` (a staging folder, renamed into place by the caller) through RunDir."""
     from digitlab.models.contract import keras_adapter
     from digitlab.models.export import digest
+    from digitlab.rundir import RunDir
 
-    name = _stem(source)
+    name, folder = _stem(source), RunDir(run)
+    adapter = None
     if foreign.format == "keras":
         contract.file = "model.keras"
-        keras_adapter(foreign.network, contract, name).save(run / contract.file)
+        adapter = keras_adapter(foreign.network, contract, name)  # saved by `finish`, atomically
     elif foreign.format == "onnx":
         contract.file = "source.onnx"
         shutil.copyfile(source, run / contract.file)
@@ -263,14 +292,13 @@ def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contrac
         contract.file = "savedmodel"
         shutil.copytree(source, run / contract.file)
     atomic_write_json(run / CONTRACT_FILE, contract.to_json())
-    record = {
-        "schema": "digitlab.import/1",
-        "settings": {"model": name, "imported": True, "format": foreign.format},
-        "source": {"file": str(source.resolve()), "sha256": digest(source), "format": foreign.format},
-        "contract": contract.to_json(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    atomic_write_json(run / "config.json", record)
+    folder.write_config(
+        "import",
+        {"model": name, "imported": True, "format": foreign.format},
+        source={"file": str(source.resolve()), "sha256": digest(source), "format": foreign.format},
+        contract=contract.to_json(),
+        options=asdict(options),  # what the user said: the same file with the same options is the same import
+    )
     metrics = {
         "schema": "digitlab.import-metrics/1",
         "detection": {"digits": contract.evidence["digits"], "accuracy": contract.evidence["accuracy"]},
@@ -278,15 +306,13 @@ def _write_run(run: Path, source: Path, foreign: ForeignModel, contract: Contrac
         "test": None,
         "note": "an imported model's test accuracy is measured by `digitlab evaluate RUN`",
     }
-    atomic_write_json(run / "metrics.json", metrics)
-    atomic_write_text(run / "summary.txt", summary(name, source, contract))
+    folder.finish(metrics, *_summary_lines(name, source, contract), model=adapter)
 
 
-def summary(name: str, source: Path, contract: Contract) -> str:
-    """What `import` decided, in words (summary.txt)."""
+def _summary_lines(name: str, source: Path, contract: Contract) -> tuple[str, list[str]]:
+    """The summary's headline and detail lines (see `digitlab.rundir.format_summary`)."""
     best = contract.evidence["candidates"][0]
-    lines = [
-        f"{name}: imported from {source.name} ({contract.format})",
+    details = [
         f"  the model's side: {contract.describe()}",
         f"  outputs: {contract.evidence['outputs']}",
         f"  scale and polarity: {_words(best)}, {best['accuracy']:.1%} on {contract.evidence['digits']:,} MNIST "
@@ -296,7 +322,7 @@ def summary(name: str, source: Path, contract: Contract) -> str:
         f"  trusted code: {'yes (--trust-code)' if contract.trust_code else 'no (safe mode)'}",
         "  test accuracy: run `digitlab evaluate` on this run",
     ]
-    return "\n".join(lines) + "\n"
+    return f"{name}: imported from {source.name} ({contract.format})", details
 
 
 def cache_root(data_dir: str | Path | None = None) -> Path:

@@ -133,10 +133,9 @@ def _locate(path: Path, log: Callable[[str], Any]) -> tuple[Path | None, Path]:
 
 
 def _read_settings(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "config.json").read_text()).get("settings", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
+    from digitlab.rundir import RunDir  # a corrupt config.json is a ModelError, never {} (split seed 0)
+
+    return RunDir(run_dir).read_settings()
 
 
 def _load_network(model_path: Path, contract: Contract | None = None, name: str = "model"):

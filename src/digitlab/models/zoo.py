@@ -181,9 +181,11 @@ class RawMLP(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="image")])
     def serve(self, images: tf.Tensor) -> tf.Tensor:
+        """The serving signature of the SavedModel: (N, 28, 28, 1) float32 in [0, 1] to (N, 10) logits."""
         return self(images)
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """(N, 28, 28, 1) or (N, 784) float32 in [0, 1] to (N, 10) logits (`training` is unused: no dropout)."""
         x = tf.reshape(images, (-1, 784))
         return tf.nn.relu(x @ self.w1 + self.b1) @ self.w2 + self.b2
 
@@ -195,6 +197,7 @@ class RawMLP(tf.Module):
         return [self.weight_decay * (tf.reduce_sum(self.w1**2) + tf.reduce_sum(self.w2**2))]
 
     def to_keras(self) -> keras.Model:
+        """The same network as a plain Keras `mlp` holding these weights (what the run saves as model.keras)."""
         model = build_mlp(ModelOptions())
         dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
         dense[0].set_weights([self.w1.numpy(), self.b1.numpy()])
@@ -204,14 +207,28 @@ class RawMLP(tf.Module):
 
 def build_transfer(options: ModelOptions) -> keras.Model:
     """Registered so `digitlab models` and --model know it; the network itself depends on --base."""
-    raise ConfigError("the transfer model is built from its --base by digitlab.models.transfer.build_transfer_model")
+    raise ConfigError("the transfer model is built from its --base by transfer_network.build_transfer_model")
 
 
 def build_model(name: str, options: ModelOptions | None = None, seed: int = 0):
-    """Build a fresh, untrained model by registry name (a keras.Model, or a RawMLP for raw-mlp)."""
+    """Build a fresh, untrained model by registry name: the one builder of every zoo network.
+
+    Args:
+      name: a registry name (`digitlab.models.registry.MODELS`), except "transfer", which is built from its
+        base by `digitlab.models.transfer_network.build_transfer_model`.
+      options: dropout, L2, initializer, BatchNorm momentum, standardization; a None dropout takes the
+        registry's `default_dropout`.
+      seed: the raw-mlp's weight seed (Keras models take theirs from `keras.utils.set_random_seed`).
+
+    Returns:
+      A keras.Model mapping (N, 28, 28, 1) float32 in [0, 1] to (N, 10) logits, or a RawMLP for raw-mlp.
+
+    Raises:
+      ConfigError: an unknown name, or "transfer".
+    """
     spec = get_spec(name)
     options = options or ModelOptions()
-    if options.dropout is None and spec.default_dropout is not None:
+    if options.dropout is None:
         options = dataclasses.replace(options, dropout=spec.default_dropout)
     if name == "raw-mlp":
         return RawMLP(seed=seed, weight_decay=options.weight_decay)

@@ -1,6 +1,6 @@
 """Training: settings and recipes, optimisers and schedules, the Keras `fit` loop and the GradientTape loop
-under any `tf.distribute` strategy, resume, transfer phases, fine-tuning on the page's corrections, local
-multi-worker clusters and the transfer experiment. Uses `models`, `data` and the core.
+under any `tf.distribute` strategy, resume, transfer phases, fine-tuning on the page's corrections, and local
+multi-worker clusters. Uses `models`, `data` and the core.
 """
 
 import lazy_loader
@@ -9,7 +9,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "config": ["RECIPES", "TrainConfig", "resolve_config"],
-        "experiment": ["ExperimentConfig", "run_experiment"],
         "finetune": ["FinetuneConfig", "finetune"],
         "launch": ["launch"],
         "train": ["RunResult", "train_and_evaluate"],

@@ -15,6 +15,7 @@ from digitlab.training.optim import current_lr
 
 
 def progress_verbosity() -> int:
+    """Keras' `verbose`: a live bar on a terminal (1), one line per epoch in logs (2)."""
     return 1 if sys.stdout.isatty() else 2  # a live bar on a terminal, one line per epoch in logs
 
 
@@ -30,9 +31,11 @@ class HistoryRows(keras.callbacks.Callback):
         self.run, self.first_epoch, self.extra = run, first_epoch, extra or {}
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Start the epoch's clock."""
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        """Append the epoch's row (losses, accuracies, learning rate, seconds) to history.csv."""
         logs = dict(logs or {})
         row = {
             "epoch": self.first_epoch + epoch + 1,
@@ -52,6 +55,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self._history = history
 
     def on_train_begin(self, logs=None):
+        """Restore the best validation loss and the wait count from the history of a resumed run."""
         super().on_train_begin(logs)
         losses = [r["val_loss"] for r in self._history if "val_loss" in r]
         if losses:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.errors import ConfigError
-from digitlab.models.registry import PYTORCH_INIT, ModelOptions, get_spec
-from digitlab.models.transfer import (
+from digitlab.models.registry import MODELS, PYTORCH_INIT, ModelOptions, get_spec
+from digitlab.models.transfer_network import (
     APPLICATIONS,
     WEIGHTS_CHOICES,
     application_key,
@@ -32,6 +32,11 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 @dataclass
 class TrainConfig:
+    """Every setting of a training run, with its default; build one with `resolve_config`.
+
+    `settings()` is what config.json records and what decides whether two runs are the same run.
+    """
+
     model: str = "cnn"  # registry name, see `digitlab.models.zoo.MODELS`
     recipe: str = "default"  # named hyper-parameter set, see RECIPES
     epochs: int = 12  # upper bound; early stopping on validation loss may end sooner
@@ -39,7 +44,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate
     schedule: str = "constant"  # constant | onecycle (warm up then anneal) | cosine (decay to 0) | torch-onecycle
     optimizer: str = "adam"  # adam | adamw | sgd (Nesterov, momentum 0.9)
-    dropout: float | None = None  # None: the model's own default
+    dropout: float | None = None  # None: the model's own default (resolve_config records the value used)
     weight_decay: float = 0.0  # L2 penalty on kernels; with --optimizer adamw, AdamW's decoupled decay instead
     beta_1: float = 0.9  # Adam/AdamW first-moment decay
     beta_2: float = 0.999  # Adam/AdamW second-moment decay
@@ -59,9 +64,10 @@ class TrainConfig:
     limit: int | None = None  # train on this many examples only (smoke tests)
     loop: str = "fit"  # fit (Keras model.fit) | custom (GradientTape, runs under any tf.distribute strategy)
     strategy: str = "auto"  # auto | default | mirrored | multi-worker
+    deterministic: bool = False  # TF op determinism: same seed → same weights (the CLI turns it on; see set_seed)
     out: str | None = None  # run directory; default runs/<model>-<timestamp>
     data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
-    # --model transfer only (see digitlab/models/transfer.py); None/0 for every other model
+    # --model transfer only (see digitlab/models/transfer_network.py); None/0 for every other model
     base: str | None = None  # vgg16 | mobilenetv2 (keras.applications) or a saved digitlab model (.keras or run dir)
     weights: str | None = None  # keras.applications bases: imagenet (default) | none (random init) | PATH to a file
     input_size: int | None = None  # keras.applications bases: side 28×28 is resized to (32; MobileNetV2+imagenet 96)
@@ -71,26 +77,60 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, as plain JSON-ready values."""
         return dataclasses.asdict(self)
 
     def settings(self) -> dict[str, Any]:
-        """What defines the run (everything but where it is written and free-form notes): same settings, same run.
+        """What defines the run: same settings, same run.
 
-        The transfer settings appear only for --model transfer, so other runs' config.json stay as they were.
+        Everything but where it is written, free-form notes and `deterministic` (how reproducibly it trains,
+        recorded beside the settings). The transfer settings appear only for --model transfer, so other runs'
+        config.json stay as they were.
+
+        Returns:
+          The settings, JSON-ready.
         """
-        skip = {"out", "extra"} | (set() if self.model == "transfer" else set(TRANSFER_FIELDS))
+        skip = {"out", "extra", "deterministic"} | (set() if self.model == "transfer" else set(TRANSFER_FIELDS))
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
 
 TRANSFER_FIELDS = ("base", "weights", "input_size", "fine_tune_layers", "fine_tune_epochs", "fine_tune_lr")
 
 
+def effective_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded settings in today's terms, to compare them with a new run's `settings()`.
+
+    Runs written before a setting existed lack it, and older runs record `"dropout": null` for the model's
+    default: both mean the value a run of today gets by default, so they are filled in.
+
+    Args:
+      recorded: config.json's `settings` (any schema version).
+
+    Returns:
+      A new dict: the recorded values over today's defaults, the dropout made explicit.
+    """
+    model = recorded.get("model", "cnn")
+    values = {**TrainConfig(model=model).settings(), **recorded}
+    if values.get("dropout") is None and model in MODELS:
+        values["dropout"] = get_spec(model).default_dropout
+    return values
+
+
 @dataclass(frozen=True)
 class Recipe:
+    """A named set of settings (`--recipe`).
+
+    Attributes:
+      description: what it is and why, for `digitlab recipes`.
+      settings: applied to every model.
+      per_model: overrides for one model.
+      default_model: the model used when --model is not given.
+    """
+
     description: str
-    settings: dict[str, Any]  # applied to every model
-    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # overrides for one model
-    default_model: str | None = None  # the model used when --model is not given
+    settings: dict[str, Any]
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_model: str | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -150,11 +190,24 @@ RECIPES: dict[str, Recipe] = {
 
 
 def recipe_names() -> list[str]:
+    """The recipe names, in definition order."""
     return list(RECIPES)
 
 
 def resolve_config(model: str | None = None, recipe: str = "default", **flags: Any) -> TrainConfig:
-    """Merge model defaults, the recipe, and explicit flags (those not None), then validate."""
+    """Merge model defaults, the recipe, and explicit flags (those not None), then validate.
+
+    Args:
+      model: a registry name (default: the recipe's model, else cnn).
+      recipe: a name in RECIPES.
+      **flags: TrainConfig fields; None means "not given".
+
+    Returns:
+      A complete TrainConfig holding the effective values (e.g. the model's default dropout, not None).
+
+    Raises:
+      ConfigError: an unknown recipe, model or setting, or a value out of range.
+    """
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     chosen = RECIPES[recipe]
@@ -171,6 +224,8 @@ def resolve_config(model: str | None = None, recipe: str = "default", **flags: A
             raise ConfigError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = value
+    if values.get("dropout") is None:  # recorded as the value used, never as "the default"
+        values["dropout"] = spec.default_dropout
     complete_settings(values)
     config = TrainConfig(**values)
     validate(config)
@@ -178,14 +233,22 @@ def resolve_config(model: str | None = None, recipe: str = "default", **flags: A
 
 
 def require(checks: list[tuple[bool, str]]) -> None:
-    """Raise ConfigError with the message of the first (condition, message) pair whose condition is false."""
+    """Raise ConfigError with the message of the first (condition, message) pair whose condition is false.
+
+    Raises:
+      ConfigError: that message.
+    """
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise ConfigError with a one-line message for any out-of-range setting."""
+    """Check every setting.
+
+    Raises:
+      ConfigError: a one-line message naming the first out-of-range setting and its allowed range.
+    """
     get_spec(config.model)
     checks = [
         (config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}"),
@@ -252,6 +315,7 @@ def validate(config: TrainConfig) -> None:
 
 
 def model_options(config: TrainConfig) -> ModelOptions:
+    """The builder's options for `config` (an L2 penalty only when the optimizer does not decay weights itself)."""
     l2 = 0.0 if config.optimizer == "adamw" else config.weight_decay  # AdamW decays the weights itself
     return ModelOptions(config.dropout, l2, config.initializer, config.bn_momentum, config.standardize)
 
@@ -275,7 +339,11 @@ def complete_settings(values: dict[str, Any]) -> None:
 
 
 def check_settings(config: TrainConfig) -> None:
-    """One-line ConfigErrors for the transfer settings (called by `validate`)."""
+    """Check the transfer settings (called by `validate`).
+
+    Raises:
+      ConfigError: a transfer setting given for another model, or out of range, or an unusable base.
+    """
     given = [
         flag
         for flag, value in (

@@ -32,6 +32,8 @@ INDEX = "index.jsonl"
 
 @dataclass
 class FinetuneConfig:
+    """The settings of `digitlab finetune`, with commented defaults."""
+
     model: str  # the parent: a run directory or a .keras file
     feedback: str | None = None  # the feedback folder; default RUN/feedback (where `digitlab serve` stores it)
     out: str | None = None  # the new run directory; default runs/<parent>-finetune-<timestamp>
@@ -44,8 +46,14 @@ class FinetuneConfig:
     min_feedback: int = 20  # refuse below this many usable corrections
     seed: int = 0  # the holdout split, the replayed images, the batch order
     data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
+    deterministic: bool = False  # TF op determinism (process-wide once on; the CLI turns it on)
 
     def validate(self) -> None:
+        """Check every setting.
+
+        Raises:
+          ConfigError: the first out-of-range setting, in one line.
+        """
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
@@ -81,7 +89,7 @@ def _record(line: str, number: int, index: Path) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except ValueError as e:
-        raise FeedbackError(f"{where} is not valid JSON ({e.msg}); fix or delete that line") from None
+        raise FeedbackError(f"{where} is not valid JSON ({e.msg}); fix or delete that line") from e
     if not isinstance(record, dict):
         raise FeedbackError(f"{where} is not a JSON object; fix or delete that line")
     file, label = record.get("file"), record.get("label")
@@ -93,7 +101,17 @@ def _record(line: str, number: int, index: Path) -> dict[str, Any]:
 
 
 def read_feedback(folder: str | Path) -> Feedback:
-    """Read the feedback folder: skip blank records and missing/unreadable PNGs, preprocess the rest."""
+    """Read the feedback folder: skip blank records and missing/unreadable PNGs, preprocess the rest.
+
+    Args:
+      folder: the feedback folder (index.jsonl and the PNGs).
+
+    Returns:
+      The usable corrections, as the model sees them, and counts of what was skipped.
+
+    Raises:
+      FeedbackError: no folder, no index, or a malformed index line.
+    """
     from tqdm import tqdm
 
     from digitlab.data.preprocess import to_mnist_28x28
@@ -147,7 +165,16 @@ def _skipped_text(skipped: dict[str, int]) -> str:
 
 
 def split_holdout(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, holdout) indices; the holdout has at least one image and leaves at least one to train."""
+    """Seeded (train, holdout) indices; the holdout has at least one image and leaves at least one to train.
+
+    Args:
+      n: how many corrections (at least 2).
+      share: the holdout's share, in (0, 1).
+      seed: the permutation's seed.
+
+    Returns:
+      Two sorted int arrays of indices into range(n), disjoint, together all of it.
+    """
     order = np.random.default_rng(seed).permutation(n)
     k = min(max(1, round(share * n)), n - 1)
     return np.sort(order[k:]), np.sort(order[:k])
@@ -158,6 +185,8 @@ def split_holdout(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarr
 
 @dataclass
 class FinetuneResult:
+    """The new run directory and its metrics (metrics.json)."""
+
     run_dir: Path
     metrics: dict[str, Any]
 
@@ -172,15 +201,28 @@ def _default_out(parent: Path) -> Path:
 
 
 def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
-    """Fine-tune `config.model` on its feedback; write a new run directory and return its metrics."""
+    """Fine-tune `config.model` on its feedback; write a new run directory and return its metrics.
+
+    Args:
+      config: the settings.
+      log: where progress lines go.
+
+    Returns:
+      The FinetuneResult.
+
+    Raises:
+      ConfigError: a bad setting, an ONNX parent, or `out` already holding a run.
+      FeedbackError: too few usable corrections, or a malformed feedback index.
+      ModelError: the parent cannot be loaded, or the saved model predicts differently.
+    """
     import keras
 
-    from digitlab.data.mnist import load_splits, split_seed
+    from digitlab.data.mnist import splits_for, validation_split_of
     from digitlab.models.calibration import fit_temperature, negative_log_likelihood
     from digitlab.models.forward import predict_logits
     from digitlab.models.saved import LoadedModel, load_model, plain_keras_model, save_temperature
-    from digitlab.models.transfer import sublayers
-    from digitlab.rundir import RunDir, environment
+    from digitlab.models.transfer_network import sublayers
+    from digitlab.rundir import RunDir
     from digitlab.training.callbacks import HistoryRows
     from digitlab.training.optim import compile_classifier
     from digitlab.training.train import check_reload, evaluate_logits, set_seed
@@ -207,39 +249,37 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     run.create()
     run.history.unlink(missing_ok=True)  # an unfinished earlier attempt starts over
 
-    set_seed(config.seed)
+    set_seed(config.seed, config.deterministic)
     train_idx, hold_idx = split_holdout(usable, config.holdout, config.seed)
     settings = parent.settings
-    validation_size, parent_split = settings.get("validation_size", 5000), split_seed(settings)
+    validation_size, parent_split = validation_split_of(settings)
     # the parent's own split: replay comes from its training part, the temperature from its validation part
-    splits = load_splits(config.data_dir, validation_size, parent_split)
+    splits = splits_for(settings, config.data_dir)
     x_fb = feedback.pixels[..., None]
     log(
         f"fine-tuning {parent.name} ({parent.model_path}) on {len(train_idx)} corrections, {len(hold_idx)} held out "
         f"(skipped: {_skipped_text(feedback.skipped)}) into {run.path}"
     )
     run.write_config(
+        "finetune",
         {
             # what `evaluate`, `serve` and `predict` read: the model's name and the validation split it came with
-            "settings": {
-                "model": parent.name,
-                "recipe": "finetune",
-                "validation_size": validation_size,
-                "seed": parent_split,
-                "data_dir": config.data_dir,
-                **({"imported": True} if parent.imported else {}),  # evaluate then fits no temperature either
-            },
-            "finetune": asdict(config),
-            "parent": {"model_file": str(parent.model_path.resolve()), "settings": settings},
-            "feedback": {
-                "folder": str(folder.resolve()),
-                "usable": usable,
-                "trained_on": [feedback.ids[i] for i in train_idx],
-                "held_out": [feedback.ids[i] for i in hold_idx],
-                "skipped": feedback.skipped,
-            },
-            "environment": environment(),
-        }
+            "model": parent.name,
+            "recipe": "finetune",
+            "validation_size": validation_size,
+            "seed": parent_split,
+            "data_dir": config.data_dir,
+            **({"imported": True} if parent.imported else {}),  # evaluate then fits no temperature either
+        },
+        finetune=asdict(config),
+        parent={"model_file": str(parent.model_path.resolve()), "settings": settings},
+        feedback={
+            "folder": str(folder.resolve()),
+            "usable": usable,
+            "trained_on": [feedback.ids[i] for i in train_idx],
+            "held_out": [feedback.ids[i] for i in hold_idx],
+            "skipped": feedback.skipped,
+        },
     )
 
     model = parent.model
@@ -285,8 +325,6 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
         "feedback_holdout_accuracy": _accuracy(predict_logits(export, x_fb[hold_idx]), feedback.labels[hold_idx]),
         "feedback_train_accuracy": _accuracy(predict_logits(export, x_fb[train_idx]), feedback.labels[train_idx]),
     }
-    export.save(run.model)
-    check_reload(run.model, test_logits, splits.x_test)
     # recalibrated, as `digitlab evaluate` does; an imported parent may have trained on the validation images
     temperature = 1.0 if parent.imported else fit_temperature(val_logits, splits.y_val)
     save_temperature(
@@ -321,19 +359,33 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
         "train_seconds": round(train_seconds, 2),
         "parameters": int(export.count_params()),
     }
-    from digitlab.atomic import atomic_write_json, atomic_write_text
-
-    atomic_write_json(run.metrics, metrics)
-    atomic_write_text(run.summary, format_report(metrics) + "\n")
+    headline, details = _summary_lines(metrics)
+    run.finish(
+        metrics, headline, details, model=export, check=lambda path: check_reload(path, test_logits, splits.x_test)
+    )
     return FinetuneResult(run.path, metrics)
 
 
 def format_report(metrics: dict[str, Any]) -> str:
-    """Before/after on the MNIST test set and on the held-out corrections."""
+    """Before/after on the MNIST test set and on the held-out corrections, as summary.txt says it.
+
+    Args:
+      metrics: a finetune run's metrics.json.
+
+    Returns:
+      The text, without a final newline.
+    """
+    from digitlab.rundir import format_summary
+
+    headline, details = _summary_lines(metrics)
+    return format_summary(headline, metrics, details).rstrip("\n")
+
+
+def _summary_lines(metrics: dict[str, Any]) -> tuple[str, list[str]]:
+    """The summary's headline and detail lines (see `digitlab.rundir.format_summary`)."""
     b, a, fb = metrics["before"], metrics["after"], metrics["feedback"]
-    return "\n".join(
+    return f"fine-tuned {metrics['model']} from {metrics['parent']}", (
         [
-            f"fine-tuned {metrics['model']} from {metrics['parent']}",
             f"feedback: {fb['usable']} usable corrections, {fb['trained_on']} trained on, {fb['held_out']} held out "
             f"(skipped: {_skipped_text(fb['skipped'])})",
             "                               before    after",

@@ -35,6 +35,7 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def tf_configs(n: int, host: str = "127.0.0.1") -> list[dict]:
+    """One TF_CONFIG per worker of an `n`-worker cluster on free local ports of `host`."""
     workers = [f"{host}:{port}" for port in free_ports(n, host)]
     return [{"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}} for i in range(n)]
 

@@ -16,34 +16,35 @@ if TYPE_CHECKING:
     from digitlab.training.config import TrainConfig
 
 
-@keras.saving.register_keras_serializable(package="digitlab")
-class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak` over `warmup` of the steps, then cosine annealing to ~0.
+def one_cycle(
+    peak: float, total_steps: int, warmup: float = 0.25, final_div: float = 100.0
+) -> keras.optimizers.schedules.CosineDecay:
+    """`--schedule onecycle`: linear warm-up from peak / 10 to `peak` over `warmup` of the steps, then cosine
+    annealing to peak / `final_div` (Smith & Topin, "Super-Convergence", 2017, with a cosine anneal).
 
-    The warm-up lets a high peak rate be used safely (fast progress); the anneal settles into a minimum.
+    The warm-up lets a high peak rate be used safely (fast progress); the anneal settles into a minimum. This is
+    Keras' own `CosineDecay` with its linear warm-up; step k gets the rate of digitlab's former `OneCycle` class
+    (tests/training/test_recipes.py compares them at every step).
+
+    Args:
+      peak: the highest learning rate, reached at the end of the warm-up.
+      total_steps: optimizer steps of the whole run (steps per epoch × epochs).
+      warmup: the warm-up's share of the steps, in (0, 1) (at least one step).
+      final_div: the last rate is peak / final_div.
+
+    Returns:
+      The schedule: step (int) → learning rate (float32).
     """
-
-    def __init__(self, peak: float, total_steps: int, warmup: float = 0.25, final_div: float = 100.0):
-        self.peak, self.total_steps, self.warmup, self.final_div = peak, total_steps, warmup, final_div
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        total = tf.cast(max(self.total_steps, 1), tf.float32)
-        up = tf.maximum(total * self.warmup, 1.0)
-        start = self.peak / 10.0
-        warm = start + (self.peak - start) * step / up
-        progress = tf.clip_by_value((step - up) / tf.maximum(total - up, 1.0), 0.0, 1.0)
-        end = self.peak / self.final_div
-        anneal = end + (self.peak - end) * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        return tf.where(step < up, warm, anneal)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "peak": self.peak,
-            "total_steps": self.total_steps,
-            "warmup": self.warmup,
-            "final_div": self.final_div,
-        }
+    total = max(total_steps, 1)
+    up = max(total * warmup, 1.0)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 10.0,
+        decay_steps=max(total - up, 1.0),
+        alpha=1.0 / final_div,
+        warmup_target=peak,
+        warmup_steps=up,
+        name="OneCycle",
+    )
 
 
 @keras.saving.register_keras_serializable(package="digitlab")
@@ -53,7 +54,18 @@ class TorchOneCycle(keras.optimizers.schedules.LearningRateSchedule):
     Cosine from peak / 25 up to `peak` over the first 30% of the steps, then cosine down to peak / 25e4
     (`div_factor` 25, `final_div_factor` 1e4, `pct_start` 0.3, `three_phase` False). The phase boundary sits
     where PyTorch puts it, at step 0.3·total − 1; step k gets PyTorch's k-th rate (Keras counts from 0 too).
-    Keras has no schedule of this shape: its `CosineDecay` warms up linearly.
+
+    Why a class of our own: Keras has no schedule of this shape. Its `CosineDecay` warms up *linearly*
+    (`one_cycle` uses it), and the fast recipe's `--schedule torch-onecycle` exists to reproduce the record's
+    curve exactly, cosine warm-up included. Source: PyTorch's `torch.optim.lr_scheduler.OneCycleLR`
+    (Smith & Topin, "Super-Convergence", 2017).
+
+    Args:
+      peak: `max_lr`.
+      total_steps: optimizer steps of the whole run.
+      pct_start: the warm-up's share of the steps.
+      div: the first rate is peak / div.
+      final_div: the last rate is peak / div / final_div.
     """
 
     def __init__(
@@ -63,6 +75,7 @@ class TorchOneCycle(keras.optimizers.schedules.LearningRateSchedule):
         self.div, self.final_div = div, final_div
 
     def __call__(self, step):
+        """The learning rate at optimizer step `step` (0-based), a float32 tensor."""
         step = tf.cast(step, tf.float32)
         start, low = self.peak / self.div, self.peak / self.div / self.final_div
         up_end = max(self.pct_start * self.total_steps - 1.0, 1e-6)
@@ -76,6 +89,7 @@ class TorchOneCycle(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments (Keras serialization)."""
         return {
             "peak": self.peak,
             "total_steps": self.total_steps,
@@ -86,9 +100,18 @@ class TorchOneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer `config` asks for, on its learning-rate schedule.
+
+    Args:
+      config: reads optimizer, schedule, lr, epochs, beta_1/beta_2, weight_decay (AdamW), clip_norm and ema.
+      steps_per_epoch: optimizer steps per epoch (the schedules span steps_per_epoch × epochs).
+
+    Returns:
+      An uncompiled Keras optimizer.
+    """
     total = steps_per_epoch * config.epochs
     if config.schedule == "onecycle":
-        lr = OneCycle(config.lr, total)
+        lr = one_cycle(config.lr, total)
     elif config.schedule == "torch-onecycle":
         lr = TorchOneCycle(config.lr, total)
     elif config.schedule == "cosine":
@@ -107,12 +130,19 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 
 
 def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
+    """The optimizer's learning rate now (a schedule's value at its current step)."""
     lr = optimizer.learning_rate
     return float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
 
 def compile_classifier(model: keras.Model, optimizer, accuracy: bool = True) -> None:
-    """Compile for 10 (or N) logits and integer labels: the loss every digitlab model trains with."""
+    """Compile for 10 (or N) logits and integer labels: the loss every digitlab model trains with.
+
+    Args:
+      model: the Keras model (its output: logits).
+      optimizer: a Keras optimizer.
+      accuracy: also track accuracy.
+    """
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -18,8 +18,8 @@ def cluster_size() -> int:
     """Number of tasks described by TF_CONFIG (0 when unset)."""
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    except ValueError:
-        raise ConfigError("TF_CONFIG is not valid JSON") from None
+    except ValueError as e:
+        raise ConfigError("TF_CONFIG is not valid JSON") from e
     return sum(len(tasks) for tasks in cluster.values())
 
 
@@ -42,6 +42,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 
 def strategy_name(strategy: tf.distribute.Strategy | None) -> str:
+    """The strategy's class name for config.json ("default" for none)."""
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"
     if isinstance(strategy, tf.distribute.MirroredStrategy):

@@ -20,25 +20,34 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from digitlab.atomic import atomic_write_json, atomic_write_text
 from digitlab.data.mnist import Splits, load_splits, make_dataset, split_seed, training_order
 from digitlab.errors import ConfigError, ModelError
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import plain_keras_model
 from digitlab.models.zoo import RawMLP, build_model
-from digitlab.rundir import RunDir, default_run_path, environment, find_unfinished_run
-from digitlab.training import custom_loop, strategy, transfer
+from digitlab.rundir import RunDir, default_run_path, find_unfinished_run
+from digitlab.training import custom_loop, strategy, transfer_phases
 from digitlab.training.callbacks import EpochHook, HistoryRows, ResumableEarlyStopping, progress_verbosity
-from digitlab.training.config import TrainConfig, model_options
+from digitlab.training.config import TrainConfig, effective_settings, model_options
 from digitlab.training.optim import compile_classifier, make_optimizer
 
 tf.get_logger().setLevel("ERROR")  # retracing notices for each new model are expected here, not actionable
 
 
-def set_seed(seed: int) -> None:
-    """Same seed, same settings → same weights on the same machine (op determinism costs little on CPU)."""
+def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and TensorFlow; with `deterministic`, also turn on TF op determinism.
+
+    Op determinism makes the same seed and settings give the same weights on the same machine (it costs little
+    on CPU). It is a process-wide TensorFlow switch with no public way back, so it is the caller's explicit
+    choice: the CLI turns it on (`TrainConfig.deterministic`), a library caller decides.
+
+    Args:
+      seed: any integer.
+      deterministic: also call `tf.config.experimental.enable_op_determinism()`.
+    """
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 # --- the fit loop -------------------------------------------------------------------------------------------
@@ -52,6 +61,16 @@ def fit_loop(
     on_epoch_end: EpochHook | None = None,
     clock: Stopwatch | None = None,
 ) -> None:
+    """Train `model` with Keras `fit`: resumable (BackupAndRestore), best-on-validation weights kept.
+
+    Args:
+      config: the run's settings.
+      model: the untrained Keras model (compiled here).
+      splits: uint8 images and labels; validation is skipped with --full-train.
+      run: the run directory (history.csv, logs/, backup/ and best.weights.h5 go there).
+      on_epoch_end: called with (epoch, model) after each epoch.
+      clock: laps "build", "first_step" and "epochs" go here.
+    """
     clock = clock or Stopwatch()
     distribution = tf.distribute.get_strategy()
     x, y = training_order(splits, config.order, config.seed)
@@ -118,6 +137,7 @@ class Stopwatch:
         self._last = time.perf_counter()
 
     def lap(self, name: str) -> None:
+        """Record the seconds since the previous lap under `name`."""
         now = time.perf_counter()
         self.laps[name] = round(now - self._last, 3)
         self._last = now
@@ -125,12 +145,19 @@ class Stopwatch:
 
 @dataclass
 class RunResult:
+    """What `train_and_evaluate` returns: the run directory, its metrics (metrics.json) and the saved model."""
+
     run_dir: Path
     metrics: dict[str, Any]
     model: keras.Model
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of (N, 10) logits against (N,) integer labels.
+
+    Returns:
+      {"accuracy": in [0, 1], "loss": mean NLL in nats}.
+    """
     loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     return {
         "accuracy": float(np.mean(np.argmax(logits, axis=1) == labels)),
@@ -147,42 +174,94 @@ def check_reload(path: Path, in_memory: np.ndarray, images: np.ndarray, count: i
         raise ModelError(f"the saved {path.name} predicts differently from the trained model (max diff {diff:.3g})")
 
 
-def prepare_run(config: TrainConfig) -> tuple[RunDir, bool]:
-    """Choose the run directory: --out, else an unfinished run of the same settings, else a new one."""
+def prepare_run(config: TrainConfig) -> tuple[RunDir, str]:
+    """Choose the run directory: --out, else an unfinished run of the same settings, else a new one.
+
+    Args:
+      config: the run's settings.
+
+    Returns:
+      The run (not created yet) and what to do with it: "new", "resume" (an unfinished run of the same
+      settings) or "reuse" (a finished run of the same settings: training again would only reproduce it).
+
+    Raises:
+      ConfigError: --out holds a run of other settings, or files that are not a run; config.json is corrupt.
+    """
     settings = config.settings()
     if config.out:
         run = RunDir(Path(config.out))
     else:
-        found = find_unfinished_run(settings)
+        found = find_unfinished_run(settings, effective=effective_settings)
         run = RunDir(found or default_run_path(config.model))
-    resuming = run.read_config().get("settings") == settings and not run.finished
-    run.create()
-    if run.finished or (run.config.exists() and not resuming):
-        raise ConfigError(f"--out {run.path} already holds a different or finished run; choose another --out")
-    return run, resuming
+    try:
+        recorded = run.read_settings()
+    except ModelError as e:
+        raise ConfigError(f"--out {run.path}: {e}; choose another --out") from e
+    same = bool(recorded) and effective_settings(recorded) == settings
+    if same and run.finished:
+        return run, "reuse"
+    if run.finished or (run.config.exists() and not same):
+        raise ConfigError(f"--out {run.path} already holds a run with different settings; choose another --out")
+    return run, "resume" if same else "new"
+
+
+def reuse_run(run: RunDir, log=print) -> RunResult:
+    """The result of a finished run of the same settings, read back instead of trained again.
+
+    Returns:
+      Its RunResult (metrics from metrics.json, the model loaded from model.keras).
+
+    Raises:
+      ModelError: its metrics.json or model.keras is unreadable.
+    """
+    metrics = run.read_metrics()
+    log(f"{run.path} already holds a finished run with these settings: reusing it (delete it to train again)")
+    try:
+        model = keras.saving.load_model(run.model, compile=False)
+    except Exception as e:  # Keras raises many types for a damaged file
+        raise ModelError(f"{run.model} is unreadable ({' '.join(str(e).split())[:200]})") from e
+    return RunResult(run.path, metrics, model)
 
 
 def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook | None = None) -> RunResult:
     """Train `config.model`, write the run directory, and return its metrics.
 
+    Training into a finished run of the same settings reuses it (one line says so) instead of training again;
+    a run of other settings at `config.out` is refused.
+
     Args:
       config: a validated TrainConfig (see `digitlab.training.config.resolve_config`).
       log: where progress lines go.
       on_epoch_end: called after every epoch with (epoch, model), e.g. to time accuracy milestones.
+
+    Returns:
+      The RunResult: the run directory, its metrics (metrics.json) and the plain Keras model it saved.
+
+    Raises:
+      ConfigError: --out holds another run or is not writable.
+      ModelError: the saved model does not predict like the trained one.
+      DataError: MNIST is missing and cannot be fetched.
     """
     clock = Stopwatch()
     distribution = strategy.make_strategy(config.strategy) if config.loop == "custom" else None
     chief = strategy.is_chief(distribution)
-    set_seed(config.seed)
+    # before anything is built: a finished run of the same settings is read back, not retrained (by every
+    # worker of a cluster, so none waits for a chief that does not train)
+    run, state = prepare_run(config)
+    if state == "reuse":
+        return reuse_run(run, log if chief else (lambda *_: None))
+    set_seed(config.seed, config.deterministic)
     transfer_model = None
     if config.model == "transfer":  # built first: a missing base or undownloadable weights fail before the run dir
-        transfer_model = transfer.build_model(config)
+        transfer_model = transfer_phases.transfer_model_for(config)
     resume_from = None
+    resuming = state == "resume"
     if chief:
-        run, resuming = prepare_run(config)
+        run.create()
     else:  # only the chief writes the run; the others keep their resume state in a scratch folder
         run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
-        chief_run = Path(config.out) if config.out else find_unfinished_run(config.settings())
+        found = None if config.out else find_unfinished_run(config.settings(), effective=effective_settings)
+        chief_run = Path(config.out) if config.out else found
         resume_from = RunDir(chief_run) if chief_run else None  # resume where the chief does
     clock.lap("setup")
     splits = load_splits(
@@ -193,15 +272,14 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     replicas = distribution.num_replicas_in_sync if distribution else 1
     if chief:
         run.write_config(
-            {
-                "settings": settings,
-                "extra": config.extra,
-                "environment": environment(),
-                "strategy": strategy.strategy_name(distribution),
-                "replicas": replicas,
-                "train_examples": len(splits.x_train),
-                "validation_examples": len(splits.x_val),
-            }
+            "train",
+            settings,
+            deterministic=config.deterministic,
+            extra=config.extra,
+            strategy=strategy.strategy_name(distribution),
+            replicas=replicas,
+            train_examples=len(splits.x_train),
+            validation_examples=len(splits.x_val),
         )
         if transfer_model is not None:
             again = " (an unfinished transfer run starts over)" if resuming else ""
@@ -212,7 +290,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     start = time.perf_counter()
     transfer_info = None
     if transfer_model is not None:
-        transfer_info = transfer.train_phases(config, transfer_model, splits, run, log, on_epoch_end)
+        transfer_info = transfer_phases.train_phases(config, transfer_model, splits, run, log, on_epoch_end)
         model = transfer_model.model
     elif config.loop == "fit":
         model = build_model(config.model, model_options(config), seed=config.seed)
@@ -259,31 +337,37 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
 def finish_run(
     run: RunDir, model, export: keras.Model, test_logits, splits: Splits, metrics: dict, clock: Stopwatch | None = None
 ) -> None:
-    """Save, reload-check, write metrics and summary, then drop the resume state."""
-    import shutil
+    """Save (atomically, after a reload check), write metrics and summary, then drop the resume state.
 
+    Args:
+      run: the run directory.
+      model: the trained model (a RawMLP also gets a SavedModel with its own serving signature).
+      export: the plain Keras model saved as model.keras.
+      test_logits: (N, 10) the in-memory model's test logits, which the reloaded file must reproduce.
+      splits: the run's splits (the test images for the reload check).
+      metrics: metrics.json.
+      clock: laps "save" and "reload_check" go here (they are in metrics["seconds"]).
+
+    Raises:
+      ModelError: the saved file predicts differently.
+    """
     clock = clock or Stopwatch()
-    export.save(run.model)
-    clock.lap("save")
-    check_reload(run.model, test_logits, splits.x_test)
-    clock.lap("reload_check")
     if isinstance(model, RawMLP):
         tf.saved_model.save(model, str(run.savedmodel), signatures={"serving_default": model.serve})
-    atomic_write_json(run.metrics, metrics)
-    m, val, test = metrics, metrics["validation"], metrics["test"]
-    atomic_write_text(
-        run.summary,
-        f"model {m['model']} (recipe {m['recipe']}, {m['loop']} loop, {m['parameters']:,} parameters)\n"
+    m = metrics
+    details = [
         f"epochs {m['epochs_run']} (lowest validation loss: epoch {m['best_epoch'] or '- (no held-out images)'}; "
-        f"kept: {m.get('kept', 'best')}), "
-        f"{m['train_seconds']:.1f} s training\n"
-        f"validation accuracy {val['accuracy']:.4f}  loss {val['loss']:.4f}\n"
-        f"test accuracy       {test['accuracy']:.4f}  loss {test['loss']:.4f}\n"
-        + _transfer_summary(metrics.get("transfer")),
-    )
-    for leftover in (run.backup, run.ckpt, run.best):
-        shutil.rmtree(leftover, ignore_errors=True)
-    (run.path / "best.weights.h5").unlink(missing_ok=True)
+        f"kept: {m.get('kept', 'best')}), {m['train_seconds']:.1f} s training",
+        *_transfer_summary(metrics.get("transfer")),
+    ]
+
+    def check(path: Path) -> None:  # laps before metrics.json is written, so they are in it
+        clock.lap("save")
+        check_reload(path, test_logits, splits.x_test)
+        clock.lap("reload_check")
+
+    headline = f"model {m['model']} (recipe {m['recipe']}, {m['loop']} loop, {m['parameters']:,} parameters)"
+    run.finish(metrics, headline, details, model=export, check=check)
     os.sync()
 
 
@@ -295,14 +379,13 @@ def _best_epoch(history: list[dict]) -> int | None:
     return int(np.argmin(losses)) + 1
 
 
-def _transfer_summary(info: dict | None) -> str:
+def _transfer_summary(info: dict | None) -> list[str]:
     if not info:
-        return ""
+        return []
     phases = [
         f"phase {p['phase']}: {p['epochs_run']} epochs at lr {p['lr']:g}, "
         + (f"top {len(p['unfrozen_base_layers'])} base layers unfrozen" if p["unfrozen_base_layers"] else "head only")
         for p in info["phases"]
     ]
-    return (
-        f"transfer from {info['base']} (weights {info['weights']}, input {info['input_size']}px): {'; '.join(phases)}\n"
-    )
+    where = f"transfer from {info['base']} (weights {info['weights']}, input {info['input_size']}px)"
+    return [f"{where}: {'; '.join(phases)}"]

@@ -8,7 +8,6 @@ augmentation (±1 px shifts) stays, and the temperature. The test set is then us
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,20 +16,20 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from digitlab.atomic import atomic_write_json, atomic_write_text
-from digitlab.data.mnist import load_splits, split_seed
+from digitlab.data.mnist import splits_for, validation_split_of
 from digitlab.errors import ConfigError
 from digitlab.models.calibration import fit_temperature, negative_log_likelihood
-from digitlab.models.ensemble import build_ensemble
+from digitlab.models.ensemble_network import build_ensemble
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import LoadedModel, load_model, save_temperature
-from digitlab.rundir import RunDir, environment
+from digitlab.rundir import RunDir
 from digitlab.training.train import check_reload, evaluate_logits
 
 TTA_CHOICES = ("off", "auto", "on")
 
 
 def _members(paths: list[str | Path]) -> list[LoadedModel]:
+    """Load and check the members: at least two distinct finished runs digitlab trained, on one split."""
     if len(paths) < 2:
         raise ConfigError("an ensemble needs at least two runs")
     members = [load_model(p, network=False) for p in paths]
@@ -47,7 +46,7 @@ def _members(paths: list[str | Path]) -> list[LoadedModel]:
                 f"{m.run_dir} was trained with --full-train: it has seen the validation images the ensemble is "
                 "calibrated and chosen on"
             )
-    splits = {(m.settings.get("validation_size", 5000), split_seed(m.settings)) for m in members}
+    splits = {validation_split_of(m.settings) for m in members}
     if len(splits) != 1:
         raise ConfigError(
             "the runs hold out different validation splits (size, seed): "
@@ -60,7 +59,14 @@ def _members(paths: list[str | Path]) -> list[LoadedModel]:
 
 
 def mean_probabilities(logits: list[np.ndarray]) -> np.ndarray:
-    """What the ensemble computes, in NumPy: the average of the members' softmax outputs."""
+    """What the ensemble computes, in NumPy: the average of the members' softmax outputs.
+
+    Args:
+      logits: one (N, 10) array of logits per member.
+
+    Returns:
+      (N, 10) float64 probabilities, rows summing to 1.
+    """
     return np.mean([softmax(np.asarray(x, np.float64), axis=1) for x in logits], axis=0)
 
 
@@ -71,7 +77,22 @@ def make_ensemble(
     data_dir: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Build, check, calibrate and save the ensemble of `runs` as the run directory `out`; return its metrics."""
+    """Build, check, calibrate and save the ensemble of `runs` as the run directory `out`.
+
+    Args:
+      runs: the members' run directories (at least two, trained by digitlab on one validation split).
+      out: the new run directory.
+      tta: off | auto (kept only if it makes fewer validation errors) | on.
+      data_dir: MNIST location.
+      log: where the TTA decision and the summary go.
+
+    Returns:
+      The ensemble's metrics (metrics.json).
+
+    Raises:
+      ConfigError: a bad --tta, members that cannot be ensembled, or `out` already holding a run.
+      ModelError: a member cannot be loaded, or the saved ensemble predicts differently.
+    """
     if tta not in TTA_CHOICES:
         raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
     members = _members(runs)
@@ -80,8 +101,8 @@ def make_ensemble(
         raise ConfigError(f"--out {run.path} already holds a run; choose another --out")
     run.create()
     start = time.perf_counter()
-    settings = members[0].settings
-    splits = load_splits(data_dir, settings.get("validation_size", 5000), split_seed(settings))
+    validation_size, seed = validation_split_of(members[0].settings)
+    splits = splits_for(members[0].settings, data_dir)
     networks = [m.model for m in members]
     member_val = [predict_logits(n, splits.x_val) for n in networks]
 
@@ -121,26 +142,20 @@ def make_ensemble(
         "build_seconds": round(time.perf_counter() - start, 2),
     }
     run.write_config(
+        "ensemble",
         {
-            "settings": {
-                "model": "ensemble",
-                "recipe": "ensemble",
-                "members": [str(m.run_dir) for m in members],
-                "tta": choice["used"],
-                "validation_size": settings.get("validation_size", 5000),
-                "seed": split_seed(settings),
-                "split_seed": split_seed(settings),
-                "data_dir": data_dir,
-            },
-            "environment": environment(),
-        }
+            "model": "ensemble",
+            "recipe": "ensemble",
+            "members": [str(m.run_dir) for m in members],
+            "tta": choice["used"],
+            "validation_size": validation_size,
+            "seed": seed,
+            "split_seed": seed,
+            "data_dir": data_dir,
+        },
     )
-    tmp = run.path / ".model.tmp.keras"
-    model.save(tmp)
-    check_reload(tmp, test_logits, splits.x_test)
-    os.replace(tmp, run.model)
-    save_temperature(  # the same calibration.json `evaluate` writes, through the same helper
-        load_model(run.path, network=False),
+    save_temperature(  # the same calibration.json `evaluate` writes, through the same helper, before the run is done
+        LoadedModel(None, "ensemble", run.model, run.path),
         temperature,
         {
             "fitted_on": "validation",
@@ -148,9 +163,13 @@ def make_ensemble(
             "validation_nll_after": negative_log_likelihood(chosen_val / temperature, splits.y_val),
         },
     )
-    atomic_write_json(run.metrics, metrics)
-    atomic_write_text(run.summary, format_summary(metrics))
-    log(format_summary(metrics).rstrip())
+    text = run.finish(
+        metrics,
+        *_summary_lines(metrics),
+        model=model,
+        check=lambda path: check_reload(path, test_logits, splits.x_test),
+    )
+    log(text.rstrip())
     return metrics
 
 
@@ -164,15 +183,15 @@ def _member_row(member: LoadedModel) -> dict[str, Any]:
     return row
 
 
-def format_summary(metrics: dict[str, Any]) -> str:
+def _summary_lines(metrics: dict[str, Any]) -> tuple[str, list[str]]:
+    """The summary's headline and detail lines (see `digitlab.rundir.format_summary`)."""
     members = metrics["members"]
     singles = [m["test"] for m in members if "test" in m]
-    lines = [
+    headline = (
         f"ensemble of {len(members)} runs ({metrics['parameters']:,} parameters), "
-        f"test-time augmentation {'on' if metrics['tta']['used'] else 'off'}",
-        f"validation accuracy {metrics['validation']['accuracy']:.4f}  loss {metrics['validation']['loss']:.4f}",
-        f"test accuracy       {metrics['test']['accuracy']:.4f}  loss {metrics['test']['loss']:.4f}",
-    ]
+        f"test-time augmentation {'on' if metrics['tta']['used'] else 'off'}"
+    )
+    details = []
     if singles:
-        lines.append(f"members' test accuracy: mean {np.mean(singles):.4f} ± {np.std(singles, ddof=1):.4f} (sd)")
-    return "\n".join(lines) + "\n"
+        details.append(f"members' test accuracy: mean {np.mean(singles):.4f} ± {np.std(singles, ddof=1):.4f} (sd)")
+    return headline, details

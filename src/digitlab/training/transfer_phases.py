@@ -5,7 +5,7 @@
    trained again at a learning rate at least 10× lower (`--fine-tune-lr`), so the large gradients of a
    still-untrained head cannot wreck the pretrained features.
 
-The network and its freezing are `digitlab.models.transfer`; the settings' checks are in `config.py`.
+The network and its freezing are `digitlab.models.transfer_network`; the settings' checks are in `config.py`.
 Transfer runs start over rather than resume.
 """
 
@@ -19,15 +19,23 @@ from typing import Any
 import keras
 
 from digitlab.data.mnist import Splits, make_dataset
-from digitlab.models.transfer import TransferModel, build_transfer_model, set_trainable_top, unfreeze_all
+from digitlab.models.transfer_network import TransferModel, build_transfer_model, set_trainable_top, unfreeze_all
 from digitlab.rundir import RunDir
 from digitlab.training.callbacks import HistoryRows, progress_verbosity
 from digitlab.training.config import TrainConfig
 from digitlab.training.optim import compile_classifier, make_optimizer
 
 
-def build_model(config: TrainConfig, num_classes: int = 10) -> TransferModel:
-    """The network `config` describes (its --base, --weights, --input-size, --dropout)."""
+def transfer_model_for(config: TrainConfig, num_classes: int = 10) -> TransferModel:
+    """The untrained transfer network `config` describes (its --base, --weights, --input-size, --dropout).
+
+    Args:
+      config: a validated TrainConfig with `model == "transfer"`.
+      num_classes: outputs of the new head.
+
+    Returns:
+      The TransferModel (the Keras model, its base, and what was built, for metrics.json).
+    """
     return build_transfer_model(
         config.base or "", config.weights, config.input_size, config.dropout, config.fine_tune_layers, num_classes
     )

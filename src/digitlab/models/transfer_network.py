@@ -1,7 +1,7 @@
 """Transfer models: a pretrained base under a new head, and the freezing that its two training phases use.
 
 The base is either a `keras.applications` network (VGG16, MobileNetV2) or a saved digitlab model, whose
-layers up to its "logits" Dense layer become the base. `digitlab.training.transfer` trains it in the two
+layers up to its "logits" Dense layer become the base. `digitlab.training.transfer_phases` trains it in the two
 phases of the Keras transfer-learning guide (head only on a frozen base, then the top K base layers at a
 lower rate); this module builds the network and freezes or unfreezes its layers.
 
@@ -20,9 +20,7 @@ digitlab and without `safe_mode=False` (a Lambda layer would need both).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ class Application:
     """A keras.applications base and what its input adapter and ImageNet weights need."""
 
     constructor: str  # keras.applications attribute
+    folder: str  # its folder under WEIGHTS_URL (where keras.applications downloads from)
     preprocessing: str  # "caffe": ×255, minus the BGR ImageNet means; "tf": scale to [-1, 1]
     min_size: int  # smallest input side the architecture accepts
     weights_file: str  # the no-top ImageNet file Keras downloads ({size} = its input size)
@@ -49,9 +48,10 @@ class Application:
 
 
 APPLICATIONS: dict[str, Application] = {
-    "vgg16": Application("VGG16", "caffe", 32, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "vgg16": Application("VGG16", "vgg16", "caffe", 32, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     "mobilenetv2": Application(
         "MobileNetV2",
+        "mobilenet_v2",
         "tf",
         32,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
@@ -61,6 +61,7 @@ APPLICATIONS: dict[str, Application] = {
 CAFFE_BGR_MEANS = (103.939, 116.779, 123.68)  # keras.applications.imagenet_utils, mode "caffe"
 WEIGHTS_CHOICES = ("imagenet", "none")  # or a path to a weights file
 DOWNLOAD_TIMEOUT_S = 60  # a stalled connection fails instead of hanging the command
+WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications"  # keras.applications' own source
 
 
 def application_key(name: str) -> str | None:
@@ -85,6 +86,7 @@ def default_input_size(app: Application, weights: str) -> int:
 
 
 def weights_file_name(app: Application, size: int) -> str:
+    """The no-top ImageNet file Keras uses for `app` at input side `size`."""
     # keras.applications falls back to the 224 file when the size has no file of its own
     return app.weights_file.format(size=size if size in app.imagenet_sizes else 224)
 
@@ -108,25 +110,60 @@ def input_adapter(x: keras.KerasTensor, app: Application, size: int) -> keras.Ke
     return layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x)
 
 
-@contextlib.contextmanager
-def _download_timeout(seconds: float):
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)  # urlretrieve (inside keras.utils.get_file) has no timeout of its own
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def _keras_models_dir() -> str:
     return os.path.join(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")), "models")
+
+
+def imagenet_weights(app: Application, size: int, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """The no-top ImageNet weights file of `app`, downloaded into Keras' cache ($KERAS_HOME/models) if missing.
+
+    Downloaded here rather than by `keras.applications` (whose `get_file` uses `urlretrieve`, which has no
+    timeout): `urlopen(timeout=...)` bounds this one connection, where `socket.setdefaulttimeout` would change
+    every socket of the process while the download runs. The file lands in the folder Keras itself uses, so a
+    copy Keras downloaded before is reused.
+
+    Args:
+      app: the base.
+      size: its input side (chooses MobileNetV2's file).
+      timeout: seconds a connection may stall.
+
+    Returns:
+      The local .h5 file.
+
+    Raises:
+      OSError: the download failed (urllib's URLError, a timeout) or the cache is not writable.
+    """
+    import shutil
+    import tempfile
+    import urllib.request
+
+    name = weights_file_name(app, size)
+    folder = Path(_keras_models_dir()).expanduser()
+    path = folder / name
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"{WEIGHTS_URL}/{app.folder}/{name}"
+    with (
+        urllib.request.urlopen(url, timeout=timeout) as response,
+        tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", suffix=".part", delete=False) as f,
+    ):
+        part = Path(f.name)
+        try:
+            shutil.copyfileobj(response, f)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    os.replace(part, path)  # a half download never passes for the file
+    return path
 
 
 def application_base(key: str, weights: str, size: int) -> keras.Model:
     """The keras.applications network without its classifier, with the requested weights.
 
-    ImageNet weights come through Keras' own mechanism (keras.utils.get_file into $KERAS_HOME/models, default
-    ~/.keras/models); when that fails the error says which file to fetch by hand and pass with --weights PATH.
+    ImageNet weights are Keras' own files, in Keras' cache ($KERAS_HOME/models, default ~/.keras/models; see
+    `imagenet_weights`); when the download fails the error says which file to fetch by hand and pass with
+    --weights PATH.
     """
     import keras
 
@@ -134,19 +171,18 @@ def application_base(key: str, weights: str, size: int) -> keras.Model:
     build = getattr(keras.applications, app.constructor)
     shape = (size, size, 3)
     expected = weights_file_name(app, size)
+    if weights == "imagenet":
+        try:
+            weights = str(imagenet_weights(app, size))
+        except (OSError, ValueError) as e:  # URLError and timeouts are OSErrors
+            reason = " ".join(str(e).split())[:300] or type(e).__name__
+            raise ModelError(
+                f"the ImageNet weights for {key} could not be downloaded ({reason}); download {expected} "
+                f"where there is network and pass it with --weights PATH (or put it in {_keras_models_dir()}), or "
+                "use --weights none for random initialisation"
+            ) from e
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input_shape.*")  # MobileNetV2 at a non-ImageNet size
-        if weights == "imagenet":
-            try:
-                with _download_timeout(DOWNLOAD_TIMEOUT_S):
-                    return build(include_top=False, weights="imagenet", input_shape=shape)
-            except Exception as e:  # get_file raises a bare Exception for URL failures
-                reason = " ".join(str(e).split())[:300] or type(e).__name__
-                raise ModelError(
-                    f"the ImageNet weights for {key} could not be downloaded ({reason}); download {expected} "
-                    f"where there is network and pass it with --weights PATH (or put it in {_keras_models_dir()}), or "
-                    "use --weights none for random initialisation"
-                ) from None
         model = build(include_top=False, weights=None, input_shape=shape)
     if weights != "none":
         path = Path(weights).expanduser()
@@ -157,7 +193,7 @@ def application_base(key: str, weights: str, size: int) -> keras.Model:
             raise ModelError(
                 f"cannot load --weights {path} into {key} without its top ({reason}); expected {expected} or a "
                 ".weights.h5 saved from the same base"
-            ) from None
+            ) from e
     return model
 
 
@@ -181,13 +217,18 @@ def base_from_model(model: keras.Model, name: str | None = None) -> keras.Model:
 
     try:
         head = model.get_layer("logits")
-    except ValueError:
-        raise ModelError(f"model {model.name!r} has no 'logits' layer; is it a digitlab model?") from None
+    except ValueError as e:
+        raise ModelError(f"model {model.name!r} has no 'logits' layer; is it a digitlab model?") from e
     base = keras.Model(model.input, head.input, name=name or f"{model.name}_base")
     return _without_dropout(base)
 
 
 def saved_base(path: str) -> keras.Model:
+    """The base of a saved digitlab model (a .keras file or a run directory): its layers up to "logits".
+
+    Raises:
+      ModelError: no model there, a corrupt file, or a model that does not take (28, 28, 1) input.
+    """
     from digitlab.models.foreign import load_keras_file
 
     file = saved_model_file(path)
@@ -220,6 +261,8 @@ def attach_head(base: keras.Model, num_classes: int, dropout: float, adapter: Ca
 
 @dataclass
 class TransferModel:
+    """A built transfer network: the whole model, its base, and what was built (for metrics.json)."""
+
     model: keras.Model  # the whole network, image → logits
     base: keras.Model  # the pretrained part (a nested model inside `model`)
     info: dict[str, Any] = field(default_factory=dict)  # what was built, recorded in metrics.json
@@ -241,7 +284,7 @@ def build_transfer_model(
     """
     from digitlab.models.registry import get_spec
 
-    dropout = dropout if dropout is not None else (get_spec("transfer").default_dropout or 0.0)
+    dropout = dropout if dropout is not None else get_spec("transfer").default_dropout
     key = application_key(base or "")
     if key:
         app = APPLICATIONS[key]
