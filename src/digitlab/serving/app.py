@@ -49,6 +49,7 @@ from digitlab.serving.tf_serving import TFServingBackend
 from digitlab.serving.tf_serving import router as tf_serving_router
 
 STATIC = Path(__file__).parent / "static"
+WEB_STATIC = Path(__file__).parents[1] / "web" / "static"  # package data of digitlab.web (no code imported)
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
 SERVE_PIXELS = 16_000_000  # decoded-pixel limit per image for the server (a 16 MP photo)
 INLINE_PIXELS = 640 * 640  # images up to this size are preprocessed on the event loop (see create_app)
@@ -244,6 +245,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/web", StaticFiles(directory=WEB_STATIC), name="web")  # the page code shared with `export --format web`
 
     @app.post("/api/predict", summary="Predict the digit in one image", openapi_extra=image_request())
     async def api_predict(request: Request):
