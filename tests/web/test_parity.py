@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from canvases import canvases  # beside this file (pytest puts its folder on sys.path)
 
 from digitlab.data.mnist import load_mnist
 from digitlab.data.preprocess import to_mnist_28x28
-
-from canvases import canvases  # beside this file (pytest puts its folder on sys.path)
 
 NODE = shutil.which("node")
 RUNNER = Path(__file__).with_name("run_preprocess.mjs")

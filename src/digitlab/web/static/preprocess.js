@@ -103,13 +103,20 @@ export function zoomBilinear(map, w, h) {
 // OpenCV's INTER_AREA at an integer factor on uint8 (a box mean, rounded; at 2× its SIMD path adds 2 and shifts).
 function shrinkBands(data, w, h, channels, factor, sw, sh) {
   const out = new Uint8Array(sw * sh * channels), area = factor * factor;
-  for (let y = 0; y < sh; y++) for (let x = 0; x < sw; x++) for (let c = 0; c < channels; c++) {
-    let s = 0;
-    for (let dy = 0; dy < factor; dy++) {
-      const row = Math.min(y * factor + dy, h - 1);
-      for (let dx = 0; dx < factor; dx++) s += data[(row * w + Math.min(x * factor + dx, w - 1)) * channels + c];
+  const rows = Math.min(h, sh * factor), cols = Math.min(w, sw * factor); // the box filter's reach
+  const sums = new Uint32Array(sw * channels);
+  for (let y = 0; y < sh; y++) {
+    sums.fill(0);
+    for (let row = y * factor; row < Math.min((y + 1) * factor, rows); row++) {
+      const base = row * w * channels;
+      for (let x = 0; x < cols; x++) {
+        const to = Math.floor(x / factor) * channels, from = base + x * channels;
+        for (let c = 0; c < channels; c++) sums[to + c] += data[from + c];
+      }
     }
-    out[(y * sw + x) * channels + c] = factor === 2 ? (s + 2) >> 2 : pyRound(s / area);
+    const o = y * sw * channels;
+    if (factor === 2) for (let i = 0; i < sums.length; i++) out[o + i] = (sums[i] + 2) >> 2;
+    else for (let i = 0; i < sums.length; i++) out[o + i] = pyRound(sums[i] / area);
   }
   return out;
 }
@@ -140,14 +147,16 @@ export function inkMap(image, workSize = WORK_SIZE) {
   const n = sw * sh;
   const band = (data, c, count) => { const out = new Uint8Array(count); for (let i = 0; i < count; i++) out[i] = data[i * channels + c]; return out; };
   if (channels === 2 || channels === 4) {
-    let alpha = band(pixels, channels - 1, shrinkFirst ? n : w * h);
+    const pixelsIn = shrinkFirst ? n : w * h;
     let lowest = 255;
-    for (const a of alpha) lowest = Math.min(lowest, a);
+    for (let i = 0, k = channels - 1; i < pixelsIn; i++, k += channels) if (pixels[k] < lowest) lowest = pixels[k];
     if (lowest < 230) {
+      let alpha = band(pixels, channels - 1, pixelsIn);
       if (!shrinkFirst) alpha = shrinkBands(alpha, w, h, 1, factor, sw, sh);
       const ink = newMap(sw, sh);
       let least = Infinity;
-      for (let i = 0; i < n; i++) { ink.data[i] = alpha[i] * F(1 / 255); least = Math.min(least, ink.data[i]); }
+      const inv = F(1 / 255);
+      for (let i = 0; i < n; i++) { ink.data[i] = alpha[i] * inv; least = Math.min(least, ink.data[i]); }
       if (least < 0.9) return { ink, polarity: "alpha", factor, level: 0.0 };
     }
   }
@@ -158,9 +167,10 @@ export function inkMap(image, workSize = WORK_SIZE) {
   else grey = pixels;
   if (!shrinkFirst && factor > 1) grey = shrinkBands(grey, w, h, 1, factor, sw, sh);
   const gray = newMap(sw, sh);
-  for (let i = 0; i < n; i++) gray.data[i] = grey[i] * F(1 / 255);
+  const inv = F(1 / 255);
+  for (let i = 0; i < n; i++) gray.data[i] = grey[i] * inv;
   // polarity: a uniform border is the background's colour; else ink is the minority departing from its surroundings
-  const border = [];
+  const border = []; // (a few hundred values)
   for (let x = 0; x < sw; x++) border.push(gray.data[x]);
   for (let x = 0; x < sw; x++) border.push(gray.data[(sh - 1) * sw + x]);
   for (let y = 0; y < sh; y++) border.push(gray.data[y * sw]);
@@ -210,21 +220,22 @@ export function flattenBackground(ink, level) {
 
 /** Connected components of a boolean mask (Uint8Array w×h): labels (0 = background) and each label's size. */
 export function label(mask, w, h, eight = false) {
-  const labels = new Int32Array(w * h), sizes = [0], stack = [];
+  const labels = new Int32Array(w * h), sizes = [0], stack = new Int32Array(w * h);
+  const steps = eight ? [[-1, -1], [0, -1], [1, -1], [-1, 0], [1, 0], [-1, 1], [0, 1], [1, 1]] : [[0, -1], [-1, 0], [1, 0], [0, 1]];
   let next = 0;
   for (let start = 0; start < w * h; start++) {
     if (!mask[start] || labels[start]) continue;
-    next += 1; labels[start] = next; stack.push(start);
-    let size = 0;
-    while (stack.length) {
-      const p = stack.pop(), x = p % w, y = (p - x) / w;
+    next += 1; labels[start] = next;
+    let top = 0, size = 0;
+    stack[top++] = start;
+    while (top) {
+      const p = stack[--top], x = p % w, y = (p - x) / w;
       size += 1;
-      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
-        if ((!dx && !dy) || (!eight && dx && dy)) continue;
-        const nx = x + dx, ny = y + dy;
+      for (let s = 0; s < steps.length; s++) {
+        const nx = x + steps[s][0], ny = y + steps[s][1];
         if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
         const q = ny * w + nx;
-        if (mask[q] && !labels[q]) { labels[q] = next; stack.push(q); }
+        if (mask[q] && !labels[q]) { labels[q] = next; stack[top++] = q; }
       }
     }
     sizes.push(size);
@@ -338,16 +349,24 @@ function disk(radius) {
 // Grey dilation (max) or erosion (min) over a structuring element; pixels outside the map are ignored (OpenCV's
 // default border for morphology). `outside` replaces them instead when given (stroke_width's border value 1).
 function morph(data, w, h, element, useMax, outside = null) {
-  const out = new Float32Array(w * h);
+  const out = new Float32Array(w * h), dxs = element.map((e) => e[0]), dys = element.map((e) => e[1]), n = element.length;
+  const reach = Math.max(...dxs.map(Math.abs), ...dys.map(Math.abs));
+  const offsets = element.map(([dx, dy]) => dy * w + dx);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     let v = useMax ? -Infinity : Infinity;
-    for (const [dx, dy] of element) {
-      const nx = x + dx, ny = y + dy;
-      let p;
-      if (nx < 0 || ny < 0 || nx >= w || ny >= h) { if (outside === null) continue; p = outside; } else p = data[ny * w + nx];
-      v = useMax ? Math.max(v, p) : Math.min(v, p);
+    const p = y * w + x;
+    if (x >= reach && y >= reach && x < w - reach && y < h - reach) { // inside: no bounds to check
+      if (useMax) for (let i = 0; i < n; i++) { const q = data[p + offsets[i]]; if (q > v) v = q; }
+      else for (let i = 0; i < n; i++) { const q = data[p + offsets[i]]; if (q < v) v = q; }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const nx = x + dxs[i], ny = y + dys[i];
+        let q;
+        if (nx < 0 || ny < 0 || nx >= w || ny >= h) { if (outside === null) continue; q = outside; } else q = data[ny * w + nx];
+        v = useMax ? Math.max(v, q) : Math.min(v, q);
+      }
     }
-    out[y * w + x] = v;
+    out[p] = v;
   }
   return out;
 }
@@ -451,13 +470,14 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
     const v = edge[i] > 0 ? near[i] : 0;
     values[i] = Math.min(Math.max((v - NOISE_FLOOR) * F(1 / (1 - NOISE_FLOOR)), 0), 1);
   }
-  const core = values.filter((v) => v > INK_THRESHOLD);
+  const core = [];
+  for (let i = 0; i < values.length; i++) if (values[i] > INK_THRESHOLD) core.push(values[i]);
   if (core.length) {
     const typical = kthSmallest(core, Math.floor(0.75 * (core.length - 1)));
     const s = F(1 / Math.max(typical, 0.3));
     for (let i = 0; i < values.length; i++) values[i] = Math.min(values[i] * s, 1);
   }
-  const inkCount = (a) => a.reduce((c, v) => c + (v > INK_THRESHOLD ? 1 : 0), 0);
+  const inkCount = (a) => { let c = 0; for (let i = 0; i < a.length; i++) c += a[i] > INK_THRESHOLD ? 1 : 0; return c; };
   if (radius > 0) values = morph(values, cw, ch, disk(radius), true);
   else if (radius < 0) {
     const eroded = morph(values, cw, ch, disk(-radius), false);
