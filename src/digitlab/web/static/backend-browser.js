@@ -134,10 +134,15 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     async warm() { await logitsOf(new Float32Array(784)); },
     async predict(drawing) {
       const { info, digitSpace } = await init();
+      const t0 = performance.now();
       const processed = toMnist28x28(pixelsOf(drawing));
-      const body = { processed: processed.pixels, blank: processed.blank, label: null, top_k: [], probabilities: null };
+      const t1 = performance.now();
+      const timing_ms = { preprocess: t1 - t0, model: 0, refusal: 0 };
+      const body = { processed: processed.pixels, blank: processed.blank, label: null, top_k: [], probabilities: null, timing_ms };
       if (processed.blank) return { ...body, verdict: "blank", reason: processed.reason };
       const logits = await logitsOf(processed.pixels);
+      const t2 = performance.now();
+      timing_ms.model = t2 - t1;
       const t = info.temperature, top = Math.max(...logits);
       const exp = logits.map((v) => Math.exp((v - top) / t)), total = exp.reduce((a, b) => a + b, 0);
       const probabilities = exp.map((v) => v / total);
@@ -149,6 +154,7 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
       else if (refusalScore(refusalFeatures(processed.pixels, logits, digitSpace), info.refusal) > info.refusal.threshold) {
         verdict = "not_a_digit"; reason = NOT_A_DIGIT;
       }
+      timing_ms.refusal = performance.now() - t2;
       return { ...body, verdict, reason, probabilities, top_k, label: verdict === "digit" ? top_k[0].label : null };
     },
     async describe() {

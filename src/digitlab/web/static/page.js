@@ -106,6 +106,7 @@ export function startPage(backend) {
     e.preventDefault();
     pad.setPointerCapture(e.pointerId);
     const width = Number($("brush").value) / 280; // brush size relative to the canvas's height
+    performance.mark("digitlab:stroke-start"); // benches time the first answer after a stroke from these marks
     state.current = { width, points: [point(e)] };
     state.strokes.push(state.current);
     drawStroke(state.current);
@@ -123,6 +124,7 @@ export function startPage(backend) {
     pad.addEventListener(type, () => {
       if (!state.current) return;
       state.current = null;
+      performance.mark("digitlab:stroke-end");
       schedule(0);
     });
   }
@@ -218,7 +220,7 @@ export function startPage(backend) {
   async function predict() {
     if (state.strokes.length === 0 && !state.upload) { showEmpty(); return; }
     const seq = ++state.seq, mode = state.mode, at = posted();
-    const started = performance.now();
+    const started = performance.now(), finished = state.current === null;
     let body;
     try {
       body = await (mode === "number" ? backend.read(drawing()) : backend.predict(drawing()));
@@ -232,6 +234,8 @@ export function startPage(backend) {
     $("latency").textContent = backend.kind === "browser" ? `${took} ms in the browser` : `${took} ms round trip (model side ${body.timing_ms} ms)`;
     if (mode === "number") showReading(body, at); else show(body);
     document.body.dataset.answered = String(seq); // benches and tests wait on this
+    // an answer to the finished drawing (asked after its last stroke ended), with when it was asked
+    if (finished) performance.mark("digitlab:answer", { detail: { asked: started } });
   }
 
   // The big answer: the prediction's text, or nothing and a grey placeholder glyph (a CSS ::before) when there
