@@ -54,12 +54,18 @@ def _npm_pack(folder: Path, timeout: float) -> bytes:
     npm = shutil.which("npm")
     spec = f"{ORT_PACKAGE}@{ORT_VERSION}"
     if npm is None:
-        raise FetchError(f"cannot fetch {spec}: npm is not on PATH (install Node.js, or put {spec}'s tarball in {folder})")
+        raise FetchError(
+            f"cannot fetch {spec}: npm is not on PATH (install Node.js, or put {spec}'s tarball in {folder})"
+        )
     with tempfile.TemporaryDirectory(prefix="digitlab-npm-") as tmp:
         try:
-            proc = subprocess.run([npm, "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [npm, "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired as e:
-            raise FetchError(f"cannot fetch {spec}: npm pack timed out after {timeout:.0f} s (is the registry reachable?)") from e
+            raise FetchError(
+                f"cannot fetch {spec}: npm pack timed out after {timeout:.0f} s (is the registry reachable?)"
+            ) from e
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
             last = (proc.stderr.strip().splitlines() or ["no tarball written"])[-1]
@@ -67,7 +73,9 @@ def _npm_pack(folder: Path, timeout: float) -> bytes:
         return tarballs[0].read_bytes()
 
 
-def onnxruntime_web(cache_dir: Path | None = None, log: Callable[[str], Any] = print, timeout: float = NPM_TIMEOUT_S) -> Path:
+def onnxruntime_web(
+    cache_dir: Path | None = None, log: Callable[[str], Any] = print, timeout: float = NPM_TIMEOUT_S
+) -> Path:
     """The folder holding ONNX Runtime Web's files (`ORT_FILES`), fetched with `npm pack` on first use.
 
     The tarball is checked against the pinned sha256 and npm's sha512 integrity before anything is unpacked; the
