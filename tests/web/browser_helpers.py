@@ -31,6 +31,12 @@ SHAPES = {
     0: [circle(0.5, 0.5, 0.2, 0.32)],
 }
 DASH = [[(0.3, 0.5), (0.7, 0.5)]]
+# "42" on the wide number-mode canvas, in fractions of its width and height: a 4 and a 2, well apart.
+FORTY_TWO = [
+    [(0.37, 0.14), (0.31, 0.62), (0.45, 0.62)],
+    [(0.42, 0.32), (0.42, 0.88)],
+    [(0.55, 0.30), (0.58, 0.17), (0.63, 0.14), (0.67, 0.22), (0.66, 0.40), (0.56, 0.84), (0.69, 0.84)],
+]
 
 
 def stroke_points(points, steps: int = 6) -> list[tuple[float, float]]:

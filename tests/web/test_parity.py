@@ -1,6 +1,7 @@
 """The page's JavaScript preprocessing (`web/static/preprocess.js`, run in node) against Python's
 `to_mnist_28x28` on 240 varied canvases: the same answers on ≥ 99.5% and a mean absolute 28×28 difference
-≤ 2/255 (issue 25's thresholds; today they agree to about 1e-7)."""
+≤ 2/255 (issue 25's thresholds; today they agree to about 1e-7); and number mode's segmentation (`read.js`)
+against `segment_line` on the number canvases among them."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from digitlab.data.mnist import load_mnist
 from digitlab.data.preprocess import to_mnist_28x28
 
 NODE = shutil.which("node")
-RUNNER = Path(__file__).with_name("run_preprocess.mjs")
+HERE = Path(__file__).parent  # the node runners beside this file
 pytestmark = pytest.mark.skipif(NODE is None, reason="no node: `apt-get install nodejs`")
 
 
-def run_js(images: list[np.ndarray], tmp_path: Path) -> list[dict]:
-    """The JavaScript preprocessing's result for each uint8 image, through node."""
+def run_js(images: list[np.ndarray], tmp_path: Path, runner: str = "run_preprocess.mjs") -> list:
+    """The JavaScript preprocessing's result for each uint8 image (or the `runner`'s), through node."""
     blob, shapes, offset = bytearray(), [], 0
     for a in images:
         a = np.ascontiguousarray(a, np.uint8)
@@ -31,7 +32,7 @@ def run_js(images: list[np.ndarray], tmp_path: Path) -> list[dict]:
         offset += a.size
     (tmp_path / "pixels").write_bytes(bytes(blob))
     (tmp_path / "shapes.json").write_text(json.dumps(shapes))
-    args = [NODE, str(RUNNER), str(tmp_path / "pixels"), str(tmp_path / "shapes.json")]
+    args = [NODE, str(HERE / runner), str(tmp_path / "pixels"), str(tmp_path / "shapes.json")]
     return json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout)
 
 
@@ -83,3 +84,26 @@ def test_python_rounding_and_reasons_in_javascript(tmp_path):
         p = to_mnist_28x28(np.asarray(image, np.uint8))
         assert (j["blank"], j["reason"]) == (p.blank, p.reason)
         assert np.abs(np.asarray(j["pixels"]).reshape(28, 28) - p.pixels).max() < 1e-4
+
+
+def test_number_segmentation_matches_python(tmp_path):
+    """Number mode's geometry in JavaScript (`read.js`): the same marks, cut candidates and pieces (with their
+    28×28s) as `segment_line` and `read._pieces` on number canvases of every gap and style."""
+    from digitlab.data.segment import segment_line
+    from digitlab.inference.read import _line_ink, _others_width, _pieces
+
+    named = [(n, a) for n, a in canvases(240) if n.startswith("number")]
+    assert len(named) >= 20
+    groups_js = run_js([a for _, a in named], tmp_path, runner="run_segment.mjs")
+    diffs = []
+    for (name, image), js in zip(named, groups_js, strict=True):
+        ink = _line_ink(image, 10**8)
+        groups = segment_line(ink.flat)
+        assert [(list(g.box), g.cuts) for g in groups] == [(j["box"], j["cuts"]) for j in js], name
+        line_height = int(np.median([g.height for g in groups]))
+        for i, (group, j) in enumerate(zip(groups, js, strict=True)):
+            pieces = _pieces(ink, group, line_height, _others_width(groups, i))
+            assert sorted(f"{a},{b}" for a, b in pieces) == sorted(j["pieces"]), name
+            for (a, b), p in pieces.items():
+                diffs.append(float(np.abs(p.pixels - np.asarray(j["pieces"][f"{a},{b}"]).reshape(28, 28)).mean()))
+    assert np.mean(diffs) <= 2 / 255

@@ -166,3 +166,29 @@ def test_wasm_served_as_html_is_named(url, browser):
     assert page.is_visible("#setup-error")
     page.screenshot(path=str(ARTIFACTS / "wasm-as-html.png"))
     page.close()
+
+
+def test_number_mode_reads_42(url, browser):
+    """Number mode in the browser: "42" on the wide canvas reads as 42 with a box over each digit; on the square
+    pad the same digits are "several digits", and "Read as a number" reads them."""
+    from browser_helpers import FORTY_TWO
+
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    _open(page, url)
+    square = [[(0.1 + 0.35 * (x - 0.31) / 0.14, y) for x, y in s] for s in FORTY_TWO[:2]]  # the 4, left half
+    square += [[(0.55 + 0.35 * (x - 0.55) / 0.14, y) for x, y in FORTY_TWO[2]]]  # the 2, right half
+    draw_mouse(page, square)
+    page.wait_for_function("document.querySelector('[data-testid=verdict]').textContent === 'several_digits'")
+    assert page.text_content("#status").startswith("Several digits: 2 separate marks, reads as '42'")
+    page.click("#as-number")
+    _wait_label(page, "42")
+    page.click("#clear")
+    draw_mouse(page, FORTY_TWO)
+    _wait_label(page, "42")
+    assert page.eval_on_selector_all("[data-testid=reading-digits] b", "els => els.map(e => e.textContent)") == [
+        "4",
+        "2",
+    ]
+    assert page.eval_on_selector_all(".boxes .box", "els => els.length") == 2
+    page.screenshot(path=str(ARTIFACTS / "number-42.png"))
+    page.close()

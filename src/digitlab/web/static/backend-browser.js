@@ -7,9 +7,13 @@
 // `digitlab.data.digit_space`). The score is the same logistic regression as `digitlab.inference.refusal`.
 
 import { toMnist28x28 } from "./preprocess.js";
+import { readInk, readNumber } from "./read.js";
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d]; // "\0asm": what a WebAssembly file starts with
 const NOT_A_DIGIT = "not a digit: it looks like none of the digits the model was trained on";
+// `verdict.py`: one mark is called several touching digits only when it is this much wider than tall and the
+// reader cuts it into digits it is each this sure of
+const TOUCHING_ASPECT = 1.25, TOUCHING_CONFIDENCE = 0.95;
 
 /** A one-line error a person can act on (the page shows it as is). */
 export class SetupError extends Error {}
@@ -121,42 +125,76 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
   }
   const init = () => (ready ??= setup());
 
-  async function logitsOf(pixels) {
+  // The model on a batch of 28×28s (each 784 floats): (N, 10) logits as arrays.
+  async function logitsOf(batch) {
     const { session, input, output } = await init();
-    const feeds = { [input]: new ort.Tensor("float32", pixels, [1, 28, 28, 1]) };
-    return Array.from((await session.run(feeds, [output]))[output].data);
+    const n = batch.length, data = new Float32Array(n * 784);
+    batch.forEach((p, i) => data.set(p, i * 784));
+    const feeds = { [input]: new ort.Tensor("float32", data, [n, 28, 28, 1]) };
+    const flat = (await session.run(feeds, [output]))[output].data;
+    return batch.map((_, i) => Array.from(flat.subarray(i * 10, i * 10 + 10)));
+  }
+
+  function softmax(logits, t) {
+    const top = Math.max(...logits), exp = logits.map((v) => Math.exp((v - top) / t)), total = exp.reduce((a, b) => a + b, 0);
+    return exp.map((v) => v / total);
+  }
+
+  // What the reader needs of a batch of pieces: calibrated probabilities and the refusal's margin (> 0: refused).
+  async function score(batch) {
+    const { info, digitSpace } = await init();
+    const logits = await logitsOf(batch);
+    return {
+      probabilities: logits.map((l) => softmax(l, info.temperature)),
+      margins: logits.map((l, i) => refusalScore(refusalFeatures(batch[i], l, digitSpace), info.refusal) - info.refusal.threshold),
+    };
+  }
+
+  // `verdict.judge` after "blank": several marks, one mark wide enough to be touching digits, not a digit, a digit.
+  async function judge(processed, logits) {
+    const { info, digitSpace } = await init();
+    const marks = processed.details.marks || 1;
+    if (marks >= 2) {
+      const { text } = await readInk(processed.ink, score);
+      return ["several_digits", `several digits: ${marks} separate marks, reads as '${text}'; use read for numbers`];
+    }
+    if ((processed.details.mark_aspect || 0) > TOUCHING_ASPECT) {
+      const reading = await readInk(processed.ink, score);
+      if (reading.digits.length >= 2 && Math.min(...reading.digits.map((d) => d.confidence)) >= TOUCHING_CONFIDENCE) {
+        return ["several_digits", `several digits: reads as '${reading.text}' (touching); use read for numbers`];
+      }
+    }
+    if (refusalScore(refusalFeatures(processed.pixels, logits, digitSpace), info.refusal) > info.refusal.threshold) {
+      return ["not_a_digit", NOT_A_DIGIT];
+    }
+    return ["digit", ""];
   }
 
   return {
     kind: "browser",
     init,
     /** One run on a blank 28×28: the first run of a session allocates and compiles; the visitor's should not. */
-    async warm() { await logitsOf(new Float32Array(784)); },
+    async warm() { await logitsOf([new Float32Array(784)]); },
     async predict(drawing) {
-      const { info, digitSpace } = await init();
+      const { info } = await init();
       const t0 = performance.now();
       const processed = toMnist28x28(pixelsOf(drawing));
       const t1 = performance.now();
       const timing_ms = { preprocess: t1 - t0, model: 0, refusal: 0 };
       const body = { processed: processed.pixels, blank: processed.blank, label: null, top_k: [], probabilities: null, timing_ms };
       if (processed.blank) return { ...body, verdict: "blank", reason: processed.reason };
-      const logits = await logitsOf(processed.pixels);
+      const [logits] = await logitsOf([processed.pixels]);
       const t2 = performance.now();
       timing_ms.model = t2 - t1;
-      const t = info.temperature, top = Math.max(...logits);
-      const exp = logits.map((v) => Math.exp((v - top) / t)), total = exp.reduce((a, b) => a + b, 0);
-      const probabilities = exp.map((v) => v / total);
+      const probabilities = softmax(logits, info.temperature);
       const top_k = probabilities.map((probability, label) => ({ label, probability }))
         .sort((a, b) => b.probability - a.probability).slice(0, 3);
-      const marks = processed.details.marks || 1;
-      let verdict = "digit", reason = "";
-      if (marks >= 2) { verdict = "several_digits"; reason = `several digits: ${marks} separate marks`; }
-      else if (refusalScore(refusalFeatures(processed.pixels, logits, digitSpace), info.refusal) > info.refusal.threshold) {
-        verdict = "not_a_digit"; reason = NOT_A_DIGIT;
-      }
-      timing_ms.refusal = performance.now() - t2;
+      const [verdict, reason] = await judge(processed, logits);
+      timing_ms.refusal = performance.now() - t2; // and the reading, when there is one
       return { ...body, verdict, reason, probabilities, top_k, label: verdict === "digit" ? top_k[0].label : null };
     },
+    /** Number mode: the one line of digits in the drawing (`read.read_number`). */
+    read: (drawing) => readNumber(pixelsOf(drawing), score),
     async describe() {
       const { info } = await init();
       const acc = info.metrics && info.metrics.test_accuracy;

@@ -28,6 +28,8 @@ export function pyRound(x) {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+const round4 = (x) => pyRound(x * 1e4) / 1e4; // Python's round(x, 4), as the details are rounded there
+
 // --- small array helpers: a map is {data: Float32Array, w, h} -------------------------------------------------
 const newMap = (w, h) => ({ data: new Float32Array(w * h), w, h });
 
@@ -244,7 +246,7 @@ export function label(mask, w, h, eight = false) {
 }
 
 /** [top, bottom, left, right) of a non-empty mask, or null. */
-function boundingBox(mask, w, h) {
+export function boundingBox(mask, w, h) {
   let top = h, bottom = -1, left = w, right = -1;
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (mask[y * w + x]) {
     top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
@@ -515,8 +517,17 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
     pixels, blank: false, reason: "", strokeScale,
     bbox: [Math.trunc(left * factorScale), Math.trunc(top * factorScale),
       Math.min(size[0], Math.ceil(right * factorScale)), Math.min(size[1], Math.ceil(bottom * factorScale))],
-    details: { aspect: (right - left) / Math.max(bottom - top, 1) },
+    details: { aspect: round4((right - left) / Math.max(bottom - top, 1)) },
   };
+}
+
+/**
+ * Steps 1-3: an image's ink at working size, what single digits and numbers are both cut from.
+ * @returns {{flat: object, polarity: string, factor: number, size: number[]}}
+ */
+export function imageInk(image, workSize = WORK_SIZE) {
+  const { ink, polarity, factor, level } = inkMap(image, workSize);
+  return { flat: flattenBackground(ink, level), polarity, factor, size: [image.width, image.height] };
 }
 
 /**
@@ -533,11 +544,12 @@ export function toMnist28x28(image) {
   if (!found.digit) return { pixels: new Float32Array(784), blank: true, reason: found.reason, polarity, bbox: null, details: {} };
   const result = normaliseDigit(flat, found.digit, found.box, factor, [image.width, image.height]);
   result.polarity = polarity;
+  result.ink = { flat, polarity, factor, size: [image.width, image.height] }; // what read.js cuts digits from
   const separate = marks(flat);
   result.details.marks = separate.length;
   if (separate.length === 1) {
     const [t, b, l, r] = separate[0];
-    result.details.mark_aspect = (r - l) / Math.max(b - t, 1);
+    result.details.mark_aspect = round4((r - l) / Math.max(b - t, 1));
   }
   return result;
 }
