@@ -8,8 +8,8 @@ loopback port, prints a table and writes bench/results/web_app.json.
 - page weight: the bytes of every file the page loads (from the export folder), and the runtime's (ONNX Runtime
   Web) share;
 - first answer: a fresh browser context (empty cache) opens the page, draws a "7" with the mouse as soon as the
-  canvas is there, and the time from navigation start to the answer to the finished drawing is taken, minus the
-  time spent drawing (the `digitlab:stroke-start`/`stroke-end`/`answer` performance marks of page.js); "warm
+  canvas takes strokes, and the time from navigation start to the answer to the finished drawing is taken, minus
+  the time spent drawing (page.js's `digitlab:stroke-start`/`stroke-end`/`answer` performance marks); "warm
   cache" reloads the page in the same context (http.server's Last-Modified: the browser may revalidate);
 - warm prediction: `backend.predict` on the drawn 7, after the first answer: preprocessing + model + refusal, p50
   and p90 over `--predictions` runs, with the parts.
@@ -38,6 +38,7 @@ from browser_helpers import CHROMIUM, LAUNCH_ARGS, SHAPES, draw_mouse  # noqa: E
 
 FIRST_ANSWER = """() => {
   const marks = (name) => performance.getEntriesByName(name, "mark");
+  if (!marks("digitlab:stroke-start").length || !marks("digitlab:stroke-end").length) return null;
   const start = marks("digitlab:stroke-start")[0].startTime, end = marks("digitlab:stroke-end").at(-1).startTime;
   const answer = marks("digitlab:answer").find((m) => m.detail.asked >= end);
   return answer ? { answer: answer.startTime, drawing: end - start } : null;
@@ -71,7 +72,7 @@ def page_weight(site: Path) -> dict:
 
 def first_answer(page, url: str) -> dict:
     page.goto(url, wait_until="commit")
-    page.wait_for_selector("#pad")
+    page.wait_for_function("document.body.dataset.interactive === 'true'")  # a visitor can draw
     draw_mouse(page, SHAPES[7])
     page.wait_for_function(FIRST_ANSWER, timeout=60000)
     marks = page.evaluate(FIRST_ANSWER)

@@ -107,3 +107,22 @@ def test_number_segmentation_matches_python(tmp_path):
             for (a, b), p in pieces.items():
                 diffs.append(float(np.abs(p.pixels - np.asarray(j["pieces"][f"{a},{b}"]).reshape(28, 28)).mean()))
     assert np.mean(diffs) <= 2 / 255
+
+
+def test_refusal_features_match_python(tmp_path):
+    """The "not a digit" score's six features in JavaScript equal `refusal.features` (digit space from the export)."""
+    from digitlab.inference.refusal import features
+    from digitlab.inference.web_export import write_digit_space
+
+    layout = write_digit_space(tmp_path / "digit-space.bin")
+    rng = np.random.default_rng(0)
+    digits = load_mnist().x_test[:30].astype(np.float32) / 255.0
+    others = [to_mnist_28x28(image).pixels for name, image in canvases(240) if name.startswith("non-digit")][:20]
+    pixels = np.concatenate([digits, np.stack(others)])
+    logits = rng.normal(0, 4, (len(pixels), 10))
+    payload = {"components": layout["components"], "bank": layout["bank"], "pixels": pixels.reshape(-1, 784).tolist(),
+               "logits": logits.tolist()}  # fmt: skip
+    (tmp_path / "features.json").write_text(json.dumps(payload))
+    args = [NODE, str(HERE / "run_features.mjs"), str(tmp_path / "digit-space.bin"), str(tmp_path / "features.json")]
+    js = np.asarray(json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout))
+    np.testing.assert_allclose(js, features(pixels, logits), rtol=1e-4, atol=1e-4)

@@ -46,21 +46,25 @@ export function refusalFeatures(pixels, logits, space) {
   const sumExp = logits.reduce((s, v) => s + Math.exp(v - top), 0);
   const energy = -(top + Math.log(sumExp));
   const doubt = 1 - 1 / sumExp; // 1 − the largest softmax probability
-  const { mean, components, bank, bankSq, k, n } = space;
+  const { mean, components, bank, k, n } = space;
   const centred = new Float32Array(784);
   for (let i = 0; i < 784; i++) centred[i] = pixels[i] - mean[i];
   const z = new Float32Array(k);
-  let zz = 0;
   for (let c = 0; c < k; c++) {
     let s = 0;
     for (let i = 0; i < 784; i++) s += centred[i] * components[c * 784 + i];
-    z[c] = s; zz += s * s;
+    z[c] = s;
   }
-  const nearest = [Infinity, Infinity, Infinity, Infinity, Infinity]; // the 5 smallest squared distances, sorted
-  for (let j = 0; j < n; j++) {
-    let dot = 0;
-    for (let c = 0; c < k; c++) dot += z[c] * bank[j * k + c];
-    const d2 = bankSq[j] - 2 * dot + zz;
+  // The 5 smallest squared distances to the bank, sorted. The components come in order of variance, so a partial
+  // sum over the first ones usually passes the 5th best already and the rest need not be added (the same result).
+  const nearest = [Infinity, Infinity, Infinity, Infinity, Infinity];
+  for (let j = 0, row = 0; j < n; j++, row += k) {
+    let d2 = 0, c = 0;
+    while (c < k) {
+      const end = Math.min(c + 8, k);
+      for (; c < end; c++) { const d = z[c] - bank[row + c]; d2 += d * d; }
+      if (d2 >= nearest[4]) break;
+    }
     if (d2 < nearest[4]) { let p = 4; while (p > 0 && nearest[p - 1] > d2) { nearest[p] = nearest[p - 1]; p--; } nearest[p] = d2; }
   }
   const knn = nearest.reduce((s, d) => s + Math.sqrt(Math.max(d, 0)), 0) / 5;

@@ -368,5 +368,6 @@ export function startPage(backend) {
   backend.describe().then((text) => { $("model").textContent = text; }).catch((err) => {
     $("model").textContent = `model unavailable: ${err.message || err}`;
   });
+  document.body.dataset.interactive = "true"; // the canvas takes strokes from now on (benches wait for it)
   return { state, predict };
 }

@@ -33,9 +33,21 @@ const round4 = (x) => pyRound(x * 1e4) / 1e4; // Python's round(x, 4), as the de
 // --- small array helpers: a map is {data: Float32Array, w, h} -------------------------------------------------
 const newMap = (w, h) => ({ data: new Float32Array(w * h), w, h });
 
-function kthSmallest(values, k) { // np.partition(values, k)[k]
-  const sorted = Float32Array.from(values).sort();
-  return sorted[Math.min(k, sorted.length - 1)];
+function kthSmallest(values, k) { // np.partition(values, k)[k], by quickselect
+  const a = Float32Array.from(values);
+  k = Math.min(k, a.length - 1);
+  let lo = 0, hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) { const t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+    }
+    if (k <= j) hi = j; else if (k >= i) lo = i; else break;
+  }
+  return a[k];
 }
 
 function percentile(sorted, q) { // numpy's default (linear) percentile of sorted values
@@ -132,6 +144,34 @@ function gray8(data, n, channels) { // cv2.COLOR_RGB(A)2GRAY on uint8: fixed poi
   return out;
 }
 
+// The smallest alpha of interleaved pixels (an RGBA canvas is read as 32-bit words: a quarter of the loads).
+function lowestAlpha(pixels, channels, count) {
+  let lowest = 255;
+  if (channels === 4 && pixels.byteOffset % 4 === 0 && new Uint8Array(new Uint32Array([1]).buffer)[0] === 1) {
+    const words = new Uint32Array(pixels.buffer, pixels.byteOffset, count);
+    for (let i = 0; i < count; i++) { const a = words[i] >>> 24; if (a < lowest) lowest = a; }
+    return lowest;
+  }
+  for (let i = 0, k = channels - 1; i < count; i++, k += channels) if (pixels[k] < lowest) lowest = pixels[k];
+  return lowest;
+}
+
+// gray8 then shrinkBands in one pass (the same numbers: each pixel's grey is rounded to 8 bits before the mean).
+function grayShrink(data, w, channels, factor, sw, sh) {
+  const out = new Uint8Array(sw * sh), sums = new Uint32Array(sw), area = factor * factor, cols = sw * factor;
+  for (let y = 0; y < sh; y++) {
+    sums.fill(0);
+    for (let row = y * factor; row < (y + 1) * factor; row++) {
+      let k = row * w * channels;
+      for (let x = 0; x < cols; x++, k += channels) {
+        sums[(x / factor) | 0] += (data[k] * 4899 + data[k + 1] * 9617 + data[k + 2] * 1868 + 8192) >> 14;
+      }
+    }
+    for (let x = 0; x < sw; x++) out[y * sw + x] = pyRound(sums[x] / area);
+  }
+  return out;
+}
+
 /**
  * The working-size ink map (ink ≈ 1, background ≈ 0) of an image.
  * @param {{data: ArrayLike<number>, width: number, height: number, channels: number}} image uint8 pixels, 1-4
@@ -150,9 +190,7 @@ export function inkMap(image, workSize = WORK_SIZE) {
   const band = (data, c, count) => { const out = new Uint8Array(count); for (let i = 0; i < count; i++) out[i] = data[i * channels + c]; return out; };
   if (channels === 2 || channels === 4) {
     const pixelsIn = shrinkFirst ? n : w * h;
-    let lowest = 255;
-    for (let i = 0, k = channels - 1; i < pixelsIn; i++, k += channels) if (pixels[k] < lowest) lowest = pixels[k];
-    if (lowest < 230) {
+    if (lowestAlpha(pixels, channels, pixelsIn) < 230) {
       let alpha = band(pixels, channels - 1, pixelsIn);
       if (!shrinkFirst) alpha = shrinkBands(alpha, w, h, 1, factor, sw, sh);
       const ink = newMap(sw, sh);
@@ -164,10 +202,11 @@ export function inkMap(image, workSize = WORK_SIZE) {
   }
   let grey;
   const count = shrinkFirst ? n : w * h;
-  if (channels >= 3) grey = gray8(pixels, count, channels);
+  if (channels >= 3 && !shrinkFirst && factor > 2) grey = grayShrink(pixels, w, channels, factor, sw, sh);
+  else if (channels >= 3) grey = gray8(pixels, count, channels);
   else if (channels === 2) grey = band(pixels, 0, count);
   else grey = pixels;
-  if (!shrinkFirst && factor > 1) grey = shrinkBands(grey, w, h, 1, factor, sw, sh);
+  if (!shrinkFirst && factor > 1 && !(channels >= 3 && factor > 2)) grey = shrinkBands(grey, w, h, 1, factor, sw, sh);
   const gray = newMap(sw, sh);
   const inv = F(1 / 255);
   for (let i = 0; i < n; i++) gray.data[i] = grey[i] * inv;
