@@ -124,7 +124,7 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const { components: k, bank: n } = info.digit_space;
     const f = new Float32Array(space);
     const digitSpace = { k, n, mean: f.subarray(0, 784), components: f.subarray(784, 784 + k * 784),
-      bank: f.subarray(784 + k * 784, 784 + k * 784 + n * k), bankSq: f.subarray(784 + k * 784 + n * k) };
+      bank: f.subarray(784 + k * 784, 784 + k * 784 + n * k) }; // (the bank's norms follow: Python's kNN uses them)
     return { info, session, digitSpace, input: session.inputNames[0], output: session.outputNames[0] };
   }
   const init = () => (ready ??= setup());
