@@ -109,12 +109,14 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const info = await (await fetchOk(`${model}web.json`, "the model's description")).json();
     ort.env.wasm.numThreads = 1; // one thread: no SharedArrayBuffer, so no cross-origin isolation headers needed
     ort.env.wasm.proxy = false;
-    ort.env.wasm.wasmBinary = await loadWasm(wasm); // checked here, then handed over: ORT does not fetch it again
-    ort.env.wasm.wasmPaths = new URL(wasm.replace(/[^/]*$/, ""), location.href).href;
-    const [onnx, space] = await Promise.all([
+    // the runtime, the model and the digit space download side by side
+    const [binary, onnx, space] = await Promise.all([
+      loadWasm(wasm),
       fetchOk(`${model}${info.model.file}`, "the model").then((r) => r.arrayBuffer()),
       fetchOk(`${model}${info.digit_space.file}`, "the digit space").then((r) => r.arrayBuffer()),
     ]);
+    ort.env.wasm.wasmBinary = binary; // checked by loadWasm, then handed over: ORT does not fetch it again
+    ort.env.wasm.wasmPaths = new URL(wasm.replace(/[^/]*$/, ""), location.href).href;
     let session;
     try {
       session = await ort.InferenceSession.create(onnx, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
