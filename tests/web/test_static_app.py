@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/web/.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,13 +29,16 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def site(trained_run, tmp_path_factory):
-    """The exported folder of the session's trained run (ONNX Runtime Web cached across test sessions)."""
+    """The exported folder of a copy of the session's trained run (ONNX Runtime Web cached across test sessions)."""
     from digitlab.inference.web_export import export_web
 
     cache = tmp_path_factory.getbasetemp().parent / "digitlab-npm-cache"  # outlives one session, unlike tmp_path
-    out = tmp_path_factory.mktemp("web-export") / "site"
+    folder = tmp_path_factory.mktemp("web-export")
+    run = folder / "run"  # a copy without its refusal, whichever test fitted it: the export fits it on first use
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("refusal.json", "export", "explain", "feedback"))
+    out = folder / "site"
     try:
-        export_web(trained_run, out, log=lambda _: None, cache_dir=cache)
+        export_web(run, out, log=lambda _: None, cache_dir=cache)
     except FetchError as e:
         pytest.skip(f"ONNX Runtime Web is not available here: {e}")
     return out

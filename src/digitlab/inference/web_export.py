@@ -203,7 +203,10 @@ def export_web(
     (meta,) = export_loaded(loaded, ["onnx"], out / "model", log, data_dir)
     onnx_path = out / "model" / meta["file"]
     runtime = open_runtime("onnx", onnx_path)
-    refusal = refusal_for(loaded, runtime.logits, data_dir, log)
+    # the refusal fits (on first use) through the exported copy: (N, 28, 28) pixels → (N, 10) logits
+    refusal = refusal_for(
+        loaded, lambda x: runtime.logits(np.asarray(x, np.float32).reshape(-1, 28, 28, 1)), data_dir, log
+    )
     space = write_digit_space(out / "model" / "digit-space.bin", data_dir)
     shutil.copytree(STATIC, out / "web")
     (out / "ort").mkdir()
