@@ -197,6 +197,9 @@ def test_phone_viewport_with_touch(server, browser):
         page.click("#clear")
         _draw_touch(page, cdp, SHAPES[digit])
         _check_result(page, digit)
+        for selector in ("[data-testid=prediction]", "[data-testid=processed]"):  # the compact answer, in view
+            box = page.locator(selector).bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 844, selector
         page.screenshot(path=str(ARTIFACTS / f"phone-touch-{digit}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     context.close()

@@ -113,7 +113,7 @@ def test_model_health_and_docs(client):
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
-    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/web/page.js").status_code == 200  # the page code shared with the web export
     assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no CDN assets
 
 

@@ -121,6 +121,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from digitlab.inference.export_command import export_run
 
+    if args.format == "web":  # a static folder, not a model format: `--format all` leaves it out
+        from digitlab.inference.web_export import export_web
+
+        export_web(args.target, args.out, data_dir=args.data_dir)
+        return 0
+
     results = export_run(args.target, args.format, args.out, data_dir=args.data_dir)
     print(f"{len(results)} export(s) written and checked; metadata beside each file")
     return 0

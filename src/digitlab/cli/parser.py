@@ -285,9 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", type=Path, metavar="RUN", help="a run directory or a .keras file")
     p.add_argument(
-        "--format", default="all", choices=[*FORMATS, "all"], help="savedmodel, onnx, litert or all (default all)"
+        "--format",
+        default="all",
+        choices=[*FORMATS, "all", "web"],
+        help="savedmodel, onnx, litert or all (default all); web: a static page running the model in the browser",
     )
-    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/export)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default RUN/export, web: RUN/export/web)")
     _data_dir_arg(p)
     p.set_defaults(func=cmd_export, tensorflow=True)
 

@@ -22,6 +22,7 @@ from digitlab.serving import explain_routes, feedback_routes, model_routes, pred
 from digitlab.serving.answers import ErrorAnswer
 from digitlab.serving.limits import BodyLimitMiddleware
 from digitlab.serving.state import INLINE_PIXELS, SERVE_PIXELS, ServeConfig, ServedModel
+from digitlab.web import STATIC as WEB_STATIC
 
 __all__ = ["INLINE_PIXELS", "SERVE_PIXELS", "STATIC", "ServeConfig", "create_app"]
 
@@ -62,6 +63,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     _add_error_handlers(app)
     app.get("/", include_in_schema=False)(page)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/web", StaticFiles(directory=WEB_STATIC), name="web")  # the page code shared with `export --format web`
     for area in (predict_routes, explain_routes, feedback_routes, model_routes, tf_serving):
         app.include_router(area.router)
     return app

@@ -1,0 +1,211 @@
+// The in-browser backend of the draw page: preprocessing (preprocess.js), the model (ONNX Runtime Web, wasm, one
+// thread) and the "not a digit" refusal score all run in the page; no request leaves it after load.
+//
+// It reads what `digitlab export --format web` writes beside the page: `model/web.json` (the model's input
+// contract, temperature, the refusal's weights, the digit space's layout), `model/model.onnx` and
+// `model/digit-space.bin` (float32: the PCA mean and basis and the bank of training digits, as
+// `digitlab.data.digit_space`). The score is the same logistic regression as `digitlab.inference.refusal`.
+
+import { toMnist28x28 } from "./preprocess.js";
+import { readInk, readNumber } from "./read.js";
+
+const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d]; // "\0asm": what a WebAssembly file starts with
+const NOT_A_DIGIT = "not a digit: it looks like none of the digits the model was trained on";
+// `verdict.py`: one mark is called several touching digits only when it is this much wider than tall and the
+// reader cuts it into digits it is each this sure of
+const TOUCHING_ASPECT = 1.25, TOUCHING_CONFIDENCE = 0.95;
+
+/** A one-line error a person can act on (the page shows it as is). */
+export class SetupError extends Error {}
+
+async function fetchOk(url, what) {
+  let res;
+  try { res = await fetch(url); } catch (err) { throw new SetupError(`could not load ${what} (${url}): ${err.message || err}`); }
+  if (!res.ok) throw new SetupError(`could not load ${what} (${url}): HTTP ${res.status}`);
+  return res;
+}
+
+/** The wasm runtime's bytes, refused with a clear reason when the server sends something else (an HTML page). */
+export async function loadWasm(url) {
+  const res = await fetchOk(url, "ONNX Runtime's WebAssembly file");
+  const bytes = await res.arrayBuffer();
+  const head = new Uint8Array(bytes, 0, Math.min(4, bytes.byteLength));
+  if (!WASM_MAGIC.every((b, i) => head[i] === b)) {
+    const type = res.headers.get("Content-Type") || "no Content-Type";
+    const text = new TextDecoder().decode(new Uint8Array(bytes, 0, Math.min(64, bytes.byteLength))).trim();
+    const html = /^<(!doctype|html)/i.test(text) ? "an HTML page" : `${bytes.byteLength} bytes that are not WebAssembly`;
+    throw new SetupError(`the server sent ${html} (${type}) for ${url}, where ONNX Runtime's WebAssembly file belongs ` +
+      "(it must start with 00 61 73 6d): upload the ort/ folder as it is and serve .wasm files as they are");
+  }
+  return bytes;
+}
+
+/** The refusal's six features (energy, doubt, knn, residual, flatness, ink) of one 28×28 and its logits. */
+export function refusalFeatures(pixels, logits, space) {
+  const top = Math.max(...logits);
+  const sumExp = logits.reduce((s, v) => s + Math.exp(v - top), 0);
+  const energy = -(top + Math.log(sumExp));
+  const doubt = 1 - 1 / sumExp; // 1 − the largest softmax probability
+  const { mean, components, bank, k, n } = space;
+  const centred = new Float32Array(784);
+  for (let i = 0; i < 784; i++) centred[i] = pixels[i] - mean[i];
+  const z = new Float32Array(k);
+  for (let c = 0; c < k; c++) {
+    let s = 0;
+    for (let i = 0; i < 784; i++) s += centred[i] * components[c * 784 + i];
+    z[c] = s;
+  }
+  // The 5 smallest squared distances to the bank, sorted. The components come in order of variance, so a partial
+  // sum over the first ones usually passes the 5th best already and the rest need not be added (the same result).
+  const nearest = [Infinity, Infinity, Infinity, Infinity, Infinity];
+  for (let j = 0, row = 0; j < n; j++, row += k) {
+    let d2 = 0, c = 0;
+    while (c < k) {
+      const end = Math.min(c + 8, k);
+      for (; c < end; c++) { const d = z[c] - bank[row + c]; d2 += d * d; }
+      if (d2 >= nearest[4]) break;
+    }
+    if (d2 < nearest[4]) { let p = 4; while (p > 0 && nearest[p - 1] > d2) { nearest[p] = nearest[p - 1]; p--; } nearest[p] = d2; }
+  }
+  const knn = nearest.reduce((s, d) => s + Math.sqrt(Math.max(d, 0)), 0) / 5;
+  let residual = 0;
+  for (let i = 0; i < 784; i++) {
+    let r = centred[i];
+    for (let c = 0; c < k; c++) r -= z[c] * components[c * 784 + i];
+    residual += r * r;
+  }
+  let inkCount = 0, rows = 0, cols = 0;
+  for (let y = 0; y < 28; y++) { let any = false; for (let x = 0; x < 28; x++) if (pixels[y * 28 + x] > 0.3) { any = true; inkCount++; } rows += any; }
+  for (let x = 0; x < 28; x++) { let any = false; for (let y = 0; y < 28; y++) if (pixels[y * 28 + x] > 0.3) any = true; cols += any; }
+  const flatness = Math.abs(Math.log(Math.max(cols, 1) / Math.max(rows, 1)));
+  return [energy, doubt, knn, Math.sqrt(residual), flatness, inkCount / 784];
+}
+
+/** The refusal's score (higher: less like a digit); above `refusal.threshold` it says "not a digit". */
+export function refusalScore(features, refusal) {
+  return features.reduce((s, f, i) => s + ((f - refusal.mean[i]) / refusal.std[i]) * refusal.coef[i], refusal.intercept);
+}
+
+// The pixels of what the page shows: the canvas, or an upload at its own size (alpha kept for transparent PNGs).
+function pixelsOf({ canvas, upload }) {
+  let source = canvas;
+  if (upload && upload.img) {
+    source = document.createElement("canvas");
+    source.width = upload.img.naturalWidth; source.height = upload.img.naturalHeight;
+    source.getContext("2d").drawImage(upload.img, 0, 0);
+  }
+  const data = source.getContext("2d", { willReadFrequently: true }).getImageData(0, 0, source.width, source.height);
+  return { data: data.data, width: data.width, height: data.height, channels: 4 };
+}
+
+/**
+ * A backend (see page.js) that answers in the page.
+ * @param {{ort: object, model?: string, wasm?: string}} options `ort`: the ONNX Runtime Web module; `model`: the
+ *   folder of web.json (default "model/"); `wasm`: the runtime's .wasm file (default "ort/ort-wasm-simd-threaded.wasm").
+ */
+export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-simd-threaded.wasm" }) {
+  let ready = null;
+  async function setup() {
+    const info = await (await fetchOk(`${model}web.json`, "the model's description")).json();
+    ort.env.wasm.numThreads = 1; // one thread: no SharedArrayBuffer, so no cross-origin isolation headers needed
+    ort.env.wasm.proxy = false;
+    // the runtime, the model and the digit space download side by side
+    const [binary, onnx, space] = await Promise.all([
+      loadWasm(wasm),
+      fetchOk(`${model}${info.model.file}`, "the model").then((r) => r.arrayBuffer()),
+      fetchOk(`${model}${info.digit_space.file}`, "the digit space").then((r) => r.arrayBuffer()),
+    ]);
+    ort.env.wasm.wasmBinary = binary; // checked by loadWasm, then handed over: ORT does not fetch it again
+    ort.env.wasm.wasmPaths = new URL(wasm.replace(/[^/]*$/, ""), location.href).href;
+    let session;
+    try {
+      session = await ort.InferenceSession.create(onnx, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    } catch (err) {
+      throw new SetupError(`ONNX Runtime could not start: ${err.message || err}`);
+    }
+    const { components: k, bank: n } = info.digit_space;
+    const f = new Float32Array(space);
+    const digitSpace = { k, n, mean: f.subarray(0, 784), components: f.subarray(784, 784 + k * 784),
+      bank: f.subarray(784 + k * 784, 784 + k * 784 + n * k) }; // (the bank's norms follow: Python's kNN uses them)
+    return { info, session, digitSpace, input: session.inputNames[0], output: session.outputNames[0] };
+  }
+  const init = () => (ready ??= setup());
+
+  // The model on a batch of 28×28s (each 784 floats): (N, 10) logits as arrays.
+  async function logitsOf(batch) {
+    const { session, input, output } = await init();
+    const n = batch.length, data = new Float32Array(n * 784);
+    batch.forEach((p, i) => data.set(p, i * 784));
+    const feeds = { [input]: new ort.Tensor("float32", data, [n, 28, 28, 1]) };
+    const flat = (await session.run(feeds, [output]))[output].data;
+    return batch.map((_, i) => Array.from(flat.subarray(i * 10, i * 10 + 10)));
+  }
+
+  function softmax(logits, t) {
+    const top = Math.max(...logits), exp = logits.map((v) => Math.exp((v - top) / t)), total = exp.reduce((a, b) => a + b, 0);
+    return exp.map((v) => v / total);
+  }
+
+  // What the reader needs of a batch of pieces: calibrated probabilities and the refusal's margin (> 0: refused).
+  async function score(batch) {
+    const { info, digitSpace } = await init();
+    const logits = await logitsOf(batch);
+    return {
+      probabilities: logits.map((l) => softmax(l, info.temperature)),
+      margins: logits.map((l, i) => refusalScore(refusalFeatures(batch[i], l, digitSpace), info.refusal) - info.refusal.threshold),
+    };
+  }
+
+  // `verdict.judge` after "blank": several marks, one mark wide enough to be touching digits, not a digit, a digit.
+  async function judge(processed, logits) {
+    const { info, digitSpace } = await init();
+    const marks = processed.details.marks || 1;
+    if (marks >= 2) {
+      const { text } = await readInk(processed.ink, score);
+      return ["several_digits", `several digits: ${marks} separate marks, reads as '${text}'; use read for numbers`];
+    }
+    if ((processed.details.mark_aspect || 0) > TOUCHING_ASPECT) {
+      const reading = await readInk(processed.ink, score);
+      if (reading.digits.length >= 2 && Math.min(...reading.digits.map((d) => d.confidence)) >= TOUCHING_CONFIDENCE) {
+        return ["several_digits", `several digits: reads as '${reading.text}' (touching); use read for numbers`];
+      }
+    }
+    if (refusalScore(refusalFeatures(processed.pixels, logits, digitSpace), info.refusal) > info.refusal.threshold) {
+      return ["not_a_digit", NOT_A_DIGIT];
+    }
+    return ["digit", ""];
+  }
+
+  return {
+    kind: "browser",
+    init,
+    /** One run on a blank 28×28: the first run of a session allocates and compiles; the visitor's should not. */
+    async warm() { await logitsOf([new Float32Array(784)]); },
+    async predict(drawing) {
+      const { info } = await init();
+      const t0 = performance.now();
+      const processed = toMnist28x28(pixelsOf(drawing));
+      const t1 = performance.now();
+      const timing_ms = { preprocess: t1 - t0, model: 0, refusal: 0 };
+      const body = { processed: processed.pixels, blank: processed.blank, label: null, top_k: [], probabilities: null, timing_ms };
+      if (processed.blank) return { ...body, verdict: "blank", reason: processed.reason };
+      const [logits] = await logitsOf([processed.pixels]);
+      const t2 = performance.now();
+      timing_ms.model = t2 - t1;
+      const probabilities = softmax(logits, info.temperature);
+      const top_k = probabilities.map((probability, label) => ({ label, probability }))
+        .sort((a, b) => b.probability - a.probability).slice(0, 3);
+      const [verdict, reason] = await judge(processed, logits);
+      timing_ms.refusal = performance.now() - t2; // and the reading, when there is one
+      return { ...body, verdict, reason, probabilities, top_k, label: verdict === "digit" ? top_k[0].label : null };
+    },
+    /** Number mode: the one line of digits in the drawing (`read.read_number`). */
+    read: (drawing) => readNumber(pixelsOf(drawing), score),
+    async describe() {
+      const { info } = await init();
+      const acc = info.metrics && info.metrics.test_accuracy;
+      return `model ${info.name}` + (acc ? `, test accuracy ${(acc * 100).toFixed(2)}%` : "") +
+        ` · runs in this browser (ONNX Runtime Web ${info.runtime.version}, wasm)`;
+    },
+  };
+}

@@ -1,0 +1,594 @@
+// Any image of a digit → the 28×28 an MNIST model expects: a line-by-line port of digitlab's Python
+// `data/preprocess.py` (`to_mnist_28x28`) and of the mark counting in `data/segment.py`, so a page that runs the
+// model in the browser sees what the server would. No DOM: it takes pixels, so node runs it too
+// (tests/web/test_parity.py compares both on hundreds of canvases).
+//
+// The steps (see the Python module for why each exists):
+//  1. shrink by an integer factor to ~112 px (OpenCV's INTER_AREA at an integer ratio: a box mean);
+//  2. ink map: alpha for transparent images, else luminance with the polarity taken from the border;
+//  3. flatten an uneven background (grey opening) and stretch contrast;
+//  4. keep the ink blobs that matter, or say "no digit";
+//  5. normalise stroke width toward MNIST's, crop;
+//  6. longer side to 20 px (Pillow's Lanczos), pad to 28×28, centre of mass to the centre.
+
+export const WORK_SIZE = 112;
+const BOX = 20;
+const CANVAS = 28;
+const NOISE_FLOOR = 0.12;
+const STROKE_RANGE = [0.11, 0.2];
+export const INK_THRESHOLD = 0.25;
+const SPECK = 0.05;
+const OVERLAP = 0.5;
+const SMALL = 0.4;
+const F = Math.fround;
+
+/** Python's round(): halves go to the even neighbour (Math.round sends them up). */
+export function pyRound(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+const round4 = (x) => pyRound(x * 1e4) / 1e4; // Python's round(x, 4), as the details are rounded there
+
+// --- small array helpers: a map is {data: Float32Array, w, h} -------------------------------------------------
+const newMap = (w, h) => ({ data: new Float32Array(w * h), w, h });
+
+function kthSmallest(values, k) { // np.partition(values, k)[k], by quickselect
+  const a = Float32Array.from(values);
+  k = Math.min(k, a.length - 1);
+  let lo = 0, hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) { const t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+    }
+    if (k <= j) hi = j; else if (k >= i) lo = i; else break;
+  }
+  return a[k];
+}
+
+function percentile(sorted, q) { // numpy's default (linear) percentile of sorted values
+  const pos = (q / 100) * (sorted.length - 1), lo = Math.floor(pos), hi = Math.min(lo + 1, sorted.length - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+// scipy.ndimage's "reflect" mode: d c b a | a b c d | d c b a
+function reflect(i, n) {
+  if (n === 1) return 0;
+  const period = 2 * n;
+  i = ((i % period) + period) % period;
+  return i < n ? i : period - 1 - i;
+}
+
+// One pass of a 1-D filter of `size` along rows (axis 1) or columns (axis 0), scipy's window placement:
+// [i - size//2 - shift, ...] with shift = 0 (centred), or 1 for grey_dilation's mirrored even window.
+function filter1d(map, size, axis, reduce, shift = 0) {
+  const { w, h, data } = map, out = newMap(w, h), n = axis === 1 ? w : h, m = axis === 1 ? h : w;
+  const line = new Float32Array(n), start = -Math.floor(size / 2) + shift;
+  for (let j = 0; j < m; j++) {
+    for (let i = 0; i < n; i++) line[i] = axis === 1 ? data[j * w + i] : data[i * w + j];
+    for (let i = 0; i < n; i++) {
+      const v = reduce(line, i + start, size, n);
+      if (axis === 1) out.data[j * w + i] = v; else out.data[i * w + j] = v;
+    }
+  }
+  return out;
+}
+
+const mean = (line, from, size, n) => { let s = 0; for (let k = 0; k < size; k++) s += line[reflect(from + k, n)]; return s / size; };
+const min = (line, from, size, n) => { let s = Infinity; for (let k = 0; k < size; k++) s = Math.min(s, line[reflect(from + k, n)]); return s; };
+const max = (line, from, size, n) => { let s = -Infinity; for (let k = 0; k < size; k++) s = Math.max(s, line[reflect(from + k, n)]); return s; };
+
+/** scipy.ndimage.uniform_filter(map, size), mode "reflect". */
+export function uniformFilter(map, size) { return filter1d(filter1d(map, size, 0, mean), size, 1, mean); }
+
+/** scipy.ndimage.grey_opening(map, size=(size, size)): an erosion, then a dilation (its even window mirrored). */
+export function greyOpening(map, size) {
+  const eroded = filter1d(filter1d(map, size, 0, min), size, 1, min);
+  const shift = size % 2 ? 0 : 1;
+  return filter1d(filter1d(eroded, size, 0, max, shift), size, 1, max, shift);
+}
+
+/** scipy.ndimage.zoom(map, order=1, mode="nearest", grid_mode=True) to (w, h): bilinear, pixel edges aligned. */
+export function zoomBilinear(map, w, h) {
+  const out = newMap(w, h), sy = map.h / h, sx = map.w / w;
+  const axis = (o, s, n) => {
+    const c = Math.min(Math.max((o + 0.5) * s - 0.5, 0), n - 1), i = Math.min(Math.floor(c), n - 1);
+    return [i, Math.min(i + 1, n - 1), c - i];
+  };
+  const xs = Array.from({ length: w }, (_, x) => axis(x, sx, map.w));
+  for (let y = 0; y < h; y++) {
+    const [y0, y1, fy] = axis(y, sy, map.h);
+    for (let x = 0; x < w; x++) {
+      const [x0, x1, fx] = xs[x], d = map.data;
+      const top = d[y0 * map.w + x0] * (1 - fx) + d[y0 * map.w + x1] * fx;
+      const bottom = d[y1 * map.w + x0] * (1 - fx) + d[y1 * map.w + x1] * fx;
+      out.data[y * w + x] = top * (1 - fy) + bottom * fy;
+    }
+  }
+  return out;
+}
+
+// --- step 1-2: the ink map ---------------------------------------------------------------------------------
+
+// OpenCV's INTER_AREA at an integer factor on uint8 (a box mean, rounded; at 2× its SIMD path adds 2 and shifts).
+function shrinkBands(data, w, h, channels, factor, sw, sh) {
+  const out = new Uint8Array(sw * sh * channels), area = factor * factor;
+  const rows = Math.min(h, sh * factor), cols = Math.min(w, sw * factor); // the box filter's reach
+  const sums = new Uint32Array(sw * channels);
+  for (let y = 0; y < sh; y++) {
+    sums.fill(0);
+    for (let row = y * factor; row < Math.min((y + 1) * factor, rows); row++) {
+      const base = row * w * channels;
+      for (let x = 0; x < cols; x++) {
+        const to = Math.floor(x / factor) * channels, from = base + x * channels;
+        for (let c = 0; c < channels; c++) sums[to + c] += data[from + c];
+      }
+    }
+    const o = y * sw * channels;
+    if (factor === 2) for (let i = 0; i < sums.length; i++) out[o + i] = (sums[i] + 2) >> 2;
+    else for (let i = 0; i < sums.length; i++) out[o + i] = pyRound(sums[i] / area);
+  }
+  return out;
+}
+
+function gray8(data, n, channels) { // cv2.COLOR_RGB(A)2GRAY on uint8: fixed point, 14 bits
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = i * channels;
+    out[i] = (data[k] * 4899 + data[k + 1] * 9617 + data[k + 2] * 1868 + 8192) >> 14;
+  }
+  return out;
+}
+
+// The smallest alpha of interleaved pixels (an RGBA canvas is read as 32-bit words: a quarter of the loads).
+function lowestAlpha(pixels, channels, count) {
+  let lowest = 255;
+  if (channels === 4 && pixels.byteOffset % 4 === 0 && new Uint8Array(new Uint32Array([1]).buffer)[0] === 1) {
+    const words = new Uint32Array(pixels.buffer, pixels.byteOffset, count);
+    for (let i = 0; i < count; i++) { const a = words[i] >>> 24; if (a < lowest) lowest = a; }
+    return lowest;
+  }
+  for (let i = 0, k = channels - 1; i < count; i++, k += channels) if (pixels[k] < lowest) lowest = pixels[k];
+  return lowest;
+}
+
+// gray8 then shrinkBands in one pass (the same numbers: each pixel's grey is rounded to 8 bits before the mean).
+function grayShrink(data, w, channels, factor, sw, sh) {
+  const out = new Uint8Array(sw * sh), sums = new Uint32Array(sw), area = factor * factor, cols = sw * factor;
+  for (let y = 0; y < sh; y++) {
+    sums.fill(0);
+    for (let row = y * factor; row < (y + 1) * factor; row++) {
+      let k = row * w * channels;
+      for (let x = 0; x < cols; x++, k += channels) {
+        sums[(x / factor) | 0] += (data[k] * 4899 + data[k + 1] * 9617 + data[k + 2] * 1868 + 8192) >> 14;
+      }
+    }
+    for (let x = 0; x < sw; x++) out[y * sw + x] = pyRound(sums[x] / area);
+  }
+  return out;
+}
+
+/**
+ * The working-size ink map (ink ≈ 1, background ≈ 0) of an image.
+ * @param {{data: ArrayLike<number>, width: number, height: number, channels: number}} image uint8 pixels, 1-4
+ *   channels interleaved (grey, grey+alpha, RGB, RGBA).
+ * @returns {{ink: object, polarity: string, factor: number, level: number|null}}
+ */
+export function inkMap(image, workSize = WORK_SIZE) {
+  const { width: w, height: h, channels } = image;
+  const factor = Math.max(1, pyRound(Math.max(h, w) / workSize));
+  const sw = Math.max(1, Math.floor(w / factor)), sh = Math.max(1, Math.floor(h / factor));
+  const shrink = (data, ch) => (factor === 1 ? data : shrinkBands(data, w, h, ch, factor, sw, sh));
+  const shrinkFirst = channels > 1 && factor <= 2;
+  let pixels = image.data;
+  if (shrinkFirst) pixels = shrink(pixels, channels);
+  const n = sw * sh;
+  const band = (data, c, count) => { const out = new Uint8Array(count); for (let i = 0; i < count; i++) out[i] = data[i * channels + c]; return out; };
+  if (channels === 2 || channels === 4) {
+    const pixelsIn = shrinkFirst ? n : w * h;
+    if (lowestAlpha(pixels, channels, pixelsIn) < 230) {
+      let alpha = band(pixels, channels - 1, pixelsIn);
+      if (!shrinkFirst) alpha = shrinkBands(alpha, w, h, 1, factor, sw, sh);
+      const ink = newMap(sw, sh);
+      let least = Infinity;
+      const inv = F(1 / 255);
+      for (let i = 0; i < n; i++) { ink.data[i] = alpha[i] * inv; least = Math.min(least, ink.data[i]); }
+      if (least < 0.9) return { ink, polarity: "alpha", factor, level: 0.0 };
+    }
+  }
+  let grey;
+  const count = shrinkFirst ? n : w * h;
+  if (channels >= 3 && !shrinkFirst && factor > 2) grey = grayShrink(pixels, w, channels, factor, sw, sh);
+  else if (channels >= 3) grey = gray8(pixels, count, channels);
+  else if (channels === 2) grey = band(pixels, 0, count);
+  else grey = pixels;
+  if (!shrinkFirst && factor > 1 && !(channels >= 3 && factor > 2)) grey = shrinkBands(grey, w, h, 1, factor, sw, sh);
+  const gray = newMap(sw, sh);
+  const inv = F(1 / 255);
+  for (let i = 0; i < n; i++) gray.data[i] = grey[i] * inv;
+  // polarity: a uniform border is the background's colour; else ink is the minority departing from its surroundings
+  const border = []; // (a few hundred values)
+  for (let x = 0; x < sw; x++) border.push(gray.data[x]);
+  for (let x = 0; x < sw; x++) border.push(gray.data[(sh - 1) * sw + x]);
+  for (let y = 0; y < sh; y++) border.push(gray.data[y * sw]);
+  for (let y = 0; y < sh; y++) border.push(gray.data[y * sw + sw - 1]);
+  const level = border.reduce((a, b) => a + b, 0) / border.length;
+  const spread = Math.sqrt(border.reduce((a, b) => a + (b - level) ** 2, 0) / border.length);
+  const uniform = spread < 0.05;
+  let darkInk;
+  if (uniform) darkInk = level > 0.5;
+  else {
+    const local = uniformFilter(gray, Math.max(3, Math.floor(Math.max(sw, sh) / 2)));
+    const residual = new Float32Array(n);
+    for (let i = 0; i < n; i++) residual[i] = gray.data[i] - local.data[i];
+    residual.sort();
+    darkInk = -percentile(residual, 0.5) > percentile(residual, 99.5);
+  }
+  if (darkInk) {
+    for (let i = 0; i < n; i++) gray.data[i] = 1 - gray.data[i];
+    return { ink: gray, polarity: "dark-on-light", factor, level: uniform ? 1 - level : null };
+  }
+  return { ink: gray, polarity: "light-on-dark", factor, level: uniform ? level : null };
+}
+
+// --- step 3: flatten and stretch ---------------------------------------------------------------------------
+
+/** Remove slow background variation and stretch ink to ~1 (a known uniform `level` is only subtracted). */
+export function flattenBackground(ink, level) {
+  const { w, h } = ink, n = w * h, flat = newMap(w, h);
+  let background = null;
+  if (level === null) {
+    const small = newMap(Math.ceil(w / 4), Math.ceil(h / 4));
+    for (let y = 0; y < small.h; y++) for (let x = 0; x < small.w; x++) small.data[y * small.w + x] = ink.data[y * 4 * w + x * 4];
+    const opened = greyOpening(small, Math.max(2, Math.floor(Math.max(small.w, small.h) * 0.35)));
+    background = zoomBilinear(uniformFilter(opened, 3), w, h);
+  }
+  for (let i = 0; i < n; i++) flat.data[i] = Math.max(ink.data[i] - (background ? background.data[i] : level), 0);
+  const sample = [];
+  for (let y = 0; y < h; y += 2) for (let x = 0; x < w; x += 2) sample.push(flat.data[y * w + x]);
+  const peak = sample.length ? kthSmallest(sample, Math.floor(sample.length * 0.997)) : 0;
+  if (peak < 0.08) return newMap(w, h);
+  const scale = F(1 / peak);
+  for (let i = 0; i < n; i++) flat.data[i] = Math.min(flat.data[i] * scale, 1);
+  return flat;
+}
+
+// --- step 4: the digit's blobs -------------------------------------------------------------------------------
+
+/** Connected components of a boolean mask (Uint8Array w×h): labels (0 = background) and each label's size. */
+export function label(mask, w, h, eight = false) {
+  const labels = new Int32Array(w * h), sizes = [0], stack = new Int32Array(w * h);
+  const steps = eight ? [[-1, -1], [0, -1], [1, -1], [-1, 0], [1, 0], [-1, 1], [0, 1], [1, 1]] : [[0, -1], [-1, 0], [1, 0], [0, 1]];
+  let next = 0;
+  for (let start = 0; start < w * h; start++) {
+    if (!mask[start] || labels[start]) continue;
+    next += 1; labels[start] = next;
+    let top = 0, size = 0;
+    stack[top++] = start;
+    while (top) {
+      const p = stack[--top], x = p % w, y = (p - x) / w;
+      size += 1;
+      for (let s = 0; s < steps.length; s++) {
+        const nx = x + steps[s][0], ny = y + steps[s][1];
+        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+        const q = ny * w + nx;
+        if (mask[q] && !labels[q]) { labels[q] = next; stack[top++] = q; }
+      }
+    }
+    sizes.push(size);
+  }
+  return { labels, sizes, count: next };
+}
+
+/** [top, bottom, left, right) of a non-empty mask, or null. */
+export function boundingBox(mask, w, h) {
+  let top = h, bottom = -1, left = w, right = -1;
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (mask[y * w + x]) {
+    top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
+  }
+  return bottom < 0 ? null : [top, bottom + 1, left, right + 1];
+}
+
+/** The mask of the ink blobs that make the digit and its box, or the reason there is no digit. */
+export function findDigit(flat) {
+  const { w, h } = flat, n = w * h, mask = new Uint8Array(n);
+  let total = 0;
+  for (let i = 0; i < n; i++) if (flat.data[i] > INK_THRESHOLD) { mask[i] = 1; total += 1; }
+  if (total === 0) return { reason: "blank: no ink" };
+  const coverage = total / n;
+  if (coverage > 0.45) return { reason: `noise: ink covers ${pyRound(coverage * 100)}% of the image` };
+  const { labels, sizes, count } = label(mask, w, h);
+  const largest = Math.max(...sizes.slice(1));
+  const keep = sizes.map((s) => s >= Math.max(largest * 0.08, 4));
+  const edge = [];
+  for (let x = 0; x < w; x++) edge.push(labels[x], labels[(h - 1) * w + x]);
+  for (let y = 0; y < h; y++) edge.push(labels[y * w], labels[y * w + w - 1]);
+  for (const l of edge) keep[l] = keep[l] && sizes[l] >= largest * 0.5;
+  keep[0] = false;
+  if (!keep.slice(1).some(Boolean)) return { reason: "blank: only specks" };
+  const digit = new Uint8Array(n);
+  for (let i = 0; i < n; i++) digit[i] = keep[labels[i]] ? 1 : 0;
+  const box = boundingBox(digit, w, h);
+  const extent = Math.max(box[1] - box[0], box[3] - box[2]) / Math.max(w, h);
+  if (extent < 0.08) return { reason: `blank: only a dot (${pyRound(extent * 100)}% of the image)` };
+  if (count > 40 && largest < 0.25 * total) return { reason: `noise: ${count} scattered blobs, none dominant` };
+  return { digit, box };
+}
+
+// --- marks: segment.py's components → groups → small ones attached (boxes are all it needs) ----------------
+
+const overlapShare = (a, b) => Math.max(Math.min(a[3], b[3]) - Math.max(a[2], b[2]), 0) / Math.max(Math.min(a[3] - a[2], b[3] - b[2]), 1);
+const union = (a, b) => [Math.min(a[0], b[0]), Math.max(a[1], b[1]), Math.min(a[2], b[2]), Math.max(a[3], b[3])];
+
+function oneDigit(a, b) {
+  const overlap = overlapShare(a, b);
+  const short = Math.min(a[1] - a[0], b[1] - b[0]) < 0.5 * Math.max(a[1] - a[0], b[1] - b[0]);
+  return overlap >= OVERLAP || (short && overlap > 0);
+}
+
+/** Boxes [top, bottom, left, right) of the separate marks of a flattened ink map, left to right. */
+export function marks(flat) {
+  const { w, h } = flat, mask = new Uint8Array(w * h);
+  for (let i = 0; i < w * h; i++) mask[i] = flat.data[i] > INK_THRESHOLD ? 1 : 0;
+  const { labels, sizes, count } = label(mask, w, h, true);
+  if (count === 0) return [];
+  const boxes = Array.from({ length: count + 1 }, () => [h, 0, w, 0]);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const l = labels[y * w + x];
+    if (!l) continue;
+    const b = boxes[l];
+    b[0] = Math.min(b[0], y); b[1] = Math.max(b[1], y + 1); b[2] = Math.min(b[2], x); b[3] = Math.max(b[3], x + 1);
+  }
+  const biggest = Math.max(...sizes.slice(1));
+  let groups = [];
+  for (let l = 1; l <= count; l++) {
+    const b = boxes[l], atEdge = b[2] === 0 || b[0] === 0 || b[3] === w || b[1] === h;
+    if (sizes[l] >= Math.max(biggest * SPECK, 4) && !(atEdge && sizes[l] < 0.5 * biggest)) groups.push(b);
+  }
+  groups.sort((a, b) => a[2] - b[2]);
+  for (let merged = true; merged;) {
+    merged = false;
+    outer: for (let i = 0; i < groups.length; i++) for (let j = i + 1; j < groups.length; j++) {
+      if (oneDigit(groups[i], groups[j])) { groups[i] = union(groups[i], groups[j]); groups.splice(j, 1); merged = true; break outer; }
+    }
+  }
+  groups.sort((a, b) => a[2] - b[2]);
+  if (groups.length < 2) return groups;
+  const tallest = Math.max(...groups.map((b) => b[1] - b[0]));
+  const small = groups.map((b, i) => (Math.max(b[1] - b[0], b[3] - b[2]) < SMALL * tallest ? i : -1)).filter((i) => i >= 0);
+  const big = groups.map((_, i) => i).filter((i) => !small.includes(i));
+  if (!big.length) return groups;
+  const kept = new Map(big.map((i) => [i, groups[i]]));
+  for (const i of small) {
+    const box = groups[i];
+    let nearest = -1, gap = Infinity;
+    for (const [j, b] of kept) {
+      const g = Math.max(b[2] - box[3], box[2] - b[3], 0);
+      if (g < gap) { gap = g; nearest = j; }
+    }
+    if (gap <= SMALL * tallest) kept.set(nearest, union(kept.get(nearest), box));
+  }
+  return [...kept.values()].sort((a, b) => a[2] - b[2]);
+}
+
+// --- step 5-6: one digit's 28×28 -----------------------------------------------------------------------------
+
+const CROSS = [[0, -1], [-1, 0], [0, 0], [1, 0], [0, 1]];
+
+function disk(radius) {
+  const out = [];
+  for (let y = -radius; y <= radius; y++) for (let x = -radius; x <= radius; x++) {
+    if (x * x + y * y <= radius * radius + radius * 0.5) out.push([x, y]);
+  }
+  return out;
+}
+
+// Grey dilation (max) or erosion (min) over a structuring element; pixels outside the map are ignored (OpenCV's
+// default border for morphology). `outside` replaces them instead when given (stroke_width's border value 1).
+function morph(data, w, h, element, useMax, outside = null) {
+  const out = new Float32Array(w * h), dxs = element.map((e) => e[0]), dys = element.map((e) => e[1]), n = element.length;
+  const reach = Math.max(...dxs.map(Math.abs), ...dys.map(Math.abs));
+  const offsets = element.map(([dx, dy]) => dy * w + dx);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    let v = useMax ? -Infinity : Infinity;
+    const p = y * w + x;
+    if (x >= reach && y >= reach && x < w - reach && y < h - reach) { // inside: no bounds to check
+      if (useMax) for (let i = 0; i < n; i++) { const q = data[p + offsets[i]]; if (q > v) v = q; }
+      else for (let i = 0; i < n; i++) { const q = data[p + offsets[i]]; if (q < v) v = q; }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const nx = x + dxs[i], ny = y + dys[i];
+        let q;
+        if (nx < 0 || ny < 0 || nx >= w || ny >= h) { if (outside === null) continue; q = outside; } else q = data[ny * w + nx];
+        v = useMax ? Math.max(v, q) : Math.min(v, q);
+      }
+    }
+    out[p] = v;
+  }
+  return out;
+}
+
+/** Mean stroke width ≈ 2 · area / perimeter of a mask (a crop with a 1-pixel margin where there is room). */
+export function strokeWidth(mask, w, h) {
+  let area = 0, inner = 0;
+  const eroded = morph(mask, w, h, CROSS, false, 1);
+  for (let i = 0; i < w * h; i++) { area += mask[i] ? 1 : 0; inner += eroded[i] ? 1 : 0; }
+  return (2.0 * area) / Math.max(area - inner, 1);
+}
+
+// Pillow's Image.resize(..., LANCZOS) on a float ("F") image: a separable filter, horizontal pass first,
+// coefficients as in Pillow's Resample.c (support 3 scaled by the reduction, normalised per output pixel).
+function lanczos(x) {
+  const sinc = (t) => (t === 0 ? 1 : Math.sin(Math.PI * t) / (Math.PI * t));
+  return x > -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0;
+}
+
+function coefficients(inSize, outSize) {
+  const scale = inSize / outSize, filterscale = Math.max(scale, 1), support = 3 * filterscale;
+  const out = [];
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale, ss = 1 / filterscale;
+    const xmin = Math.max(Math.trunc(center - support + 0.5), 0), xmax = Math.min(Math.trunc(center + support + 0.5), inSize);
+    const k = [];
+    let ww = 0;
+    for (let x = xmin; x < xmax; x++) { const v = lanczos((x - center + 0.5) * ss); k.push(v); ww += v; }
+    out.push({ xmin, k: ww !== 0 ? k.map((v) => v / ww) : k });
+  }
+  return out;
+}
+
+export function resizeLanczos(data, w, h, nw, nh) {
+  let cur = data, cw = w;
+  if (nw !== w) {
+    const cs = coefficients(w, nw), out = new Float32Array(nw * h);
+    for (let y = 0; y < h; y++) for (let x = 0; x < nw; x++) {
+      const { xmin, k } = cs[x];
+      let s = 0;
+      for (let i = 0; i < k.length; i++) s += cur[y * cw + xmin + i] * k[i];
+      out[y * nw + x] = s;
+    }
+    cur = out; cw = nw;
+  }
+  if (nh !== h) {
+    const cs = coefficients(h, nh), out = new Float32Array(cw * nh);
+    for (let y = 0; y < nh; y++) {
+      const { xmin, k } = cs[y];
+      for (let x = 0; x < cw; x++) {
+        let s = 0;
+        for (let i = 0; i < k.length; i++) s += cur[(xmin + i) * cw + x] * k[i];
+        out[y * cw + x] = s;
+      }
+    }
+    cur = out;
+  }
+  return cur === data ? Float32Array.from(data) : cur;
+}
+
+// NumPy's float32 sum of a contiguous run (pairwise: 8 accumulators up to 128 values, halves above).
+function pairwiseSum(a, off, n) {
+  if (n < 8) { let s = 0; for (let i = 0; i < n; i++) s = F(s + a[off + i]); return s; }
+  if (n <= 128) {
+    const r = Array.from({ length: 8 }, (_, j) => a[off + j]);
+    let i = 8;
+    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] = F(r[j] + a[off + i + j]);
+    let s = F(F(F(r[0] + r[1]) + F(r[2] + r[3])) + F(F(r[4] + r[5]) + F(r[6] + r[7])));
+    for (; i < n; i++) s = F(s + a[off + i]);
+    return s;
+  }
+  let half = Math.floor(n / 2);
+  half -= half % 8;
+  return F(pairwiseSum(a, off, half) + pairwiseSum(a, off + half, n - half));
+}
+
+/** Steps 5-6 for one digit: `digit` is its mask in `flat`, `box` the mask's box. */
+export function normaliseDigit(flat, digit, box, factorScale, size) {
+  const W = flat.w, H = flat.h;
+  let [top, bottom, left, right] = box;
+  const longest = Math.max(bottom - top, right - left);
+  const t0 = Math.max(0, top - 1), l0 = Math.max(0, left - 1), b0 = Math.min(H, bottom + 1), r0 = Math.min(W, right + 1);
+  const cropMask = new Uint8Array((b0 - t0) * (r0 - l0));
+  for (let y = t0; y < b0; y++) for (let x = l0; x < r0; x++) cropMask[(y - t0) * (r0 - l0) + x - l0] = digit[y * W + x];
+  const width = strokeWidth(cropMask, r0 - l0, b0 - t0);
+  const ratio = width / longest;
+  let radius = 0;
+  if (ratio < STROKE_RANGE[0]) radius = Math.max(1, pyRound((STROKE_RANGE[0] * longest - width) / 2));
+  else if (ratio > STROKE_RANGE[1] && width > 3) radius = -Math.max(1, pyRound((width - STROKE_RANGE[1] * longest) / 2));
+  // only the digit's surroundings matter from here on: the anti-aliased edge and the reach of the dilation
+  const margin = Math.abs(radius) + 2;
+  const yOff = Math.max(0, top - margin), xOff = Math.max(0, left - margin);
+  const cw = Math.min(W, right + margin) - xOff, ch = Math.min(H, bottom + margin) - yOff;
+  const near = new Float32Array(cw * ch), cmask = new Uint8Array(cw * ch);
+  for (let y = 0; y < ch; y++) for (let x = 0; x < cw; x++) {
+    near[y * cw + x] = flat.data[(y + yOff) * W + x + xOff]; cmask[y * cw + x] = digit[(y + yOff) * W + x + xOff];
+  }
+  const edge = morph(cmask, cw, ch, CROSS, true);
+  let values = new Float32Array(cw * ch);
+  for (let i = 0; i < cw * ch; i++) {
+    const v = edge[i] > 0 ? near[i] : 0;
+    values[i] = Math.min(Math.max((v - NOISE_FLOOR) * F(1 / (1 - NOISE_FLOOR)), 0), 1);
+  }
+  const core = [];
+  for (let i = 0; i < values.length; i++) if (values[i] > INK_THRESHOLD) core.push(values[i]);
+  if (core.length) {
+    const typical = kthSmallest(core, Math.floor(0.75 * (core.length - 1)));
+    const s = F(1 / Math.max(typical, 0.3));
+    for (let i = 0; i < values.length; i++) values[i] = Math.min(values[i] * s, 1);
+  }
+  const inkCount = (a) => { let c = 0; for (let i = 0; i < a.length; i++) c += a[i] > INK_THRESHOLD ? 1 : 0; return c; };
+  if (radius > 0) values = morph(values, cw, ch, disk(radius), true);
+  else if (radius < 0) {
+    const eroded = morph(values, cw, ch, disk(-radius), false);
+    if (inkCount(eroded) > 0.3 * inkCount(values)) values = eroded; else radius = 0;
+  }
+  const strokeScale = width ? (width + 2 * radius) / width : 1.0;
+  const half = new Uint8Array(cw * ch);
+  for (let i = 0; i < cw * ch; i++) half[i] = values[i] > INK_THRESHOLD * 0.5 ? 1 : 0;
+  [top, bottom, left, right] = boundingBox(half, cw, ch);
+  const h = bottom - top, w = right - left;
+  const crop = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) crop[y * w + x] = values[(y + top) * cw + x + left];
+  const factor = BOX / Math.max(h, w);
+  const nw = Math.max(1, pyRound(w * factor)), nh = Math.max(1, pyRound(h * factor));
+  const small = resizeLanczos(crop, w, h, nw, nh);
+  let peak = 0;
+  for (let i = 0; i < small.length; i++) { small[i] = Math.max(small[i], 0); peak = Math.max(peak, small[i]); }
+  if (peak > 0) { const s = F(1 / peak); for (let i = 0; i < small.length; i++) small[i] = Math.min(small[i] * s, 1); }
+  // the centre of mass with NumPy's float32 sums (a symmetric stroke puts it on a half pixel: rounding ties)
+  const mass = pairwiseSum(small, 0, small.length);
+  let my = 0, mx = 0;
+  for (let y = 0; y < nh; y++) my += pairwiseSum(small, y * nw, nw) * y;
+  for (let x = 0; x < nw; x++) {
+    let column = 0;
+    for (let y = 0; y < nh; y++) column = F(column + small[y * nw + x]);
+    mx += column * x;
+  }
+  const cy = mass ? my / mass : (nh - 1) / 2, cx = mass ? mx / mass : (nw - 1) / 2;
+  const y0 = Math.min(Math.max(pyRound(CANVAS / 2 - 0.5 - cy), 0), CANVAS - nh);
+  const x0 = Math.min(Math.max(pyRound(CANVAS / 2 - 0.5 - cx), 0), CANVAS - nw);
+  const pixels = new Float32Array(CANVAS * CANVAS);
+  for (let y = 0; y < nh; y++) for (let x = 0; x < nw; x++) pixels[(y + y0) * CANVAS + x + x0] = small[y * nw + x];
+  top += yOff; bottom += yOff; left += xOff; right += xOff;
+  return {
+    pixels, blank: false, reason: "", strokeScale,
+    bbox: [Math.trunc(left * factorScale), Math.trunc(top * factorScale),
+      Math.min(size[0], Math.ceil(right * factorScale)), Math.min(size[1], Math.ceil(bottom * factorScale))],
+    details: { aspect: round4((right - left) / Math.max(bottom - top, 1)) },
+  };
+}
+
+/**
+ * Steps 1-3: an image's ink at working size, what single digits and numbers are both cut from.
+ * @returns {{flat: object, polarity: string, factor: number, size: number[]}}
+ */
+export function imageInk(image, workSize = WORK_SIZE) {
+  const { ink, polarity, factor, level } = inkMap(image, workSize);
+  return { flat: flattenBackground(ink, level), polarity, factor, size: [image.width, image.height] };
+}
+
+/**
+ * Any image of a digit → MNIST's 28×28 (see the top of this file), as `to_mnist_28x28` does in Python.
+ * @param {{data: ArrayLike<number>, width: number, height: number, channels: number}} image uint8 pixels.
+ * @returns {{pixels: Float32Array, blank: boolean, reason: string, polarity: string,
+ *   bbox: number[]|null, details: {marks?: number, mark_aspect?: number}}} pixels: 784 values in [0, 1], white
+ *   ink on black, row-major; bbox [x0, y0, x1, y1] of the ink in the input's pixels.
+ */
+export function toMnist28x28(image) {
+  const { ink, polarity, factor, level } = inkMap(image);
+  const flat = flattenBackground(ink, level);
+  const found = findDigit(flat);
+  if (!found.digit) return { pixels: new Float32Array(784), blank: true, reason: found.reason, polarity, bbox: null, details: {} };
+  const result = normaliseDigit(flat, found.digit, found.box, factor, [image.width, image.height]);
+  result.polarity = polarity;
+  result.ink = { flat, polarity, factor, size: [image.width, image.height] }; // what read.js cuts digits from
+  const separate = marks(flat);
+  result.details.marks = separate.length;
+  if (separate.length === 1) {
+    const [t, b, l, r] = separate[0];
+    result.details.mark_aspect = round4((r - l) / Math.max(b - t, 1));
+  }
+  return result;
+}

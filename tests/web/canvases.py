@@ -1,0 +1,69 @@
+"""Varied test canvases for the JavaScript preprocessing's parity with Python's: uint8 arrays as a browser or a
+user would send them (a drawing canvas, scans, photos, numbers, blanks, noise, non-digits)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from digitlab.data.mnist import load_mnist
+from digitlab.data.synthetic import STYLES, non_digit, number_image, render
+
+
+def browser_canvas(digit: np.ndarray, rng: np.random.Generator, size: int = 280) -> np.ndarray:
+    """A page's drawing: black ink on an opaque white RGBA canvas, the digit scaled, placed and thickened."""
+    side = int(rng.integers(90, 250))
+    big = np.asarray(Image.fromarray(digit).resize((side, side), Image.BILINEAR), np.float32) / 255.0
+    radius = int(rng.integers(0, 6))
+    if radius:
+        y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+        big = ndimage.grey_dilation(big, footprint=x * x + y * y <= radius * radius)
+    ink = np.zeros((size, size), np.float32)
+    y0, x0 = (int(rng.integers(0, size - side + 1)) for _ in range(2))
+    ink[y0 : y0 + side, x0 : x0 + side] = big
+    rgba = np.full((size, size, 4), 255, np.uint8)
+    rgba[..., :3] = np.round((1 - ink[..., None]) * 255).astype(np.uint8)
+    return rgba
+
+
+def canvases(count: int = 240, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """`count` named canvases (about): most of them digits in every style, the rest the other cases.
+
+    Returns:
+      (name, uint8 array) pairs: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA.
+    """
+    rng = np.random.default_rng(seed)
+    digits = load_mnist().x_test
+    out: list[tuple[str, np.ndarray]] = []
+    n_digits = int(count * 0.7)
+    for i in range(n_digits):
+        d = digits[i]
+        if i % 3 == 0:
+            out.append((f"browser-{i}", browser_canvas(d, rng)))
+        else:
+            style = STYLES[i % len(STYLES)]
+            out.append((f"{style}-{i}", np.asarray(render(d, style, rng))))
+    blank = np.full((280, 280, 4), 255, np.uint8)
+    out += [("blank-canvas", blank), ("blank-black", np.zeros((280, 280), np.uint8))]
+    dot = blank.copy()
+    dot[138:143, 138:143, :3] = 0
+    out.append(("dot", dot))
+    for i in range(4):
+        out.append((f"noise-{i}", rng.integers(0, 256, (200, 200), dtype=np.uint8)))
+    for i in range(3):  # paper with a lighting gradient and grain, nothing written on it
+        yy, xx = np.mgrid[0:240, 0:320] / 320
+        paper = 0.6 + 0.3 * xx + rng.normal(0, 0.02, (240, 320)) + 0.1 * yy
+        out.append((f"paper-{i}", np.clip(paper * 255, 0, 255).astype(np.uint8)))
+    families = ("line", "cross", "shape", "scribble", "letter")
+    for i in range(max(0, (count - len(out)) // 2)):
+        out.append((f"non-digit-{families[i % 5]}-{i}", np.asarray(non_digit(families[i % 5], rng))))
+    k = n_digits
+    while len(out) < count:
+        length = int(rng.integers(2, 5))
+        style = ("canvas", "black-on-white", "photo")[len(out) % 3]
+        gap = ("touching", "close", "apart", "wide")[len(out) % 4]
+        image, _ = number_image(list(digits[k : k + length]), rng, gap=gap, style=style)
+        out.append((f"number-{style}-{gap}-{len(out)}", np.asarray(image)))
+        k += length
+    return out
