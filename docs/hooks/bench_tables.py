@@ -177,11 +177,21 @@ def read_numbers(data: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested objects as dotted keys (`warm_prediction_ms.total.p50`), lists and scalars as leaves."""
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        out += flatten(value, f"{name}.") if isinstance(value, dict) else [(name, value)]
+    return out
+
+
 def generic(data: Any) -> str:
-    """Any other results file: its top-level numbers as a table (a new bench shows up before it gets a renderer)."""
+    """Any other results file: every number as a row of a key/value table (a new bench shows up before it gets a
+    renderer of its own)."""
     if not isinstance(data, dict):
         return "```json\n" + json.dumps(data, indent=1)[:2000] + "\n```\n"
-    rows = [[f"`{k}`", json.dumps(v)[:120]] for k, v in data.items()]
+    rows = [[f"`{k}`", f"{v:,}" if isinstance(v, int) else json.dumps(v)[:120]] for k, v in flatten(data)]
     return table(["key", "value"], rows)
 
 
