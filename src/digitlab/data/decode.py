@@ -209,7 +209,7 @@ def _png_ihdr(data: bytes | bytearray) -> tuple[int, int, int, int] | None:
 
 
 def _spng_format(data: bytes | bytearray) -> str | None:
-    """libspng's output format when `data` is an 8-bit grey/RGB/RGBA PNG without an EXIF orientation."""
+    """The format libspng decodes `data` to, for an 8-bit grey/RGB/RGBA PNG without EXIF orientation; else None."""
     header = _png_ihdr(data)
     if header is None or header[2] != 8 or b"eXIf" in data:
         return None

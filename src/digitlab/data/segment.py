@@ -121,8 +121,10 @@ def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.
 
 
 def _one_digit(a: Box, b: Box) -> bool:
-    """Two components of one digit: columns that overlap by `OVERLAP` of the narrower, or any overlap when one is
-    under half the other's height (a 5's top bar, a 7's crossbar, a 4's short stroke).
+    """Whether two components belong to one digit.
+
+    They do when their columns overlap by `OVERLAP` of the narrower, or at all when one is under half the other's
+    height (a 5's top bar, a 7's crossbar, a 4's short stroke).
     """
     overlap = _overlap(a, b)
     short = min(a[1] - a[0], b[1] - b[0]) < 0.5 * max(a[1] - a[0], b[1] - b[0])

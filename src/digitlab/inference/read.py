@@ -72,8 +72,11 @@ class ReadDigit:
 
 @dataclass
 class Reading:
-    """What `read` found: the text (e.g. "42"), its digits left to right, and an overall confidence (the
-    product of the digits' confidences: the chance that every digit is right, if the model is calibrated)."""
+    """What `read` found: the text (e.g. "42"), its digits left to right, and an overall confidence.
+
+    The confidence is the product of the digits' confidences: the chance that every digit is right, if the model
+    is calibrated.
+    """
 
     text: str
     digits: list[ReadDigit]
@@ -91,7 +94,7 @@ class Reading:
 
 
 def width_log_prior(ratio: float) -> float:
-    """log prior of a piece whose ink is `ratio` × the line's height wide (0 at MNIST's most common width)."""
+    """The log prior of a piece whose ink is `ratio` × the line's height wide (0 at MNIST's most common width)."""
     index = min(max(round(ratio * 10) - 1, 0), len(WIDTH_PRIOR) - 1)
     return float(WIDTH_PRIOR[index])
 
@@ -179,7 +182,8 @@ def _pieces(ink, group: Group, line_height: int, digit_width: float | None) -> d
     """Every piece of the group between two cut points that has a plausible width, as a 28×28.
 
     A group is cut only when it is wider than `SPLIT_ABOVE` × its height and, in a line with other digits,
-    wider than `SPLIT_WIDER` × the others' median width (a wide 2 or 5 among narrower digits stays whole)."""
+    wider than `SPLIT_WIDER` × the others' median width (a wide 2 or 5 among narrower digits stays whole).
+    """
     left, right = group.box[2], group.box[3]
     wide = group.width > SPLIT_ABOVE * group.height and (digit_width is None or group.width > SPLIT_WIDER * digit_width)
     points = [left, *group.cuts, right] if wide and group.cuts else [left, right]

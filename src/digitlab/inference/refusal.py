@@ -131,6 +131,7 @@ def fit_refusal(
         split) drawn in the canvas styles of `synthetic.render` train the regression; the threshold refuses 1%
         of the drawn ones.
       seen: why these digits may have been seen in training ("" when they were held out).
+      data_dir: where MNIST lives, for the digit-space features (default: the usual data directory).
       seed: the generators' seed.
 
     Returns:
@@ -189,6 +190,9 @@ def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Call
       logits_fn: (N, 28, 28) float32 → (N, 10) logits, through the runtime that serves it.
       data_dir: where MNIST lives.
       log: where the one line about a first-use fit goes.
+
+    Returns:
+      The saved Refusal, or one fitted on the run's validation split (saved into the run when it has a folder).
     """
     from digitlab.data.mnist import splits_for
 

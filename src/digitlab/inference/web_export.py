@@ -51,7 +51,7 @@ def _verify_tarball(data: bytes, where: str) -> None:
 
 
 def _npm_reason(stderr: str) -> str:
-    """npm's error in a few words: its code and its message, without the stack trace and the log's path."""
+    """The npm error in a few words: its code and its message, without the stack trace and the log's path."""
     lines = [line.removeprefix("npm error").strip() for line in stderr.splitlines() if line.startswith("npm error")]
     code = next((line.split()[1] for line in lines if line.startswith("code ") and len(line.split()) > 1), "")
     skip = ("code ", "syscall ", "errno ", "at ", "A complete log", "If you are behind", "{", "}")
@@ -144,6 +144,10 @@ def _test_accuracy(run_dir: Path | None) -> float | None:
 
 def write_digit_space(path: Path, data_dir: str | Path | None = None) -> dict[str, Any]:
     """Write the digit space as one float32 file: mean (784), basis (K×784), bank (N×K), bank norms (N).
+
+    Args:
+      path: The file to write (atomically).
+      data_dir: Where MNIST lives, to build the digit space from (default: the usual data directory).
 
     Returns:
       Its layout for `web.json`: file name, components K, bank size N, byte size and sha256.

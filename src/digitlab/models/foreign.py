@@ -290,16 +290,13 @@ def looped(run: Callable[[np.ndarray], np.ndarray], batch: int) -> Callable[[np.
 
 
 class OnnxSession:
-    """An ONNX model under ONNX Runtime, on `threads` threads and not spinning (idle workers give their core
-    back at once). `run(x)` answers the `output` tensor (default: the graph's first output) for the graph's one
-    input; a graph with a fixed batch size is fed in slices of that size (`looped`).
+    """An ONNX model under ONNX Runtime, on `threads` threads and not spinning.
+
+    Idle workers give their core back at once. `run(x)` answers the `output` tensor (default: the graph's first
+    output) for the graph's one input; a graph with a fixed batch size is fed in slices of that size (`looped`).
 
     Detection runs a foreign graph through it, an imported model's adapted graph is one (`OnnxNetwork`), and so
     is the onnx runtime's session (`inference.runtimes.OnnxRuntime`).
-
-    Raises:
-      MissingDependency: onnxruntime is not installed.
-      ModelError: ONNX Runtime cannot load the bytes.
     """
 
     def __init__(self, model_bytes: bytes, name: str, output: str | None = None, threads: int = 1):
@@ -310,6 +307,10 @@ class OnnxSession:
             name: The file's name, for messages.
             output: The output tensor to answer (default: the graph's first output).
             threads: ONNX Runtime's intra-op threads (≥ 1).
+
+        Raises:
+            MissingDependency: onnxruntime is not installed.
+            ModelError: ONNX Runtime cannot load the bytes.
         """
         ort = require("onnxruntime", "running ONNX models")
         options = ort.SessionOptions()

@@ -244,8 +244,10 @@ def import_model(
 
 
 def _same_import(out: Path, source: Path, options: ImportOptions) -> bool:
-    """Whether `out` is a finished import of the same file (by sha256) with the same options: importing again
-    would only reproduce it (a tutorial run twice, the same command repeated)."""
+    """Whether `out` is a finished import of the same file (by sha256) with the same options.
+
+    Importing again would only reproduce it (a tutorial run twice, the same command repeated).
+    """
     from digitlab.models.export import digest
     from digitlab.rundir import RunDir
 

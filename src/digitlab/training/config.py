@@ -235,6 +235,9 @@ def resolve_config(model: str | None = None, recipe: str = "default", **flags: A
 def require(checks: list[tuple[bool, str]]) -> None:
     """Raise ConfigError with the message of the first (condition, message) pair whose condition is false.
 
+    Args:
+      checks: (condition, message) pairs, checked in order.
+
     Raises:
       ConfigError: that message.
     """
@@ -245,6 +248,9 @@ def require(checks: list[tuple[bool, str]]) -> None:
 
 def validate(config: TrainConfig) -> None:
     """Check every setting.
+
+    Args:
+      config: The settings to check.
 
     Raises:
       ConfigError: a one-line message naming the first out-of-range setting and its allowed range.
@@ -340,6 +346,9 @@ def complete_settings(values: dict[str, Any]) -> None:
 
 def check_settings(config: TrainConfig) -> None:
     """Check the transfer settings (called by `validate`).
+
+    Args:
+      config: The settings to check.
 
     Raises:
       ConfigError: a transfer setting given for another model, or out of range, or an unusable base.

@@ -42,8 +42,10 @@ def transfer_model_for(config: TrainConfig, num_classes: int = 10) -> TransferMo
 
 
 def _keep_best(first_epoch: int, keep: list, on_epoch_end, model) -> keras.callbacks.Callback:
-    """Keeps the best-on-validation weights of the whole run in memory and calls the epoch hook, with epochs
-    numbered across phases."""
+    """A callback that keeps the run's best-on-validation weights in memory and calls the epoch hook.
+
+    Epochs are numbered across phases; `keep` holds [best val_loss, weights].
+    """
 
     def end(epoch, logs):
         logs = logs or {}
