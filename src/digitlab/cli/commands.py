@@ -145,9 +145,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from digitlab.explain.command import run_explain
 
     return run_explain(
-        args.paths, args.model, args.method, args.target, args.contrast, args.out, args.steps, args.baseline,
-        data_dir=args.data_dir, as_json=args.json,
-    )  # fmt: skip
+        args.paths,
+        args.model,
+        args.method,
+        args.target,
+        args.contrast,
+        args.out,
+        args.steps,
+        args.baseline,
+        data_dir=args.data_dir,
+        as_json=args.json,
+    )
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -182,9 +190,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         raise ConfigError("name a model file or folder to import (or pass --clear-cache)")
     options = ImportOptions(
-        layout=args.input_layout, scale=args.input_scale, outputs=args.outputs, invert=args.invert,
+        layout=args.input_layout,
+        scale=args.input_scale,
+        outputs=args.outputs,
+        invert=args.invert,
         trust_code=args.trust_code,
-    )  # fmt: skip
+    )
     run = import_model(args.source, args.out, options, data_dir=args.data_dir)
     print((run / "summary.txt").read_text(), end="")
     return 0

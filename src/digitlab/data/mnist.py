@@ -136,10 +136,13 @@ def load_splits(
         rng = np.random.default_rng(seed)
         train = np.sort(rng.choice(train, size=limit, replace=False))
     return Splits(
-        mnist.x_train[train], mnist.y_train[train],
-        mnist.x_train[val], mnist.y_train[val],
-        mnist.x_test, mnist.y_test,
-    )  # fmt: skip
+        mnist.x_train[train],
+        mnist.y_train[train],
+        mnist.x_train[val],
+        mnist.y_train[val],
+        mnist.x_test,
+        mnist.y_test,
+    )
 
 
 def fixed_order(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -88,10 +88,12 @@ def ink_components(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
     at_edge = (x == 0) | (y == 0) | (x + w == mask.shape[1]) | (y + h == mask.shape[0])
     keep = (areas >= max(areas.max() * SPECK, 4)) & ~(at_edge & (areas < 0.5 * areas.max()))
     return [
-        (labels == label, (int(y[label - 1]), int(y[label - 1] + h[label - 1]), int(x[label - 1]),
-                           int(x[label - 1] + w[label - 1])))
+        (
+            labels == label,
+            (int(y[label - 1]), int(y[label - 1] + h[label - 1]), int(x[label - 1]), int(x[label - 1] + w[label - 1])),
+        )
         for label in np.flatnonzero(keep) + 1
-    ]  # fmt: skip
+    ]
 
 
 def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray, Box]]:

@@ -50,8 +50,12 @@ MIN_PIECE = 0.12  # nor narrower (a "1" drawn as a bar is about 0.15)
 # relative to its mode, in bins of 0.1 centred at 0.1, 0.2, ..., 2.0 (the last bin holds everything wider),
 # made unimodal (non-increasing away from the mode) so sparse tail bins cannot reward a wider piece; computed
 # by `bench/read_numbers.py --prior`
-WIDTH_PRIOR = np.array([-7.1, -2.5, -2.5, -2.0, -1.7, -0.6, -0.6, 0.0, -0.8, -0.8, -1.4, -2.0, -4.1, -4.1, -4.9,
-                        -9.1, -9.1, -9.1, -9.1, -9.1])  # fmt: skip
+WIDTH_PRIOR = np.array(
+    [
+        [-7.1, -2.5, -2.5, -2.0, -1.7, -0.6, -0.6, 0.0, -0.8, -0.8],  # bins 0.1 … 1.0
+        [-1.4, -2.0, -4.1, -4.1, -4.9, -9.1, -9.1, -9.1, -9.1, -9.1],  # bins 1.1 … 2.0
+    ]
+).ravel()
 
 
 @dataclass
@@ -66,8 +70,12 @@ class ReadDigit:
 
     def to_json(self) -> dict[str, Any]:
         """{label, confidence in [0, 1], the 10 probabilities, box [x0, y0, x1, y1] in the image's pixels}."""
-        return {"label": self.label, "confidence": round(self.confidence, 6), "probabilities": self.probabilities,
-                "box": self.box}  # fmt: skip
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "probabilities": self.probabilities,
+            "box": self.box,
+        }
 
 
 @dataclass
@@ -86,8 +94,12 @@ class Reading:
 
     def to_json(self) -> dict[str, Any]:
         """{text, digits (each `ReadDigit.to_json`), confidence in [0, 1], blank (and reason when blank)}."""
-        body: dict[str, Any] = {"text": self.text, "digits": [d.to_json() for d in self.digits],
-                                "confidence": round(self.confidence, 6), "blank": self.blank}  # fmt: skip
+        body: dict[str, Any] = {
+            "text": self.text,
+            "digits": [d.to_json() for d in self.digits],
+            "confidence": round(self.confidence, 6),
+            "blank": self.blank,
+        }
         if self.blank:
             body["reason"] = self.reason
         return body
@@ -151,8 +163,9 @@ def read_ink(ink, model) -> Reading:
     for group, table in zip(groups, scored, strict=True):
         for span in _best_segmentation(group, table):
             _, row, processed = table[span]
-            digits.append(ReadDigit(int(row.argmax()), float(row.max()), [round(float(v), 6) for v in row],
-                                    list(processed.bbox or (0, 0, 0, 0)), processed))  # fmt: skip
+            rounded = [round(float(v), 6) for v in row]
+            box = list(processed.bbox or (0, 0, 0, 0))
+            digits.append(ReadDigit(int(row.argmax()), float(row.max()), rounded, box, processed))
     confidence = float(np.prod([d.confidence for d in digits])) if digits else 0.0
     return Reading("".join(str(d.label) for d in digits), digits, confidence)
 

@@ -171,15 +171,22 @@ def fit_refusal(
     shares = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
     curve = [[q, float(np.mean(s_others <= np.quantile(s_digits, 1 - q)))] for q in shares]
     return Refusal(
-        mean.tolist(), std.tolist(), model.coef_[0].tolist(), float(model.intercept_[0]), threshold,
+        mean.tolist(),
+        std.tolist(),
+        model.coef_[0].tolist(),
+        float(model.intercept_[0]),
+        threshold,
         fitted_on={
-            "digits": len(digits), "drawn_digits": len(drawn_pixels), "non_digits": len(others),
+            "digits": len(digits),
+            "drawn_digits": len(drawn_pixels),
+            "non_digits": len(others),
             "families": list(FIT_NON_DIGIT_FAMILIES),
-            "digits_refused": DIGITS_REFUSED, "non_digits_accepted": float(np.mean(s_others <= threshold)),
+            "digits_refused": DIGITS_REFUSED,
+            "non_digits_accepted": float(np.mean(s_others <= threshold)),
             "validation_seen_in_training": seen or None,
         },
         curve=curve,
-    )  # fmt: skip
+    )
 
 
 def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Callable[[str], Any] = print) -> Refusal:

@@ -366,8 +366,16 @@ def check_settings(config: TrainConfig) -> None:
         if value is not None
     ]
     if config.model == "transfer":
-        new = [f for f, on in (("--augment", config.augment), ("--ema", config.ema), ("--keep last", config.keep
-               == "last"), ("--full-train", config.full_train)) if on]  # fmt: skip
+        new = [
+            f
+            for f, on in (
+                ("--augment", config.augment),
+                ("--ema", config.ema),
+                ("--keep last", config.keep == "last"),
+                ("--full-train", config.full_train),
+            )
+            if on
+        ]
         if new:
             raise ConfigError(f"{', '.join(new)} not supported with --model transfer (its phases keep the best epoch)")
     if config.model != "transfer":

@@ -76,8 +76,8 @@ def train_phases(
     steps = math.ceil(len(splits.x_train) / config.batch_size)
     plan = [(1, config.epochs, config.lr, 0)]
     if config.fine_tune_layers:
-        plan.append((2, config.fine_tune_epochs or config.epochs, config.fine_tune_lr or config.lr / 10,
-                     config.fine_tune_layers))  # fmt: skip
+        tune_epochs, tune_lr = config.fine_tune_epochs or config.epochs, config.fine_tune_lr or config.lr / 10
+        plan.append((2, tune_epochs, tune_lr, config.fine_tune_layers))
     keep: list = [math.inf, None]
     phases, done = [], 0
     for phase, epochs, lr, k in plan:
@@ -93,8 +93,14 @@ def train_phases(
         ]
         if config.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
-                  verbose=progress_verbosity())  # fmt: skip
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=progress_verbosity(),
+        )
         rows = [r for r in run.read_history() if r.get("phase") == phase]
         done += len(rows)
         phases.append(
