@@ -1,6 +1,6 @@
 # digitlab: `make run` sets up, fetches MNIST, trains the default model if none, reports and serves;
-# `make test` runs ruff, import-linter (the layer contract) and every test (CI); `make test-fast` is the inner
-# loop (no training beyond a tiny model, no browsers; about a minute). Each creates .venv on first use and
+# `make test` runs ruff, pydoclint, import-linter (the layer contract) and every test (CI); `make test-fast` is the
+# inner loop (no training beyond a tiny model, no browsers; about a minute). Each creates .venv on first use and
 # installs the extras it uses (pyproject.toml): `run` the `serve` extra, the others `dev` (everything).
 PYTHON ?= python3
 VENV   := .venv
@@ -54,6 +54,7 @@ docs-check: $(BIN)/.installed-dev
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check src tests bench examples notebooks docs/hooks
 	$(BIN)/ruff format --check src tests bench examples notebooks docs/hooks
+	$(BIN)/pydoclint src
 	$(BIN)/lint-imports
 
 format: $(BIN)/.installed-dev

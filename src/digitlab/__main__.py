@@ -1,3 +1,5 @@
+"""`python -m digitlab`: the same command line as the `digitlab` script."""
+
 import sys
 
 from digitlab.cli import main

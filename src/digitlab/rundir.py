@@ -64,8 +64,11 @@ class RunDir:
 
     @property
     def finished(self) -> bool:
-        """Whether the run completed: metrics.json is written last, after the model (or, for an imported ONNX
-        or SavedModel run, after its contract.json)."""
+        """Whether the run completed.
+
+        metrics.json is written last, after the model (or, for an imported ONNX or SavedModel run, after its
+        contract.json).
+        """
         has_model = self.model.is_file() or (self.path / "contract.json").is_file()
         return self.metrics.is_file() and has_model
 
@@ -181,7 +184,10 @@ class RunDir:
         return text
 
     def read_metrics(self) -> dict[str, Any]:
-        """metrics.json.
+        """Read metrics.json.
+
+        Returns:
+          The run's metrics, as written by `finish` (per split: accuracy, loss and the rest).
 
         Raises:
           ModelError: no metrics.json (an unfinished run or not a run), or an unreadable one.

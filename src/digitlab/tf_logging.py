@@ -37,8 +37,10 @@ def import_tensorflow(verbose: bool | None = None) -> None:
 
 @contextlib.contextmanager
 def native_stderr_captured(verbose: bool | None = None) -> Iterator[None]:
-    """Run the block with file descriptor 2 pointed at a temporary file (C++ libraries write there directly,
-    past `sys.stderr`); on an exception, replay what was written so nothing diagnostic is lost.
+    """Run the block with file descriptor 2 pointed at a temporary file.
+
+    C++ libraries write there directly, past `sys.stderr`; on an exception, what was written is replayed so
+    nothing diagnostic is lost.
 
     Args:
         verbose: Capture nothing; None asks `verbose_requested()`.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    """`digitlab fetch`: make sure the data directory holds verified MNIST (fetching it if needed); 0."""
     from digitlab.data.fetch import fetch_mnist
 
     result = fetch_mnist(args.data_dir, source_dir=args.source, force=args.force, verify=args.verify)
@@ -22,6 +23,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """`digitlab info`: print per-class counts and pixel statistics per split and save a sample grid PNG; 0."""
     from digitlab.data.fetch import default_data_dir
     from digitlab.data.mnist import describe, format_summary, load_splits, save_sample_grid
 
@@ -58,6 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`digitlab evaluate`: evaluate a run or model on a split; print its metrics and the report's path; 0."""
     from digitlab.evaluation.evaluate import evaluate_model, format_metrics_summary
 
     result = evaluate_model(
@@ -70,6 +73,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """`digitlab compare`: print a table of several runs' main metrics and save it as Markdown and JSON; 0."""
     from digitlab.evaluation.compare import compare_runs
 
     _, table = compare_runs(args.runs, out=args.out)
@@ -88,6 +92,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """`digitlab predict`: one line per image file; 1 if any file failed, else 0 (see `run_predict`)."""
     from digitlab.inference.predict import run_predict
 
     return run_predict(
@@ -96,12 +101,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    """`digitlab read`: read the line of digits in each image; 1 if any image failed, else 0."""
     from digitlab.inference.read_command import run_read
 
     return run_read(args.paths, args.model, args.json, args.save_processed, runtime=args.runtime)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """`digitlab serve`: serve the draw-a-digit page and the JSON API until interrupted; 0."""
     from digitlab.serving.app import ServeConfig
     from digitlab.serving.server import serve
 
@@ -119,6 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """`digitlab export`: write a run's exported copies, each checked against the model, or the static web app; 0."""
     from digitlab.inference.export_command import export_run
 
     if args.format == "web":  # a static folder, not a model format: `--format all` leaves it out
@@ -133,12 +141,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    """`digitlab explain`: layer maps and attributions per image; 1 if any image failed, else 0."""
     from digitlab.explain.command import run_explain
 
     return run_explain(
-        args.paths, args.model, args.method, args.target, args.contrast, args.out, args.steps, args.baseline,
-        data_dir=args.data_dir, as_json=args.json,
-    )  # fmt: skip
+        args.paths,
+        args.model,
+        args.method,
+        args.target,
+        args.contrast,
+        args.out,
+        args.steps,
+        args.baseline,
+        data_dir=args.data_dir,
+        as_json=args.json,
+    )
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -173,9 +190,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         raise ConfigError("name a model file or folder to import (or pass --clear-cache)")
     options = ImportOptions(
-        layout=args.input_layout, scale=args.input_scale, outputs=args.outputs, invert=args.invert,
+        layout=args.input_layout,
+        scale=args.input_scale,
+        outputs=args.outputs,
+        invert=args.invert,
         trust_code=args.trust_code,
-    )  # fmt: skip
+    )
     run = import_model(args.source, args.out, options, data_dir=args.data_dir)
     print((run / "summary.txt").read_text(), end="")
     return 0

@@ -264,10 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE", help="image files and/or folders (recursive)")
     p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
     p.add_argument(
-        "--method", default="all", choices=[*METHODS, "all"],
+        "--method",
+        default="all",
+        choices=[*METHODS, "all"],
         help="attribution method (default all; layercam: LayerCAM, Jiang et al. 2021; gradcam: Grad-CAM, "
         "Selvaraju et al. 2017)",
-    )  # fmt: skip
+    )
     p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
     p.add_argument("--contrast", type=int, default=None, help="explain target rather than this class (why 9, not 4?)")
     p.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")

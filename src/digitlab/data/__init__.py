@@ -1,6 +1,8 @@
-"""Data: MNIST fetched and verified byte for byte, loaded, split and fed as tf.data pipelines; any image of a
-digit decoded safely and turned into MNIST's 28×28; realistic test images made from MNIST digits. Uses only
-the core (`errors`, `atomic`).
+"""Data: MNIST and any image of a digit, up to the 28×28 arrays a model takes.
+
+MNIST fetched and verified byte for byte, loaded, split and fed as tf.data pipelines; any image of a digit decoded
+safely and turned into MNIST's 28×28; realistic test images made from MNIST digits. Uses only the core (`errors`,
+`atomic`).
 """
 
 import lazy_loader

@@ -121,8 +121,17 @@ def load_pixels(source: ImageInput, max_pixels: int = MAX_PIXELS, draft_size: in
 
 
 # Modes Pillow converts itself, each to the 8-bit mode that keeps what matters: grey, colour, transparency.
-_CONVERT = {"1": "L", "P": "L", "PA": "LA", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB",
-            "YCbCr": "RGB", "HSV": "RGB"}  # fmt: skip
+_CONVERT = {
+    "1": "L",
+    "P": "L",
+    "PA": "LA",
+    "La": "LA",
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+    "HSV": "RGB",
+}
 _WIDE = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # one band of 16-bit, 32-bit or float values
 
 
@@ -209,7 +218,7 @@ def _png_ihdr(data: bytes | bytearray) -> tuple[int, int, int, int] | None:
 
 
 def _spng_format(data: bytes | bytearray) -> str | None:
-    """libspng's output format when `data` is an 8-bit grey/RGB/RGBA PNG without an EXIF orientation."""
+    """The format libspng decodes `data` to, for an 8-bit grey/RGB/RGBA PNG without EXIF orientation; else None."""
     header = _png_ihdr(data)
     if header is None or header[2] != 8 or b"eXIf" in data:
         return None

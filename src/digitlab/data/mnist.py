@@ -25,8 +25,19 @@ DEFAULT_VALIDATION_SIZE = 5000
 
 
 def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
-    """Read an IDX file, raw or gzip whatever its name; raise DataError naming the file and what it is instead
-    (see `digitlab.data.idx.decode_idx`) if it is not a well-formed IDX of `ndim` dims."""
+    """Read an IDX file, raw or gzip whatever its name.
+
+    Args:
+        path: The file; gzip is recognised by its magic bytes, not by its name.
+        ndim: The number of dimensions it must have (3 for images, 1 for labels); None accepts any.
+
+    Returns:
+        The array as stored (uint8 for MNIST: (N, 28, 28) images or (N,) labels).
+
+    Raises:
+        DataError: The file cannot be read or is not a well-formed IDX of `ndim` dims; the message names the file
+            and what it holds instead (see `digitlab.data.idx.decode_idx`).
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -49,7 +60,20 @@ class Mnist:
 
 
 def load_mnist(data_dir: str | Path | None = None, fetch: bool = True) -> Mnist:
-    """Load verified MNIST from `data_dir`, fetching it first if it is missing and `fetch` is true."""
+    """Load verified MNIST from `data_dir`, fetching it first if it is missing and `fetch` is true.
+
+    Args:
+        data_dir: The folder holding the four IDX files (default: `default_data_dir()`).
+        fetch: Fetch (and verify) MNIST when the folder does not hold verified files; False raises instead.
+
+    Returns:
+        The official split: (60000, 28, 28) and (10000, 28, 28) uint8 images in [0, 255], white digits on black,
+        with (N,) uint8 labels in 0..9.
+
+    Raises:
+        DataError: The files are not usable and `fetch` is false, or a file is not a well-formed IDX.
+        FetchError: Fetching was needed and no source gave verified files.
+    """
     data_dir = Path(data_dir or default_data_dir()).expanduser()
     problems = verify_data_dir(data_dir)
     if problems:
@@ -112,15 +136,20 @@ def load_splits(
         rng = np.random.default_rng(seed)
         train = np.sort(rng.choice(train, size=limit, replace=False))
     return Splits(
-        mnist.x_train[train], mnist.y_train[train],
-        mnist.x_train[val], mnist.y_train[val],
-        mnist.x_test, mnist.y_test,
-    )  # fmt: skip
+        mnist.x_train[train],
+        mnist.y_train[train],
+        mnist.x_train[val],
+        mnist.y_train[val],
+        mnist.x_test,
+        mnist.y_test,
+    )
 
 
 def fixed_order(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training set in one seeded random order, made once: `--order fixed` then slices it in order every
-    epoch, never reshuffling (the data order of the public one-epoch MNIST record, tuomaso/train_mnist_fast).
+    """The training set in one seeded random order, made once.
+
+    `--order fixed` then slices it in order every epoch, never reshuffling (the data order of the public one-epoch
+    MNIST record, tuomaso/train_mnist_fast).
 
     The order depends only on `seed` (a fresh permutation per seed, so a mean over seeds averages over orders
     too); nothing about it is chosen by looking at any score.
@@ -130,8 +159,11 @@ def fixed_order(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.n
 
 
 def training_order(splits: Splits, order: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training images as the pipeline should get them: "reshuffle" as split (tf.data reshuffles them,
-    seeded, every epoch), "fixed" in `fixed_order` (one permutation, made here, kept for every epoch)."""
+    """The training images and labels in the order the pipeline should get them.
+
+    "reshuffle": as split (tf.data reshuffles them, seeded, every epoch); "fixed": in `fixed_order` (one
+    permutation, made here, kept for every epoch).
+    """
     if order == "fixed":
         return fixed_order(splits.x_train, splits.y_train, seed)
     return splits.x_train, splits.y_train

@@ -327,8 +327,9 @@ def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processe
     ink = image_ink(source, max_pixels)
     digit, box, reason = find_digit(ink.flat)
     if digit is None or box is None:
-        return Processed(np.zeros((28, 28), np.float32), blank=True, reason=reason, polarity=ink.polarity,
-                         source_size=ink.size)  # fmt: skip
+        return Processed(
+            np.zeros((28, 28), np.float32), blank=True, reason=reason, polarity=ink.polarity, source_size=ink.size
+        )
     result = normalise_digit(ink, digit, box)
     found = marks(ink.flat)  # separate marks: a number, or a digit and something else (no cut candidates needed)
     result.details["marks"] = len(found)

@@ -88,10 +88,12 @@ def ink_components(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
     at_edge = (x == 0) | (y == 0) | (x + w == mask.shape[1]) | (y + h == mask.shape[0])
     keep = (areas >= max(areas.max() * SPECK, 4)) & ~(at_edge & (areas < 0.5 * areas.max()))
     return [
-        (labels == label, (int(y[label - 1]), int(y[label - 1] + h[label - 1]), int(x[label - 1]),
-                           int(x[label - 1] + w[label - 1])))
+        (
+            labels == label,
+            (int(y[label - 1]), int(y[label - 1] + h[label - 1]), int(x[label - 1]), int(x[label - 1] + w[label - 1])),
+        )
         for label in np.flatnonzero(keep) + 1
-    ]  # fmt: skip
+    ]
 
 
 def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.ndarray, Box]]:
@@ -121,8 +123,10 @@ def group_components(components: list[tuple[np.ndarray, Box]]) -> list[tuple[np.
 
 
 def _one_digit(a: Box, b: Box) -> bool:
-    """Two components of one digit: columns that overlap by `OVERLAP` of the narrower, or any overlap when one is
-    under half the other's height (a 5's top bar, a 7's crossbar, a 4's short stroke).
+    """Whether two components belong to one digit.
+
+    They do when their columns overlap by `OVERLAP` of the narrower, or at all when one is under half the other's
+    height (a 5's top bar, a 7's crossbar, a 4's short stroke).
     """
     overlap = _overlap(a, b)
     short = min(a[1] - a[0], b[1] - b[0]) < 0.5 * max(a[1] - a[0], b[1] - b[0])

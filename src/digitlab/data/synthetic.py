@@ -263,8 +263,12 @@ def non_digit(family: str, rng: np.random.Generator, size: int = 280) -> Image.I
             dx, dy = np.cos(a) * r, np.sin(a) * r
             draw.line([(c - dx, c - dy), (c + dx, c + dy)], fill=255, width=width)
     elif family == "shape":
-        draw.line(_shape_points(str(rng.choice(["triangle", "square", "star", "arrow"])), c, r, rng), fill=255,
-                  width=width, joint="curve")  # fmt: skip
+        draw.line(
+            _shape_points(str(rng.choice(["triangle", "square", "star", "arrow"])), c, r, rng),
+            fill=255,
+            width=width,
+            joint="curve",
+        )
     elif family == "scribble":
         points = np.cumsum(rng.normal(0, r / 3, (int(rng.integers(5, 9)), 2)), axis=0)
         points = (points - points.mean(axis=0)) / max(np.abs(points).max(), 1) * r + c
@@ -298,8 +302,9 @@ def _smooth(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
     out = []
     for i in range(1, len(p) - 2):
         p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
-        out.append(0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3))  # fmt: skip
+        # the cubic's coefficients (t¹, t², t³) in the usual Catmull-Rom matrix form
+        a1, a2, a3 = -p0 + p2, 2 * p0 - 5 * p1 + 4 * p2 - p3, -p0 + 3 * p1 - 3 * p2 + p3
+        out.append(0.5 * ((2 * p1) + a1 * t + a2 * t**2 + a3 * t**3))
     return np.vstack([*out, points[-1:]])
 
 

@@ -54,9 +54,14 @@ def layer_rows(model) -> dict[str, Any] | None:
             shape = getattr(layer, "output", None)
             shape = "×".join(str(d) for d in shape.shape[1:]) if shape is not None else "?"
             rows.append(
-                {"name": layer.name, "depth": depth, "type": type(layer).__name__, "shape": shape,
-                 "parameters": layer.count_params()}
-            )  # fmt: skip
+                {
+                    "name": layer.name,
+                    "depth": depth,
+                    "type": type(layer).__name__,
+                    "shape": shape,
+                    "parameters": layer.count_params(),
+                }
+            )
             if hasattr(layer, "layers"):
                 walk(layer, depth + 1)
 
@@ -114,8 +119,9 @@ def inside_section(loaded, out_dir: Path, images, labels, logits, pairs: list) -
     try:
         explainer = ModelExplainer(loaded, make_explainer(loaded.model))
         views = model_views(explainer, images, labels, logits, out_dir / "inside", pairs)
-        faith = faithfulness_summary(explainer.explainer, images, out_dir / "inside" / "faithfulness.json",
-                                     loaded.file_digest())  # fmt: skip
+        faith = faithfulness_summary(
+            explainer.explainer, images, out_dir / "inside" / "faithfulness.json", loaded.file_digest()
+        )
     except DigitlabError as e:
         return {"unavailable": str(e)}
     return {"figures": [(png_data_url(p), caption) for p, caption in views], "faith": faith}

@@ -43,8 +43,11 @@ def refusal_section(loaded, logits_fn, test_images: np.ndarray, out_dir: Path) -
     except DigitlabError as e:
         return {"unavailable": str(e)}
     rng = np.random.default_rng(0)
-    digits = _scores(refusal, logits_fn, (render(test_images[i], STYLES[i % len(STYLES)], rng)
-                                          for i in range(DIGITS_PER_STYLE * len(STYLES))))  # fmt: skip
+    digits = _scores(
+        refusal,
+        logits_fn,
+        (render(test_images[i], STYLES[i % len(STYLES)], rng) for i in range(DIGITS_PER_STYLE * len(STYLES))),
+    )
     families = {
         f: _scores(refusal, logits_fn, (non_digit(f, rng) for _ in range(PER_FAMILY))) for f in NON_DIGIT_FAMILIES
     }
@@ -73,8 +76,9 @@ def _plot(digits: np.ndarray, families: dict[str, np.ndarray], threshold: float)
     everything = np.concatenate(list(families.values()))
     ax.plot([np.mean(digits > t) for t in grid], [np.mean(everything <= t) for t in grid], label="all families")
     for family, scores in families.items():
-        ax.plot([np.mean(digits > t) for t in grid], [np.mean(scores <= t) for t in grid], lw=0.8, alpha=0.7,
-                label=family)  # fmt: skip
+        ax.plot(
+            [np.mean(digits > t) for t in grid], [np.mean(scores <= t) for t in grid], lw=0.8, alpha=0.7, label=family
+        )
     ax.scatter([np.mean(digits > threshold)], [np.mean(everything <= threshold)], color="black", zorder=3)
     ax.set_xlabel("real digits refused")
     ax.set_ylabel("non-digits accepted")

@@ -112,11 +112,25 @@ def plot_reliability(logits: np.ndarray, labels: np.ndarray, temperature: float,
         width = 1 / ECE_BINS
         filled = np.array(bins["count"]) > 0
         ax = axes[0, col]
-        ax.bar(centers[filled], np.array(bins["accuracy"])[filled], width=width, edgecolor="black",
-               color="#4C72B0", label="accuracy")  # fmt: skip
+        ax.bar(
+            centers[filled],
+            np.array(bins["accuracy"])[filled],
+            width=width,
+            edgecolor="black",
+            color="#4C72B0",
+            label="accuracy",
+        )
         gap = np.array(bins["confidence"]) - np.array(bins["accuracy"])
-        ax.bar(centers[filled], gap[filled], bottom=np.array(bins["accuracy"])[filled], width=width,
-               color="#DD8452", alpha=0.6, edgecolor="#DD8452", label="gap to confidence")  # fmt: skip
+        ax.bar(
+            centers[filled],
+            gap[filled],
+            bottom=np.array(bins["accuracy"])[filled],
+            width=width,
+            color="#DD8452",
+            alpha=0.6,
+            edgecolor="#DD8452",
+            label="gap to confidence",
+        )
         ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
         ax.set(title=f"{name}: ECE {ece:.4f}", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize=8)

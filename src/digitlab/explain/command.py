@@ -88,17 +88,35 @@ def run_explain(
             if processed.blank:
                 record.update(blank=True, reason=processed.reason)
             else:
-                record.update(_explain_one(explainer, processed.pixels, methods, target, contrast, baseline, steps,
-                                           out / f"{n:06d}-{path.stem}.png", path.name))  # fmt: skip
+                record.update(
+                    _explain_one(
+                        explainer,
+                        processed.pixels,
+                        methods,
+                        target,
+                        contrast,
+                        baseline,
+                        steps,
+                        out / f"{n:06d}-{path.stem}.png",
+                        path.name,
+                    )
+                )
         print(json.dumps(record) if as_json else _text_line(record), file=stdout, flush=True)
     print(f"{len(paths)} images explained into {out}, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
 
 
 def _explain_one(
-    explainer: ModelExplainer, pixels: np.ndarray, methods: list[str], target: int | None, contrast: int | None,
-    baseline: str, steps: int, picture: Path, name: str,
-) -> dict[str, Any]:  # fmt: skip
+    explainer: ModelExplainer,
+    pixels: np.ndarray,
+    methods: list[str],
+    target: int | None,
+    contrast: int | None,
+    baseline: str,
+    steps: int,
+    picture: Path,
+    name: str,
+) -> dict[str, Any]:
     """One image's maps: the panel written to `picture`, and the record `--json` prints."""
     base = explainer.explain(pixels, "none", layers=False, place=False)
     chosen = base["label"] if target is None else target

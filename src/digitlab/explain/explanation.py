@@ -121,8 +121,11 @@ class ModelExplainer:
         """
         emb = self.embedding()
         keep = np.concatenate([np.flatnonzero(emb.labels == c)[:per_class] for c in range(10)])
-        return {"x": emb.coords[keep, 0].round(3).tolist(), "y": emb.coords[keep, 1].round(3).tolist(),
-                "label": emb.labels[keep].tolist()}  # fmt: skip
+        return {
+            "x": emb.coords[keep, 0].round(3).tolist(),
+            "y": emb.coords[keep, 1].round(3).tolist(),
+            "label": emb.labels[keep].tolist(),
+        }
 
     def explain(
         self,

@@ -93,8 +93,11 @@ def deletion(
         random += [
             np.trapezoid(deletion_curve(explainer, x, target, rng.permutation(ink)), FRACTIONS) for _ in range(randoms)
         ]
-    return {"auc": float(np.mean(ranked)), "random_auc": float(np.mean(random)),
-            "ratio": float(np.mean(ranked) / np.mean(random))}  # fmt: skip
+    return {
+        "auc": float(np.mean(ranked)),
+        "random_auc": float(np.mean(random)),
+        "ratio": float(np.mean(ranked) / np.mean(random)),
+    }
 
 
 def shuffled_copy(model, seed: int = 0):

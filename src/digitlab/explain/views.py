@@ -174,8 +174,9 @@ def _embedding(explainer: ModelExplainer, x: np.ndarray, labels: np.ndarray, pre
     placed = np.array([emb.place(f) for f in features[wrong]]) if len(wrong) else np.zeros((0, 2))
     if len(wrong):
         right.scatter(placed[:, 0], placed[:, 1], marker="x", s=22, c=[PALETTE[c] for c in labels[wrong]])
-    right.set_title(f"t-SNE of {len(emb.coords)} training digits; × = the {len(wrong)} misclassified test digits",
-                    fontsize=10)  # fmt: skip
+    right.set_title(
+        f"t-SNE of {len(emb.coords)} training digits; × = the {len(wrong)} misclassified test digits", fontsize=10
+    )
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])

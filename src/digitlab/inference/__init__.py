@@ -1,5 +1,6 @@
-"""Inference: a trained model answering new images, one at a time or a folder at a time (`digitlab predict`),
-with calibrated probabilities. Uses `models`, `data` and the core.
+"""Inference: a trained model answering new images, one at a time or a folder at a time (`digitlab predict`).
+
+Its probabilities are calibrated (the run's fitted temperature). Uses `models`, `data` and the core.
 """
 
 import lazy_loader

@@ -52,8 +52,11 @@ def collect_paths(inputs: list[str | Path]) -> list[Path]:
 
 @dataclass
 class Prediction:
-    """One file's answer. `verdict` is digit, blank, several_digits or not_a_digit (`verdict.judge`); `label`
-    is set for a digit only, while `probabilities` and `top_k` are the model's whenever it ran."""
+    """One file's answer.
+
+    `verdict` is digit, blank, several_digits or not_a_digit (`verdict.judge`); `label` is set for a digit only,
+    while `probabilities` and `top_k` are the model's whenever it ran.
+    """
 
     path: str
     label: int | None = None
@@ -66,8 +69,12 @@ class Prediction:
     verdict: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """One line of `predict --json`: path, label, verdict, the 10 probabilities, top-k, blank (and reason,
-        error when there is one); label and probabilities are None for a failed or blank image."""
+        """One line of `predict --json`.
+
+        Returns:
+            path, label, verdict, the 10 probabilities, top-k, blank (and reason, error when there is one); label
+            and probabilities are None for a failed or blank image.
+        """
         out: dict[str, Any] = {
             "path": self.path,
             "label": self.label,
@@ -97,7 +104,8 @@ class Prediction:
 def _preprocess_file(path: str) -> tuple[np.ndarray, int, str, Processed | None]:
     """(pixels, status, message, processed) for one file; never raises, so one bad file cannot stop the stream.
 
-    `processed` (with its details and, for a mark wider than a digit, its ink) is what `verdict.judge` needs."""
+    `processed` (with its details and, for a mark wider than a digit, its ink) is what `verdict.judge` needs.
+    """
     try:
         p = to_mnist_28x28(path)
     except ImageError as e:
@@ -110,8 +118,9 @@ def _preprocess_file(path: str) -> tuple[np.ndarray, int, str, Processed | None]
 
 
 def images_and_model(inputs: list[str | Path], model_path: str | Path, runtime: str) -> tuple[list[Path], Predictor]:
-    """What `predict` and `read` start from: the image files and the model, with its one-off notices (an
-    export made on demand, a refusal fitted on first use) on stderr.
+    """What `predict` and `read` start from: the image files and the model.
+
+    The model's one-off notices (an export made on demand, a refusal fitted on first use) go to stderr.
 
     Args:
         inputs: Files and folders (see `collect_paths`).
@@ -124,6 +133,7 @@ def images_and_model(inputs: list[str | Path], model_path: str | Path, runtime: 
     Raises:
         ConfigError: No images were found, or the runtime is unknown.
         ModelError: The model cannot be loaded.
+        MissingDependency: The runtime asked for is not installed.
     """
     paths = collect_paths(inputs)
     if not paths:
@@ -255,6 +265,11 @@ def run_predict(
 
     Returns:
         1 if any file failed, else 0.
+
+    Raises:
+        ConfigError: No images were found, the runtime is unknown, or `top_k` or `workers` is out of range.
+        ModelError: The model cannot be loaded.
+        MissingDependency: The runtime asked for is not installed.
     """
     out = out or sys.stdout
     paths, predictor = images_and_model(inputs, model_path, runtime)

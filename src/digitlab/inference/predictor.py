@@ -21,8 +21,10 @@ from digitlab.models.saved import LoadedModel, load_model
 
 
 class Predictor:
-    """A model behind a runtime, with its temperature; `logits`/`probabilities` take (N, 28, 28) or
-    (N, 28, 28, 1) floats in [0, 1]."""
+    """A model behind a runtime, with its temperature.
+
+    `logits`/`probabilities` take (N, 28, 28) or (N, 28, 28, 1) floats in [0, 1].
+    """
 
     def __init__(self, loaded: LoadedModel, runtime: Runtime, note: str = "", log: Callable[[str], Any] = print):
         """Pair a loaded model with what runs it (`Predictor.load` chooses the runtime).
@@ -43,8 +45,9 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "keras", log: Callable[[str], Any] = print) -> Predictor:
-        """From a run directory or any model file (a one-line ModelError when it cannot be loaded; a foreign
-        file is imported on the fly, see `load_model`).
+        """Load a predictor from a run directory or any model file.
+
+        A foreign file is imported on the fly (see `load_model`).
 
         Args:
             path: A run directory, a `model.keras`, or a foreign model file or SavedModel folder.
@@ -138,8 +141,10 @@ class Predictor:
 
 
 def _installed_runtimes() -> tuple[str, ...]:
-    """The exported formats `auto` may try, fastest first: those whose runtime library is installed (ONNX Runtime
-    comes with the `serve` and `export` extras, LiteRT with `export`; the core install has neither)."""
+    """The exported formats `auto` may try, fastest first: those whose runtime library is installed.
+
+    ONNX Runtime comes with the `serve` and `export` extras, LiteRT with `export`; the core install has neither.
+    """
     from importlib.util import find_spec
 
     def installed(module: str) -> bool:

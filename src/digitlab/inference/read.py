@@ -50,8 +50,12 @@ MIN_PIECE = 0.12  # nor narrower (a "1" drawn as a bar is about 0.15)
 # relative to its mode, in bins of 0.1 centred at 0.1, 0.2, ..., 2.0 (the last bin holds everything wider),
 # made unimodal (non-increasing away from the mode) so sparse tail bins cannot reward a wider piece; computed
 # by `bench/read_numbers.py --prior`
-WIDTH_PRIOR = np.array([-7.1, -2.5, -2.5, -2.0, -1.7, -0.6, -0.6, 0.0, -0.8, -0.8, -1.4, -2.0, -4.1, -4.1, -4.9,
-                        -9.1, -9.1, -9.1, -9.1, -9.1])  # fmt: skip
+WIDTH_PRIOR = np.array(
+    [
+        [-7.1, -2.5, -2.5, -2.0, -1.7, -0.6, -0.6, 0.0, -0.8, -0.8],  # bins 0.1 … 1.0
+        [-1.4, -2.0, -4.1, -4.1, -4.9, -9.1, -9.1, -9.1, -9.1, -9.1],  # bins 1.1 … 2.0
+    ]
+).ravel()
 
 
 @dataclass
@@ -66,14 +70,21 @@ class ReadDigit:
 
     def to_json(self) -> dict[str, Any]:
         """{label, confidence in [0, 1], the 10 probabilities, box [x0, y0, x1, y1] in the image's pixels}."""
-        return {"label": self.label, "confidence": round(self.confidence, 6), "probabilities": self.probabilities,
-                "box": self.box}  # fmt: skip
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "probabilities": self.probabilities,
+            "box": self.box,
+        }
 
 
 @dataclass
 class Reading:
-    """What `read` found: the text (e.g. "42"), its digits left to right, and an overall confidence (the
-    product of the digits' confidences: the chance that every digit is right, if the model is calibrated)."""
+    """What `read` found: the text (e.g. "42"), its digits left to right, and an overall confidence.
+
+    The confidence is the product of the digits' confidences: the chance that every digit is right, if the model
+    is calibrated.
+    """
 
     text: str
     digits: list[ReadDigit]
@@ -83,15 +94,19 @@ class Reading:
 
     def to_json(self) -> dict[str, Any]:
         """{text, digits (each `ReadDigit.to_json`), confidence in [0, 1], blank (and reason when blank)}."""
-        body: dict[str, Any] = {"text": self.text, "digits": [d.to_json() for d in self.digits],
-                                "confidence": round(self.confidence, 6), "blank": self.blank}  # fmt: skip
+        body: dict[str, Any] = {
+            "text": self.text,
+            "digits": [d.to_json() for d in self.digits],
+            "confidence": round(self.confidence, 6),
+            "blank": self.blank,
+        }
         if self.blank:
             body["reason"] = self.reason
         return body
 
 
 def width_log_prior(ratio: float) -> float:
-    """log prior of a piece whose ink is `ratio` × the line's height wide (0 at MNIST's most common width)."""
+    """The log prior of a piece whose ink is `ratio` × the line's height wide (0 at MNIST's most common width)."""
     index = min(max(round(ratio * 10) - 1, 0), len(WIDTH_PRIOR) - 1)
     return float(WIDTH_PRIOR[index])
 
@@ -148,8 +163,9 @@ def read_ink(ink, model) -> Reading:
     for group, table in zip(groups, scored, strict=True):
         for span in _best_segmentation(group, table):
             _, row, processed = table[span]
-            digits.append(ReadDigit(int(row.argmax()), float(row.max()), [round(float(v), 6) for v in row],
-                                    list(processed.bbox or (0, 0, 0, 0)), processed))  # fmt: skip
+            rounded = [round(float(v), 6) for v in row]
+            box = list(processed.bbox or (0, 0, 0, 0))
+            digits.append(ReadDigit(int(row.argmax()), float(row.max()), rounded, box, processed))
     confidence = float(np.prod([d.confidence for d in digits])) if digits else 0.0
     return Reading("".join(str(d.label) for d in digits), digits, confidence)
 
@@ -179,7 +195,8 @@ def _pieces(ink, group: Group, line_height: int, digit_width: float | None) -> d
     """Every piece of the group between two cut points that has a plausible width, as a 28×28.
 
     A group is cut only when it is wider than `SPLIT_ABOVE` × its height and, in a line with other digits,
-    wider than `SPLIT_WIDER` × the others' median width (a wide 2 or 5 among narrower digits stays whole)."""
+    wider than `SPLIT_WIDER` × the others' median width (a wide 2 or 5 among narrower digits stays whole).
+    """
     left, right = group.box[2], group.box[3]
     wide = group.width > SPLIT_ABOVE * group.height and (digit_width is None or group.width > SPLIT_WIDER * digit_width)
     points = [left, *group.cuts, right] if wide and group.cuts else [left, right]

@@ -32,6 +32,11 @@ def run_read(
 
     Returns:
         1 if any image failed, else 0.
+
+    Raises:
+        ConfigError: No images were found, or the runtime is unknown.
+        ModelError: The model cannot be loaded.
+        MissingDependency: The runtime asked for is not installed.
     """
     out = out or sys.stdout
     paths, predictor = images_and_model(inputs, model_path, runtime)

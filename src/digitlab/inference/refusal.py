@@ -131,6 +131,7 @@ def fit_refusal(
         split) drawn in the canvas styles of `synthetic.render` train the regression; the threshold refuses 1%
         of the drawn ones.
       seen: why these digits may have been seen in training ("" when they were held out).
+      data_dir: where MNIST lives, for the digit-space features (default: the usual data directory).
       seed: the generators' seed.
 
     Returns:
@@ -170,15 +171,22 @@ def fit_refusal(
     shares = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
     curve = [[q, float(np.mean(s_others <= np.quantile(s_digits, 1 - q)))] for q in shares]
     return Refusal(
-        mean.tolist(), std.tolist(), model.coef_[0].tolist(), float(model.intercept_[0]), threshold,
+        mean.tolist(),
+        std.tolist(),
+        model.coef_[0].tolist(),
+        float(model.intercept_[0]),
+        threshold,
         fitted_on={
-            "digits": len(digits), "drawn_digits": len(drawn_pixels), "non_digits": len(others),
+            "digits": len(digits),
+            "drawn_digits": len(drawn_pixels),
+            "non_digits": len(others),
             "families": list(FIT_NON_DIGIT_FAMILIES),
-            "digits_refused": DIGITS_REFUSED, "non_digits_accepted": float(np.mean(s_others <= threshold)),
+            "digits_refused": DIGITS_REFUSED,
+            "non_digits_accepted": float(np.mean(s_others <= threshold)),
             "validation_seen_in_training": seen or None,
         },
         curve=curve,
-    )  # fmt: skip
+    )
 
 
 def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Callable[[str], Any] = print) -> Refusal:
@@ -189,6 +197,9 @@ def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Call
       logits_fn: (N, 28, 28) float32 → (N, 10) logits, through the runtime that serves it.
       data_dir: where MNIST lives.
       log: where the one line about a first-use fit goes.
+
+    Returns:
+      The saved Refusal, or one fitted on the run's validation split (saved into the run when it has a folder).
     """
     from digitlab.data.mnist import splits_for
 

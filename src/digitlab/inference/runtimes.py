@@ -60,8 +60,11 @@ class KerasRuntime:
 
 
 class OnnxRuntime:
-    """A model under ONNX Runtime (`models.foreign.OnnxSession`: one thread, spinning off, a fixed batch size
-    fed in slices): an exported copy (`from_file`) or an imported ONNX model's adapted graph (`OnnxNetwork`)."""
+    """A model under ONNX Runtime: an exported copy (`from_file`) or an imported ONNX model's adapted graph.
+
+    The session is a `models.foreign.OnnxSession` (one thread, spinning off, a fixed batch size fed in slices);
+    an imported model's is its `OnnxNetwork`.
+    """
 
     name = "onnx"
 
@@ -103,8 +106,11 @@ class OnnxRuntime:
 
 
 class LiteRTRuntime:
-    """A LiteRT interpreter on one thread. Its tensors have a fixed batch size, so batches are padded to the
-    next power of two and one interpreter is kept per size (resizing on every call would reallocate)."""
+    """A LiteRT interpreter on one thread.
+
+    Its tensors have a fixed batch size, so batches are padded to the next power of two and one interpreter is
+    kept per size (resizing on every call would reallocate).
+    """
 
     name = "litert"
 

@@ -30,6 +30,9 @@ def judge(processed: Processed, not_digit: bool, model=None) -> tuple[str, str]:
       not_digit: whether the run's refusal score refuses it (`refusal.Refusal.refuses`; callers score a whole
         batch at once, about 5× cheaper per image than one at a time).
       model: what reads several marks or a wide one (a `Predictor`, see `read.read_number`; None: not tried).
+
+    Returns:
+      (verdict, reason): verdict is "digit", "blank", "several_digits" or "not_a_digit"; reason is "" for a digit.
     """
     if processed.blank:
         return "blank", processed.reason
@@ -47,8 +50,9 @@ def judge(processed: Processed, not_digit: bool, model=None) -> tuple[str, str]:
 
 
 def needs_reading(processed: Processed) -> bool:
-    """Whether `judge` would read the image (several marks, or one wider than a digit): slower, so callers on
-    an event loop send it to a thread.
+    """Whether `judge` would read the image (several marks, or one wider than a digit).
+
+    Reading is slower, so callers on an event loop send it to a thread.
 
     Args:
         processed: An image as `data.preprocess.to_mnist_28x28` returned it.

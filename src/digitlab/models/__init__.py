@@ -1,6 +1,8 @@
-"""Models: the registry of architectures (and the raw `tf.Module`), transfer networks, a model's forward pass,
-and what a saved model is (`model.keras` + its run's settings + its fitted temperature). Uses `data` and the
-core. Names load on first use, so reading a model's metadata never imports TensorFlow.
+"""Models: the architectures, their forward pass, and what a saved model is.
+
+The registry of architectures (and the raw `tf.Module`), transfer networks, a model's forward pass, and what a saved
+model is (`model.keras` + its run's settings + its fitted temperature). Uses `data` and the core. Names load on
+first use, so reading a model's metadata never imports TensorFlow.
 """
 
 import lazy_loader

@@ -132,7 +132,7 @@ class Contract:
 
 
 def to_model_input(x: np.ndarray, contract: Contract) -> np.ndarray:
-    """digitlab's images → what the model takes (layout, scale, polarity, dtype).
+    """Turn digitlab's images into what the model takes (layout, scale, polarity, dtype).
 
     Args:
         x: (N, 28, 28, 1) float32 in [0, 1], white digits on black (any shape of N·784 values).
@@ -166,8 +166,9 @@ def to_logits(outputs: np.ndarray, kind: str) -> np.ndarray:
 
 
 def output_kind(outputs: np.ndarray, tolerance: float = 1e-3) -> str:
-    """logits, probabilities or log-probabilities, from a model's answers on real digits: rows that are
-    non-negative and sum to 1 are probabilities; rows whose exp sums to 1 are log-probabilities.
+    """What a model answers: logits, probabilities or log-probabilities, from its answers on real digits.
+
+    Rows that are non-negative and sum to 1 are probabilities; rows whose exp sums to 1 are log-probabilities.
 
     Args:
         outputs: (N, 10) a model's answers on real digits.
@@ -241,8 +242,10 @@ def keras_adapter(network, contract: Contract, name: str):
 
 
 def onnx_adapter(model, contract: Contract):
-    """A copy of an ONNX `ModelProto` on digitlab's side: input `image` (N, 28, 28, 1) float32 in [0, 1],
-    output `logits` (N, 10); the original graph unchanged in between. A fixed batch size stays fixed.
+    """A copy of an ONNX `ModelProto` on digitlab's side.
+
+    Input `image` (N, 28, 28, 1) float32 in [0, 1], output `logits` (N, 10); the original graph unchanged in
+    between. A fixed batch size stays fixed.
 
     Args:
         model: The imported `onnx.ModelProto` (not changed).

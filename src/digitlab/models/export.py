@@ -286,8 +286,9 @@ def write_metadata(out: Path, fmt: str, meta: dict[str, Any]) -> Path:
 
 
 def _savedmodel(model, path: Path, temperature: float) -> dict[str, Any]:
-    """`serving_default`: image → {probabilities}; `logits`: image → {logits} (see SIGNATURES), laid out as
-    TF Serving's NAME/VERSION/.
+    """Write a SavedModel laid out as TF Serving's NAME/VERSION/.
+
+    Its signatures: `serving_default`: image → {probabilities}; `logits`: image → {logits} (see SIGNATURES).
     """
     import keras
     import tensorflow as tf

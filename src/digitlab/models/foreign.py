@@ -156,9 +156,15 @@ def _open_keras(path: Path, trust_code: bool) -> ForeignModel:
     _check_classes(path, network.output_shape)
     forward = _keras_forward(network)
     return ForeignModel(
-        "keras", path, tuple(shapes[1:]), _keras_dtype(network), None, forward,
-        last_activation=_keras_last_activation(network), network=network,
-    )  # fmt: skip
+        "keras",
+        path,
+        tuple(shapes[1:]),
+        _keras_dtype(network),
+        None,
+        forward,
+        last_activation=_keras_last_activation(network),
+        network=network,
+    )
 
 
 def _keras_forward(network) -> Callable[[np.ndarray], np.ndarray]:
@@ -222,9 +228,16 @@ def _open_savedmodel(path: Path, trust_code: bool) -> ForeignModel:
         return signature(**{input_name: tf.constant(x)})[output_name].numpy()
 
     model = ForeignModel(
-        "savedmodel", path, tuple(spec.shape[1:]), spec.dtype.name, batch, run,
-        input_name=input_name, output_name=output_name, signature=name,
-    )  # fmt: skip
+        "savedmodel",
+        path,
+        tuple(spec.shape[1:]),
+        spec.dtype.name,
+        batch,
+        run,
+        input_name=input_name,
+        output_name=output_name,
+        signature=name,
+    )
     if batch:
         model.run = looped(run, batch)
     return model
@@ -251,9 +264,16 @@ def _open_onnx(path: Path, trust_code: bool) -> ForeignModel:
     last = {"Softmax": "softmax", "LogSoftmax": "log_softmax"}.get(_through_identity(proto, model.output))
     shape = tuple(int(d) if isinstance(d, int) else -1 for d in inputs[0].shape[1:])
     return ForeignModel(
-        "onnx", path, shape, dtype, model.batch, model.run, last_activation=last, input_name=model.input,
+        "onnx",
+        path,
+        shape,
+        dtype,
+        model.batch,
+        model.run,
+        last_activation=last,
+        input_name=model.input,
         output_name=model.output,
-    )  # fmt: skip
+    )
 
 
 def _through_identity(proto, name: str) -> str | None:
@@ -290,16 +310,13 @@ def looped(run: Callable[[np.ndarray], np.ndarray], batch: int) -> Callable[[np.
 
 
 class OnnxSession:
-    """An ONNX model under ONNX Runtime, on `threads` threads and not spinning (idle workers give their core
-    back at once). `run(x)` answers the `output` tensor (default: the graph's first output) for the graph's one
-    input; a graph with a fixed batch size is fed in slices of that size (`looped`).
+    """An ONNX model under ONNX Runtime, on `threads` threads and not spinning.
+
+    Idle workers give their core back at once. `run(x)` answers the `output` tensor (default: the graph's first
+    output) for the graph's one input; a graph with a fixed batch size is fed in slices of that size (`looped`).
 
     Detection runs a foreign graph through it, an imported model's adapted graph is one (`OnnxNetwork`), and so
     is the onnx runtime's session (`inference.runtimes.OnnxRuntime`).
-
-    Raises:
-      MissingDependency: onnxruntime is not installed.
-      ModelError: ONNX Runtime cannot load the bytes.
     """
 
     def __init__(self, model_bytes: bytes, name: str, output: str | None = None, threads: int = 1):
@@ -310,6 +327,10 @@ class OnnxSession:
             name: The file's name, for messages.
             output: The output tensor to answer (default: the graph's first output).
             threads: ONNX Runtime's intra-op threads (≥ 1).
+
+        Raises:
+            MissingDependency: onnxruntime is not installed.
+            ModelError: ONNX Runtime cannot load the bytes.
         """
         ort = require("onnxruntime", "running ONNX models")
         options = ort.SessionOptions()

@@ -61,8 +61,10 @@ def saved_model_signature(path: Path, contract: Contract):
 
 
 class OnnxNetwork(OnnxSession):
-    """An imported ONNX model on digitlab's side: `logits((N, 28, 28, 1) float32 in [0, 1])` → (N, 10); its
-    `model_bytes` (the original graph with the adapter) are what `digitlab export --format onnx` writes."""
+    """An imported ONNX model on digitlab's side: `logits((N, 28, 28, 1) float32 in [0, 1])` → (N, 10).
+
+    Its `model_bytes` (the original graph with the adapter) are what `digitlab export --format onnx` writes.
+    """
 
     @classmethod
     def from_contract(cls, path: Path, contract: Contract) -> OnnxNetwork:

@@ -101,10 +101,16 @@ def detect(foreign: ForeignModel, x: np.ndarray, y: np.ndarray, options: ImportO
     if options.layout and options.layout != layout:
         raise ConfigError(f"--input-layout {options.layout} does not match the model's input shape ({layout})")
     base = {
-        "format": foreign.format, "file": "", "layout": layout, "dtype": foreign.dtype, "batch": foreign.batch,
-        "input_name": foreign.input_name, "output_name": foreign.output_name, "signature": foreign.signature,
+        "format": foreign.format,
+        "file": "",
+        "layout": layout,
+        "dtype": foreign.dtype,
+        "batch": foreign.batch,
+        "input_name": foreign.input_name,
+        "output_name": foreign.output_name,
+        "signature": foreign.signature,
         "trust_code": options.trust_code,
-    }  # fmt: skip
+    }
     scales = [options.scale] if options.scale else list(SCALES)
     inverts = [options.invert] if options.invert is not None else [False, True]
     scored, kind, kind_why = [], None, ""
@@ -238,14 +244,18 @@ def import_model(
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log(f"imported {source.name}: {contract.describe()} ({contract.evidence['outputs']}); "
-        f"{contract.evidence['accuracy']:.1%} on {len(y):,} training digits → {out}")  # fmt: skip
+    log(
+        f"imported {source.name}: {contract.describe()} ({contract.evidence['outputs']}); "
+        f"{contract.evidence['accuracy']:.1%} on {len(y):,} training digits → {out}"
+    )
     return out
 
 
 def _same_import(out: Path, source: Path, options: ImportOptions) -> bool:
-    """Whether `out` is a finished import of the same file (by sha256) with the same options: importing again
-    would only reproduce it (a tutorial run twice, the same command repeated)."""
+    """Whether `out` is a finished import of the same file (by sha256) with the same options.
+
+    Importing again would only reproduce it (a tutorial run twice, the same command repeated).
+    """
     from digitlab.models.export import digest
     from digitlab.rundir import RunDir
 

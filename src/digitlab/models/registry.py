@@ -74,6 +74,12 @@ def model_names() -> list[str]:
 def get_spec(name: str) -> ModelSpec:
     """The registry entry of `name`.
 
+    Args:
+      name: A model's registry name (`digitlab models` lists them).
+
+    Returns:
+      Its ModelSpec.
+
     Raises:
       ConfigError: no model of that name.
     """

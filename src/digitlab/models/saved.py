@@ -67,8 +67,10 @@ class LoadedModel:
         return self.model_path.with_suffix(".calibration.json")
 
     def file_digest(self) -> str:
-        """sha256 of the model file (or folder): what an exported copy records, so a changed model is never
-        run stale."""
+        """The sha256 of the model file (or folder), in hex.
+
+        An exported copy records it, so a changed model is never run stale.
+        """
         from digitlab.models.export import digest
 
         return digest(self.model_path)

@@ -226,6 +226,12 @@ def base_from_model(model: keras.Model, name: str | None = None) -> keras.Model:
 def saved_base(path: str) -> keras.Model:
     """The base of a saved digitlab model (a .keras file or a run directory): its layers up to "logits".
 
+    Args:
+      path: A `.keras` file or a run directory holding `model.keras`.
+
+    Returns:
+      A Keras model from the (28, 28, 1) input to the layer before "logits".
+
     Raises:
       ModelError: no model there, a corrupt file, or a model that does not take (28, 28, 1) input.
     """
@@ -241,7 +247,11 @@ def saved_base(path: str) -> keras.Model:
 
 
 def attach_head(base: keras.Model, num_classes: int, dropout: float, adapter: Callable | None = None) -> keras.Model:
-    """image (28, 28, 1) → [adapter] → base (inference mode) → pooling → dropout → Dense(num_classes, "logits")."""
+    """Put a classification head on a pretrained base.
+
+    The model: image (28, 28, 1) → [adapter] → base (inference mode) → pooling → dropout → Dense(num_classes,
+    "logits").
+    """
     import keras
     from keras import layers
 

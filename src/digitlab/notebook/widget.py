@@ -110,8 +110,9 @@ class DrawWidget(anywidget.AnyWidget):
         self._show(probs, processed.to_data_url(), reason, verdict=verdict)
 
     def _show(self, probs=None, processed: str = "", reason: str = "", error: str = "", verdict: str = "") -> None:
-        """Set every answer trait at once (one sync to the front end); a label only when the verdict is a digit
-        (the probabilities are still given whenever the model ran).
+        """Set every answer trait at once (one sync to the front end).
+
+        A label only when the verdict is a digit (the probabilities are still given whenever the model ran).
         """
         with self.hold_sync():
             self.error, self.processed, self.reason, self.verdict = error, processed, reason, verdict

@@ -302,6 +302,12 @@ def b64(text: str, what: str) -> bytes:
 def image_bytes(image: str) -> bytes:
     """The bytes of a JSON `image`: a data URL or plain base64.
 
+    Args:
+      image: A `data:` URL or a plain base64 string.
+
+    Returns:
+      The decoded bytes (not yet checked to be an image).
+
     Raises:
       BadRequest: not valid base64.
       ImageError: a malformed data URL.

@@ -41,6 +41,13 @@ def _check_model(model: str, version: str | None) -> None:
 async def status(model: str, version: str | None = None) -> dict[str, Any]:
     """TF Serving's `model_version_status`: version 1, AVAILABLE.
 
+    Args:
+      model: The model name in the path; must be the served name.
+      version: The version in the path, if any; must be 1.
+
+    Returns:
+      The status object TF Serving answers.
+
     Raises:
       BadRequest: 404 for another model name or version.
     """
@@ -53,6 +60,13 @@ async def status(model: str, version: str | None = None) -> dict[str, Any]:
 @router.get("/v1/models/{model}/versions/{version}/metadata", summary="TF Serving: the signatures of one version")
 async def metadata(model: str, version: str | None = None) -> dict[str, Any]:
     """TF Serving's metadata: the `serving_default` (probabilities) and `logits` signature defs.
+
+    Args:
+      model: The model name in the path; must be the served name.
+      version: The version in the path, if any; must be 1.
+
+    Returns:
+      The metadata object TF Serving answers (`model_spec` and the signature defs).
 
     Raises:
       BadRequest: 404 for another model name or version.
@@ -77,6 +91,15 @@ async def predict(request: Request, served: Served, model: str, version: str | N
     `{"outputs": ...}`. Each image is 28×28 (or 28×28×1) numbers in [0, 1] (or [0, 255]), white on black like
     MNIST, or `{"b64": image bytes}`; named (`{"image": ...}`) or not. `signature_name`: `serving_default`
     (probabilities, the default) or `logits`.
+
+    Args:
+      request: The HTTP request; its body is read here (the route declares its schema).
+      served: The served model (a dependency).
+      model: The model name in the path; must be the served name.
+      version: The version in the path, if any; must be 1.
+
+    Returns:
+      JSON with (N, 10) float32 `predictions` (row format) or `outputs` (columnar).
 
     Raises:
       BadRequest: 404 for another model name or version; 400 for a malformed body; 413 over 256 images.

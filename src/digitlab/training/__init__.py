@@ -1,6 +1,8 @@
-"""Training: settings and recipes, optimisers and schedules, the Keras `fit` loop and the GradientTape loop
-under any `tf.distribute` strategy, resume, transfer phases, fine-tuning on the page's corrections, and local
-multi-worker clusters. Uses `models`, `data` and the core.
+"""Training: from settings to a finished run directory.
+
+Settings and recipes, optimisers and schedules, the Keras `fit` loop and the GradientTape loop under any
+`tf.distribute` strategy, resume, transfer phases, fine-tuning on the page's corrections, and local multi-worker
+clusters. Uses `models`, `data` and the core.
 """
 
 import lazy_loader

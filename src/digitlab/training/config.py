@@ -235,6 +235,9 @@ def resolve_config(model: str | None = None, recipe: str = "default", **flags: A
 def require(checks: list[tuple[bool, str]]) -> None:
     """Raise ConfigError with the message of the first (condition, message) pair whose condition is false.
 
+    Args:
+      checks: (condition, message) pairs, checked in order.
+
     Raises:
       ConfigError: that message.
     """
@@ -245,6 +248,9 @@ def require(checks: list[tuple[bool, str]]) -> None:
 
 def validate(config: TrainConfig) -> None:
     """Check every setting.
+
+    Args:
+      config: The settings to check.
 
     Raises:
       ConfigError: a one-line message naming the first out-of-range setting and its allowed range.
@@ -341,6 +347,9 @@ def complete_settings(values: dict[str, Any]) -> None:
 def check_settings(config: TrainConfig) -> None:
     """Check the transfer settings (called by `validate`).
 
+    Args:
+      config: The settings to check.
+
     Raises:
       ConfigError: a transfer setting given for another model, or out of range, or an unusable base.
     """
@@ -357,8 +366,16 @@ def check_settings(config: TrainConfig) -> None:
         if value is not None
     ]
     if config.model == "transfer":
-        new = [f for f, on in (("--augment", config.augment), ("--ema", config.ema), ("--keep last", config.keep
-               == "last"), ("--full-train", config.full_train)) if on]  # fmt: skip
+        new = [
+            f
+            for f, on in (
+                ("--augment", config.augment),
+                ("--ema", config.ema),
+                ("--keep last", config.keep == "last"),
+                ("--full-train", config.full_train),
+            )
+            if on
+        ]
         if new:
             raise ConfigError(f"{', '.join(new)} not supported with --model transfer (its phases keep the best epoch)")
     if config.model != "transfer":

@@ -300,15 +300,22 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
     for epoch in range(config.epochs):
         # fresh replay every epoch: more of MNIST is seen, and no fixed small replay set is memorised
         replay = rng.choice(len(splits.x_train), size=replayed, replace=replayed > len(splits.x_train))
-        x = np.concatenate([np.repeat(x_fb[train_idx], config.repeat, axis=0),
-                            (splits.x_train[replay] / np.float32(255.0))[..., None]])  # fmt: skip
+        x = np.concatenate(
+            [np.repeat(x_fb[train_idx], config.repeat, axis=0), (splits.x_train[replay] / np.float32(255.0))[..., None]]
+        )
         y = np.concatenate([np.repeat(feedback.labels[train_idx], config.repeat), splits.y_train[replay]])
         order = rng.permutation(len(x))
         history = model.fit(
-            x[order], y[order].astype(np.int32), batch_size=config.batch_size, epochs=epoch + 1,
-            initial_epoch=epoch, validation_data=(x_val, splits.y_val.astype(np.int32)), shuffle=False, verbose=0,
+            x[order],
+            y[order].astype(np.int32),
+            batch_size=config.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            validation_data=(x_val, splits.y_val.astype(np.int32)),
+            shuffle=False,
+            verbose=0,
             callbacks=[HistoryRows(run)],  # initial_epoch numbers the row
-        )  # fmt: skip
+        )
         logs = {k: float(v[-1]) for k, v in history.history.items()}
         log(
             f"epoch {epoch + 1}/{config.epochs}: {len(x):,} images ({shown:,} feedback, {replayed:,} MNIST replay)  "

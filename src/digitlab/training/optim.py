@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 def one_cycle(
     peak: float, total_steps: int, warmup: float = 0.25, final_div: float = 100.0
 ) -> keras.optimizers.schedules.CosineDecay:
-    """`--schedule onecycle`: linear warm-up from peak / 10 to `peak` over `warmup` of the steps, then cosine
-    annealing to peak / `final_div` (Smith & Topin, "Super-Convergence", 2017, with a cosine anneal).
+    """The `--schedule onecycle` learning rate: a linear warm-up, then a cosine anneal.
+
+    Warm-up from peak / 10 to `peak` over `warmup` of the steps, then cosine annealing to peak / `final_div`
+    (Smith & Topin, "Super-Convergence", 2017, with a cosine anneal).
 
     The warm-up lets a high peak rate be used safely (fast progress); the anneal settles into a minimum. This is
     Keras' own `CosineDecay` with its linear warm-up; step k gets the rate of digitlab's former `OneCycle` class

@@ -155,6 +155,10 @@ class RunResult:
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Accuracy and mean cross-entropy of (N, 10) logits against (N,) integer labels.
 
+    Args:
+      logits: (N, 10) float logits.
+      labels: (N,) integer labels in 0..9.
+
     Returns:
       {"accuracy": in [0, 1], "loss": mean NLL in nats}.
     """
@@ -207,6 +211,10 @@ def prepare_run(config: TrainConfig) -> tuple[RunDir, str]:
 
 def reuse_run(run: RunDir, log=print) -> RunResult:
     """The result of a finished run of the same settings, read back instead of trained again.
+
+    Args:
+      run: The finished run directory.
+      log: Receives the one line that says the run is reused.
 
     Returns:
       Its RunResult (metrics from metrics.json, the model loaded from model.keras).

@@ -42,8 +42,10 @@ def transfer_model_for(config: TrainConfig, num_classes: int = 10) -> TransferMo
 
 
 def _keep_best(first_epoch: int, keep: list, on_epoch_end, model) -> keras.callbacks.Callback:
-    """Keeps the best-on-validation weights of the whole run in memory and calls the epoch hook, with epochs
-    numbered across phases."""
+    """A callback that keeps the run's best-on-validation weights in memory and calls the epoch hook.
+
+    Epochs are numbered across phases; `keep` holds [best val_loss, weights].
+    """
 
     def end(epoch, logs):
         logs = logs or {}
@@ -74,8 +76,8 @@ def train_phases(
     steps = math.ceil(len(splits.x_train) / config.batch_size)
     plan = [(1, config.epochs, config.lr, 0)]
     if config.fine_tune_layers:
-        plan.append((2, config.fine_tune_epochs or config.epochs, config.fine_tune_lr or config.lr / 10,
-                     config.fine_tune_layers))  # fmt: skip
+        tune_epochs, tune_lr = config.fine_tune_epochs or config.epochs, config.fine_tune_lr or config.lr / 10
+        plan.append((2, tune_epochs, tune_lr, config.fine_tune_layers))
     keep: list = [math.inf, None]
     phases, done = [], 0
     for phase, epochs, lr, k in plan:
@@ -91,8 +93,14 @@ def train_phases(
         ]
         if config.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
-                  verbose=progress_verbosity())  # fmt: skip
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=progress_verbosity(),
+        )
         rows = [r for r in run.read_history() if r.get("phase") == phase]
         done += len(rows)
         phases.append(
