@@ -203,8 +203,9 @@ def _fit_head_on_features(model, base, x: np.ndarray, y: np.ndarray, steps: int,
     _compile_fit(head, ds, steps, lr)
 
 
-def train_method(method: str, config: ExperimentConfig, pretrained: Path, x: np.ndarray, y: np.ndarray,
-                 steps: int, seed: int):  # fmt: skip
+def train_method(
+    method: str, config: ExperimentConfig, pretrained: Path, x: np.ndarray, y: np.ndarray, steps: int, seed: int
+):
     """Build and train one method's model on (x, y) within `steps` optimizer steps; returns the model."""
     from digitlab.models import transfer_network as transfer
     from digitlab.models.registry import ModelOptions
@@ -278,13 +279,23 @@ def run_experiment(config: ExperimentConfig, log=print) -> ExperimentResult:
                     t0 = time.perf_counter()
                     model = train_method(method, config, pretrained, x, y, budget(config, n), seed)
                     accuracy = float(np.mean(predict_logits(model, x_test).argmax(1) == y_test))
-                    runs.append({"method": method, "n_per_class": n, "seed": seed, "test_accuracy": accuracy,
-                                 "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
+                    runs.append(
+                        {
+                            "method": method,
+                            "n_per_class": n,
+                            "seed": seed,
+                            "test_accuracy": accuracy,
+                            "seconds": round(time.perf_counter() - t0, 2),
+                        }
+                    )
                     bar.update()
             done = [r for r in runs if r["n_per_class"] == n]
-            log(f"N={n}: " + "  ".join(
-                f"{m} {100 * np.mean([r['test_accuracy'] for r in done if r['method'] == m]):.2f}%" for m in METHODS
-            ))  # fmt: skip
+            log(
+                f"N={n}: "
+                + "  ".join(
+                    f"{m} {100 * np.mean([r['test_accuracy'] for r in done if r['method'] == m]):.2f}%" for m in METHODS
+                )
+            )
 
     summary = summarise(runs, config)
     results = {
@@ -392,10 +403,16 @@ def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
     p.add_argument("--data-dir", default=None, help="MNIST location (default $DIGITLAB_DATA or ~/.cache/digitlab)")
     args = p.parse_args(argv)
     config = ExperimentConfig(
-        n_per_class=tuple(args.n), seeds=args.seeds, epochs=args.epochs, min_steps=args.min_steps,
-        batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs, pretrain_limit=args.pretrain_limit,
-        out=args.out, data_dir=args.data_dir,
-    )  # fmt: skip
+        n_per_class=tuple(args.n),
+        seeds=args.seeds,
+        epochs=args.epochs,
+        min_steps=args.min_steps,
+        batch_size=args.batch_size,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_limit=args.pretrain_limit,
+        out=args.out,
+        data_dir=args.data_dir,
+    )
     config.validate()  # before importing TensorFlow
     return config
 

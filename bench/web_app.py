@@ -172,10 +172,14 @@ def main() -> None:
     for name, size in weight["bytes"].items():
         print(f"  {name:<26} {size / mb:6.2f} MB")
     print(f"{'measure':<36} {'p50':>8} {'p90':>8}  target")
-    print(f"{'first answer, empty cache (ms)':<36} {result['first_answer_empty_cache_ms']['p50']:>8} "
-          f"{result['first_answer_empty_cache_ms']['p90']:>8}  ≤ 1500")  # fmt: skip
-    print(f"{'first answer, warm cache (ms)':<36} {result['first_answer_warm_cache_ms']['p50']:>8} "
-          f"{result['first_answer_warm_cache_ms']['p90']:>8}  ≤ 1500")  # fmt: skip
+    print(
+        f"{'first answer, empty cache (ms)':<36} {result['first_answer_empty_cache_ms']['p50']:>8} "
+        f"{result['first_answer_empty_cache_ms']['p90']:>8}  ≤ 1500"
+    )
+    print(
+        f"{'first answer, warm cache (ms)':<36} {result['first_answer_warm_cache_ms']['p50']:>8} "
+        f"{result['first_answer_warm_cache_ms']['p90']:>8}  ≤ 1500"
+    )
     for part, s in result["warm_prediction_ms"].items():
         print(f"{'warm prediction: ' + part + ' (ms)':<36} {s['p50']:>8} {s['p90']:>8}  {'≤ 5' * (part == 'total')}")
     print(f"load average during the run: {load}")

@@ -187,8 +187,10 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def generic(data: Any) -> str:
-    """Any other results file: every number as a row of a key/value table (a new bench shows up before it gets a
-    renderer of its own)."""
+    """Any other results file: every number as a row of a key/value table.
+
+    A new bench shows up on the page before it gets a renderer of its own.
+    """
     if not isinstance(data, dict):
         return "```json\n" + json.dumps(data, indent=1)[:2000] + "\n```\n"
     rows = [[f"`{k}`", f"{v:,}" if isinstance(v, int) else json.dumps(v)[:120]] for k, v in flatten(data)]

@@ -135,13 +135,15 @@ def test_arrays(array):
 @FUZZ
 @given(
     st.one_of(
-        st.builds(lambda mime, payload: f"data:{mime};base64,{payload}", st.sampled_from(
-            ["image/png", "image/jpeg", "text/plain", "application/json", "", "image/svg+xml"]),
-            st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=@!-_ ", max_size=64)),
+        st.builds(
+            lambda mime, payload: f"data:{mime};base64,{payload}",
+            st.sampled_from(["image/png", "image/jpeg", "text/plain", "application/json", "", "image/svg+xml"]),
+            st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=@!-_ ", max_size=64),
+        ),
         st.builds(lambda data: "data:image/png;base64," + base64.b64encode(data).decode(), st.binary(max_size=256)),
         st.text(max_size=64).map(lambda t: "data:" + t),
     )
-)  # fmt: skip
+)
 def test_data_urls(url):
     check(url)
 

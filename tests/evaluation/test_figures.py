@@ -62,14 +62,31 @@ def test_report_template_escapes_what_a_run_names():
         "validation_nll_before": 1.0,
         "validation_nll_after": 1.0,
     }
-    metrics = {"model": "<script>x</script>", "split": "test", "examples": 50, "model_file": "m.onnx",
-               "contract": {"format": "onnx", "assumed": "inputs <in [0, 1]>"}, "calibration": calibration,
-               **classification_metrics(logits, labels)}  # fmt: skip
-    page = _templates().get_template("report.html.j2").render(
-        m=metrics, before=calibration["before"], after=calibration["after"], temperature=_temperature_note(calibration),
-        averages={"macro avg": metrics["macro_avg"]}, figures=[], config="{}", layers=None,
-        inside={"unavailable": "no <conv> layer"}, refusal={"unavailable": "too few"},
-    )  # fmt: skip
+    metrics = {
+        "model": "<script>x</script>",
+        "split": "test",
+        "examples": 50,
+        "model_file": "m.onnx",
+        "contract": {"format": "onnx", "assumed": "inputs <in [0, 1]>"},
+        "calibration": calibration,
+        **classification_metrics(logits, labels),
+    }
+    page = (
+        _templates()
+        .get_template("report.html.j2")
+        .render(
+            m=metrics,
+            before=calibration["before"],
+            after=calibration["after"],
+            temperature=_temperature_note(calibration),
+            averages={"macro avg": metrics["macro_avg"]},
+            figures=[],
+            config="{}",
+            layers=None,
+            inside={"unavailable": "no <conv> layer"},
+            refusal={"unavailable": "too few"},
+        )
+    )
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "inputs &lt;in [0, 1]&gt;" in page and "no &lt;conv&gt; layer" in page
     assert "No temperature fitted (an imported model" in page and "its layers are not listed here" in page

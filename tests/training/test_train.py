@@ -162,10 +162,28 @@ def test_two_workers_train_in_lock_step_and_resume_after_kill_9(tmp_path, mnist_
 
     out = tmp_path / "mw"
     args = (
-        "launch", "--workers", "2", "--timeout", "240", "--",
-        "train", "--model", "mlp", "--loop", "custom", "--epochs", "3", "--limit", "2048",
-        "--batch-size", "64", "--validation-size", "500", "--out", str(out),
-    )  # fmt: skip
+        "launch",
+        "--workers",
+        "2",
+        "--timeout",
+        "240",
+        "--",
+        "train",
+        "--model",
+        "mlp",
+        "--loop",
+        "custom",
+        "--epochs",
+        "3",
+        "--limit",
+        "2048",
+        "--batch-size",
+        "64",
+        "--validation-size",
+        "500",
+        "--out",
+        str(out),
+    )
     first = _cli(*args, start_new_session=True)
     seen = ""
     for line in first.stdout:  # the chief reports epoch 2 (epoch 1's checkpoint is surely on disk): kill

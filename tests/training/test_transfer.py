@@ -56,9 +56,16 @@ def transfer_run(base_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("transfer") / "run"
     config = resolve_config(
-        "transfer", base=str(base_run), out=str(out), limit=1024, epochs=2, lr=3e-3, fine_tune_layers=1,
-        fine_tune_epochs=1, **SMALL,
-    )  # fmt: skip
+        "transfer",
+        base=str(base_run),
+        out=str(out),
+        limit=1024,
+        epochs=2,
+        lr=3e-3,
+        fine_tune_layers=1,
+        fine_tune_epochs=1,
+        **SMALL,
+    )
     return train_and_evaluate(config, **QUIET)
 
 
@@ -122,9 +129,15 @@ def test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_ph
         snapshots[epoch] = (_weights_by_layer(base), [np.array(w) for w in model.get_layer("logits").weights])
 
     config = resolve_config(
-        "transfer", base=str(tmp_path / "fast.keras"), out=str(tmp_path / "run"), limit=256, epochs=1,
-        fine_tune_layers=1, fine_tune_epochs=1, **SMALL,
-    )  # fmt: skip
+        "transfer",
+        base=str(tmp_path / "fast.keras"),
+        out=str(tmp_path / "run"),
+        limit=256,
+        epochs=1,
+        fine_tune_layers=1,
+        fine_tune_epochs=1,
+        **SMALL,
+    )
     train_and_evaluate(config, on_epoch_end=snapshot, **QUIET)
     phase1, head1 = snapshots[1]
     phase2, head2 = snapshots[2]
@@ -167,8 +180,15 @@ def application_models(tmp_path_factory, mnist):
         saved = keras.Model(transfer.model.input, adapted, name=f"{config.base}_adapter")
         assert saved.output_shape == (None, 32, 32, 3)
         saved.save(path)
-        built[config.base] = {"transfer": transfer, "before": before, "after": after, "path": path, "saved": saved,
-                              "x": x, "loss": history.history["loss"][0]}  # fmt: skip
+        built[config.base] = {
+            "transfer": transfer,
+            "before": before,
+            "after": after,
+            "path": path,
+            "saved": saved,
+            "x": x,
+            "loss": history.history["loss"][0],
+        }
     return built
 
 
@@ -349,8 +369,10 @@ def test_the_transfer_experiment_runs_at_a_tiny_scale(tmp_path, mnist_dir, capsy
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [(r["method"], r["n_per_class"]) for r in saved["runs"]] == [
-        ("frozen", 5), ("fine-tuned", 5), ("scratch", 5)
-    ]  # fmt: skip
+        ("frozen", 5),
+        ("fine-tuned", 5),
+        ("scratch", 5),
+    ]
     assert saved["test_images"] == 4861  # every test image of the digits 5–9, and nothing else
     assert saved["pretrain"]["train_images"] == 1000
     assert "N=5: 20" in saved["budget"]  # max(min_steps, 1 pass of 25 images / 32) = 20 steps per method
@@ -407,9 +429,11 @@ def test_finetune_on_synthetic_feedback_writes_a_new_calibrated_run(base_run, fe
         assert (out / name).is_file(), name
     metrics = json.loads(run.metrics.read_text())
     assert metrics["feedback"] == {
-        "usable": 30, "trained_on": 24, "held_out": 6,
+        "usable": 30,
+        "trained_on": 24,
+        "held_out": 6,
         "skipped": {"blank": 1, "missing": 1, "unreadable": 1, "no_digit_found": 0},
-    }  # fmt: skip
+    }
     for when in ("before", "after"):
         assert 0 <= metrics[when]["feedback_holdout_accuracy"] <= 1 and 0.5 < metrics[when]["test"]["accuracy"] <= 1
     assert metrics["test"] == metrics["after"]["test"]

@@ -120,8 +120,12 @@ def test_refusal_features_match_python(tmp_path):
     others = [to_mnist_28x28(image).pixels for name, image in canvases(240) if name.startswith("non-digit")][:20]
     pixels = np.concatenate([digits, np.stack(others)])
     logits = rng.normal(0, 4, (len(pixels), 10))
-    payload = {"components": layout["components"], "bank": layout["bank"], "pixels": pixels.reshape(-1, 784).tolist(),
-               "logits": logits.tolist()}  # fmt: skip
+    payload = {
+        "components": layout["components"],
+        "bank": layout["bank"],
+        "pixels": pixels.reshape(-1, 784).tolist(),
+        "logits": logits.tolist(),
+    }
     (tmp_path / "features.json").write_text(json.dumps(payload))
     args = [NODE, str(HERE / "run_features.mjs"), str(tmp_path / "digit-space.bin"), str(tmp_path / "features.json")]
     js = np.asarray(json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout))
