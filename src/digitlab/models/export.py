@@ -26,7 +26,7 @@ from typing import Any
 
 from digitlab.atomic import atomic_write_json
 from digitlab.data.fetch import sha256_file
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, one_line
 
 FORMATS = ("savedmodel", "onnx", "litert")
 SERVING_NAME = "digits"  # TF Serving's model name: REST at /v1/models/digits:predict
@@ -244,7 +244,7 @@ def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, A
     except (ModelError, ConfigError):
         raise
     except Exception as e:  # a converter's refusal names the layer or op that blocks it
-        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        reason = one_line(e, 300)
         raise ModelError(f"cannot export {model.name} to {fmt}: {reason}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -41,7 +41,7 @@ import numpy as np
 from digitlab.atomic import atomic_write_json
 from digitlab.data.fetch import default_data_dir
 from digitlab.data.images import to_input_batch
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, one_line
 from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALES, Contract, output_kind, to_logits, to_model_input
 from digitlab.models.foreign import ForeignModel, open_foreign
 
@@ -142,7 +142,7 @@ def _run(foreign: ForeignModel, x: np.ndarray) -> np.ndarray:
     except ModelError:
         raise
     except Exception as e:  # the model's own runtime failed on a correctly shaped batch
-        raise ModelError(f"{foreign.path.name} failed on a batch of digits: {' '.join(str(e).split())[:200]}") from e
+        raise ModelError(f"{foreign.path.name} failed on a batch of digits: {one_line(e)}") from e
     if out.shape != (len(x), 10):
         raise ModelError(f"{foreign.path.name} answered shape {out.shape} for {len(x)} digits, not ({len(x)}, 10)")
     return out

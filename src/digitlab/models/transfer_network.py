@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, one_line
 
 if TYPE_CHECKING:  # keras is imported lazily: config validation uses this module's name checks
     import keras
@@ -175,7 +175,7 @@ def application_base(key: str, weights: str, size: int) -> keras.Model:
         try:
             weights = str(imagenet_weights(app, size))
         except (OSError, ValueError) as e:  # URLError and timeouts are OSErrors
-            reason = " ".join(str(e).split())[:300] or type(e).__name__
+            reason = one_line(e, 300)
             raise ModelError(
                 f"the ImageNet weights for {key} could not be downloaded ({reason}); download {expected} "
                 f"where there is network and pass it with --weights PATH (or put it in {_keras_models_dir()}), or "
@@ -189,7 +189,7 @@ def application_base(key: str, weights: str, size: int) -> keras.Model:
         try:
             model.load_weights(str(path))
         except Exception as e:
-            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            reason = one_line(e)
             raise ModelError(
                 f"cannot load --weights {path} into {key} without its top ({reason}); expected {expected} or a "
                 ".weights.h5 saved from the same base"

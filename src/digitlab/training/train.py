@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.data.mnist import Splits, load_splits, make_dataset, split_seed, training_order
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, ModelError, one_line
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import plain_keras_model
 from digitlab.models.zoo import RawMLP, build_model
@@ -227,7 +227,7 @@ def reuse_run(run: RunDir, log=print) -> RunResult:
     try:
         model = keras.saving.load_model(run.model, compile=False)
     except Exception as e:  # Keras raises many types for a damaged file
-        raise ModelError(f"{run.model} is unreadable ({' '.join(str(e).split())[:200]})") from e
+        raise ModelError(f"{run.model} is unreadable ({one_line(e)})") from e
     return RunResult(run.path, metrics, model)
 
 
