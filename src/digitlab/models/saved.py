@@ -34,7 +34,7 @@ class LoadedModel:
     exported ONNX file never needs it. `contract` is set for imported models (`digitlab import`).
     """
 
-    network: Any  # the keras.Model (or OnnxNetwork), or None until first needed
+    _network: Any  # the keras.Model (or OnnxNetwork), or None until first needed: read it through `model`
     name: str
     model_path: Path
     run_dir: Path | None
@@ -45,9 +45,9 @@ class LoadedModel:
     @property
     def model(self):
         """The network, loaded on first use: a Keras model, or an `OnnxNetwork` for an imported ONNX model."""
-        if self.network is None:
-            self.network = _load_network(self.model_path, self.contract, self.name)
-        return self.network
+        if self._network is None:
+            self._network = _load_network(self.model_path, self.contract, self.name)
+        return self._network
 
     @property
     def imported(self) -> bool:
@@ -109,7 +109,7 @@ def load_model(path: str | Path, network: bool = True, log: Callable[[str], Any]
     if network:
         _ = loaded.model
         if not settings.get("model"):
-            loaded.name = getattr(loaded.network, "name", loaded.name)
+            loaded.name = getattr(loaded.model, "name", loaded.name)
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # uncalibrated: T = 1
         loaded.temperature = float(json.loads(loaded.calibration_path.read_text())["temperature"])
     return loaded
