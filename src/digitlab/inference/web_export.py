@@ -4,7 +4,7 @@ What the folder holds (`index.html` at its root; any static host serves it, see 
 
 - `web/`: the page's shared ES modules and CSS (`digitlab.web`, the same code `digitlab serve`'s page uses);
 - `model/model.onnx` with `onnx.json`: the model as ONNX, parity-checked against Keras like every export
-  (`deploy.export_loaded`);
+  (`export_command.export_loaded`);
 - `model/web.json`: what the JavaScript needs besides the network: its input contract, the temperature, the "not
   a digit" refusal's weights (`refusal.Refusal`) and the layout of `model/digit-space.bin`, the float32 PCA basis
   and bank of training digits the refusal's distances use (`digit_space.DigitSpace`);
@@ -195,7 +195,7 @@ def export_web(
       ModelError: the ONNX copy does not answer like the model (it is removed).
       ConfigError: the folder cannot be written.
     """
-    from digitlab.inference.deploy import export_loaded
+    from digitlab.inference.export_command import export_loaded
     from digitlab.inference.refusal import refusal_for
     from digitlab.inference.runtimes import open_runtime
     from digitlab.models import export
