@@ -33,8 +33,12 @@ run: $(BIN)/.installed-serve
 	@echo "Serving the draw-a-digit page on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	$(BIN)/digitlab serve --model $(RUN_DIR) --port 8000
 
+# The whole suite on TEST_WORKERS processes (pytest-xdist; a test file stays on one worker, and the trained models
+# the tests share are trained once and copied, tests/conftest.py): most tests wait on a model, a browser or a
+# subprocess at some point, so two workers keep two cores busy.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed-dev lint docs-check
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The inner loop: every test that needs no trained `cnn` (tests/conftest.py marks the ones that do `slow`) and
 # no browser; the tiny models it needs train in seconds and are cached for the session.

@@ -9,9 +9,13 @@ new test that asks for `trained_run` is in the slow tier without anyone remember
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path
 
 import pytest
 
@@ -95,53 +99,78 @@ def mnist(mnist_dir):
     return load_mnist(mnist_dir)
 
 
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(folder)` once per test session however many pytest-xdist workers ask; each worker gets a copy.
+
+    pytest-xdist's documented pattern for session fixtures (a lock file in the folder the workers share): a model
+    trains once per `make test`, not once per worker, and the copy keeps each worker's writes into a run
+    (calibration, the refusal score, feedback) its own. Without xdist, `build` runs in a fresh folder.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        out = tmp_path_factory.mktemp(name)
+        build(out)
+        return out
+    shared = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (shared / ".complete").exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            build(shared)
+            (shared / ".complete").touch()
+    out = tmp_path_factory.mktemp(name)
+    shutil.copytree(shared, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    return out
+
+
+def _train(out: Path, kind: str = "cnn", **settings) -> Path:
+    from digitlab.training.config import resolve_config
+    from digitlab.training.train import train_and_evaluate
+
+    config = resolve_config(kind, out=str(out), deterministic=True, **settings)
+    return train_and_evaluate(config, log=lambda *_: None).run_dir
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, mnist_dir):
     """A real `cnn` trained for one epoch on the full training split (~98.5% test accuracy, ~40 s on 2 cores).
 
     Shared by the evaluation, inference and serving tests.
     """
-    from digitlab.training.config import resolve_config
-    from digitlab.training.train import train_and_evaluate
-
-    out = tmp_path_factory.mktemp("trained") / "cnn"
-    config = resolve_config("cnn", epochs=1, lr=3e-3, schedule="onecycle", out=str(out), deterministic=True)
-    train_and_evaluate(config, log=lambda *_: None)
-    return out
+    settings = {"epochs": 1, "lr": 3e-3, "schedule": "onecycle"}
+    return _built_once(tmp_path_factory, "trained", lambda out: _train(out / "cnn", **settings)) / "cnn"
 
 
 @pytest.fixture(scope="session")
 def tiny_cnn(tmp_path_factory, mnist_dir):
     """A real `cnn` trained for one epoch on 1,024 images (a few seconds): for the fast tier's tests that need
     *a* trained run directory, not a good model (it gets roughly 80% of test digits right, not 98.5%)."""
-    from digitlab.training.config import resolve_config
-    from digitlab.training.train import train_and_evaluate
-
-    out = tmp_path_factory.mktemp("tiny-cnn") / "cnn"
     settings = {"limit": 1024, "validation_size": 500, "batch_size": 64, "patience": 0, "epochs": 1, "lr": 3e-3}
-    return train_and_evaluate(resolve_config("cnn", out=str(out), **settings), log=lambda *_: None).run_dir
+    return _built_once(tmp_path_factory, "tiny-cnn", lambda out: _train(out / "cnn", **settings)) / "cnn"
+
+
+TINY_KINDS = {
+    "mlp": {},
+    "deep-cnn": {"bn_momentum": 0.5},
+    "fast-cnn": {"bn_momentum": 0.5},
+    "raw-mlp": {"loop": "custom"},
+    "transfer": {"fine_tune_layers": 1, "fine_tune_epochs": 1},  # on `trained_run` as its base
+}
 
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, trained_run, mnist_dir):
     """One tiny real run of each kind (512 images, one epoch; transfer on `trained_run` as its base), plus the
     shared `cnn`. Shared by the export and explain tests."""
-    from digitlab.training.config import resolve_config
-    from digitlab.training.train import train_and_evaluate
-
     tiny = {"limit": 512, "validation_size": 500, "batch_size": 64, "patience": 0, "epochs": 1, "lr": 3e-3}
-    tmp = tmp_path_factory.mktemp("tiny-runs")
-    made = {"cnn": trained_run}
-    for kind, extra in [
-        ("mlp", {}),
-        ("deep-cnn", {"bn_momentum": 0.5}),
-        ("fast-cnn", {"bn_momentum": 0.5}),
-        ("raw-mlp", {"loop": "custom"}),
-        ("transfer", {"base": str(trained_run), "fine_tune_layers": 1, "fine_tune_epochs": 1}),
-    ]:
-        config = resolve_config(kind, out=str(tmp / kind), deterministic=True, **tiny, **extra)
-        made[kind] = train_and_evaluate(config, log=lambda *_: None).run_dir
-    return made
+
+    def build(out: Path) -> None:
+        for kind, extra in TINY_KINDS.items():
+            base = {"base": str(trained_run)} if kind == "transfer" else {}
+            _train(out / kind, kind, **tiny, **extra, **base)
+
+    folder = _built_once(tmp_path_factory, "tiny-runs", build)
+    return {"cnn": trained_run} | {kind: folder / kind for kind in TINY_KINDS}
 
 
 @contextlib.contextmanager
