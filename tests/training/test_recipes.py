@@ -199,9 +199,9 @@ def _former_one_cycle(step: np.ndarray, peak: float, total_steps: int, warmup=0.
 def test_one_cycle_on_keras_cosine_decay_gives_the_former_curve_at_every_step(total):
     """`--schedule onecycle` moved onto keras' CosineDecay(warmup_target, warmup_steps): the same rate at every
     step (and past the end), so recipes that use it train as before."""
-    from digitlab.training.optim import one_cycle
-
     import tensorflow as tf
+
+    from digitlab.training.optim import one_cycle
 
     schedule = tf.function(one_cycle(3e-3, total))  # traced once: the step loop below then costs ~0.1 ms a step
     steps = np.arange(total + 5, dtype=np.float32)
