@@ -5,10 +5,7 @@ Screenshots of each flow go to test-artifacts/browser/.
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-import shutil
 import socket
 import threading
 import time
@@ -16,20 +13,14 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from browser_helpers import CHROMIUM, DASH, FORTY_TWO, LAUNCH_ARGS, SHAPES
+from browser_helpers import draw_mouse as _draw_mouse
+from browser_helpers import draw_touch as _draw_touch
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="no Chromium: `apt-get install chromium` (.ci/run does this)"
 )
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -63,55 +54,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         yield b
         b.close()
-
-
-# Digit shapes as strokes in [0, 1] canvas coordinates.
-def _circle(cx, cy, rx, ry, n=40):
-    return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 1)]
-
-
-SHAPES = {
-    1: [[(0.52, 0.18), (0.50, 0.50), (0.48, 0.84)]],
-    7: [[(0.28, 0.2), (0.72, 0.2), (0.62, 0.4), (0.50, 0.62), (0.42, 0.84)]],
-    0: [_circle(0.5, 0.5, 0.2, 0.32)],
-}
-
-
-# "42" on the wide number-mode canvas, in fractions of its width and height: a 4 and a 2, well apart.
-FORTY_TWO = [
-    [(0.37, 0.14), (0.31, 0.62), (0.45, 0.62)],
-    [(0.42, 0.32), (0.42, 0.88)],
-    [(0.55, 0.30), (0.58, 0.17), (0.63, 0.14), (0.67, 0.22), (0.66, 0.40), (0.56, 0.84), (0.69, 0.84)],
-]
-DASH = [[(0.3, 0.5), (0.7, 0.5)]]
-
-
-def _stroke_points(points, steps=6):
-    out = []
-    for (x0, y0), (x1, y1) in itertools.pairwise(points):
-        out += [(x0 + (x1 - x0) * t / steps, y0 + (y1 - y0) * t / steps) for t in range(steps)]
-    return [*out, points[-1]]
-
-
-def _draw_mouse(page, strokes):
-    box = page.locator("#pad").bounding_box()
-    for stroke in strokes:
-        pts = _stroke_points(stroke)
-        page.mouse.move(box["x"] + pts[0][0] * box["width"], box["y"] + pts[0][1] * box["height"])
-        page.mouse.down()
-        for x, y in pts[1:]:
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
-        page.mouse.up()
-
-
-def _draw_touch(page, cdp, strokes):
-    box = page.locator("#pad").bounding_box()
-    for stroke in strokes:
-        pts = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in _stroke_points(stroke)]
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": pts[0][0], "y": pts[0][1]}]})
-        for x, y in pts[1:]:
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
 def _wait_label(page, expected: str):

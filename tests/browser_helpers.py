@@ -1,5 +1,5 @@
 """Drawing in a real Chromium for the web page's tests: the launch flags, digit shapes as strokes, and mouse and
-touch strokes (the same as tests/serving/test_browser.py's, which could import them from here)."""
+touch strokes (shared by tests/serving/test_browser.py and tests/web/test_static_app.py)."""
 
 from __future__ import annotations
 
