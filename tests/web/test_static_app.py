@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, DASH, LAUNCH_ARGS, SHAPES, draw_mouse, draw_touch
 
+from browser_helpers import CHROMIUM, DASH, LAUNCH_ARGS, SHAPES, draw_mouse, draw_touch
 from digitlab.errors import FetchError
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
