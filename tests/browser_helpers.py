@@ -3,9 +3,11 @@ touch strokes (shared by tests/serving/test_browser.py and tests/web/test_static
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import shutil
+from collections.abc import Iterator
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -68,3 +70,14 @@ def draw_touch(page, cdp, strokes, selector: str = "#pad") -> None:
         for x, y in pts[1:]:
             cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
         cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+@contextlib.contextmanager
+def headless_chromium() -> Iterator:
+    """Debian's Chromium, headless, through Playwright (its own browser download does not work offline)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        yield browser
+        browser.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_helpers import CHROMIUM, DASH, FORTY_TWO, LAUNCH_ARGS, SHAPES
+from browser_helpers import CHROMIUM, DASH, FORTY_TWO, SHAPES, headless_chromium
 from browser_helpers import draw_mouse as _draw_mouse
 from browser_helpers import draw_touch as _draw_touch
 
@@ -48,12 +48,8 @@ def server(trained_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+    with headless_chromium() as b:
         yield b
-        b.close()
 
 
 def _wait_label(page, expected: str):

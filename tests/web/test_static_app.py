@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_helpers import CHROMIUM, DASH, LAUNCH_ARGS, SHAPES, draw_mouse, draw_touch
+from browser_helpers import CHROMIUM, DASH, SHAPES, draw_mouse, draw_touch, headless_chromium
 from digitlab.errors import FetchError
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
@@ -66,12 +66,8 @@ def url(site):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+    with headless_chromium() as b:
         yield b
-        b.close()
 
 
 def _open(page, url: str) -> list[str]:
