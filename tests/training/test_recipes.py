@@ -72,6 +72,47 @@ def test_augmentation_is_off_outside_training(mnist):
         make_dataset(mnist.x_test[:32], None, 32, augment=True)
 
 
+def test_handwriting_augmentation_is_seeded_keeps_range_and_keeps_the_digit(mnist):
+    """Reproducible under a seed, different under another, in [0, 1], and every family leaves a readable digit:
+    each augmented image still correlates with its original warped the same way more than with other digits."""
+    import tensorflow as tf
+
+    from digitlab.data.augment import handwriting_batch
+
+    x = tf.constant(mnist.x_test[:128, ..., None] / 255.0, tf.float32)
+    a = handwriting_batch(x, tf.constant([4, 2], tf.int64)).numpy()
+    np.testing.assert_array_equal(a, handwriting_batch(x, tf.constant([4, 2], tf.int64)).numpy())
+    assert np.abs(a - handwriting_batch(x, tf.constant([5, 2], tf.int64)).numpy()).max() > 0.5
+    assert a.shape == x.shape and a.dtype == np.float32 and a.min() >= 0.0 and a.max() <= 1.0
+    assert np.mean(np.abs(a - x.numpy()).reshape(128, -1).max(1) > 0.1) > 0.9  # nearly every digit changed
+    centred = a.reshape(128, -1) - a.reshape(128, -1).mean(1, keepdims=True)
+    assert (centred.std(1) > 0.015).all()  # faint at worst (thinned, low contrast), never a flat image
+
+
+def test_handwriting_families_each_do_what_they_say(mnist):
+    """With one family forced on and the warp off, each changes the image the way its name says."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from digitlab.data.augment import Affine, Handwriting, handwriting_batch
+
+    x = tf.constant(mnist.x_test[:64, ..., None] / 255.0, tf.float32)
+    still = Handwriting(
+        Affine(0, 0, 0, 0), elastic=0.0, stroke=0, outline=0, blur=0, noise=0, background=0, strokes=0, clean=0.0
+    )
+    seed = tf.constant([1, 1], tf.int64)
+    np.testing.assert_allclose(handwriting_batch(x, seed, still).numpy(), x.numpy(), atol=1e-5)  # identity
+    background = handwriting_batch(x, seed, dataclasses.replace(still, background=1.0)).numpy()
+    paper = x.numpy() < 0.01
+    assert np.median(background[paper]) > 0.05  # a grey background under the digit
+    outline = handwriting_batch(x, seed, dataclasses.replace(still, outline=1.0)).numpy()
+    core = x.numpy() > 0.99
+    assert outline[core].mean() < 0.6 * x.numpy()[core].mean()  # hollow: the strokes' cores go dark
+    warped = handwriting_batch(x, seed, dataclasses.replace(still, elastic=1.0)).numpy()
+    assert 0.5 < warped.sum() / x.numpy().sum() < 1.5 and np.abs(warped - x.numpy()).max() > 0.3
+
+
 # --- recipes ------------------------------------------------------------------------------------------------
 
 
@@ -82,6 +123,8 @@ def test_recipes_say_what_they_are():
     assert best.model == "bn-cnn" and best.augment and best.ema > 0 and best.optimizer == "adamw"
     assert best.split_seed == 0 and best.keep == "last" and best.patience == 0
     assert model_options(best).weight_decay == 0.0  # AdamW decays the weights; no L2 on top
+    robust = resolve_config(None, "robust")
+    assert robust.model == "fast-cnn" and robust.handwriting and not robust.full_train  # validation calibrates
     assert resolve_config(None, "best", seed=4).split_seed == 0  # every seed holds out the same images
     with pytest.raises(ConfigError, match="--full-train"):
         resolve_config("cnn", full_train=True)  # keep best + early stopping would choose on seen images

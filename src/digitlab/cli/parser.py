@@ -103,6 +103,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="one random affine warp per training image: rotation, zoom, shear, shift (default: recipe, off)",
     )
+    p.add_argument(
+        "--handwriting",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="augment as people write and cameras see: warp, elastic, stroke width, outlines, blur, noise, grey "
+        "or uneven background, stray strokes (default: recipe; robust: on)",
+    )
     p.add_argument("--ema", type=float, help="average the weights with this momentum, e.g. 0.999 (default: recipe, 0)")
     p.add_argument(
         "--keep", choices=KEEP, help="best: lowest-validation-loss epoch | last: final/averaged weights (default best)"

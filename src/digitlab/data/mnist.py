@@ -181,12 +181,14 @@ def make_dataset(
     shuffle_buffer: int | None = None,
     drop_remainder: bool = False,
     augment: bool = False,
+    handwriting: bool = False,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of float32 images in [0, 1], shaped (B, 28, 28, 1) or (B, 784) when `flatten`.
 
     The uint8 tensors are cached and batched before the cast, so the per-example work is one vectorised
-    op per batch rather than a Python-level map per image. `augment` adds one random affine warp per image
-    (`digitlab.data.augment`, seeded by `seed`): for training batches only, never for evaluation.
+    op per batch rather than a Python-level map per image. `augment` adds one random affine warp per image,
+    `handwriting` the handwriting augmentation instead (`digitlab.data.augment`, seeded by `seed`): for
+    training batches only, never for evaluation.
     """
     import tensorflow as tf
 
@@ -206,12 +208,12 @@ def make_dataset(
         return x, y
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment:
+    if augment or handwriting:
         if labels is None:
             raise ValueError("augmentation is for labelled training batches")
-        from digitlab.data.augment import augment_dataset
+        from digitlab.data.augment import augment_dataset, handwriting_dataset
 
-        ds = augment_dataset(ds, seed or 0)
+        ds = handwriting_dataset(ds, seed or 0) if handwriting else augment_dataset(ds, seed or 0)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -75,7 +75,15 @@ def fit_loop(
     distribution = tf.distribute.get_strategy()
     x, y = training_order(splits, config.order, config.seed)
     reshuffle = config.order == "reshuffle"
-    train_ds = make_dataset(x, y, config.batch_size, shuffle=reshuffle, seed=config.seed, augment=config.augment)
+    train_ds = make_dataset(
+        x,
+        y,
+        config.batch_size,
+        shuffle=reshuffle,
+        seed=config.seed,
+        augment=config.augment,
+        handwriting=config.handwriting,
+    )
     # --full-train has no held-out images: a per-epoch pass over images it trains on would choose nothing
     val_ds = None if config.full_train else make_dataset(splits.x_val, splits.y_val, 1024)
     steps = math.ceil(len(splits.x_train) / config.batch_size)
