@@ -207,3 +207,38 @@ def test_importing_preprocess_leaves_opencv_threads_alone():
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_FOR_THREADS_NUM"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# --- strokes that must not be lost (issue: real handwriting) -------------------------------------------------
+
+
+def _thin_cases():
+    import cv2
+
+    circle = np.zeros((150, 150), np.uint8)
+    cv2.circle(circle, (75, 75), 40, 255, 1)  # a 1-px "0", 8-connected steps, no anti-aliasing
+    seven = np.zeros((150, 150), np.uint8)
+    cv2.polylines(seven, [np.array([[50, 40], [100, 40], [60, 120]])], False, 255, 1)
+    one = np.zeros((648, 1152), np.uint8)
+    cv2.line(one, (600, 300), (605, 360), 255, 2)  # a thin "1", 9% of the canvas's height
+    hollow = np.full((200, 200), 255, np.uint8)
+    cv2.circle(hollow, (100, 100), 60, 0, 1)  # dark 1-px outline on white paper
+    return {"1-px 0 on 150²": circle, "1-px 7 on 150²": seven, "small thin 1 on 1152×648": one, "outline": hollow}
+
+
+@pytest.mark.parametrize("name", list(_thin_cases()))
+def test_thin_and_small_strokes_are_not_lost(name):
+    """A 1-px stroke on a small canvas and a thin digit drawn small on a large one are digits, not "blank"."""
+    processed = to_mnist_28x28(_thin_cases()[name])
+    assert not processed.blank, processed.reason
+    assert processed.pixels.max() == pytest.approx(1.0) and (processed.pixels > 0.5).sum() >= 15
+
+
+def test_a_speck_on_a_large_canvas_and_a_blank_canvas_stay_blank():
+    speck = np.zeros((648, 1152), np.uint8)
+    speck[300:302, 600:602] = 255
+    assert to_mnist_28x28(speck).blank
+    dot = np.zeros((150, 150), np.uint8)
+    dot[70:74, 70:74] = 255  # a round blob, not a stroke
+    assert to_mnist_28x28(dot).blank
+    assert to_mnist_28x28(np.zeros((150, 150), np.uint8)).blank

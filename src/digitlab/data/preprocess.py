@@ -175,7 +175,10 @@ def ink_map(pixels: np.ndarray, work_size: int = WORK_SIZE) -> tuple[np.ndarray,
     level = float(border.mean())
     uniform = float(np.sqrt(np.mean(np.square(border - level)))) < 0.05
     if uniform:
-        dark_ink = level > 0.5
+        # ink is what departs furthest from the paper, either way: a light digit on mid-grey paper is light ink
+        # although the paper is lighter than 0.5 (a fixed "paper above half-grey is white paper" rule inverted it)
+        below, above = level - float(gray.min()), float(gray.max()) - level
+        dark_ink = below > above or (below == above and level > 0.5)
     else:
         residual = gray - ndimage.uniform_filter(gray, size=max(3, max(gray.shape) // 2))
         low, high = np.percentile(residual, [0.5, 99.5])
@@ -213,6 +216,10 @@ def flatten_background(ink: np.ndarray, level: float | None = None) -> np.ndarra
     sample = flat[::2, ::2].ravel()  # a quarter of the pixels is plenty for a percentile
     k = int(sample.size * 0.997)
     peak = float(np.partition(sample, k)[k]) if sample.size else 0.0  # robust max: ignores hot pixels
+    # ...unless the ink itself is under 0.3% of the image (a thin digit drawn small on a large canvas, whose
+    # strokes the shrink also dimmed): then the percentile is background, and half the true maximum is the
+    # contrast to stretch. A lone hot pixel or speck survives this only to be dropped as a speck below.
+    peak = max(peak, 0.5 * float(flat.max(initial=0.0)))
     if peak < 0.08:  # no contrast at all
         return np.zeros_like(flat)
     flat *= np.float32(1 / peak)
@@ -235,7 +242,9 @@ def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
     coverage = total / mask.size
     if coverage > 0.45:
         return None, None, f"noise: ink covers {coverage:.0%} of the image"
-    count, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    # 8-connected: a 1-px stroke drawn without anti-aliasing steps diagonally, and 4-connectivity would cut
+    # it into dozens of "scattered blobs"
+    count, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     count -= 1  # label 0 is the background
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
@@ -249,8 +258,10 @@ def find_digit(flat: np.ndarray) -> tuple[np.ndarray | None, Box | None, str]:
     if not keep[1:].any():  # nothing but specks (every blob under 4 px): found by fuzzing, was an IndexError
         return None, None, "blank: only specks"
     box = bounding_box(digit)
-    extent = max(box[1] - box[0], box[3] - box[2]) / max(mask.shape)
-    if extent < 0.08:
+    longest = max(box[1] - box[0], box[3] - box[2])
+    extent = longest / max(mask.shape)
+    # a dot is small *and* about as long as it is wide: a thin "1" drawn small on a large canvas is a stroke
+    if extent < 0.08 and longest < 3 * stroke_width(digit):  # a round blob: longest ≈ 2 × width
         return None, None, f"blank: only a dot ({extent:.0%} of the image)"
     if count > 40 and largest < 0.25 * total:
         return None, None, f"noise: {count} scattered blobs, none dominant"

@@ -220,7 +220,12 @@ export function inkMap(image, workSize = WORK_SIZE) {
   const spread = Math.sqrt(border.reduce((a, b) => a + (b - level) ** 2, 0) / border.length);
   const uniform = spread < 0.05;
   let darkInk;
-  if (uniform) darkInk = level > 0.5;
+  if (uniform) { // preprocess.py: ink is what departs furthest from the paper, either way
+    let lo = Infinity, hi = -Infinity;
+    for (let i = 0; i < gray.data.length; i++) { lo = Math.min(lo, gray.data[i]); hi = Math.max(hi, gray.data[i]); }
+    const below = level - lo, above = hi - level;
+    darkInk = below > above || (below === above && level > 0.5);
+  }
   else {
     const local = uniformFilter(gray, Math.max(3, Math.floor(Math.max(sw, sh) / 2)));
     const residual = new Float32Array(n);
@@ -250,7 +255,10 @@ export function flattenBackground(ink, level) {
   for (let i = 0; i < n; i++) flat.data[i] = Math.max(ink.data[i] - (background ? background.data[i] : level), 0);
   const sample = [];
   for (let y = 0; y < h; y += 2) for (let x = 0; x < w; x += 2) sample.push(flat.data[y * w + x]);
-  const peak = sample.length ? kthSmallest(sample, Math.floor(sample.length * 0.997)) : 0;
+  let peak = sample.length ? kthSmallest(sample, Math.floor(sample.length * 0.997)) : 0;
+  let top = 0;
+  for (let i = 0; i < n; i++) top = Math.max(top, flat.data[i]);
+  peak = Math.max(peak, 0.5 * top); // preprocess.py: ink under 0.3% of the image (thin and small) still counts
   if (peak < 0.08) return newMap(w, h);
   const scale = F(1 / peak);
   for (let i = 0; i < n; i++) flat.data[i] = Math.min(flat.data[i] * scale, 1);
@@ -301,7 +309,7 @@ export function findDigit(flat) {
   if (total === 0) return { reason: "blank: no ink" };
   const coverage = total / n;
   if (coverage > 0.45) return { reason: `noise: ink covers ${pyRound(coverage * 100)}% of the image` };
-  const { labels, sizes, count } = label(mask, w, h);
+  const { labels, sizes, count } = label(mask, w, h, true); // 8-connected, as preprocess.py
   const largest = Math.max(...sizes.slice(1));
   const keep = sizes.map((s) => s >= Math.max(largest * 0.08, 4));
   const edge = [];
@@ -313,8 +321,8 @@ export function findDigit(flat) {
   const digit = new Uint8Array(n);
   for (let i = 0; i < n; i++) digit[i] = keep[labels[i]] ? 1 : 0;
   const box = boundingBox(digit, w, h);
-  const extent = Math.max(box[1] - box[0], box[3] - box[2]) / Math.max(w, h);
-  if (extent < 0.08) return { reason: `blank: only a dot (${pyRound(extent * 100)}% of the image)` };
+  const longest = Math.max(box[1] - box[0], box[3] - box[2]), extent = longest / Math.max(w, h);
+  if (extent < 0.08 && longest < 3 * strokeWidth(digit, w, h)) return { reason: `blank: only a dot (${pyRound(extent * 100)}% of the image)` };
   if (count > 40 && largest < 0.25 * total) return { reason: `noise: ${count} scattered blobs, none dominant` };
   return { digit, box };
 }
