@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +243,27 @@ def test_a_speck_on_a_large_canvas_and_a_blank_canvas_stay_blank():
     dot[70:74, 70:74] = 255  # a round blob, not a stroke
     assert to_mnist_28x28(dot).blank
     assert to_mnist_28x28(np.zeros((150, 150), np.uint8)).blank
+
+
+def test_a_light_digit_on_grey_paper_is_light_ink(mnist):
+    """White ink on mid-grey paper (background 0.4-0.6 of white) is read as light ink, the same digit as on black."""
+    for level in (0.4, 0.5, 0.6):
+        digits = mnist.x_test[:20].astype(np.float32) / 255
+        grey = np.uint8(np.round(255 * (level + (1 - level) * digits)))
+        for on_grey, plain in zip(grey, mnist.x_test[:20], strict=True):
+            got, want = to_mnist_28x28(on_grey), to_mnist_28x28(plain)
+            assert not got.blank and got.polarity == "light-on-dark"
+            assert np.corrcoef(got.pixels.ravel(), want.pixels.ravel())[0, 1] > 0.9
+
+
+REAL_DIGITS = Path(__file__).resolve().parents[3] / "shared" / "real-digits"
+
+
+@pytest.mark.skipif(not (REAL_DIGITS / "labels.csv").is_file(), reason="../shared/real-digits is not here")
+def test_no_real_handwritten_digit_is_lost_as_blank():
+    """The 95 real digits in ../shared/real-digits (read where they lie, never copied) all have ink."""
+    import csv
+
+    rows = list(csv.DictReader((REAL_DIGITS / "labels.csv").open()))
+    lost = [r["file"] for r in rows if to_mnist_28x28(str(REAL_DIGITS / "images" / r["file"])).blank]
+    assert not lost
