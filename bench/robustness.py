@@ -45,7 +45,8 @@ def real_digits(logits) -> dict | None:
 
 
 def measure(run: str, limit: int) -> dict:
-    model = load_model(run).model
+    loaded = load_model(run)
+    model, settings = loaded.model, loaded.settings
     data = load_mnist()
 
     def logits(x):
@@ -55,7 +56,8 @@ def measure(run: str, limit: int) -> dict:
     images, labels = sklearn_digits()
     result["sklearn_digits"] = accuracy_through_preprocessing(logits, images, labels)
     result["real_digits"] = real_digits(logits)
-    return result
+    keys = ("model", "recipe", "epochs", "handwriting", "augment", "full_train", "seed")
+    return {"settings": {k: settings.get(k) for k in keys}, **result}
 
 
 def main() -> None:
