@@ -205,7 +205,47 @@ def load_speed(data: dict[str, Any]) -> str:
     return table(["what", "median ms", "fastest ms", "runs"], rows)
 
 
+def robustness(data: dict[str, Any]) -> str:
+    """MNIST-C per corruption, then the cross-writer and real-digit rows: a column pair (alone | preprocessed) a run."""
+    runs = data["runs"]
+
+    def label(run: str, v: dict[str, Any]) -> str:
+        s = v.get("settings", {})
+        return f"`{run}` ({s.get('recipe')}, {s.get('epochs')} epochs)" if s else f"`{run}`"
+
+    header = ["", *[f"{label(r, v)} alone / preprocessed" for r, v in runs.items()]]
+    first = next(iter(runs.values()))
+    rows = [
+        ["clean", *[f"{pct(v['clean']['alone'], 1)} / {pct(v['clean']['preprocessed'], 1)}" for v in runs.values()]]
+    ]
+    for name in first["corruptions"]:
+        cells = [
+            f"{pct(v['corruptions'][name]['alone'], 1)} / {pct(v['corruptions'][name]['preprocessed'], 1)}"
+            for v in runs.values()
+        ]
+        rows.append([name.replace("_", " "), *cells])
+    rows.append(
+        ["**mean**", *[f"**{pct(v['mean_alone'], 1)} / {pct(v['mean_preprocessed'], 1)}**" for v in runs.values()]]
+    )
+    rows.append(
+        ["scikit-learn digits (preprocessed)", *[pct(v["sklearn_digits"]["accuracy"], 1) for v in runs.values()]]
+    )
+
+    def real(v: dict[str, Any]) -> str:
+        r = v.get("real_digits")
+        if not r:
+            return "absent"
+        styles = ", ".join(f"{k} {pct(r[k]['accuracy'], 1)}" for k in r if k not in ("all", "n"))
+        return f"{pct(r['all']['accuracy'], 1)} of {r['n']}, {pct(r['all']['blank'], 1)} blank ({styles})"
+
+    rows.append(["real digits (preprocessed)", *[real(v) for v in runs.values()]])
+    limit = first.get("preprocessed_examples")
+    note = f"\nModel alone on {first['examples']:,} test digits; through preprocessing on the first {limit:,}.\n"
+    return table(header, rows) + note
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "robustness": robustness,
     "fast_recipe": fast_recipe,
     "train_speed": train_speed,
     "make_run": make_run,

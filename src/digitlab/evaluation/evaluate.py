@@ -114,11 +114,17 @@ def evaluate_model(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {out_dir} is not writable ({e.strerror or e})") from e
+    section = None
+    if report:  # MNIST-C on a fixed subset (a few seconds): a report section, its numbers in metrics.json
+        from digitlab.evaluation.robustness import report_section
+
+        section = report_section(lambda x: predict_logits(loaded.model, x), images, labels)
+        metrics["robustness"] = {k: v for k, v in section.items() if k != "grid"}
     atomic_write_json(out_dir / "metrics.json", metrics)
     if report:
         from digitlab.evaluation.report import write_report  # matplotlib: only when plotting
 
-        write_report(out_dir, metrics, loaded, images, labels, logits)
+        write_report(out_dir, metrics, loaded, images, labels, logits, robustness_grid=section["grid"])
     return Evaluation(metrics, out_dir, calibration)
 
 

@@ -221,8 +221,24 @@ def _temperature_note(calibration: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _grid_data_url(grid: np.ndarray, scale: int = 3) -> str:
+    """A uint8 image as a PNG data URL, enlarged `scale`× with nearest-neighbour pixels."""
+    import base64
+
+    import cv2
+
+    big = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    return "data:image/png;base64," + base64.b64encode(cv2.imencode(".png", big)[1].tobytes()).decode()
+
+
 def write_report(
-    out_dir: Path, metrics: dict[str, Any], loaded, images: np.ndarray, labels: np.ndarray, logits: np.ndarray
+    out_dir: Path,
+    metrics: dict[str, Any],
+    loaded,
+    images: np.ndarray,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    robustness_grid: np.ndarray | None = None,
 ) -> Path:
     """Render every plot, then report.html with the plots embedded (it opens without a server).
 
@@ -233,6 +249,7 @@ def write_report(
         images: (N, 28, 28) uint8 images of the evaluated split.
         labels: (N,) integer classes 0-9.
         logits: (N, 10) float logits of the model on `images`.
+        robustness_grid: the Robustness section's examples, uint8 (rows of 28-px digits), or None.
 
     Returns:
         The path of `report.html`.
@@ -259,6 +276,8 @@ def write_report(
             config=json.dumps(loaded.settings, indent=2) if loaded.settings else "(a bare model file, no run config)",
             layers=layer_rows(loaded.model),
             inside=inside_section(loaded, out_dir, images, labels, logits, metrics["most_confused"]),
+            robustness=metrics.get("robustness"),
+            robustness_grid=None if robustness_grid is None else _grid_data_url(robustness_grid),
             refusal=refusal_section(loaded, lambda x: predict_logits(loaded.model, x), images, out_dir),
         )
     )

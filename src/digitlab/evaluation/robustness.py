@@ -99,3 +99,41 @@ def mnist_c(
         "examples": len(images),
         "preprocessed_examples": n,
     }
+
+
+REPORT_DIGITS = 50  # per class, model alone: 500 digits × 15 corruptions, a few seconds
+REPORT_PREPROCESSED = 10  # per class through preprocessing (~1 ms an image): 100 × 15
+EXAMPLES = 4  # digits shown per corruption
+
+
+def stratified(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """The first `per_class` indices of each class (fewer where a class has fewer), in class order."""
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)])
+
+
+def report_section(logits: Logits, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """The report's Robustness numbers on a fixed stratified subset, cheap enough for every `evaluate`.
+
+    Args:
+      logits: the model, (N, 28, 28, 1) float32 in [0, 1] → (N, 10).
+      images: (N, 28, 28) uint8 digits of the evaluated split.
+      labels: (N,) their labels.
+      seed: the corruptions' seed.
+
+    Returns:
+      `mnist_c`'s result on `REPORT_DIGITS` digits per class (the first `REPORT_PREPROCESSED` per class also
+      through preprocessing), plus `"grid"`: (15 × 28, EXAMPLES × 2 × 28) uint8, each corruption's row of
+      examples as corrupted and as preprocessing made them.
+    """
+    pick = stratified(labels, REPORT_DIGITS)
+    order = np.concatenate([stratified(labels[pick], REPORT_PREPROCESSED), np.arange(len(pick))])
+    pick = pick[list(dict.fromkeys(order.tolist()))]  # the preprocessed ones first, each digit once
+    result = mnist_c(logits, images[pick], labels[pick], seed, preprocess_limit=REPORT_PREPROCESSED * 10)
+    shown = images[pick[:: max(1, REPORT_PREPROCESSED * 10 // EXAMPLES)][:EXAMPLES]]
+    rows = []
+    for name in CORRUPTIONS:
+        corrupted = corrupt(shown, name, seed)
+        processed = np.uint8(np.round(preprocess_all(corrupted)[0][..., 0] * 255))
+        rows.append(np.concatenate([np.concatenate(pair, 1) for pair in zip(corrupted, processed, strict=True)], 1))
+    result["grid"] = np.concatenate(rows, 0)
+    return result
