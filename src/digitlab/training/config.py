@@ -172,7 +172,7 @@ RECIPES: dict[str, Recipe] = {
         "with the handwriting augmentation (a wider warp, elastic distortion, stroke width, outlines, blur, "
         "sensor noise, grey and uneven backgrounds, stray strokes; data/augment.py `Handwriting`), on 55,000 "
         "images so the 5,000 held out calibrate the page's confidences. None of the MNIST-C corruptions it is "
-        "scored on is used in training (bench/robust_recipe.py chose the settings on validation).",
+        "scored on is used in training; its ranges are set by hand (bench/robust_recipe.py --choose is to weigh them).",
         {
             "epochs": 3,
             "batch_size": 256,
