@@ -10,6 +10,7 @@ pipeline is augmented; validation, test and serving always see the digits as the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -92,12 +93,25 @@ def augment_dataset(ds: tf.data.Dataset, seed: int, affine: Affine = Affine()) -
     Returns:
         The augmented dataset.
     """
+    return map_seeded(ds, seed, lambda images, s: augment_batch(images, s, affine))
+
+
+def map_seeded(ds: tf.data.Dataset, seed: int, augment: Callable) -> tf.data.Dataset:
+    """Apply `augment(images, (2,) seed)` to each batch's images with a fresh stateless seed per batch and epoch.
+
+    Args:
+        ds: batches of (images, labels).
+        seed: the seed of the per-batch seeds.
+        augment: the batch augmentation; labels pass through untouched.
+
+    Returns:
+        The augmented dataset (parallel map).
+    """
     import tensorflow as tf
 
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     return tf.data.Dataset.zip(ds, seeds).map(
-        lambda batch, s: (augment_batch(batch[0], s, affine), batch[1]),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        lambda batch, s: (augment(batch[0], s), batch[1]), num_parallel_calls=tf.data.AUTOTUNE
     )
 
 
@@ -328,10 +342,4 @@ def handwriting_dataset(ds: tf.data.Dataset, seed: int, style: Handwriting = Han
     Returns:
       The augmented dataset.
     """
-    import tensorflow as tf
-
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return tf.data.Dataset.zip(ds, seeds).map(
-        lambda batch, s: (handwriting_batch(batch[0], s, style), batch[1]),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    return map_seeded(ds, seed, lambda images, s: handwriting_batch(images, s, style))
