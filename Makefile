@@ -17,6 +17,13 @@ $(BIN)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
 
+# dev also gets tf-keras (Keras 2), which writes the Keras 2 SavedModels and .h5 files the import tests read.
+# --no-deps: it requires `tensorflow`, which would download a second 570 MB TensorFlow over tensorflow-cpu.
+$(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps 'tf-keras>=2.21,<2.22'
+	touch $@
+
 # The default model's run directory; delete it (or pass RUN_DIR=...) to train another.
 RUN_DIR ?= runs/default
 # How the default model trains: the fast recipe's net for 2 epochs on 55,000 images (the 5,000 held out calibrate
