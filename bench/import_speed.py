@@ -1,13 +1,13 @@
-"""`digitlab import` time per kind of model, and the served request latency of an imported model next to a
-digitlab-trained one.
+"""`digitlab import` time per kind of model, and the served latency of an imported model beside a trained one.
 
 Run: `.venv/bin/python bench/import_speed.py [--requests 300]` — prints two tables and writes
-bench/results/import_speed.json. The tutorial-style models come from `examples/tutorial_models.py` (trained
-once into a temporary folder). Each import is timed as a user waits for it: the whole `digitlab import`
-command in its own process, from start to exit (TensorFlow's import included). Latency: each model served by
-`digitlab serve` (default runtime auto → ONNX Runtime) on a loopback port, one client sending
-`POST /api/predict` with a 28×28 pixel array, one request at a time after 20 warm-up requests; p50 and p90 of
-the round trip.
+bench/results/import_speed.json. The tutorial-style models come from `examples/tutorial_models.py` (trained once
+into a temporary folder), the published-style files (an IR-3 ONNX, external weights, a Keras 2 SavedModel, TF
+Serving's TF1 tutorial, a Keras 2.2 `.h5`, ...) from `examples/published_models.py`. Each import is timed as a user
+waits for it: the whole `digitlab import` command in its own process, from start to exit (TensorFlow's import
+included). Latency: each model served by `digitlab serve` (default runtime auto → ONNX Runtime) on a loopback port,
+one client sending `POST /api/predict` with a 28×28 pixel array, one request at a time after 20 warm-up requests;
+p50 and p90 of the round trip.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITLAB = [str(Path(sys.executable).parent / "digitlab")]  # the venv's console script
 
 
-def _tutorial_models():
-    spec = importlib.util.spec_from_file_location("tutorial_models", ROOT / "examples" / "tutorial_models.py")
+def _example(name: str):
+    """examples/NAME.py as a module (the tutorial-style and the published-style model files)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -112,7 +113,8 @@ def main() -> None:
     pixels = (load_mnist().x_test[0] / 255.0).round(4).tolist()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        files = _tutorial_models().save_all(tmp / "models", log=lambda *_: None)
+        files = _example("tutorial_models").save_all(tmp / "models", log=lambda *_: None)
+        files |= _example("published_models").save_all(tmp / "published", log=lambda *_: None)
         imports = time_imports(files, tmp / "runs")
         trained = tmp / "runs" / "trained-cnn"
         subprocess.run(

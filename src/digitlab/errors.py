@@ -5,6 +5,8 @@ server answers each with its `http_status` (one exception handler, `serving.app`
 HTTP status wherever it is raised.
 """
 
+import re
+
 
 class DigitlabError(Exception):
     """Base class: a failure the user can fix.
@@ -61,10 +63,19 @@ def one_line(e: BaseException, limit: int = 200) -> str:
         limit: The most characters kept (≥ 1); longer messages are cut.
 
     Returns:
-        The message with every run of whitespace made one space and cut to `limit` characters, or the
-        exception's type name when the message is empty.
+        The message with every run of whitespace made one space, or the exception's type name when the message is
+        empty. A longer message keeps its start and its last sentence, where libraries put the cause
+        (ONNX Runtime's "... Missing: NAME", TensorFlow's "... has no attribute 'add_slot'"): "start … end".
     """
-    return " ".join(str(e).split())[:limit] or type(e).__name__
+    text = " ".join(str(e).split()) or type(e).__name__
+    if len(text) <= limit:
+        return text
+    sentences = re.split(r"(?<=[.;])\s+", text)
+    last = sentences.pop()[-(limit // 2) :]
+    while sentences and len(sentences[-1]) + len(last) < limit // 2:  # as many whole last sentences as fit
+        last = f"{sentences.pop()} {last}"
+    head = text[: max(limit - len(last) - 3, 0)].rstrip()
+    return f"{head} … {last}"
 
 
 class MissingDependency(DigitlabError):

@@ -11,9 +11,11 @@ LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice is caught the same wa
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 
@@ -68,3 +70,37 @@ def native_stderr_captured(verbose: bool | None = None) -> Iterator[None]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def library_output_silenced(verbose: bool | None = None) -> Iterator[None]:
+    """Run the block with the libraries' own warnings off.
+
+    Python `warnings`, TensorFlow's and absl's Python log lines, and their C++ notices (`native_stderr_captured`).
+
+    Loading someone else's model file makes Keras, TensorFlow and ONNX say how they would have liked it saved
+    (a `UserWarning` about `input_shape`, six "WARNING:tensorflow" lines for a TF1 SavedModel); none of it
+    tells the user anything digitlab's one line does not. `--verbose` shows them.
+
+    Args:
+        verbose: Silence nothing; None asks `verbose_requested()`.
+
+    Yields:
+        None, with the warnings off for the block.
+    """
+    if verbose is None:
+        verbose = verbose_requested()
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl", "keras")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), native_stderr_captured(verbose):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)

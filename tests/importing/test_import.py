@@ -93,7 +93,7 @@ def test_detection_and_served_parity(name, tutorial, imported, test_digits):
         outputs,
         batch,
     )
-    assert contract["evidence"]["accuracy"] >= 0.9 and len(contract["evidence"]["candidates"]) == 6
+    assert contract["evidence"]["accuracy"] >= 0.9 and len(contract["evidence"]["candidates"]) == 8
     config = json.loads((run / "config.json").read_text())
     assert len(config["source"]["sha256"]) == 64 and config["settings"]["imported"] is True
     assert "uncalibrated" in (run / "summary.txt").read_text()
@@ -237,7 +237,14 @@ def test_importing_again_reuses_the_same_import_and_refuses_other_options(tutori
     run = imported[name]
     config = json.loads((run / "config.json").read_text())
     assert (config["schema"], config["kind"]) == ("digitlab.run/2", "import")  # the one run-directory schema
-    assert config["options"] == {"layout": None, "scale": None, "outputs": None, "invert": None, "trust_code": False}
+    assert config["options"] == {
+        "layout": None,
+        "scale": None,
+        "outputs": None,
+        "invert": None,
+        "trust_code": False,
+        "signature": None,
+    }
     lines = []
     assert import_model(tutorial[name], run, log=lines.append) == run
     assert len(lines) == 1 and "reusing it" in lines[0], lines

@@ -171,7 +171,7 @@ BAD_REQUESTS = [
     ("/api/predict", {"content": b"x" * 2_000_001}, 413, "over the limit"),
     ("/api/predict", {"files": {"nope": ("", b"", "text/plain")}, "data": {"a": "b"}}, 400, "file"),
     ("/v1/models/digits:predict", {"json": {"instances": []}}, 400, "non-empty list"),
-    ("/v1/models/digits:predict", {"json": {"instances": [[[0] * 28] * 28] * 257}}, 413, "at most 256"),
+    ("/v1/models/digits:predict", {"json": {"instances": [[[0] * 28] * 28] * 1025}}, 413, "at most 1024"),
     ("/v1/models/digits:predict", {"json": {"instances": [{"b64": 1}]}}, 400, "instances[0]"),
     ("/v1/models/digits:predict", {"json": {"instances": [[1, 2]]}}, 400, "instances[0] must have shape"),
     ("/v1/models/digits:predict", {"json": "hello"}, 400, "JSON object"),

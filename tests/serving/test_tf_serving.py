@@ -81,6 +81,22 @@ def test_every_request_form_is_answered_as_tf_serving_answers_it(served, mnist):
     assert np.argmax(answer["predictions"], 1).tolist() == mnist.y_test[:3].tolist()
 
 
+def test_a_batch_as_tf_serving_users_send_it_is_answered(served, mnist):
+    """300 digits as Python's json writes them, padded past the 5 MiB limit of the page's routes (answered 413 before:
+    TF Serving takes such batches). The body limit of TF Serving's routes is `serve --max-predict-body-bytes`."""
+    from digitlab.serving.limits import MAX_BODY_BYTES
+
+    client, reference = served
+    x = (mnist.x_test[:300] / 255.0)[..., None].tolist()
+    body = json.dumps({"instances": x}) + " " * MAX_BODY_BYTES  # trailing whitespace: still valid JSON
+    r = client.post(PREDICT[0], content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text[:200]
+    status, expected = reference.predict({"instances": x})
+    assert status == 200
+    _same(r.json(), expected)
+    assert client.post("/api/predict", content=body, headers={"Content-Type": "application/json"}).status_code == 413
+
+
 def test_status_and_metadata_match_the_exported_savedmodel(served):
     client, reference = served
     for prefix in ("/v1/models/digits", "/v1/models/digits/versions/1"):

@@ -115,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(
         model=str(args.model),
         max_body_bytes=args.max_body_bytes,
+        max_predict_body_bytes=args.max_predict_body_bytes,
         body_seconds=args.body_timeout,
         max_pixels=args.max_pixels,
         feedback_dir=str(args.feedback_dir) if args.feedback_dir else None,
@@ -195,6 +196,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         outputs=args.outputs,
         invert=args.invert,
         trust_code=args.trust_code,
+        signature=args.signature,
     )
     run = import_model(args.source, args.out, options, data_dir=args.data_dir)
     print((run / "summary.txt").read_text(), end="")

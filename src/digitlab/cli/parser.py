@@ -172,6 +172,7 @@ def _runtime_arg(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The `digitlab` parser: every subcommand with its flags; each sets `func` (and `tensorflow` if it needs it)."""
     from digitlab import __version__
+    from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALE_WORDS, SCALES
     from digitlab.models.export import FORMATS
     from digitlab.training.finetune import FinetuneConfig
 
@@ -258,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     p.add_argument("--max-body-bytes", type=int, default=5 * 1024 * 1024, help="request size limit (default 5 MiB)")
+    p.add_argument(
+        "--max-predict-body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="size limit of a TF Serving REST request, a JSON batch of images (default 16 MiB, ~1,000 digits)",
+    )
     p.add_argument(
         "--body-timeout", type=float, default=15.0, help="seconds a request body may take to arrive (default 15; 408)"
     )
@@ -365,16 +372,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", type=Path, nargs="?", metavar="MODEL", help="a .keras/.h5/.onnx file or SavedModel folder")
     p.add_argument("--out", type=Path, default=None, help="the new run directory (default runs/<name>-import)")
-    p.add_argument("--input-layout", choices=["28x28", "28x28x1", "784", "1x28x28"], help="default: the input shape")
+    p.add_argument("--input-layout", choices=list(LAYOUTS), help="default: the input shape")
     p.add_argument(
         "--input-scale",
-        choices=["unit", "byte", "standard"],
-        help="pixels in [0, 1], [0, 255], or (x − 0.1307) / 0.3081 (default: detected)",
+        choices=SCALES,
+        help="pixels in " + ", ".join(f"{k}: {v}" for k, v in SCALE_WORDS.items()) + " (default: detected)",
     )
+    p.add_argument("--outputs", choices=OUTPUTS, help="what it answers (default: detected)")
     p.add_argument(
-        "--outputs",
-        choices=["logits", "probabilities", "log-probabilities"],
-        help="what it answers (default: detected)",
+        "--signature",
+        metavar="NAME",
+        help="the SavedModel signature to call (default: serving_default if it classifies digits, else the only "
+        "one that does; an unclear choice lists them)",
     )
     p.add_argument(
         "--invert",

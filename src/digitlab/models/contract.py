@@ -2,7 +2,8 @@
 
 digitlab's side is always the same: (N, 28, 28, 1) float32 in [0, 1], a white digit on black, in; (N, 10)
 logits out. A user's model may want another side: a (28, 28), (784,) or channels-first (1, 28, 28) layout,
-pixels scaled to [0, 255] or standardized with MNIST's mean and std (0.1307, 0.3081), black ink on white,
+pixels scaled to [0, 255], to [−1, 1] (PyTorch's `Normalize((0.5,), (0.5,))`) or standardized with MNIST's
+mean and std (0.1307, 0.3081), black ink on white,
 float64 or uint8 tensors, a fixed batch size; and it may answer probabilities (a softmax head) or
 log-probabilities (PyTorch's `log_softmax`) instead of logits. A `Contract` records which, and three adapters
 apply it with the same arithmetic:
@@ -28,17 +29,23 @@ from digitlab.errors import ConfigError, ModelError, require
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60,000 training images scaled to [0, 1]
 LAYOUTS = {"28x28x1": (28, 28, 1), "28x28": (28, 28), "784": (784,), "1x28x28": (1, 28, 28)}
-SCALES = ("unit", "byte", "standard")
+SCALES = ("unit", "byte", "standard", "symmetric")
 OUTPUTS = ("logits", "probabilities", "log-probabilities")
 DTYPES = ("float32", "float64", "uint8")
 FORMATS = ("keras", "savedmodel", "onnx")
 PROBABILITY_FLOOR = 1e-30
+MIN_ONNX_IR = 4  # the first IR version in which initializers need not be graph inputs (the adapter adds some)
 SCHEMA = "digitlab.contract/1"
 DIGITLAB_SIDE = {
     "input": "(N, 28, 28, 1) float32 in [0, 1], white digit on black, MNIST-style (to_mnist_28x28)",
     "output": "(N, 10) logits",
 }
-SCALE_WORDS = {"unit": "[0, 1]", "byte": "[0, 255]", "standard": f"standardized (x − {MNIST_MEAN}) / {MNIST_STD}"}
+SCALE_WORDS = {
+    "unit": "[0, 1]",
+    "byte": "[0, 255]",
+    "standard": f"standardized (x − {MNIST_MEAN}) / {MNIST_STD}",
+    "symmetric": "[−1, 1]",  # PyTorch's Normalize((0.5,), (0.5,)), Keras' Rescaling(1/127.5, offset=-1)
+}
 
 
 @dataclass
@@ -49,7 +56,7 @@ class Contract:
       format: keras | savedmodel | onnx: how the model is stored and run.
       file: the model file inside the run directory (model.keras, source.onnx, savedmodel/).
       layout: 28x28x1 | 28x28 | 784 | 1x28x28, the model's input shape without the batch axis.
-      scale: unit ([0, 1]) | byte ([0, 255]) | standard ((x − 0.1307) / 0.3081).
+      scale: unit ([0, 1]) | byte ([0, 255]) | standard ((x − 0.1307) / 0.3081) | symmetric ([−1, 1], 2x − 1).
       invert: True when the model wants black ink on white (255 − x in bytes).
       outputs: logits | probabilities | log-probabilities, what the model answers.
       dtype: float32 | float64 | uint8, the model's input tensor type.
@@ -93,6 +100,8 @@ class Contract:
             return a * 255.0, b * 255.0
         if self.scale == "standard":
             return a / MNIST_STD, (b - MNIST_MEAN) / MNIST_STD
+        if self.scale == "symmetric":
+            return 2.0 * a, 2.0 * b - 1.0
         return a, b
 
     @property
@@ -262,6 +271,10 @@ def onnx_adapter(model, contract: Contract):
 
     adapted = onnx.ModelProto()
     adapted.CopyFrom(model)
+    # IR < 4 requires every initializer to be listed as a graph input (ONNX Runtime refuses the graph otherwise,
+    # "initializer_arg was false"); from IR 4 they need not be. The graph's meaning does not change with it, and
+    # the opset (which decides what each op does) stays as the file has it.
+    adapted.ir_version = max(adapted.ir_version, MIN_ONNX_IR)
     graph = adapted.graph
     original_in = contract.input_name or graph.input[0].name
     original_out = contract.output_name or graph.output[0].name
@@ -280,11 +293,19 @@ def onnx_adapter(model, contract: Contract):
     ]
     fed = "contract_laid_out"
     if contract.dtype == "uint8":
-        consts_u8 = {"contract_lo": np.array(0, np.float32), "contract_hi": np.array(255, np.float32)}
+        # floor(x + 0.5) and Max/Min, not Round and Clip's min/max inputs (opset 11): valid in the opset-8 graphs
+        # of old files, and different from Round only at exact halves
+        consts_u8 = {
+            "contract_half": np.array(0.5, np.float32),
+            "contract_lo": np.array(0, np.float32),
+            "contract_hi": np.array(255, np.float32),
+        }
         graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts_u8.items())
         nodes += [
-            helper.make_node("Round", [fed], ["contract_rounded"]),
-            helper.make_node("Clip", ["contract_rounded", "contract_lo", "contract_hi"], ["contract_clipped"]),
+            helper.make_node("Add", [fed, "contract_half"], ["contract_halved"]),
+            helper.make_node("Floor", ["contract_halved"], ["contract_rounded"]),
+            helper.make_node("Max", ["contract_rounded", "contract_lo"], ["contract_above"]),
+            helper.make_node("Min", ["contract_above", "contract_hi"], ["contract_clipped"]),
         ]
         fed = "contract_clipped"
     if contract.dtype != "float32":

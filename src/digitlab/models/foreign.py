@@ -9,8 +9,12 @@ passed `--trust-code`.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ import numpy as np
 
 from digitlab.errors import ModelError, one_line, require
 from digitlab.models.contract import LAYOUTS
-from digitlab.tf_logging import import_tensorflow
+from digitlab.tf_logging import import_tensorflow, library_output_silenced
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -38,7 +42,7 @@ class ForeignModel:
     input_name: str | None = None
     output_name: str | None = None
     signature: str | None = None
-    network: Any = None
+    network: Any = None  # the Keras model, the loaded SavedModel, or the ONNX ModelProto (every tensor inline)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -81,12 +85,13 @@ def format_of(path: Path) -> str:
     raise ModelError(f"{path.name}: unknown model format (digitlab imports .keras, .h5, .onnx or a SavedModel folder)")
 
 
-def open_foreign(path: str | Path, trust_code: bool = False) -> ForeignModel:
+def open_foreign(path: str | Path, trust_code: bool = False, signature: str | None = None) -> ForeignModel:
     """Open a model file digitlab did not train, by its format, to detect its contract.
 
     Args:
         path: A `.keras`/`.h5` file, an `.onnx` file or a SavedModel folder.
         trust_code: Load Keras files outside safe mode (runs any Python code, e.g. Lambda layers, inside).
+        signature: The SavedModel signature to call (default: `choose_signature`'s choice); others ignore it.
 
     Returns:
         The opened model with its input shape, dtype and output facts.
@@ -99,13 +104,20 @@ def open_foreign(path: str | Path, trust_code: bool = False) -> ForeignModel:
     if not path.exists():
         raise ModelError(f"no model at {path}")
     fmt = format_of(path)
-    model = {"keras": _open_keras, "savedmodel": _open_savedmodel, "onnx": _open_onnx}[fmt](path, trust_code)
+    if signature is not None and fmt != "savedmodel":
+        raise ModelError(f"--signature names a SavedModel signature, but {path.name} is not a SavedModel ({fmt})")
+    opener = {"keras": _open_keras, "savedmodel": _open_savedmodel, "onnx": _open_onnx}[fmt]
+    model = opener(path, trust_code, signature)
     _ = model.layout  # refuses a shape that is not a digit layout
     return model
 
 
 def load_keras_file(path: Path, trust_code: bool = False):
     """`keras.saving.load_model` in safe mode (unless trusted), every failure as one line naming the fix.
+
+    An `.h5` written by Keras 2.2 or older (a `Sequential` whose first layer carries `batch_input_shape`, or a
+    config that is a bare list of layers) is read through a copy whose config says the same in Keras 3's terms:
+    Keras 3 takes such a first layer's shape for an extra axis and fails on the kernel's shape.
 
     Args:
         path: A `.keras` or `.h5` file.
@@ -115,7 +127,8 @@ def load_keras_file(path: Path, trust_code: bool = False):
         The uncompiled Keras model.
 
     Raises:
-        ModelError: The file cannot be loaded (the message names the layer, the code or the damage).
+        ModelError: The file cannot be loaded (the message names the layer, the code or the damage, and for a
+            Keras 2 file how to convert it).
     """
     import_tensorflow()
     import keras
@@ -123,10 +136,64 @@ def load_keras_file(path: Path, trust_code: bool = False):
     from digitlab.models.contract import probabilities_to_logits_layer
 
     probabilities_to_logits_layer()  # registered, so digitlab's own adapter layer loads
+    with library_output_silenced(), legacy_h5_rewritten(path) as readable:
+        try:
+            return keras.saving.load_model(readable, compile=False, safe_mode=not trust_code)
+        except Exception as e:  # Keras raises many types for a bad zip/config/layer; map the ones we can name
+            raise ModelError(_keras_error(path, e)) from e
+
+
+@contextlib.contextmanager
+def legacy_h5_rewritten(path: Path) -> Iterator[Path]:
+    """`path`, or for a Keras ≤ 2.2 `.h5` a temporary copy whose model config Keras 3 reads as Keras 2 did.
+
+    Args:
+        path: A Keras file.
+
+    Yields:
+        The file to load (the copy is removed after the block).
+    """
+    config = _legacy_h5_config(path)
+    if config is None:
+        yield path
+        return
+    import h5py
+
+    with tempfile.TemporaryDirectory(prefix="digitlab-h5-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        with h5py.File(copy, "r+") as f:
+            f.attrs["model_config"] = json.dumps(config)
+        yield copy
+
+
+def _legacy_h5_config(path: Path) -> dict[str, Any] | None:
+    """The model config of a Keras ≤ 2.2 `.h5` rewritten for Keras 3, or None when nothing needs rewriting."""
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        return None
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=not trust_code)
-    except Exception as e:  # Keras raises many types for a bad zip/config/layer; map the ones we can name
-        raise ModelError(_keras_error(path, e)) from e
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
+    except (OSError, ValueError, TypeError):
+        return None  # not HDF5, or no readable config: Keras' own error names it
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        return None
+    changed, body = False, config.get("config")
+    if isinstance(body, list):  # Keras ≤ 2.1: the config is the list of layers itself
+        config["config"] = body = {"name": "sequential", "layers": body}
+        changed = True
+    layers = body.get("layers") if isinstance(body, dict) else None
+    if layers and layers[0].get("class_name") != "InputLayer":
+        first = layers[0].get("config", {})
+        shape = first.pop("batch_input_shape", None)
+        if shape is not None:
+            input_config = {"batch_shape": shape, "dtype": first.get("dtype", "float32"), "name": "input"}
+            layers.insert(0, {"class_name": "InputLayer", "config": input_config})
+            changed = True
+    return config if changed else None
 
 
 def _keras_error(path: Path, e: Exception) -> str:
@@ -142,11 +209,29 @@ def _keras_error(path: Path, e: Exception) -> str:
             f"{path.name} uses the custom layer class {unknown.group(1)!r}, which digitlab cannot rebuild without "
             "its code; replace it with built-in layers, or export the model to ONNX or a SavedModel and import that"
         )
-    first = text[:200] or type(e).__name__
-    return f"cannot load {path.name} as a Keras model: {first}"
+    version = _keras_version(path)
+    if version.startswith(("1.", "2.")):
+        return (
+            f"{path.name} was saved by Keras {version}, and Keras 3 cannot rebuild it ({one_line(e, 120)}); convert "
+            f'it with Keras 2 (pip install tf-keras): python -c "import tf_keras; '
+            f"tf_keras.models.load_model('{path.name}').export('{path.stem}-savedmodel')\", then import that folder"
+        )
+    return f"cannot load {path.name} as a Keras model: {one_line(e)}"
 
 
-def _open_keras(path: Path, trust_code: bool) -> ForeignModel:
+def _keras_version(path: Path) -> str:
+    """The Keras version an `.h5` file records ("" for other files or none recorded)."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version", "")
+    except (OSError, ValueError, TypeError):
+        return ""
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def _open_keras(path: Path, trust_code: bool, signature_name: str | None = None) -> ForeignModel:
     network = load_keras_file(path, trust_code)
     shapes = network.input_shape
     if isinstance(shapes, list):
@@ -201,56 +286,260 @@ def _check_classes(path: Path, shape) -> None:
         raise ModelError(f"{path.name} answers {shown} values per image, not 10 classes (digits 0–9)")
 
 
-def _open_savedmodel(path: Path, trust_code: bool) -> ForeignModel:
+def load_saved_model(path: Path) -> tuple[Any, str | None]:
+    """Load a SavedModel's signatures, restoring its objects when TensorFlow can and skipping them when not.
+
+    SavedModels written by Keras 2 (`model.save("dir")` on TF ≤ 2.15) often carry their optimizer's slot
+    variables, which TensorFlow 2.16+ cannot restore without Keras 2's optimizer class ("'_UserObject' object has
+    no attribute 'add_slot'", tensorflow/tensorflow#52091); their serving signatures need none of those objects.
+    So when `tf.saved_model.load` fails, the MetaGraph's signatures are loaded alone, with their variables, the
+    way TensorFlow loads a TF1 SavedModel (and TF Serving any SavedModel).
+
+    Args:
+        path: A SavedModel folder.
+
+    Returns:
+        (the loaded object, whose `.signatures` map names to callables; a note when only the signatures were
+        loaded, else None).
+
+    Raises:
+        ModelError: neither way loads it (the message keeps TensorFlow's cause).
+    """
     import_tensorflow()
     import tensorflow as tf
 
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as e:  # corrupt protobuf, missing variables, ...
-        raise ModelError(f"cannot load the SavedModel {path.name}: {one_line(e)}") from e
-    signatures = dict(loaded.signatures)
-    if not signatures:
-        raise ModelError(f"the SavedModel {path.name} has no signature; save it with a tf.function input_signature")
-    name = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+    with library_output_silenced():
+        try:
+            return tf.saved_model.load(str(path)), None
+        except Exception as e:  # corrupt protobuf, missing variables, objects TF cannot revive, ...
+            restoring = e
+        try:
+            # TensorFlow's own loader for SavedModels without an object graph: signatures and variables only
+            from tensorflow.python.saved_model import load_v1_in_v2
+
+            loaded = load_v1_in_v2.load(str(path), None)
+        except Exception:  # the first failure is the one that explains the folder
+            raise ModelError(f"cannot load the SavedModel {path.name}: {one_line(restoring)}") from restoring
+    note = f"its objects could not be restored ({one_line(restoring, 100)}), so its signatures were loaded alone"
+    return loaded, note
+
+
+def _open_savedmodel(path: Path, trust_code: bool, signature_name: str | None = None) -> ForeignModel:
+    loaded, note = load_saved_model(path)
+    import tensorflow as tf  # imported (quietly) by load_saved_model
+
+    # `__saved_model_init_op` (TF1 SavedModels' initialiser) is listed with the signatures but is not one
+    signatures = {k: v for k, v in loaded.signatures.items() if not k.startswith("__")}
+    name = choose_signature(path, signatures, signature_name)
     signature = signatures[name]
-    inputs = signature.structured_input_signature[1]
-    if len(inputs) != 1:
-        raise ModelError(f"the SavedModel's {name!r} signature takes {len(inputs)} inputs; a digit classifier takes 1")
-    input_name, spec = next(iter(inputs.items()))
-    outputs = {k: v for k, v in signature.structured_outputs.items() if tuple(v.shape[1:]) == (10,)}
-    if not outputs:
-        raise ModelError(f"the SavedModel's {name!r} signature has no output of 10 classes")
-    output_name = "logits" if "logits" in outputs else sorted(outputs)[0]
+    input_name, spec = next(iter(signature.structured_input_signature[1].items()))
+    shape, output_name = _probe_signature(path, name, signature, input_name, spec)
     batch = spec.shape[0] if spec.shape.rank else None
 
     def run(x: np.ndarray) -> np.ndarray:
-        return signature(**{input_name: tf.constant(x)})[output_name].numpy()
+        with library_output_silenced():
+            return signature(**{input_name: tf.constant(x)})[output_name].numpy()
 
     model = ForeignModel(
         "savedmodel",
         path,
-        tuple(spec.shape[1:]),
+        shape,
         spec.dtype.name,
         batch,
-        run,
+        looped(run, batch) if batch else run,
         input_name=input_name,
         output_name=output_name,
         signature=name,
+        network=loaded,
     )
-    if batch:
-        model.run = looped(run, batch)
+    model.notes += [note] if note else []
     return model
 
 
-def _open_onnx(path: Path, trust_code: bool) -> ForeignModel:
+def choose_signature(path: Path, signatures: dict[str, Any], wanted: str | None = None) -> str:
+    """The signature to call: `wanted`, else `serving_default` if it classifies digits, else the only one that does.
+
+    Args:
+        path: The SavedModel folder (for messages).
+        signatures: Name → concrete function, as `loaded.signatures`.
+        wanted: The `--signature` the user named, or None.
+
+    Returns:
+        The signature's name.
+
+    Raises:
+        ModelError: no signatures, `wanted` is not one, or it is unclear which one classifies a digit image (the
+            message lists every signature with its inputs and outputs).
+    """
+    if not signatures:
+        raise ModelError(f"the SavedModel {path.name} has no signature; save it with a tf.function input_signature")
+    listing = "; ".join(f"{name}{_signature_words(fn)}" for name, fn in sorted(signatures.items()))
+    if wanted is not None:
+        if wanted not in signatures:
+            raise ModelError(f"the SavedModel {path.name} has no signature {wanted!r}; its signatures: {listing}")
+        problem = _not_a_digit_classifier(signatures[wanted])
+        if problem:
+            raise ModelError(f"the SavedModel's {wanted!r} signature {problem}; its signatures: {listing}")
+        return wanted
+    fit = [name for name, fn in sorted(signatures.items()) if not _not_a_digit_classifier(fn)]
+    if "serving_default" in fit:
+        return "serving_default"
+    if len(fit) == 1:
+        return fit[0]
+    default = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+    why = _not_a_digit_classifier(signatures[default]) if default in signatures else "is missing"
+    which = "several classify 28×28 digits" if fit else "none takes one 28×28 image and answers 10 classes"
+    raise ModelError(
+        f"the SavedModel {path.name}'s {default!r} signature {why}, and {which}: {listing}; "
+        "choose one with --signature NAME"
+    )
+
+
+def _not_a_digit_classifier(signature) -> str | None:
+    """Why a signature cannot be a one-image, 10-class digit classifier (None when it may be one).
+
+    TF1 SavedModels often record no shapes at all (TF Serving's MNIST tutorial: "unknown rank"); such a
+    signature may be one, and `_probe_signature` finds out by running it.
+    """
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        return f"takes {len(inputs)} inputs ({', '.join(sorted(inputs))}), not one image"
+    name, spec = next(iter(inputs.items()))
+    if spec.dtype.name not in ("float32", "float64", "uint8"):
+        what = " (serialized tf.Example protos, not pixels)" if spec.dtype.name == "string" else ""
+        return f"takes {spec.dtype.name} {name!r}{what}"
+    if spec.shape.rank is not None and tuple(spec.shape[1:]) not in LAYOUTS.values():
+        return f"takes {name!r} of shape {_shape_words(spec.shape)}, not 28×28 digits"
+    if not _output_candidates(signature):
+        return "has no output of 10 classes"
+    return None
+
+
+def _output_candidates(signature) -> list[str]:
+    """Outputs that are, or may be (unknown shape), (N, 10): a name `logits` first."""
+    names = [
+        k
+        for k, v in sorted(signature.structured_outputs.items())
+        if v is not None and (v.shape.rank is None or (v.shape.rank == 2 and v.shape[1] in (10, None)))
+    ]
+    return sorted(names, key=lambda k: k != "logits")
+
+
+def _probe_signature(path: Path, name: str, signature: Any, input_name: str, spec: Any) -> tuple[tuple[int, ...], str]:
+    """The signature's input shape (without the batch axis) and its (N, 10) output, from its record or by a run.
+
+    Every digitlab layout holds a digit's 784 pixels in the same order, so the first layout a shape-less
+    signature accepts reads digits as any other would.
+
+    Args:
+        path: The SavedModel folder (for messages).
+        name: The signature's name.
+        signature: The signature (a concrete function).
+        input_name: Its one input.
+        spec: The input's `tf.TensorSpec` (its shape may be of unknown rank).
+
+    Returns:
+        (the input shape without the batch axis, the name of the (N, 10) output).
+
+    Raises:
+        ModelError: no layout runs, or nothing it answers is (N, 10).
+    """
+    import tensorflow as tf
+
+    shapes = [tuple(spec.shape[1:])] if spec.shape.rank is not None else list(LAYOUTS.values())
+    batch = spec.shape[0] if spec.shape.rank and spec.shape[0] else 2
+    for shape in shapes:
+        try:
+            with library_output_silenced():
+                out = signature(**{input_name: tf.zeros((batch, *shape), spec.dtype)})
+        except Exception:  # this layout does not fit the graph: try the next
+            continue
+        ten = [k for k in _output_candidates(signature) if tuple(out[k].shape) == (batch, 10)]
+        if ten:
+            return shape, ten[0]
+    raise ModelError(
+        f"the SavedModel's {name!r} signature answers no (N, 10) output for 28×28 digits in any layout "
+        f"({', '.join(LAYOUTS)}); its outputs: {', '.join(sorted(signature.structured_outputs))}"
+    )
+
+
+def _shape_words(shape) -> str:
+    return "(unknown)" if shape is None or shape.rank is None else str(tuple(shape))
+
+
+def _signature_words(signature) -> str:
+    """'(images: float32 (None, 784)) → scores (None, 10)' for the listing in a message."""
+    inputs = ", ".join(
+        f"{k}: {v.dtype.name} {_shape_words(v.shape)}" for k, v in signature.structured_input_signature[1].items()
+    )
+    outputs = ", ".join(
+        f"{k} {_shape_words(getattr(v, 'shape', None))}" for k, v in signature.structured_outputs.items()
+    )
+    return f"({inputs}) → {outputs}"
+
+
+def read_onnx(path: Path):
+    """Read an ONNX file as one self-contained `ModelProto`: tensors it keeps in separate files are read in.
+
+    Exporters write a model's weights to a side file (`model.onnx.data`) when asked or when it is large;
+    digitlab keeps the model as one file afterwards, so the run does not depend on the side file staying put.
+
+    Args:
+        path: An `.onnx` file, with any external-data files it names beside it.
+
+    Returns:
+        The checked `onnx.ModelProto`, every tensor inline.
+
+    Raises:
+        ModelError: the file is not ONNX, names a side file that is missing or outside its folder, or fails
+            ONNX's checker.
+        MissingDependency: onnx is not installed.
+    """
     onnx = require("onnx", "reading ONNX models")
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+
     try:
-        proto = onnx.load(str(path))
-        onnx.checker.check_model(proto)
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # truncated or not ONNX at all
         raise ModelError(f"{path.name} is not a readable ONNX model ({one_line(e, 160)})") from e
-    model = OnnxSession(proto.SerializeToString(), path.name)
+    external = sorted({ExternalDataInfo(t).location for t in _tensors(proto.graph) if uses_external_data(t)})
+    folder = path.resolve().parent
+    for location in external:
+        side = (folder / location).resolve()
+        if folder not in side.parents:
+            raise ModelError(f"{path.name} names weights outside its folder ({location}); refusing to read them")
+        if not side.is_file():
+            raise ModelError(
+                f"{path.name} keeps its weights in a separate file, {location}, which is not beside it in "
+                f"{folder}: copy {location} there too"
+            )
+    try:
+        if external:
+            load_external_data_for_model(proto, str(folder))
+        onnx.checker.check_model(proto)
+    except Exception as e:
+        raise ModelError(f"{path.name} is not a valid ONNX model ({one_line(e, 160)})") from e
+    return proto
+
+
+def _tensors(graph):
+    """Every tensor a graph holds: its initializers and the constants in node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
+
+
+def _open_onnx(path: Path, trust_code: bool, signature_name: str | None = None) -> ForeignModel:
+    proto = read_onnx(path)
+    with library_output_silenced():
+        model = OnnxSession(proto.SerializeToString(), path.name)
     inputs, outputs = model.session.get_inputs(), model.session.get_outputs()
     if len(inputs) != 1:
         raise ModelError(f"{path.name} takes {len(inputs)} inputs; a digit classifier takes one image")
@@ -273,6 +562,7 @@ def _open_onnx(path: Path, trust_code: bool) -> ForeignModel:
         last_activation=last,
         input_name=model.input,
         output_name=model.output,
+        network=proto,
     )
 
 

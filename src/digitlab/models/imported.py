@@ -17,10 +17,30 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.errors import require
-from digitlab.models.contract import Contract, onnx_adapter
-from digitlab.models.foreign import OnnxSession
-from digitlab.tf_logging import import_tensorflow
+from digitlab.models.contract import Contract, keras_adapter, onnx_adapter
+from digitlab.models.foreign import OnnxSession, load_keras_file, load_saved_model, read_onnx
+
+
+def load_network(path: Path, contract: Contract, name: str):
+    """An imported model's network on digitlab's side, as every command loads it.
+
+    Args:
+        path: The model inside the run: `model.keras`, `source.onnx` or `savedmodel/` (`contract.file`).
+        contract: The run's contract.
+        name: The network's name.
+
+    Returns:
+        A Keras model, or for ONNX an `OnnxNetwork`: (N, 28, 28, 1) float32 in [0, 1] → (N, 10) logits.
+
+    Raises:
+        ModelError: the file is missing or damaged, or its runtime cannot load it.
+        MissingDependency: onnx or ONNX Runtime is not installed (ONNX imports).
+    """
+    if contract.format == "onnx":
+        return OnnxNetwork.from_contract(path, contract)
+    if contract.format == "savedmodel":
+        return keras_adapter(saved_model_signature(path, contract), contract, name)
+    return load_keras_file(path, trust_code=contract.trust_code)
 
 
 def saved_model_signature(path: Path, contract: Contract):
@@ -33,11 +53,10 @@ def saved_model_signature(path: Path, contract: Contract):
     Returns:
         A Keras layer from the model's own input layout to its (N, 10) output.
     """
-    import_tensorflow()
+    restored, _ = load_saved_model(path)  # the signatures alone when TensorFlow cannot restore the objects
     import keras
     import tensorflow as tf
 
-    restored = tf.saved_model.load(str(path))
     signature = restored.signatures[contract.signature or "serving_default"]
     dtype = tf.as_dtype(contract.dtype)
 
@@ -79,10 +98,10 @@ class OnnxNetwork(OnnxSession):
 
         Raises:
             MissingDependency: onnx or ONNX Runtime is not installed.
-            ModelError: ONNX Runtime cannot load the adapted graph.
+            ModelError: the file or a weights file it names is missing or damaged, or ONNX Runtime cannot load
+                the adapted graph.
         """
-        onnx = require("onnx", "running an imported ONNX model")
-        return cls(onnx_adapter(onnx.load(str(path)), contract).SerializeToString(), path.stem)
+        return cls(onnx_adapter(read_onnx(path), contract).SerializeToString(), path.stem)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(N, 28, 28, 1) float32 in [0, 1] (any shape of N·784 values) → (N, 10) float32 logits."""

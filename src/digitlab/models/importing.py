@@ -1,13 +1,20 @@
 """`digitlab import MODEL`: any MNIST classifier → a run directory the other commands take like a trained run.
 
-Detection shows its evidence. The layout comes from the input shape. The output kind comes from the last
-activation and from the outputs on real digits (`contract.output_kind`). The input scale and polarity are
-chosen by scoring every candidate (unit [0, 1], byte [0, 255], standardized with MNIST's mean and std, each
-plain and inverted) on 1,000 labelled MNIST *training* digits and keeping the one with the lowest negative
-log-likelihood. Accuracy alone cannot decide: a dense net trained on [0, 1] and fed [0, 255] still ranks the
-right class first about as often (93.4% vs 93.2% in the tests' `dense_784`), but its confidence is wildly
-wrong (NLL 31.9 vs 0.23). Detection refuses, naming the flags to pass, when the chosen candidate is under
-90% accurate (probably not an MNIST model) or when two candidates cannot be told apart.
+Detection shows its evidence. The layout comes from the input shape. The output kind comes from the last activation
+and from the outputs on real digits (`contract.output_kind`). The input scale and polarity are chosen by scoring
+every candidate (unit [0, 1], byte [0, 255], symmetric [−1, 1], standardized with MNIST's mean and std, each plain
+and inverted) on 1,000 labelled MNIST *training* digits and keeping the one with the lowest negative log-likelihood.
+Accuracy alone cannot decide: a dense net trained on [0, 1] and fed [0, 255] still ranks the right class first about
+as often (93.4% vs 93.2% in the tests' `dense_784`), but its confidence is wildly wrong (NLL 31.9 vs 0.23). Two
+candidates that score alike there are scored again on the 5,000 validation digits (split seed 0; the test set is
+never read); if they still cannot be told apart but give the same answer on at least 99.5% of those digits (a net
+that normalises each image itself answers [0, 1] and [0, 255] alike), the first in `SCALES` order is kept and the
+tie is recorded. Detection refuses, naming the flags to pass, when the chosen candidate is under 90% accurate
+(probably not an MNIST model) or when two candidates that disagree cannot be told apart.
+
+Import then checks what it wrote: the run is loaded as every other command will load it (the adapted ONNX graph by
+ONNX Runtime, the Keras adapter by Keras, the SavedModel's signature by TensorFlow) and must answer the detection
+digits as detection saw them, before import says "imported".
 
 The run directory:
 
@@ -15,15 +22,15 @@ The run directory:
 RUN/
   contract.json   the detected (or given) contract: digitlab's side, the model's side, the evidence
   model.keras     Keras imports: the adapter around the user's network (loads in Keras' safe mode)
-  source.onnx     ONNX imports: the original file (the adapter is applied when it is loaded)
+  source.onnx     ONNX imports: the original graph, its weights inline (the adapter is applied on load)
   savedmodel/     SavedModel imports: the original folder (likewise)
   config.json     the source file, its sha256 and format, the contract, the evidence
   metrics.json    the detection's scores (no test accuracy: `digitlab evaluate RUN` measures that)
   summary.txt     the same in words
 ```
 
-An imported model is uncalibrated (temperature 1): it may have trained on any of the 60,000 training images,
-so no split of them is trusted to fit a temperature on.
+An imported model is uncalibrated (temperature 1): it may have trained on any of the 60,000 training images, so no
+split of them is trusted to fit a temperature on.
 """
 
 from __future__ import annotations
@@ -38,17 +45,21 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.atomic import atomic_write_json
+from digitlab.atomic import atomic_write_bytes, atomic_write_json
 from digitlab.data.fetch import default_data_dir
 from digitlab.data.images import to_input_batch
 from digitlab.errors import ConfigError, ModelError, one_line
 from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALES, Contract, output_kind, to_logits, to_model_input
 from digitlab.models.foreign import ForeignModel, open_foreign
+from digitlab.tf_logging import library_output_silenced
 
 DETECTION_DIGITS = 1000
 MIN_ACCURACY = 0.90  # below this on training digits, no candidate is a plausible MNIST model
 TIE_NLL = 0.05  # candidates within 5% NLL of each other …
 TIE_ACCURACY = 0.005  # … and within half a point of accuracy cannot be told apart
+TIE_DIGITS = 5000  # the validation split (split seed 0) that scores tied candidates again
+SAME_ANSWERS = 0.995  # tied candidates giving the same answer on this share of those digits are equivalent
+VERIFY_TOLERANCE = 0.003  # the written run's accuracy on the detection digits may differ by 3 digits in 1,000
 CONTRACT_FILE = "contract.json"
 CACHE_FOLDER = "imports"
 
@@ -59,10 +70,12 @@ class ImportOptions:
 
     Attributes:
       layout: 28x28x1 | 28x28 | 784 | 1x28x28 (must match the model's input shape).
-      scale: unit | byte | standard.
+      scale: unit | byte | standard | symmetric.
       outputs: logits | probabilities | log-probabilities.
       invert: True: the model wants black ink on white; False: white on black.
       trust_code: allow Python code (Lambda layers) in a Keras file.
+      signature: the SavedModel signature to call (default: serving_default if it classifies digits, else the
+        only signature that does).
     """
 
     layout: str | None = None
@@ -70,6 +83,7 @@ class ImportOptions:
     outputs: str | None = None
     invert: bool | None = None
     trust_code: bool = False
+    signature: str | None = None
 
     def validate(self) -> None:
         """Check the given options.
@@ -95,8 +109,25 @@ def detection_digits(data_dir: str | Path | None = None) -> tuple[np.ndarray, np
     return to_input_batch(data.x_train[index]), data.y_train[index].astype(np.int64)
 
 
-def detect(foreign: ForeignModel, x: np.ndarray, y: np.ndarray, options: ImportOptions) -> Contract:
-    """The contract of `foreign`, with the evidence for each decision in `contract.evidence`."""
+def detect(
+    foreign: ForeignModel, x: np.ndarray, y: np.ndarray, options: ImportOptions, data_dir: str | Path | None = None
+) -> Contract:
+    """The contract of `foreign`, with the evidence for each decision in `contract.evidence`.
+
+    Args:
+        foreign: The opened model.
+        x: (N, 28, 28, 1) float32 detection digits in [0, 1]; y their (N,) labels.
+        y: The labels of x.
+        options: What the user said (None fields are detected).
+        data_dir: Where MNIST lives (a tie is scored again on its validation digits).
+
+    Returns:
+        The contract, its evidence filled in.
+
+    Raises:
+        ModelError: the model fails on digits, answers the wrong shape, or its convention is implausible or unclear.
+        ConfigError: a flag contradicts the model.
+    """
     layout = foreign.layout
     if options.layout and options.layout != layout:
         raise ConfigError(f"--input-layout {options.layout} does not match the model's input shape ({layout})")
@@ -121,17 +152,18 @@ def detect(foreign: ForeignModel, x: np.ndarray, y: np.ndarray, options: ImportO
             if kind is None:
                 kind, kind_why = _output_kind(out, foreign.last_activation, options.outputs)
             scored.append(_score(contract, out, y, kind))
-    scored.sort(key=lambda s: (s["nll"], -s["accuracy"]))
+    scored.sort(key=lambda s: (s["nll"], -s["accuracy"]))  # stable: a tie keeps SCALES order
+    tie = _break_tie(foreign, scored, kind, base, data_dir)
     best = scored[0]
-    _refuse_if_unsure(scored, options)
     chosen = Contract(**base, scale=best["scale"], invert=best["invert"], outputs=kind)
     chosen.evidence = {
         "layout": f"input shape {foreign.input_shape} (batch {foreign.batch or 'any'})",
         "outputs": kind_why,
-        "scale_and_polarity": f"best of {len(scored)} candidates on {len(y)} MNIST training digits",
+        "scale_and_polarity": f"best of {len(scored)} candidates on {len(y)} MNIST training digits" + tie,
         "candidates": scored,
         "accuracy": best["accuracy"],
         "digits": len(y),
+        "notes": foreign.notes,
     }
     return chosen
 
@@ -175,25 +207,71 @@ def _score(contract: Contract, out: np.ndarray, y: np.ndarray, kind: str) -> dic
     }
 
 
-def _refuse_if_unsure(scored: list[dict[str, Any]], options: ImportOptions) -> None:
+FLAGS = "--input-scale unit|byte|standard|symmetric and --invert/--no-invert (and --input-layout, --outputs)"
+
+
+def _break_tie(
+    foreign: ForeignModel, scored: list[dict[str, Any]], kind: str, base: dict[str, Any], data_dir: str | Path | None
+) -> str:
+    """Refuse an implausible or unclear best candidate, or settle a tie between the best two.
+
+    Args:
+        foreign: The opened model.
+        scored: The candidates' scores, best first (reordered when the validation digits tell a tie apart).
+        kind: What the model answers (logits, probabilities, log-probabilities).
+        base: The contract fields detection fixed (layout, dtype, names, ...).
+        data_dir: Where MNIST lives.
+
+    Returns:
+        Words for the evidence ("" when there was no tie).
+
+    Raises:
+        ModelError: the best candidate is under MIN_ACCURACY, or two candidates that give different answers score
+            alike on the detection digits and on the validation digits.
+    """
     best = scored[0]
-    flags = "--input-scale unit|byte|standard and --invert/--no-invert (and --input-layout, --outputs)"
     if len(scored) == 1:  # the user said how it was trained: nothing was detected, so nothing to doubt
-        return
+        return ""
     if best["accuracy"] < MIN_ACCURACY:
         raise ModelError(
             f"the most likely input convention ({_words(best)}) gets {best['accuracy']:.1%} on "
             f"{DETECTION_DIGITS:,} MNIST training digits, under {MIN_ACCURACY:.0%}: probably not an MNIST model; "
-            f"if it is, say how it was trained with {flags}"
+            f"if it is, say how it was trained with {FLAGS}"
         )
-    if len(scored) > 1:
-        second = scored[1]
-        close_nll = abs(second["nll"] - best["nll"]) <= TIE_NLL * max(best["nll"], 1e-3)
-        if abs(best["accuracy"] - second["accuracy"]) < TIE_ACCURACY and close_nll:
-            raise ModelError(
-                f"cannot tell the input convention: {_words(best)} and {_words(second)} score alike "
-                f"({best['accuracy']:.1%} vs {second['accuracy']:.1%}); pass {flags}"
-            )
+    if not _alike(best, scored[1]):
+        return ""
+    x, y = validation_digits(data_dir)
+    pair = [Contract(**base, scale=c["scale"], invert=c["invert"]) for c in scored[:2]]
+    outs = [_run(foreign, to_model_input(x, contract)) for contract in pair]
+    again = [_score(contract, out, y, kind) for contract, out in zip(pair, outs, strict=True)]
+    if not _alike(*again):
+        if again[1]["nll"] < again[0]["nll"]:
+            scored[0], scored[1] = scored[1], scored[0]
+        return f"; tied there, told apart on {len(y):,} validation digits (NLL {again[0]['nll']} vs {again[1]['nll']})"
+    same = float(np.mean(outs[0].argmax(1) == outs[1].argmax(1)))
+    if same < SAME_ANSWERS:
+        raise ModelError(
+            f"cannot tell the input convention: {_words(best)} and {_words(scored[1])} score alike "
+            f"({best['accuracy']:.1%} vs {scored[1]['accuracy']:.1%}) but answer differently on {1 - same:.1%} of "
+            f"digits; pass {FLAGS}"
+        )
+    return (
+        f"; {_words(best)} and {_words(scored[1])} tie, and give the same answer on {same:.1%} of {len(y):,} "
+        f"validation digits, so the first was kept"
+    )
+
+
+def _alike(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    close_nll = abs(b["nll"] - a["nll"]) <= TIE_NLL * max(a["nll"], 1e-3)
+    return abs(a["accuracy"] - b["accuracy"]) < TIE_ACCURACY and close_nll
+
+
+def validation_digits(data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 validation digits of split seed 0 as (N, 28, 28, 1) float32 in [0, 1], and labels."""
+    from digitlab.data.mnist import load_splits
+
+    splits = load_splits(data_dir, validation_size=TIE_DIGITS, seed=0)
+    return to_input_batch(splits.x_val), splits.y_val.astype(np.int64)
 
 
 def _words(candidate: dict[str, Any]) -> str:
@@ -227,7 +305,7 @@ def import_model(
     options.validate()
     source = Path(source)
     start = time.perf_counter()
-    foreign = open_foreign(source, options.trust_code)
+    foreign = open_foreign(source, options.trust_code, options.signature)
     out = Path(out) if out else Path("runs") / f"{_stem(source)}-import"
     if _same_import(out, source, options):
         log(f"{out} already holds this import of {source.name} (same file, same options): reusing it")
@@ -235,10 +313,11 @@ def import_model(
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} already holds files; choose a new folder")
     x, y = detection_digits(data_dir)
-    contract = detect(foreign, x, y, options)
+    contract = detect(foreign, x, y, options, data_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     try:
         _write_run(staging, source, foreign, contract, time.perf_counter() - start, options)
+        verify_run(staging, contract, x, y, source.name)
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -249,6 +328,38 @@ def import_model(
         f"{contract.evidence['accuracy']:.1%} on {len(y):,} training digits → {out}"
     )
     return out
+
+
+def verify_run(run: Path, contract: Contract, x: np.ndarray, y: np.ndarray, name: str) -> None:
+    """Load the written run as every command will and check it answers the detection digits as detection saw.
+
+    Args:
+        run: The written (staging) run directory.
+        contract: The detected contract, with its evidence.
+        x: (N, 28, 28, 1) float32 in [0, 1], the detection digits; y their labels.
+        y: The labels of x.
+        name: The source file's name, for the message.
+
+    Raises:
+        ModelError: the run does not load, fails on digits, or answers them differently (a bug in an adapter
+            for this kind of file: the message says so, and nothing is written).
+    """
+    from digitlab.models.forward import predict_logits
+    from digitlab.models.imported import load_network
+
+    try:
+        with library_output_silenced():
+            logits = predict_logits(load_network(run / contract.file, contract, run.name), x)
+    except ModelError as e:
+        raise ModelError(f"{name}: the imported run does not load ({e}); nothing was written") from e
+    except Exception as e:  # the adapted model's own runtime failed on digits it accepted at detection
+        raise ModelError(f"{name}: the imported run fails on digits ({one_line(e)}); nothing was written") from e
+    accuracy = float(np.mean(np.asarray(logits).argmax(1) == y))
+    if abs(accuracy - contract.evidence["accuracy"]) > VERIFY_TOLERANCE:
+        raise ModelError(
+            f"{name}: the imported run answers {accuracy:.1%} of {len(y):,} digits right where the model itself "
+            f"answered {contract.evidence['accuracy']:.1%}; nothing was written (please report this file)"
+        )
 
 
 def _same_import(out: Path, source: Path, options: ImportOptions) -> bool:
@@ -267,7 +378,8 @@ def _same_import(out: Path, source: Path, options: ImportOptions) -> bool:
     except ModelError:
         return False  # a corrupt run is not reused; the "already holds files" refusal follows
     recorded = record.get("source", {})
-    return record.get("options") == asdict(options) and recorded.get("sha256") == digest(source)
+    said = {**asdict(ImportOptions()), **record.get("options", {})}  # options added later take their defaults
+    return said == asdict(options) and recorded.get("sha256") == digest(source)
 
 
 def _parent(out: Path) -> Path:
@@ -296,8 +408,8 @@ def _write_run(
         contract.file = "model.keras"
         adapter = keras_adapter(foreign.network, contract, name)  # saved by `finish`, atomically
     elif foreign.format == "onnx":
-        contract.file = "source.onnx"
-        shutil.copyfile(source, run / contract.file)
+        contract.file = "source.onnx"  # one self-contained file: weights kept in side files are read in
+        atomic_write_bytes(run / contract.file, foreign.network.SerializeToString())
     else:
         contract.file = "savedmodel"
         shutil.copytree(source, run / contract.file)
@@ -324,15 +436,22 @@ def _summary_lines(name: str, source: Path, contract: Contract) -> tuple[str, li
     best = contract.evidence["candidates"][0]
     details = [
         f"  the model's side: {contract.describe()}",
+        *([f"  signature: {contract.signature}"] if contract.signature else []),
         f"  outputs: {contract.evidence['outputs']}",
         f"  scale and polarity: {_words(best)}, {best['accuracy']:.1%} on {contract.evidence['digits']:,} MNIST "
-        f"training digits (NLL {best['nll']:.3f}); the other candidates:",
+        f"training digits (NLL {best['nll']:.3f}){_tie_words(contract)}; the other candidates:",
         *[f"    {_words(c):<40} {c['accuracy']:.1%}  NLL {c['nll']:.3f}" for c in contract.evidence["candidates"][1:]],
+        *[f"  note: {note}" for note in contract.evidence.get("notes", [])],
         "  uncalibrated (temperature 1): the model may have trained on any MNIST training image",
         f"  trusted code: {'yes (--trust-code)' if contract.trust_code else 'no (safe mode)'}",
         "  test accuracy: run `digitlab evaluate` on this run",
     ]
     return f"{name}: imported from {source.name} ({contract.format})", details
+
+
+def _tie_words(contract: Contract) -> str:
+    how = contract.evidence.get("scale_and_polarity", "")
+    return how[how.index(";") :] if ";" in how else ""
 
 
 def cache_root(data_dir: str | Path | None = None) -> Path:

@@ -142,18 +142,13 @@ def _read_settings(run_dir: Path) -> dict[str, Any]:
 
 def _load_network(model_path: Path, contract: Contract | None = None, name: str = "model"):
     """The network on digitlab's side: a Keras model, or an OnnxNetwork for an imported ONNX model."""
-    if contract is not None and contract.format == "onnx":
-        from digitlab.models.imported import OnnxNetwork
+    if contract is not None:
+        from digitlab.models.imported import load_network
 
-        return OnnxNetwork.from_contract(model_path, contract)
-    if contract is not None and contract.format == "savedmodel":
-        from digitlab.models.contract import keras_adapter
-        from digitlab.models.imported import saved_model_signature
-
-        return keras_adapter(saved_model_signature(model_path, contract), contract, name)
+        return load_network(model_path, contract, name)
     from digitlab.models.foreign import load_keras_file
 
-    model = load_keras_file(model_path, trust_code=bool(contract and contract.trust_code))
+    model = load_keras_file(model_path)
     shape = tuple(model.input_shape[1:]) if hasattr(model, "input_shape") else None
     if shape not in ((28, 28, 1), (28, 28)):
         raise ModelError(f"{model_path} takes inputs of shape {shape}, not MNIST's (28, 28, 1)")

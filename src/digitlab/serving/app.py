@@ -55,7 +55,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.runtime = served.predictor.runtime.name
     app.state.model_info = model_routes.model_info(served)
     app.state.explain = explain_routes.ExplainService(config.model)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, seconds=config.body_seconds)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=config.max_body_bytes,
+        seconds=config.body_seconds,
+        predict_bytes=config.max_predict_body_bytes,
+    )
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

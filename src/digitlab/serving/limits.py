@@ -17,22 +17,35 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from digitlab.serving.inputs import BadRequest
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
+# TF Serving's REST API (/v1/models/...) takes batches of images as JSON numbers: ~16 KB a digit as Python's json
+# writes floats, so 300 digits are ~4.7 MB. 16 MiB holds about 1,000; parsed, a body this size is at most ~135 MB
+# of Python floats (4-byte "0.0," values), which bounds one request's memory.
+MAX_PREDICT_BODY_BYTES = 16 * 1024 * 1024
+PREDICT_PREFIX = "/v1/models/"
 BODY_SECONDS = 15.0  # a whole request body must arrive within this (slow-body clients get 408)
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over `max_bytes` (413) or still arriving `seconds` after the request (408).
+    """Refuses request bodies over the limit (413) or still arriving `seconds` after the request (408).
 
     Args:
       app: the ASGI app to wrap.
       max_bytes: the largest body accepted, in bytes.
       seconds: how long after the request's start its whole body may take to arrive, in seconds.
+      predict_bytes: the largest body of a TF Serving REST request (paths under `PREDICT_PREFIX`), in bytes.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, seconds: float = BODY_SECONDS):
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        seconds: float = BODY_SECONDS,
+        predict_bytes: int = MAX_PREDICT_BODY_BYTES,
+    ):
         self.app = app
         self.max_bytes = max_bytes
         self.seconds = seconds
+        self.predict_bytes = predict_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection, with `receive` limited for HTTP requests."""
@@ -43,6 +56,7 @@ class BodyLimitMiddleware:
 
     def _limited(self, scope: Scope, receive: Receive) -> Receive:
         declared = Headers(scope=scope).get("content-length")
+        limit = self.predict_bytes if scope.get("path", "").startswith(PREDICT_PREFIX) else self.max_bytes
         deadline = time.monotonic() + self.seconds
         size, done = 0, False
 
@@ -50,7 +64,7 @@ class BodyLimitMiddleware:
             nonlocal size, done
             if done:  # the body is in: what follows (a disconnect) has no deadline
                 return await receive()
-            self._check_declared(declared)
+            self._check_declared(declared, limit)
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
                     message = await receive()
@@ -58,17 +72,17 @@ class BodyLimitMiddleware:
                 raise BadRequest(f"the request body did not arrive within {self.seconds:g} s", 408) from e
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
-                if size > self.max_bytes:
-                    raise BadRequest(f"request body over the limit of {self.max_bytes:,} bytes", 413)
+                if size > limit:
+                    raise BadRequest(f"request body over the limit of {limit:,} bytes", 413)
                 done = not message.get("more_body", False)
             return message
 
         return limited_receive
 
-    def _check_declared(self, declared: str | None) -> None:
+    def _check_declared(self, declared: str | None, limit: int) -> None:
         if declared is None:
             return
         if not declared.isdigit():
             raise BadRequest("invalid Content-Length header")
-        if int(declared) > self.max_bytes:
-            raise BadRequest(f"request body over the limit of {self.max_bytes:,} bytes", 413)
+        if int(declared) > limit:
+            raise BadRequest(f"request body over the limit of {limit:,} bytes", 413)

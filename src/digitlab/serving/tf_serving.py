@@ -22,7 +22,7 @@ from digitlab.serving.inputs import BadRequest, TFServingRequest, b64, json_body
 from digitlab.serving.state import Served, ServedModel
 
 INPUT = "image"  # every signature's one input
-MAX_INSTANCES = 256  # images per request
+MAX_INSTANCES = 1024  # images per request: what the 16 MiB body limit holds (limits.MAX_PREDICT_BODY_BYTES)
 
 router = APIRouter(tags=["TensorFlow Serving"])
 
@@ -102,7 +102,7 @@ async def predict(request: Request, served: Served, model: str, version: str | N
       JSON with (N, 10) float32 `predictions` (row format) or `outputs` (columnar).
 
     Raises:
-      BadRequest: 404 for another model name or version; 400 for a malformed body; 413 over 256 images.
+      BadRequest: 404 for another model name or version; 400 for a malformed body; 413 over `MAX_INSTANCES` images.
     """
     _check_model(model, version)
     signature, columnar, items = parse_predict(parse_json(await request.body()))
