@@ -244,7 +244,32 @@ def robustness(data: dict[str, Any]) -> str:
     return table(header, rows) + note
 
 
+def robust_recipe(data: dict[str, Any]) -> str:
+    """The default-model search: screened and confirmed variants on validation, per held-out shift, and the choice."""
+
+    def rows(part: dict[str, Any]) -> list[Row]:
+        out = []
+        for name in part["ranking"]:
+            v = part["variants"][name]
+            shifts = [pct(v["per_shift"][k]["mean"], 1) for k in data["held_out"]]
+            clean = f"{pct(v['clean']['mean'])} ± {100 * v['clean']['sd']:.2f}"
+            held = f"{pct(v['held_out_mean']['mean'])} ± {100 * v['held_out_mean']['sd']:.2f}"
+            out.append([name, str(len(v["seeds"])), clean, held, *shifts, f"{v['train_seconds']['mean']:.0f}"])
+        return out
+
+    header = ["variant", "seeds", "clean (val)", "held out (mean)", *data["held_out"], "train s"]
+    chosen = data.get("chosen") or "not yet (confirmation incomplete)"
+    return (
+        f"**Screen** (seed {data['screen']['seed']}, ranked by the rule):\n\n"
+        + table(header, rows(data["screen"]))
+        + f"\n**Confirm** (seeds {', '.join(map(str, data['confirm']['seeds']))}):\n\n"
+        + table(header, rows(data["confirm"]))
+        + f"\nChosen on validation: **{chosen}**.\n"
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "robust_recipe": robust_recipe,
     "robustness": robustness,
     "fast_recipe": fast_recipe,
     "train_speed": train_speed,

@@ -111,6 +111,20 @@ def test_handwriting_families_each_do_what_they_say(mnist):
     assert outline[core].mean() < 0.6 * x.numpy()[core].mean()  # hollow: the strokes' cores go dark
     warped = handwriting_batch(x, seed, dataclasses.replace(still, elastic=1.0)).numpy()
     assert 0.5 < warped.sum() / x.numpy().sum() < 1.5 and np.abs(warped - x.numpy()).max() > 0.3
+    skipped = handwriting_batch(x, seed, dataclasses.replace(still, skip=1.0)).numpy()
+    assert np.all(skipped <= x.numpy() + 1e-6)  # a skipping pen only removes ink
+    lost = (x.numpy() - skipped).sum(axis=(1, 2, 3)) / x.numpy().sum(axis=(1, 2, 3))
+    assert np.median(lost) > 0.02 and lost.max() < 0.5  # gaps in most digits, never the digit erased
+
+
+def test_every_handwriting_style_is_a_valid_setting():
+    from digitlab.data.augment import STYLES
+    from digitlab.errors import ConfigError
+
+    for name in STYLES:
+        assert resolve_config(None, "robust", handwriting_style=name).handwriting_style == name
+    with pytest.raises(ConfigError, match="--handwriting-style must be one of default, mild"):
+        resolve_config(None, "robust", handwriting_style="nope")
 
 
 # --- recipes ------------------------------------------------------------------------------------------------

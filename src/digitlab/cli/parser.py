@@ -57,6 +57,7 @@ def _optimisation_args(p: argparse.ArgumentParser, defaults: object | None = Non
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
+    from digitlab.data.augment import STYLES
     from digitlab.models.registry import model_names
     from digitlab.training.config import KEEP, LOOPS, OPTIMIZERS, ORDERS, SCHEDULES, STRATEGIES, recipe_names
 
@@ -109,6 +110,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="augment as people write and cameras see: warp, elastic, stroke width, outlines, blur, noise, grey "
         "or uneven background, stray strokes (default: recipe; robust: on)",
+    )
+    p.add_argument(
+        "--handwriting-style",
+        choices=list(STYLES),
+        help="the handwriting augmentation's ranges (data/augment.py STYLES; default: recipe, default)",
     )
     p.add_argument("--ema", type=float, help="average the weights with this momentum, e.g. 0.999 (default: recipe, 0)")
     p.add_argument(

@@ -182,13 +182,14 @@ def make_dataset(
     drop_remainder: bool = False,
     augment: bool = False,
     handwriting: bool = False,
+    handwriting_style: str = "default",
 ) -> tf.data.Dataset:
     """A tf.data pipeline of float32 images in [0, 1], shaped (B, 28, 28, 1) or (B, 784) when `flatten`.
 
     The uint8 tensors are cached and batched before the cast, so the per-example work is one vectorised
     op per batch rather than a Python-level map per image. `augment` adds one random affine warp per image,
-    `handwriting` the handwriting augmentation instead (`digitlab.data.augment`, seeded by `seed`): for
-    training batches only, never for evaluation.
+    `handwriting` the handwriting augmentation instead (`digitlab.data.augment`, seeded by `seed`, in the named
+    `handwriting_style` of `augment.STYLES`): for training batches only, never for evaluation.
     """
     import tensorflow as tf
 
@@ -211,9 +212,12 @@ def make_dataset(
     if augment or handwriting:
         if labels is None:
             raise ValueError("augmentation is for labelled training batches")
-        from digitlab.data.augment import augment_dataset, handwriting_dataset
+        from digitlab.data.augment import STYLES, augment_dataset, handwriting_dataset
 
-        ds = handwriting_dataset(ds, seed or 0) if handwriting else augment_dataset(ds, seed or 0)
+        if handwriting:
+            ds = handwriting_dataset(ds, seed or 0, STYLES[handwriting_style])
+        else:
+            ds = augment_dataset(ds, seed or 0)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

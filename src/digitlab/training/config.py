@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from digitlab.data.augment import STYLES
 from digitlab.errors import ConfigError
 from digitlab.models.registry import MODELS, PYTORCH_INIT, ModelOptions, get_spec
 from digitlab.models.transfer_network import (
@@ -52,6 +53,7 @@ class TrainConfig:
     order: str = "reshuffle"  # reshuffle: a new seeded permutation each epoch | fixed: one made once, sliced in order
     augment: bool = False  # one random affine warp (rotation, zoom, shear, shift) per training image
     handwriting: bool = False  # how people write and cameras see (data/augment.py Handwriting); replaces --augment
+    handwriting_style: str = "default"  # which of data/augment.py STYLES the handwriting augmentation draws from
     ema: float = 0.0  # > 0: average the weights with this momentum while training; the run keeps the average
     keep: str = "best"  # best: the epoch with the lowest validation loss | last: the final (or averaged) weights
     full_train: bool = False  # train on all 60k images, validation ones included (settings frozen beforehand)
@@ -284,6 +286,10 @@ def validate(config: TrainConfig) -> None:
         (config.patience >= 0, f"--patience must be >= 0, got {config.patience}"),
         (0 <= config.beta_1 < 1 and 0 <= config.beta_2 < 1, "--beta-1 and --beta-2 must be in [0, 1)"),
         (0 <= config.ema < 1, f"--ema must be in [0, 1), got {config.ema}"),
+        (
+            config.handwriting_style in STYLES,
+            f"--handwriting-style must be one of {', '.join(STYLES)}, got {config.handwriting_style!r}",
+        ),
         (config.keep in KEEP, f"--keep must be one of {', '.join(KEEP)}, got {config.keep!r}"),
         (
             not config.ema or config.keep == "last",

@@ -92,6 +92,7 @@ def train(
         drop_remainder=True,
         augment=config.augment,
         handwriting=config.handwriting,
+        handwriting_style=config.handwriting_style,
     ).repeat()
     # Skip the epochs already done so a resumed run sees the same shuffles as an uninterrupted one would.
     train_ds = train_ds.skip(int(epoch.numpy()) * steps_per_epoch)

@@ -83,6 +83,7 @@ def fit_loop(
         seed=config.seed,
         augment=config.augment,
         handwriting=config.handwriting,
+        handwriting_style=config.handwriting_style,
     )
     # --full-train has no held-out images: a per-epoch pass over images it trains on would choose nothing
     val_ds = None if config.full_train else make_dataset(splits.x_val, splits.y_val, 1024)
