@@ -45,6 +45,7 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "robust_runs.jsonl"
 SUMMARY = RESULTS / "robust_recipe.json"
+SEARCH_RUNS = Path(__file__).resolve().parents[1] / "runs" / "search"  # the test phase's runs (git-ignored)
 SCREEN_SEED = 100  # never a seed the test phase reports
 CONFIRM_SEEDS = (100, 101, 102)
 CONFIRM_TOP = 2
@@ -297,21 +298,29 @@ class ValidationTrainer:
 
 
 def test_command(phase: str, variant: str, seed: int) -> dict[str, Any]:
-    """The variant trained by the whole `digitlab train` command (seconds from process start), test accuracy."""
+    """The variant trained by the whole `digitlab train` command (seconds from process start), test accuracy.
+
+    The run is kept in `runs/search/` (not committed), so MNIST-C and the real digits are scored on these very
+    runs by `--switch`.
+    """
     recipe, overrides = VARIANTS[variant]
     flags = ["--recipe", recipe, *_flags(overrides)]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        started = time.perf_counter()
-        digitlab = [sys.executable, "-m", "digitlab", "train", *flags, "--seed", str(seed), "--out", str(out)]
-        subprocess.run(digitlab, check=True, stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-        metrics = json.loads((out / "metrics.json").read_text())
+    out = SEARCH_RUNS / f"{_slug(variant)}-seed{seed}"
+    started = time.perf_counter()
+    digitlab = [sys.executable, "-m", "digitlab", "train", *flags, "--seed", str(seed), "--out", str(out)]
+    subprocess.run(digitlab, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    metrics = json.loads((out / "metrics.json").read_text())
     return {
         "command": "digitlab train " + " ".join(flags),
+        "run": str(out),
         "seconds": round(seconds, 1),
         "test_accuracy": metrics["test"]["accuracy"],
     }
+
+
+def _slug(variant: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in variant.lower()).split())
 
 
 def _flags(overrides: dict[str, Any]) -> list[str]:
