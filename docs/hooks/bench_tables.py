@@ -268,7 +268,21 @@ def robust_recipe(data: dict[str, Any]) -> str:
     )
 
 
+def real_digits(data: dict[str, Any]) -> str:
+    """Real handwriting answered as `digitlab predict` answers it, per measured entry, set and style."""
+    header = ["entry (run, commit)", "set", "style", "n", "right", "wrong", "blank", "refused"]
+    rows = []
+    for label, entry in data.items():
+        for name in ("real-digits", "real-digits-2"):
+            for style, c in (entry.get(name) or {}).get("styles", {}).items():
+                where = f"{label} (`{entry['run']}`, {entry['commit']})"
+                counts = [str(c[k]) for k in ("wrong", "blank", "refused")]
+                rows.append([where, name, style, str(c["n"]), pct(c["accuracy"], 1), *counts])
+    return table(header, rows)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "real_digits": real_digits,
     "robust_recipe": robust_recipe,
     "robustness": robustness,
     "fast_recipe": fast_recipe,

@@ -66,4 +66,40 @@ def canvases(count: int = 240, seed: int = 0) -> list[tuple[str, np.ndarray]]:
         image, _ = number_image(list(digits[k : k + length]), rng, gap=gap, style=style)
         out.append((f"number-{style}-{gap}-{len(out)}", np.asarray(image)))
         k += length
+    return out + paper_and_colour(digits[200:230], np.random.default_rng([seed, 1]))
+
+
+# ink on paper of about the same luminance, and a blue pen on ruled and squared paper (issue 39): a separate
+# seed, after the cases above, so those stay what they were
+INK_ON_PAPER = [
+    ((250, 222, 0), (150, 220, 255)),  # yellow on light blue
+    ((230, 40, 40), (40, 150, 40)),  # red on green
+    ((40, 40, 255), (70, 70, 70)),  # blue on grey
+    ((255, 150, 0), (240, 140, 170)),  # orange on pink
+    ((230, 0, 230), (0, 150, 150)),  # magenta on teal
+]
+
+
+def paper_and_colour(digits: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """Coloured digits on coloured paper and blue-pen digits on ruled or squared paper, RGB, 200-420 px."""
+    out = []
+    for i, digit in enumerate(digits):
+        size = int(rng.integers(200, 420))
+        side = int(size * rng.uniform(0.5, 0.8))
+        alpha = np.asarray(Image.fromarray(digit).resize((side, side), Image.BILINEAR), np.float32)[..., None] / 255
+        ink, paper = INK_ON_PAPER[i % len(INK_ON_PAPER)] if i % 2 == 0 else ((20, 40, 140), (250, 250, 245))
+        canvas = np.empty((size, size, 3), np.float32)
+        canvas[:] = paper
+        if i % 2:  # ruled, every third one squared
+            spacing, weight = int(rng.integers(18, 60)), int(rng.integers(1, 4))
+            for y in range(spacing // 2, size, spacing):
+                canvas[y : y + weight] = (150, 190, 235)
+            if i % 3 == 0:
+                for x in range(spacing // 2, size, spacing):
+                    canvas[:, x : x + weight] = (150, 190, 235)
+        y0, x0 = (int(rng.integers(0, size - side + 1)) for _ in range(2))
+        region = canvas[y0 : y0 + side, x0 : x0 + side]
+        canvas[y0 : y0 + side, x0 : x0 + side] = region * (1 - alpha) + np.asarray(ink, np.float32) * alpha
+        kind = "ruled" if i % 2 else "colour"
+        out.append((f"{kind}-{i}", np.round(canvas).astype(np.uint8)))
     return out

@@ -72,6 +72,18 @@ def test_javascript_preprocessing_matches_python(tmp_path):
     assert np.mean(diffs) <= 2 / 255, f"mean absolute difference {np.mean(diffs) * 255:.2f}/255"
 
 
+def test_the_constants_javascript_copies_are_pythons():
+    """preprocess.js copies these decisions' numbers from preprocess.py: a change on one side fails here."""
+    import re
+
+    from digitlab.data import preprocess
+
+    js = (Path(preprocess.__file__).parents[1] / "web" / "static" / "preprocess.js").read_text()
+    for name in ("COLOUR_MIN", "CHROMA_SCALE", "RULE_SPAN", "RULE_WIDTH", "RULES_MIN", "NOISE_FLOOR", "WORK_SIZE"):
+        found = re.search(rf"const {name} = ([0-9.]+);", js)
+        assert found and float(found.group(1)) == float(getattr(preprocess, name)), name
+
+
 def test_python_rounding_and_reasons_in_javascript(tmp_path):
     """Blank reasons read the same, and a symmetric dash (a centre of mass on a half pixel) lands on the same row."""
     dash = np.full((280, 280, 4), 255, np.uint8)

@@ -7,8 +7,11 @@ background, off-centre, thick or thin strokes, uneven light and paper texture. `
 each difference in turn, and says "no digit" rather than guess on a blank canvas, a dot, or noise:
 
 1. decode safely (`digitlab.data.decode`: pixel limit against decompression bombs), shrink to a working size;
-2. ink map: alpha for transparent images, else luminance with the polarity taken from the border;
-3. flatten uneven background (a grey opening larger than any stroke estimates it) and stretch contrast;
+2. ink map: alpha for transparent images, else luminance with the polarity taken from the border, plus, in a
+   colour image, how far each pixel's colour departs from the paper's (CIELAB chroma): yellow ink on light-blue
+   paper has almost the paper's luminance;
+3. flatten uneven background (a grey opening larger than any stroke estimates it), stretch contrast, and remove
+   the rules of ruled or squared paper (thin straight lines across the image, at least two of them);
 4. keep the connected ink blobs that matter (drops specks), or report "no digit";
 5. normalise stroke width toward MNIST's (about 15% of the digit's longer side), crop to the bounding box;
 6. scale the longer side to 20 px with anti-aliasing, paste into 28×28, shift the centre of mass to centre.
@@ -53,6 +56,11 @@ BOX = 20  # MNIST: the longer side of the digit's bounding box
 CANVAS = 28
 NOISE_FLOOR = 0.12  # below this (after stretching) a pixel is background noise, set to 0 as in MNIST
 STROKE_RANGE = (0.11, 0.20)  # MNIST stroke width / longer side: median 0.158, 10-90% ≈ 0.12-0.21 (measured)
+COLOUR_MIN = 12.0  # CIELAB chroma (√(a*² + b*²)) below which an image counts as grey: JPEG noise on white paper
+CHROMA_SCALE = 100.0  # a chroma difference from the paper of this many CIELAB units counts as full ink
+RULE_SPAN = 0.8  # a rule runs across at least this share of the image's width (or height)
+RULE_WIDTH = 3  # and is at most this many working pixels thick (pen strokes are thicker, or shorter)
+RULES_MIN = 2  # parallel rules needed: one long line alone may be a stroke (a tightly cropped 1 or 7)
 
 
 @dataclass
@@ -161,13 +169,62 @@ def ink_map(pixels: np.ndarray, work_size: int = WORK_SIZE) -> tuple[np.ndarray,
             alpha = (alpha if shrink_first else shrink(alpha)).astype(np.float32) * np.float32(1 / 255)
             if alpha.min() < 0.9:  # a real transparent background: what is opaque is ink, whatever its colour
                 return alpha, "alpha", factor, 0.0
+    colour = None
     if channels >= 3:
+        colour = pixels if shrink_first else None
+        if colour is None and _colourful(pixels[::factor, ::factor]):  # at working size only when needed
+            colour = shrink(pixels)
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2GRAY if channels == 4 else cv2.COLOR_RGB2GRAY)
     elif channels == 2:
         pixels = cv2.extractChannel(pixels, 0)
     if not shrink_first:
         pixels = shrink(pixels)
     gray = pixels.astype(np.float32) * np.float32(1 / 255)
+    ink, polarity, level = _polarity(gray)
+    if colour is not None and _colourful(colour):
+        ink = ink + chroma_departure(colour)  # the paper's own chroma departs by ~0: its level stays
+    return ink, polarity, factor, level
+
+
+def _colourful(rgb: np.ndarray) -> bool:
+    """Whether an RGB(A) image holds any colour: some pixel's channels spread by more than grey's JPEG noise."""
+    rgb = np.ascontiguousarray(rgb)  # (a strided sample of a large image)
+    if rgb.shape[-1] == 4:  # a browser canvas: exactly grey, in one pass over 32-bit words (little-endian RGBA;
+        # on a big-endian machine the test fails and the per-channel one below decides)
+        words = rgb.view(np.uint32)
+        if np.array_equal((words & 0xFF) * np.uint32(0x010101), words & np.uint32(0xFFFFFF)):
+            return False
+    r, g, b = (cv2.extractChannel(rgb, i) for i in range(3))  # OpenCV: 20× NumPy's reductions over 3 channels
+    spread = max(cv2.minMaxLoc(cv2.absdiff(x, y))[1] for x, y in ((r, g), (g, b), (r, b)))  # max − min channel
+    return spread > COLOUR_MIN
+
+
+def chroma_departure(rgb: np.ndarray) -> np.ndarray:
+    """How far each pixel's colour departs from the paper's, as ink: CIELAB chroma distance / `CHROMA_SCALE`.
+
+    The paper's colour is the median a*, b* of the border (paper is what surrounds a digit). Only the chroma
+    counts (not L*): the luminance ink map already holds the lightness difference, with its polarity.
+
+    Args:
+        rgb: (h, w, 3 or 4) uint8 sRGB (alpha ignored), at working size.
+
+    Returns:
+        (h, w) float32 in [0, 1]: 0 where the colour is the paper's, 1 at `CHROMA_SCALE` CIELAB units or more
+        (red and green of equal luminance are ~120 apart; a blue pen on white paper ~40-60).
+
+    Source:
+        CIE 1976 L*a*b* (CIELAB) from sRGB under D65, computed by OpenCV's `cvtColor(..., COLOR_RGB2Lab)` on
+        float32 input; the JavaScript port uses the same formulas.
+    """
+    lab = cv2.cvtColor(rgb[..., :3].astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
+    a, b = lab[..., 1], lab[..., 2]
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]), np.concatenate([b[0], b[-1], b[:, 0], b[:, -1]])
+    da, db = a - np.float32(np.median(border[0])), b - np.float32(np.median(border[1]))
+    return np.minimum(np.sqrt(da * da + db * db) * np.float32(1 / CHROMA_SCALE), 1.0).astype(np.float32)
+
+
+def _polarity(gray: np.ndarray) -> tuple[np.ndarray, str, float | None]:
+    """(ink map, polarity, the uniform border's ink level or None) of a [0, 1] grey working image."""
     # Polarity. A clean canvas or scan has a uniform border: the background is its colour. Otherwise (a photo
     # with a lighting gradient) ink is the minority that departs from its surroundings: against a local mean,
     # dark ink leaves a long negative tail and light ink a long positive one.
@@ -184,8 +241,8 @@ def ink_map(pixels: np.ndarray, work_size: int = WORK_SIZE) -> tuple[np.ndarray,
         low, high = np.percentile(residual, [0.5, 99.5])
         dark_ink = -low > high
     if dark_ink:
-        return 1.0 - gray, "dark-on-light", factor, (1.0 - level) if uniform else None
-    return gray, "light-on-dark", factor, level if uniform else None
+        return 1.0 - gray, "dark-on-light", (1.0 - level) if uniform else None
+    return gray, "light-on-dark", level if uniform else None
 
 
 def flatten_background(ink: np.ndarray, level: float | None = None) -> np.ndarray:
@@ -318,7 +375,85 @@ def image_ink(source: ImageInput, max_pixels: int = MAX_PIXELS, work_size: int =
     """
     pixels = load_pixels(source, max_pixels, draft_size=work_size * 2)
     ink, polarity, scale, level = ink_map(pixels, work_size)
-    return Ink(flatten_background(ink, level), polarity, scale, (pixels.shape[1], pixels.shape[0]))
+    flat = remove_rules(flatten_background(ink, level))
+    return Ink(flat, polarity, scale, (pixels.shape[1], pixels.shape[0]))
+
+
+def remove_rules(flat: np.ndarray) -> np.ndarray:
+    """Remove the rules of ruled or squared paper: thin straight lines across the image, keeping crossing strokes.
+
+    A rule is a run of ink along a row (or a column) over at least `RULE_SPAN` of the image, at most `RULE_WIDTH`
+    rows thick, and there must be `RULES_MIN` of them in that direction: a single long line may be the digit (a
+    tightly cropped 1). Where a stroke of the digit crosses a rule, the ink just beyond both sides of the rule
+    is the stroke's, and those rule pixels are kept. Rules tilted by more than about a pixel over the image's
+    width break into runs too short to count (the limit: `digitlab predict --save-processed` shows them).
+
+    Args:
+        flat: (h, w) float32 flattened ink map in [0, 1].
+
+    Returns:
+        The map with the rules' pixels set to 0 (`flat` itself when there are none).
+    """
+    mask = flat > INK_THRESHOLD
+    h, w = mask.shape
+    rows, columns = (cv2.reduce(mask.view(np.uint8), axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S) for axis in (1, 0))
+    if np.count_nonzero(rows >= RULE_SPAN * w) < RULES_MIN and np.count_nonzero(columns >= RULE_SPAN * h) < RULES_MIN:
+        return flat  # the common case, decided in microseconds: too few rows or columns with that much ink
+    rules = [_rules(mask), _rules(mask.T).T]  # horizontal, vertical
+    if not (rules[0].any() or rules[1].any()):
+        return flat
+    out = flat.copy()
+    out[rules[0] | rules[1]] = 0.0
+    kept = out > INK_THRESHOLD
+    reach = RULE_WIDTH + 1
+    for axis, rule in enumerate(rules):  # restore a rule's pixels where the digit's stroke runs across it
+        crossing = rule & _shifted(kept, reach, axis) & _shifted(kept, -reach, axis)
+        out[crossing] = flat[crossing]
+    return out
+
+
+def _rules(mask: np.ndarray) -> np.ndarray:
+    """Bool mask of the horizontal rules in `mask` (transpose for the vertical ones)."""
+    runs = _long_runs(mask, int(RULE_SPAN * mask.shape[1]))
+    lines, start = [], None
+    for i, on in enumerate([*runs.any(axis=1).tolist(), False]):  # neighbouring rows are one line, if thin
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            if i - start <= RULE_WIDTH:
+                lines.append((start, i))
+            start = None
+    if len(lines) < RULES_MIN:
+        return np.zeros_like(mask)
+    chosen = np.zeros(mask.shape[0], bool)
+    for first, end in lines:
+        chosen[first:end] = True
+    return runs & chosen[:, None]
+
+
+def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:
+    """The pixels of `mask` on runs of at least `length` consecutive ink pixels along their row."""
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(edges == 1)
+    ends = np.nonzero(edges == -1)[1]  # row-major order: each run's end follows its start
+    long = ends - starts >= length
+    marks = np.zeros((mask.shape[0], mask.shape[1] + 1), np.int32)
+    np.add.at(marks, (rows[long], starts[long]), 1)
+    np.add.at(marks, (rows[long], ends[long]), -1)
+    return np.cumsum(marks, axis=1)[:, :-1] > 0
+
+
+def _shifted(mask: np.ndarray, by: int, axis: int) -> np.ndarray:
+    """`mask` moved `by` pixels along `axis` (positive: toward higher indices), zeros shifted in."""
+    out = np.zeros_like(mask)
+    source = [slice(None)] * 2
+    target = [slice(None)] * 2
+    source[axis] = slice(0, mask.shape[axis] - by) if by > 0 else slice(-by, None)
+    target[axis] = slice(by, None) if by > 0 else slice(0, mask.shape[axis] + by)
+    out[tuple(target)] = mask[tuple(source)]
+    return out
 
 
 def to_mnist_28x28(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Processed:

@@ -5,8 +5,9 @@
 //
 // The steps (see the Python module for why each exists):
 //  1. shrink by an integer factor to ~112 px (OpenCV's INTER_AREA at an integer ratio: a box mean);
-//  2. ink map: alpha for transparent images, else luminance with the polarity taken from the border;
-//  3. flatten an uneven background (grey opening) and stretch contrast;
+//  2. ink map: alpha for transparent images, else luminance with the polarity taken from the border, plus in a
+//     colour image the departure of each pixel's CIELAB chroma from the paper's;
+//  3. flatten an uneven background (grey opening), stretch contrast, remove ruled or squared paper's rules;
 //  4. keep the ink blobs that matter, or say "no digit";
 //  5. normalise stroke width toward MNIST's, crop;
 //  6. longer side to 20 px (Pillow's Lanczos), pad to 28×28, centre of mass to the centre.
@@ -20,6 +21,11 @@ export const INK_THRESHOLD = 0.25;
 const SPECK = 0.05;
 const OVERLAP = 0.5;
 const SMALL = 0.4;
+const COLOUR_MIN = 12.0; // preprocess.py's constants of the ink by colour and of the rules (test_parity checks them)
+const CHROMA_SCALE = 100.0;
+const RULE_SPAN = 0.8;
+const RULE_WIDTH = 3;
+const RULES_MIN = 2;
 const F = Math.fround;
 
 /** Python's round(): halves go to the even neighbour (Math.round sends them up). */
@@ -200,6 +206,11 @@ export function inkMap(image, workSize = WORK_SIZE) {
       if (least < 0.9) return { ink, polarity: "alpha", factor, level: 0.0 };
     }
   }
+  let colour = null; // the RGB(A) at working size, only when the image holds colour (preprocess.py ink_map)
+  if (channels >= 3) {
+    if (shrinkFirst) colour = pixels;
+    else if (colourful(sampled(pixels, w, h, channels, factor), channels)) colour = shrinkBands(pixels, w, h, channels, factor, sw, sh);
+  }
   let grey;
   const count = shrinkFirst ? n : w * h;
   if (channels >= 3 && !shrinkFirst && factor > 2) grey = grayShrink(pixels, w, channels, factor, sw, sh);
@@ -233,11 +244,65 @@ export function inkMap(image, workSize = WORK_SIZE) {
     residual.sort();
     darkInk = -percentile(residual, 0.5) > percentile(residual, 99.5);
   }
-  if (darkInk) {
-    for (let i = 0; i < n; i++) gray.data[i] = 1 - gray.data[i];
-    return { ink: gray, polarity: "dark-on-light", factor, level: uniform ? 1 - level : null };
+  if (darkInk) for (let i = 0; i < n; i++) gray.data[i] = 1 - gray.data[i];
+  if (colour && colourful(colour, channels)) {
+    const chroma = chromaDeparture(colour, sw, sh, channels);
+    for (let i = 0; i < n; i++) gray.data[i] += chroma[i];
   }
+  if (darkInk) return { ink: gray, polarity: "dark-on-light", factor, level: uniform ? 1 - level : null };
   return { ink: gray, polarity: "light-on-dark", factor, level: uniform ? level : null };
+}
+
+// Every factor-th pixel of every factor-th row, as `pixels[::factor, ::factor]` (where colour is looked for).
+function sampled(data, w, h, channels, factor) {
+  const sw = Math.ceil(w / factor), sh = Math.ceil(h / factor), out = new Uint8Array(sw * sh * channels);
+  for (let y = 0, o = 0; y < h; y += factor) {
+    for (let x = 0; x < w; x += factor) for (let c = 0; c < channels; c++) out[o++] = data[(y * w + x) * channels + c];
+  }
+  return out;
+}
+
+/** Whether interleaved RGB(A) pixels hold colour: some pixel's channels spread by more than COLOUR_MIN. */
+function colourful(data, channels) {
+  for (let k = 0; k < data.length; k += channels) {
+    const r = data[k], g = data[k + 1], b = data[k + 2];
+    if (Math.max(r, g, b) - Math.min(r, g, b) > COLOUR_MIN) return true;
+  }
+  return false;
+}
+
+const srgbToLinear = (c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+const labF = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
+
+/**
+ * CIELAB chroma distance of each pixel from the paper's (the median a*, b* of the border) / CHROMA_SCALE, at
+ * most 1: preprocess.py's `chroma_departure` (sRGB under D65, OpenCV's matrix and white point).
+ */
+function chromaDeparture(data, w, h, channels) {
+  const n = w * h, a = new Float32Array(n), b = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = i * channels;
+    const r = srgbToLinear(F(data[k] * F(1 / 255))), g = srgbToLinear(F(data[k + 1] * F(1 / 255)));
+    const bl = srgbToLinear(F(data[k + 2] * F(1 / 255)));
+    const x = (0.412453 * r + 0.35758 * g + 0.180423 * bl) / 0.950456;
+    const y = 0.212671 * r + 0.71516 * g + 0.072169 * bl;
+    const z = (0.019334 * r + 0.119193 * g + 0.950227 * bl) / 1.088754;
+    const fy = labF(y);
+    a[i] = 500 * (labF(x) - fy);
+    b[i] = 200 * (fy - labF(z));
+  }
+  const border = (band) => {
+    const out = [];
+    for (let x = 0; x < w; x++) out.push(band[x]);
+    for (let x = 0; x < w; x++) out.push(band[(h - 1) * w + x]);
+    for (let y = 0; y < h; y++) out.push(band[y * w]);
+    for (let y = 0; y < h; y++) out.push(band[y * w + w - 1]);
+    out.sort((p, q) => p - q);
+    return percentile(out, 50);
+  };
+  const pa = border(a), pb = border(b), out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.min(Math.hypot(a[i] - pa, b[i] - pb) / CHROMA_SCALE, 1);
+  return out;
 }
 
 // --- step 3: flatten and stretch ---------------------------------------------------------------------------
@@ -263,6 +328,65 @@ export function flattenBackground(ink, level) {
   const scale = F(1 / peak);
   for (let i = 0; i < n; i++) flat.data[i] = Math.min(flat.data[i] * scale, 1);
   return flat;
+}
+
+/**
+ * Remove the rules of ruled or squared paper (preprocess.py `remove_rules`): runs of ink along a row (column)
+ * over RULE_SPAN of the image, at most RULE_WIDTH rows thick, at least RULES_MIN of them; pixels where a stroke
+ * crosses a rule (ink RULE_WIDTH + 1 beyond both sides) are kept.
+ */
+export function removeRules(flat) {
+  const { w, h, data } = flat, n = w * h;
+  const mask = new Uint8Array(n);
+  for (let i = 0; i < n; i++) mask[i] = data[i] > INK_THRESHOLD ? 1 : 0;
+  const horizontal = rules(mask, w, h, (y, x) => y * w + x);
+  const vertical = rules(mask, h, w, (x, y) => y * w + x);
+  if (!horizontal && !vertical) return flat;
+  const rule = new Uint8Array(n);
+  if (horizontal) for (let i = 0; i < n; i++) rule[i] |= horizontal[i];
+  if (vertical) for (let i = 0; i < n; i++) rule[i] |= vertical[i] << 1;
+  const out = newMap(w, h);
+  for (let i = 0; i < n; i++) out.data[i] = rule[i] ? 0 : data[i];
+  const kept = (x, y) => x >= 0 && y >= 0 && x < w && y < h && out.data[y * w + x] > INK_THRESHOLD;
+  const reach = RULE_WIDTH + 1, restored = [];
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      if ((rule[i] & 1 && kept(x, y - reach) && kept(x, y + reach)) || (rule[i] & 2 && kept(x - reach, y) && kept(x + reach, y))) restored.push(i);
+    }
+  }
+  for (const i of restored) out.data[i] = data[i];
+  return out;
+}
+
+// The rules running along the first axis (`along` pixels long, `across` lines), or null; at(line, i) indexes.
+function rules(mask, along, across, at) {
+  const length = Math.floor(RULE_SPAN * along);
+  const runs = new Uint8Array(mask.length), full = new Uint8Array(across);
+  for (let line = 0; line < across; line++) {
+    let start = -1;
+    for (let i = 0; i <= along; i++) {
+      const on = i < along && mask[at(line, i)];
+      if (on && start < 0) start = i;
+      else if (!on && start >= 0) {
+        if (i - start >= length) { for (let j = start; j < i; j++) runs[at(line, j)] = 1; full[line] = 1; }
+        start = -1;
+      }
+    }
+  }
+  const chosen = new Uint8Array(across);
+  let count = 0;
+  for (let line = 0, start = -1; line <= across; line++) {
+    const on = line < across && full[line];
+    if (on && start < 0) start = line;
+    else if (!on && start >= 0) {
+      if (line - start <= RULE_WIDTH) { chosen.fill(1, start, line); count++; }
+      start = -1;
+    }
+  }
+  if (count < RULES_MIN) return null;
+  for (let line = 0; line < across; line++) if (!chosen[line]) for (let i = 0; i < along; i++) runs[at(line, i)] = 0;
+  return runs;
 }
 
 // --- step 4: the digit's blobs -------------------------------------------------------------------------------
@@ -574,7 +698,7 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
  */
 export function imageInk(image, workSize = WORK_SIZE) {
   const { ink, polarity, factor, level } = inkMap(image, workSize);
-  return { flat: flattenBackground(ink, level), polarity, factor, size: [image.width, image.height] };
+  return { flat: removeRules(flattenBackground(ink, level)), polarity, factor, size: [image.width, image.height] };
 }
 
 /**
@@ -586,7 +710,7 @@ export function imageInk(image, workSize = WORK_SIZE) {
  */
 export function toMnist28x28(image) {
   const { ink, polarity, factor, level } = inkMap(image);
-  const flat = flattenBackground(ink, level);
+  const flat = removeRules(flattenBackground(ink, level));
   const found = findDigit(flat);
   if (!found.digit) return { pixels: new Float32Array(784), blank: true, reason: found.reason, polarity, bbox: null, details: {} };
   const result = normaliseDigit(flat, found.digit, found.box, factor, [image.width, image.height]);
