@@ -336,6 +336,83 @@ def _flags(overrides: dict[str, Any]) -> list[str]:
     return flags
 
 
+# --- the switch rule: MNIST-C and the real digits on the test phase's runs ------------------------------------
+
+
+def switch_scores(rows: list[dict[str, Any]], deadline: float | None) -> int:
+    """Score every recorded test-phase run on MNIST-C (model alone, the 10,000 test digits) and on both shared
+    real sets (the whole answer path), each as one `switch` line; recorded runs are skipped. Returns how many."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from digitlab.data.corruptions import CORRUPTIONS, corrupt
+    from digitlab.data.mnist import load_mnist
+    from digitlab.evaluation.robustness import accuracy_alone
+    from digitlab.inference.predictor import Predictor
+    from real_digits import SETS, SHARED, score_set
+
+    done_runs = {r["run"] for r in rows if r.get("phase") == "switch"}
+    pending = [r for r in rows if r.get("phase") == "test" and r.get("run") and r["run"] not in done_runs]
+    if not pending:
+        return 0
+    data = load_mnist()
+    corrupted = {name: corrupt(data.x_test, name, 0) for name in CORRUPTIONS}  # made once for every run
+    count = 0
+    for test_row in pending:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        predictor = Predictor.load(test_row["run"], runtime="keras", log=lambda *_: None)
+        alone = {name: round(accuracy_alone(predictor.logits, x, data.y_test), 5) for name, x in corrupted.items()}
+        real = {name: score_set(SHARED / name, predictor) for name in SETS}
+        row = {
+            "key": json.dumps(["switch", test_row["run"]]),
+            "phase": "switch",
+            "variant": test_row["variant"],
+            "seed": test_row["seed"],
+            "run": test_row["run"],
+            "mnist_c_alone": alone,
+            "mnist_c_alone_mean": round(statistics.mean(alone.values()), 5),
+            "real_digits": {k: v["styles"]["all"]["accuracy"] if v else None for k, v in real.items()},
+        }
+        record(row)
+        count += 1
+        print(
+            f"switch   {test_row['variant']:<28} seed {test_row['seed']}: MNIST-C {row['mnist_c_alone_mean']:.2%}, "
+            f"real {row['real_digits']}",
+            flush=True,
+        )
+    return count
+
+
+def switch_verdict(rows: list[dict[str, Any]], chosen: str | None) -> dict[str, Any] | None:
+    """`SWITCH_RULE` applied once to the chosen variant against today's default, from the recorded lines."""
+    if chosen is None or chosen == DEFAULT:
+        return None
+    test = {v: [r for r in rows if r.get("phase") == "test" and r["variant"] == v] for v in (DEFAULT, chosen)}
+    switch = {v: [r for r in rows if r.get("phase") == "switch" and r["variant"] == v] for v in (DEFAULT, chosen)}
+    if any(len(test[v]) < len(TEST_SEEDS) or len(switch[v]) < len(TEST_SEEDS) for v in (DEFAULT, chosen)):
+        return {"decided": False, "why": "the test phase or its MNIST-C and real-digit scores are incomplete"}
+
+    def mean_of(v: str, key: str, source: dict[str, list[dict[str, Any]]]) -> float:
+        return statistics.mean(r[key] for r in source[v])
+
+    def real(v: str, name: str) -> float:
+        return statistics.mean(r["real_digits"][name] for r in switch[v] if r["real_digits"][name] is not None)
+
+    checks = {
+        "clean test mean": (mean_of(chosen, "test_accuracy", test), SWITCH_RULE["clean_test_mean_at_least"]),
+        "MNIST-C gain": (
+            mean_of(chosen, "mnist_c_alone_mean", switch) - mean_of(DEFAULT, "mnist_c_alone_mean", switch),
+            SWITCH_RULE["mnist_c_model_alone_gain_at_least"],
+        ),
+        "train seconds": (-mean_of(chosen, "seconds", test), -SWITCH_RULE["train_seconds_at_most"]),
+        **{f"real {name}": (real(chosen, name), real(DEFAULT, name)) for name in ("real-digits", "real-digits-2")},
+    }
+    results = {
+        name: {"value": round(abs(v), 5), "bar": round(abs(bar), 5), "met": v >= bar}
+        for name, (v, bar) in checks.items()
+    }
+    return {"decided": True, "chosen": chosen, "switch": all(r["met"] for r in results.values()), "checks": results}
+
+
 # --- the table and the choice, from the recorded lines ----------------------------------------------------------
 
 
@@ -425,8 +502,10 @@ def write_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for name, runs in tests.items()
         },
         "switch_rule": SWITCH_RULE,
+        "switch": None,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
+    summary["switch"] = switch_verdict(rows, summary["chosen"])
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
     _print_table(summary)
     return summary
@@ -445,12 +524,24 @@ def _print_table(summary: dict[str, Any]) -> None:
                 f"{held['mean']:>8.2%} ±{held['sd']:.2%} {v['train_seconds']['mean']:>8.0f}"
             )
     print(f"\nchosen: {summary['chosen'] or '(not yet: confirmation incomplete)'}")
+    verdict = summary.get("switch")
+    if verdict and verdict.get("decided"):
+        print(f"switch rule: {'SWITCH' if verdict['switch'] else 'keep the default'}")
+        for name, c in verdict["checks"].items():
+            print(f"  {name:<20} {c['value']:.4f} vs bar {c['bar']:.4f}: {'met' if c['met'] else 'MISSED'}")
+    elif verdict:
+        print(f"switch rule: not decided ({verdict['why']})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--budget-min", type=float, default=None, help="start no run after N minutes (default none)")
-    parser.add_argument("--test", action="store_true", help="after confirmation, the test phase (whole commands)")
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="after confirmation, the test phase (whole commands, seeds 0-2), then MNIST-C and the real digits on "
+        "those runs, and the switch rule",
+    )
     parser.add_argument("--table", action="store_true", help="only print the table from the recorded lines")
     args = parser.parse_args()
     if not args.table:
@@ -466,6 +557,8 @@ def main() -> None:
         deadline = time.monotonic() + args.budget_min * 60 if args.budget_min is not None else None
         while run_pending(plan(read_runs(), args.test), train, deadline):
             pass  # a finished phase unlocks the next one's jobs
+        if args.test:
+            switch_scores(read_runs(), deadline)
     write_summary(read_runs())
     print(f"wrote {SUMMARY} from {RUNS}")
 

@@ -120,10 +120,12 @@ def test_report_on_a_real_model(evaluation, trained_run):
     assert metrics["examples"] == 10000 and metrics["accuracy"] > 0.95
     assert sum(v["support"] for v in metrics["per_class"].values()) == 10000
     page = (out / "report.html").read_text()
-    # 5 plots + 5 model-level views of "Inside the model" + the robustness examples + the refusal curve, all
-    # embedded: the page opens without a server
-    assert page.count("data:image/png;base64,") == 12 and "<script" not in page and 'src="http' not in page
+    # 5 plots + 5 model-level views of "Inside the model" + 15 rows of robustness examples (one per corruption, in
+    # its row of the table) + the refusal curve, all embedded: the page opens without a server
+    assert page.count("data:image/png;base64,") == 26 and "<script" not in page and 'src="http' not in page
     robustness = metrics["robustness"]
+    for name in robustness["corruptions"]:  # each row of examples names its corruption
+        assert f'alt="{name.replace("_", " ")}: examples' in page, name
     assert "<h2>Robustness</h2>" in page and (robustness["examples"], robustness["preprocessed_examples"]) == (500, 100)
     assert robustness["clean"]["alone"] > 0.95 and robustness["mean_alone"] < robustness["clean"]["alone"]
     assert "<h2>Not a digit</h2>" in page and (out / "refusal_curve.png").stat().st_size > 1000

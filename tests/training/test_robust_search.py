@@ -99,3 +99,31 @@ def test_the_held_out_conventions_change_only_their_class(search, mnist):
         images, labels = shifted[name]
         assert set(labels) == {digit} and len(images) == int(np.sum(y == digit))
         assert np.all(images.astype(int).sum(axis=(1, 2)) > x[y == digit].astype(int).sum(axis=(1, 2)))
+
+
+def test_the_switch_rule_needs_every_bar(search):
+    chosen = "robust e3"
+
+    def rows(variant, test, mnist_c, real, seconds):
+        out = []
+        for seed in search.TEST_SEEDS:
+            out.append({"phase": "test", "variant": variant, "seed": seed, "test_accuracy": test, "seconds": seconds})
+            out.append(
+                {
+                    "phase": "switch",
+                    "variant": variant,
+                    "seed": seed,
+                    "mnist_c_alone_mean": mnist_c,
+                    "real_digits": {"real-digits": real, "real-digits-2": real},
+                }
+            )
+        return out
+
+    base = rows(search.DEFAULT, 0.993, 0.835, 0.95, 25)
+    good = search.switch_verdict(base + rows(chosen, 0.9930, 0.89, 0.95, 60), chosen)
+    assert good["decided"] and good["switch"], good
+    for worse in (rows(chosen, 0.9920, 0.89, 0.95, 60), rows(chosen, 0.993, 0.87, 0.95, 60)):
+        assert not search.switch_verdict(base + worse, chosen)["switch"]  # clean test under 99.25; MNIST-C +3.5
+    assert not search.switch_verdict(base + rows(chosen, 0.993, 0.89, 0.94, 60), chosen)["switch"]  # real digits
+    assert not search.switch_verdict(base + rows(chosen, 0.993, 0.89, 0.95, 95), chosen)["switch"]  # too slow
+    assert not search.switch_verdict(base, chosen)["decided"]  # the chosen one's runs are missing

@@ -231,6 +231,14 @@ def _grid_data_url(grid: np.ndarray, scale: int = 3) -> str:
     return "data:image/png;base64," + base64.b64encode(cv2.imencode(".png", big)[1].tobytes()).decode()
 
 
+def _rows_by_corruption(grid: np.ndarray | None, robustness: dict[str, Any] | None) -> dict[str, str]:
+    """Each corruption's row of examples (28 px tall, in the table's order) as its own PNG data URL."""
+    if grid is None or not robustness:
+        return {}
+    names = list(robustness["corruptions"])
+    return {name: _grid_data_url(grid[28 * i : 28 * (i + 1)], scale=2) for i, name in enumerate(names)}
+
+
 def write_report(
     out_dir: Path,
     metrics: dict[str, Any],
@@ -277,7 +285,7 @@ def write_report(
             layers=layer_rows(loaded.model),
             inside=inside_section(loaded, out_dir, images, labels, logits, metrics["most_confused"]),
             robustness=metrics.get("robustness"),
-            robustness_grid=None if robustness_grid is None else _grid_data_url(robustness_grid),
+            robustness_rows=_rows_by_corruption(robustness_grid, metrics.get("robustness")),
             refusal=refusal_section(loaded, lambda x: predict_logits(loaded.model, x), images, out_dir),
         )
     )
