@@ -259,13 +259,26 @@ def robust_recipe(data: dict[str, Any]) -> str:
 
     header = ["variant", "seeds", "clean (val)", "held out (mean)", *data["held_out"], "train s"]
     chosen = data.get("chosen") or "not yet (confirmation incomplete)"
-    return (
+    out = (
         f"**Screen** (seed {data['screen']['seed']}, ranked by the rule):\n\n"
         + table(header, rows(data["screen"]))
         + f"\n**Confirm** (seeds {', '.join(map(str, data['confirm']['seeds']))}):\n\n"
         + table(header, rows(data["confirm"]))
         + f"\nChosen on validation: **{chosen}**.\n"
     )
+    verdict = data.get("switch") or {}
+    if verdict.get("decided"):
+        checks = [
+            [name, f"{c['value']:.4f}", f"{c['bar']:.4f}", "met" if c["met"] else "**missed**"]
+            for name, c in verdict["checks"].items()
+        ]
+        decision = "switch `make run`'s default" if verdict["switch"] else "keep `make run`'s default"
+        out += (
+            "\n**The switch rule** (test seeds 0–2, whole commands; MNIST-C model alone on 10,000 digits; both real "
+            f"sets through the answer path), against the default: **{decision}**.\n\n"
+            + table(["bar", "chosen", "needed", ""], checks)
+        )
+    return out
 
 
 def real_digits(data: dict[str, Any]) -> str:
