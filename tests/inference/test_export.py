@@ -14,7 +14,8 @@ from digitlab.cli import main
 from digitlab.errors import ModelError
 from digitlab.inference import export_command
 from digitlab.inference.predictor import Predictor
-from digitlab.models import export
+from digitlab.inference.runtimes import open_runtime
+from digitlab.models import export, features
 from digitlab.models.saved import load_model
 
 
@@ -35,6 +36,14 @@ def test_every_format_passes_parity_for_every_model_kind(runs, kind, tmp_path, m
         assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["labels"] == list(range(10))
         loaded = load_model(runs[kind], network=False)
         assert export.is_current(tmp_path, meta["format"], loaded.file_digest(), loaded.temperature) == (True, "")
+        # the penultimate features travel with the logits wherever the network has them (a 10-unit Dense last)
+        width = features.feature_width(load_model(runs[kind]).model)
+        if width is None:
+            assert check["features"] is None and "features" not in meta["output"], (kind, meta["format"])
+        else:
+            assert check["features"]["passed"] and check["features"]["relative"] <= 1e-4, (kind, meta["format"])
+            assert meta["output"]["features"] == [None, width]
+            assert open_runtime(meta["format"], export.exported_path(tmp_path, meta["format"])).feature_width == width
     onnx, litert = results[1], results[2]
     assert onnx["opset"] == export.ONNX_OPSET
     assert litert["select_tf_ops"] == []
@@ -57,6 +66,8 @@ def test_savedmodel_signature_runs_as_documented(runs, tmp_path, mnist, mnist_di
     probs = out["probabilities"].numpy()
     logits = tf.saved_model.load(str(folder)).signatures["logits"](image=tf.constant(x))
     assert set(logits) == {"logits"} and logits["logits"].shape == (64, 10)
+    found = tf.saved_model.load(str(folder)).signatures["features"](image=tf.constant(x))  # the refusal's input
+    assert set(found) == {"features"} and found["features"].shape[0] == 64
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     keras_probs = Predictor.load(runs["cnn"], "keras").probabilities(x)
     np.testing.assert_allclose(probs, keras_probs, atol=1e-4)
@@ -143,8 +154,9 @@ def test_a_copy_that_disagrees_is_removed_with_a_clear_error(runs, tmp_path, mon
         def __init__(self, inner):
             self.inner = inner
 
-        def logits(self, batch):
-            return self.inner.logits(batch) + np.eye(10, dtype=np.float32)[np.zeros(len(batch), int)] * 3
+        def forward(self, batch):
+            logits, features = self.inner.forward(batch)
+            return logits + np.eye(10, dtype=np.float32)[np.zeros(len(batch), int)] * 3, features
 
     monkeypatch.setattr(export_command, "open_runtime", lambda fmt, path: Off(real(fmt, path)))
     with pytest.raises(ModelError, match="does not answer like the Keras model"):

@@ -248,7 +248,7 @@ def test_concurrent_requests_are_batched(client, mnist):
     from concurrent.futures import ThreadPoolExecutor
 
     batcher = client.app.state.served.batcher
-    logits_of, submit = batcher._logits, batcher.submit
+    forward, submit = batcher._forward, batcher.submit
     submitted, all_in, sizes = [], threading.Event(), []
 
     def counting_submit(pixels):
@@ -257,21 +257,21 @@ def test_concurrent_requests_are_batched(client, mnist):
             all_in.set()
         return submit(pixels)
 
-    def held_logits(pixels):
+    def held_forward(pixels):
         if not sizes:
             all_in.wait(timeout=30)
         sizes.append(len(pixels))
-        return logits_of(pixels)
+        return forward(pixels)
 
     def one(i):
         return client.post("/api/predict", json={"pixels": mnist.x_test[i].tolist()}).json()["label"]
 
-    batcher._logits, batcher.submit = held_logits, counting_submit
+    batcher._forward, batcher.submit = held_forward, counting_submit
     try:
         with ThreadPoolExecutor(16) as pool:
             labels = list(pool.map(one, range(64)))
     finally:
-        batcher._logits, batcher.submit = logits_of, submit
+        batcher._forward, batcher.submit = forward, submit
     assert sum(sizes) == sum(submitted) and len(submitted) >= 64
     assert max(sizes) >= 8 and len(sizes) <= 48, sizes  # the 15 queued behind the held call went together
     assert np.mean(np.array(labels) == mnist.y_test[:64]) > 0.9
@@ -299,14 +299,14 @@ def test_model_thread_waits_for_requests_still_being_preprocessed(good_cnn, mnis
 
     predictor = BatchPredictor(Predictor.load(good_cnn), max_wait=2.0)
     calls = []
-    logits_of = predictor._logits
-    predictor._logits = lambda x: calls.append(len(x)) or logits_of(x)
+    forward = predictor._forward
+    predictor._forward = lambda x: calls.append(len(x)) or forward(x)
     predictor.pending = 1
     first = predictor.submit(mnist.x_test[:1].astype(np.float32) / 255)
     time.sleep(0.2)
     predictor.pending = 0
     second = predictor.submit(mnist.x_test[1:3].astype(np.float32) / 255)
-    logits = np.concatenate([first.result(timeout=10), second.result(timeout=10)])
+    logits = np.concatenate([first.result(timeout=10)[0], second.result(timeout=10)[0]])
     assert calls == [3]
     np.testing.assert_array_equal(logits.argmax(1), mnist.y_test[:3])
     predictor.pending = 0  # and with nothing pending, a request goes alone (how soon: bench/timing_bounds.py)

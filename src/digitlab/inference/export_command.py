@@ -29,6 +29,7 @@ from digitlab.tf_logging import import_tensorflow
 
 PARITY_IMAGES = 1000
 PARITY_TOLERANCE = 1e-4  # max absolute difference of any probability
+FEATURE_TOLERANCE = 1e-4  # max absolute difference of any feature, relative to the features' largest magnitude
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
@@ -50,6 +51,31 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
         "max_abs_probability_diff": diff,
         "tolerance": PARITY_TOLERANCE,
         "passed": same == len(reference) and diff <= PARITY_TOLERANCE,
+    }
+
+
+def feature_parity(reference: np.ndarray | None, candidate: np.ndarray | None) -> dict[str, Any] | None:
+    """Compare two runtimes' features on the same images (None when the model has none).
+
+    Args:
+        reference: (N, D) features of the Keras model, or None.
+        candidate: (N, D) features of the export, or None.
+
+    Returns:
+        `max_abs_diff`, `relative` (over the reference's largest magnitude), `tolerance` and `passed`, or None.
+    """
+    if reference is None:
+        return None
+    if candidate is None or candidate.shape != reference.shape:
+        shape = None if candidate is None else list(candidate.shape)
+        return {"max_abs_diff": None, "relative": None, "shape": shape, "tolerance": FEATURE_TOLERANCE, "passed": False}
+    diff = float(np.max(np.abs(reference - candidate)))
+    relative = diff / max(float(np.max(np.abs(reference))), 1e-12)
+    return {
+        "max_abs_diff": diff,
+        "relative": relative,
+        "tolerance": FEATURE_TOLERANCE,
+        "passed": relative <= FEATURE_TOLERANCE,
     }
 
 
@@ -95,7 +121,8 @@ def export_loaded(
         )
     images = _parity_images(data_dir)
     runtime = KerasRuntime(loaded.model) if loaded.is_keras else OnnxRuntime(loaded.model)
-    reference = probabilities(runtime.logits(images), loaded.temperature)
+    reference_logits, reference_features = runtime.forward(images)
+    reference = probabilities(reference_logits, loaded.temperature)
     source = loaded.file_digest()
     results = []
     for fmt in formats:
@@ -106,17 +133,24 @@ def export_loaded(
             info = export.write_adapted_onnx(loaded.model.model_bytes, out)
         path = export.exported_path(out, fmt)
         runtime = open_runtime(fmt, path)
-        check = parity(reference, probabilities(runtime.logits(images), loaded.temperature))
+        logits, features = runtime.forward(images)
+        check = parity(reference, probabilities(logits, loaded.temperature))
+        check["features"] = feature_parity(reference_features, features)
+        if check["features"] is not None and not check["features"]["passed"]:
+            check["passed"] = False
         if not check["passed"]:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             export.metadata_path(out, fmt).unlink(missing_ok=True)
+            features = check["features"] or {}
             raise ModelError(
                 f"the {fmt} export of {loaded.name} does not answer like the Keras model: "
                 f"{check['same_label']}/{check['images']} same labels, max probability difference "
-                f"{check['max_abs_probability_diff']:.2g} (tolerance {PARITY_TOLERANCE:g}); it was removed"
+                f"{check['max_abs_probability_diff']:.2g} (tolerance {PARITY_TOLERANCE:g}), features "
+                f"{features.get('relative', 'missing') if features else 'none'}; it was removed"
             )
+        width = None if reference_features is None else int(reference_features.shape[1])
         meta = {
-            "schema": "digitlab.export/1",
+            "schema": export.METADATA_SCHEMA,
             "format": fmt,
             "file": str(path.relative_to(out)),
             "sha256": export.digest(path),
@@ -127,7 +161,11 @@ def export_loaded(
                 "run": loaded.run_dir.name if loaded.run_dir else None,
             },
             "input": export.INPUT_CONTRACT,
-            "output": {"logits": [None, 10], "probabilities": "softmax(logits / temperature)"},
+            "output": {
+                "logits": [None, 10],
+                "probabilities": "softmax(logits / temperature)",
+                **({"features": [None, width]} if width else {}),
+            },
             "labels": export.LABELS,
             "temperature": loaded.temperature,
             "parity": check,

@@ -104,6 +104,25 @@ class Predictor:
             batch = batch[..., None]
         return self.runtime.logits(batch)
 
+    def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and the network's features in one call (`Runtime.forward`).
+
+        Args:
+            pixels: (N, 28, 28) or (N, 28, 28, 1) floats in [0, 1], MNIST-style.
+
+        Returns:
+            ((N, 10) float32 logits, (N, D) float32 features, or None for a model without them).
+        """
+        batch = np.asarray(pixels, np.float32)
+        if batch.ndim == 3:
+            batch = batch[..., None]
+        return self.runtime.forward(batch)
+
+    @property
+    def feature_width(self) -> int | None:
+        """D of the network's features, or None when it has none (an imported model)."""
+        return self.runtime.feature_width
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities: softmax(logits / temperature).
 

@@ -22,12 +22,21 @@ RUNTIMES = ("auto", "keras", "onnx", "litert")
 
 
 class Runtime(Protocol):
-    """What runs a model: `name` says which (keras, onnx, litert, savedmodel) and `logits` runs a batch."""
+    """What runs a model: `name` says which (keras, onnx, litert, savedmodel) and `logits` runs a batch.
+
+    `forward` answers the logits and, for a model with features (`digitlab.models.features`), its penultimate
+    activations in the same call; `feature_width` is their width D, or None for a model without them.
+    """
 
     name: str
+    feature_width: int | None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) logits."""
+        ...
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 28, 28, 1) float32 in [0, 1] → ((N, 10) logits, (N, D) features or None)."""
         ...
 
 
@@ -43,9 +52,13 @@ class KerasRuntime:
             model: A Keras model taking (N, 28, 28, 1) float32 and answering (N, 10) logits.
         """
         import_tensorflow()
+        from digitlab.models.features import with_features
         from digitlab.models.forward import inference_function
 
         self._forward = inference_function(model)
+        both = with_features(model)
+        self._both = inference_function(both) if both is not None else None
+        self.feature_width = int(both.output["features"].shape[-1]) if both is not None else None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Run the model once.
@@ -57,6 +70,13 @@ class KerasRuntime:
             (N, 10) float32 logits, one row per image.
         """
         return self._forward(batch).numpy()
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and features in one call, as `Runtime.forward` (features None for a model without them)."""
+        if self._both is None:
+            return self.logits(batch), None
+        out = self._both(batch)
+        return out["logits"].numpy(), out["features"].numpy()
 
 
 class OnnxRuntime:
@@ -75,6 +95,11 @@ class OnnxRuntime:
             session: An open `models.foreign.OnnxSession` (or `models.imported.OnnxNetwork`) answering logits.
         """
         self._session = session
+        outputs = {o.name: o for o in session.session.get_outputs()}
+        has_features = "features" in outputs and "logits" in outputs  # digitlab's export of a model with features
+        if has_features:
+            session.output = "logits"
+        self.feature_width = int(outputs["features"].shape[-1]) if has_features else None
 
     @classmethod
     def from_file(cls, path: str | Path, threads: int = 1) -> OnnxRuntime:
@@ -104,6 +129,14 @@ class OnnxRuntime:
         """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, as `Runtime.logits`."""
         return self._session.run(np.ascontiguousarray(batch, np.float32))
 
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and features in one call, as `Runtime.forward` (features None for a model without them)."""
+        if self.feature_width is None:
+            return self.logits(batch), None
+        x = np.ascontiguousarray(batch, np.float32)
+        logits, features = self._session.session.run(["logits", "features"], {self._session.input: x})
+        return logits, features
+
 
 class LiteRTRuntime:
     """A LiteRT interpreter on one thread.
@@ -128,6 +161,7 @@ class LiteRTRuntime:
         interpreter = require("ai_edge_litert.interpreter", "the litert runtime").Interpreter
         self._make = lambda: interpreter(model_path=str(path), num_threads=threads)
         self._by_size: dict[int, tuple] = {}
+        self.feature_width: int | None = None
         try:
             self._interpreter(1)
         except ValueError as e:
@@ -137,23 +171,51 @@ class LiteRTRuntime:
         if size not in self._by_size:
             with native_stderr_captured():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 interpreter = self._make()
-                inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+                inp = interpreter.get_input_details()[0]["index"]
+                out, features = _litert_outputs(interpreter)
                 interpreter.resize_tensor_input(inp, [size, 28, 28, 1])
                 interpreter.allocate_tensors()
                 interpreter.invoke()
-            self._by_size[size] = (interpreter, inp, out)
+            self._by_size[size] = (interpreter, inp, out, features)
+            if features is not None:
+                self.feature_width = int(interpreter.get_tensor(features).shape[-1])
         return self._by_size[size]
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, as `Runtime.logits` (padded to 2^k rows)."""
+    def _invoke(self, batch: np.ndarray) -> tuple:
         n = len(batch)
         size = 1 << max(n - 1, 0).bit_length()
-        interpreter, inp, out = self._interpreter(size)
+        interpreter, inp, out, features = self._interpreter(size)
         padded = np.zeros((size, 28, 28, 1), np.float32)
         padded[:n] = batch
         interpreter.set_tensor(inp, padded)
         interpreter.invoke()
+        return interpreter, out, features, n
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, as `Runtime.logits` (padded to 2^k rows)."""
+        interpreter, out, _, n = self._invoke(batch)
         return interpreter.get_tensor(out)[:n].copy()
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and features in one call, as `Runtime.forward` (features None for a model without them)."""
+        interpreter, out, features, n = self._invoke(batch)
+        found = None if features is None else interpreter.get_tensor(features)[:n].copy()
+        return interpreter.get_tensor(out)[:n].copy(), found
+
+
+def _litert_outputs(interpreter) -> tuple[int, int | None]:
+    """The tensor indices of the logits and of the features (None when the model has none).
+
+    The converter names a signature's outputs but numbers the interpreter's by its own order: the names come from
+    the signature runner.
+    """
+    try:
+        named = {k: v["index"] for k, v in interpreter.get_signature_runner().get_output_details().items()}
+    except (ValueError, KeyError):  # a file without signatures
+        named = {}
+    if "logits" in named and "features" in named:
+        return named["logits"], named["features"]
+    return interpreter.get_output_details()[0]["index"], None
 
 
 class SavedModelRuntime:
@@ -171,11 +233,22 @@ class SavedModelRuntime:
         import tensorflow as tf
 
         self._tf = tf
-        self._signature = tf.saved_model.load(str(path)).signatures["logits"]
+        signatures = tf.saved_model.load(str(path)).signatures
+        self._signature = signatures["logits"]
+        self._features = signatures.get("features")
+        spec = self._features.structured_outputs["features"] if self._features is not None else None
+        self.feature_width = int(spec.shape[-1]) if spec is not None else None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(N, 28, 28, 1) float32 in [0, 1] → (N, 10) float32 logits, through the `logits` signature."""
         return self._signature(image=self._tf.constant(batch, self._tf.float32))["logits"].numpy()
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and, through the `features` signature, features, as `Runtime.forward`."""
+        if self._features is None:
+            return self.logits(batch), None
+        image = self._tf.constant(batch, self._tf.float32)
+        return self._signature(image=image)["logits"].numpy(), self._features(image=image)["features"].numpy()
 
 
 def open_runtime(fmt: str, path: str | Path) -> Runtime:

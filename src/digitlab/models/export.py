@@ -7,7 +7,9 @@ size-normalised like MNIST (`digitlab.data.preprocess` makes any image so), and 
 Probabilities are softmax(logits / temperature), with the temperature in the metadata JSON written beside
 each export. The SavedModel answers them directly: its `serving_default` signature has the one output
 `probabilities` (so TF Serving's row format answers `{"predictions": [[10 numbers], ...]}`), and a second
-signature, `logits`, the logits.
+signature, `logits`, the logits. A model with features (`digitlab.models.features`: the penultimate layer's
+activations, which the "not a digit" refusal compares with training digits) also answers them: a third
+signature `features` in the SavedModel, a second output `features` (beside `logits`) in ONNX and LiteRT.
 
 Each export is written under a temporary name and renamed, and its metadata records the sha256 of the
 source `model.keras` and of the exported file, so a stale or corrupted copy is recognised (`is_current`)
@@ -44,15 +46,25 @@ LABELS = list(range(10))
 # The SavedModel's signatures: name -> (its one output, the method TF Serving lists). One output each, so TF
 # Serving answers plain lists, not a dict per row; `digitlab serve` describes and answers the same.
 SIGNATURES = {"serving_default": "probabilities", "logits": "logits"}
+FEATURES_SIGNATURE = {"features": "features"}  # added for a model with features
+METADATA_SCHEMA = "digitlab.export/2"  # /2: a model with features exports them (older exports are remade)
 SIGNATURE_METHOD = "tensorflow/serving/predict"
 
 
-def signature_defs() -> dict[str, Any]:
+def signatures_for(feature_width: int | None) -> dict[str, str]:
+    """The SavedModel's signatures (name → its one output) for a model with features of this width, or none."""
+    return {**SIGNATURES, **(FEATURES_SIGNATURE if feature_width else {})}
+
+
+def signature_defs(feature_width: int | None = None) -> dict[str, Any]:
     """The exported SavedModel's SignatureDefs as TF Serving's metadata route prints them, without TensorFlow.
 
     Proto field names, every field present: what `digitlab serve` answers at `.../metadata`. The tensor names
     are the graph's (the placeholders are `<signature>_image`, the calls are numbered in the signatures'
     sorted order); the tests compare all of it with a real export.
+
+    Args:
+        feature_width: D of the model's features, or None for a model without them (no `features` signature).
 
     Returns:
         signature name → `{inputs, outputs, method_name, defaults}`, plus `__saved_model_init_op`.
@@ -63,12 +75,14 @@ def signature_defs() -> dict[str, Any]:
         return {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": name}
 
     defs: dict[str, Any] = {}
-    for i, signature in enumerate(sorted(SIGNATURES)):
-        output = SIGNATURES[signature]
+    signatures = signatures_for(feature_width)
+    for i, signature in enumerate(sorted(signatures)):
+        output = signatures[signature]
         call = "StatefulPartitionedCall" + (f"_{i}" if i else "")
+        width = feature_width if output == "features" else 10
         defs[signature] = {
             "inputs": {"image": tensor(f"{signature}_image:0", [-1, 28, 28, 1])},
-            "outputs": {output: tensor(f"{call}:0", [-1, 10])},
+            "outputs": {output: tensor(f"{call}:0", [-1, width])},
             "method_name": SIGNATURE_METHOD,
             "defaults": {},
         }
@@ -206,8 +220,8 @@ def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> t
         return False, "the export did not pass its parity check"
     if fmt == "savedmodel" and abs(meta.get("temperature", 1.0) - temperature) > 1e-9:
         return False, "the temperature was refitted since it was exported"
-    if fmt == "savedmodel" and meta.get("signatures") != SIGNATURES:
-        return False, "it has an older signature layout (serving_default with two outputs)"
+    if meta.get("schema") != METADATA_SCHEMA:
+        return False, "it was exported by an older digitlab (no features output beside the logits)"
     if not path.exists() or digest(path) != meta.get("sha256"):
         return False, f"{path.name} is missing or corrupt (its sha256 differs from the metadata's)"
     return True, ""
@@ -231,13 +245,19 @@ def convert(model, fmt: str, out: Path, temperature: float = 1.0) -> dict[str, A
     """
     import numpy as np
 
+    from digitlab.models.features import with_features
+
     model(np.zeros((1, 28, 28, 1), np.float32), training=False)  # Keras' exporters need a called model
     target = exported_path(out, fmt)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{fmt}-", dir=target.parent))
     try:
         staged = tmp / target.name
-        info = {"savedmodel": _savedmodel, "onnx": _onnx, "litert": _litert}[fmt](model, staged, temperature)
+        both = with_features(model)
+        if both is not None:
+            both(np.zeros((1, 28, 28, 1), np.float32), training=False)
+        writer = {"savedmodel": _savedmodel, "onnx": _onnx, "litert": _litert}[fmt]
+        info = writer(model, both, staged, temperature)
         if target.is_dir():
             shutil.rmtree(target)
         staged.replace(target)
@@ -285,10 +305,11 @@ def write_metadata(out: Path, fmt: str, meta: dict[str, Any]) -> Path:
     return atomic_write_json(metadata_path(out, fmt), meta)
 
 
-def _savedmodel(model, path: Path, temperature: float) -> dict[str, Any]:
+def _savedmodel(model, both, path: Path, temperature: float) -> dict[str, Any]:
     """Write a SavedModel laid out as TF Serving's NAME/VERSION/.
 
-    Its signatures: `serving_default`: image → {probabilities}; `logits`: image → {logits} (see SIGNATURES).
+    Its signatures: `serving_default`: image → {probabilities}; `logits`: image → {logits}; with features
+    (`both` is the model answering both), `features`: image → {features} (see `signatures_for`).
     """
     import keras
     import tensorflow as tf
@@ -305,25 +326,36 @@ def _savedmodel(model, path: Path, temperature: float) -> dict[str, Any]:
     signature = [tf.TensorSpec((None, 28, 28, 1), tf.float32, name="image")]
     archive.add_endpoint(name="serving_default", fn=probabilities, input_signature=signature)
     archive.add_endpoint(name="logits", fn=logits, input_signature=signature)
+    if both is not None:
+        archive.track(both)
+
+        def features(image):
+            return {"features": both(image, training=False)["features"]}
+
+        archive.add_endpoint(name="features", fn=features, input_signature=signature)
     archive.write_out(str(path), verbose=False)
-    return {"signature": "serving_default", "signatures": SIGNATURES}
+    signatures = signatures_for(None if both is None else 1)
+    return {"signature": "serving_default", "signatures": signatures}
 
 
-def _onnx(model, path: Path, temperature: float) -> dict[str, Any]:
+def _onnx(model, both, path: Path, temperature: float) -> dict[str, Any]:
     import onnx
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object
-        model.export(str(path), format="onnx", opset_version=ONNX_OPSET, verbose=False)
+        (both or model).export(str(path), format="onnx", opset_version=ONNX_OPSET, verbose=False)
     graph = onnx.load(str(path))
     opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
-    return {"opset": int(opset), "input_name": graph.graph.input[0].name, "output_name": graph.graph.output[0].name}
+    outputs = [o.name for o in graph.graph.output]
+    logits = "logits" if both is not None else outputs[0]
+    info = {"opset": int(opset), "input_name": graph.graph.input[0].name, "output_name": logits}
+    return info | ({"features_name": "features"} if both is not None else {})
 
 
-def _litert(model, path: Path, temperature: float) -> dict[str, Any]:
+def _litert(model, both, path: Path, temperature: float) -> dict[str, Any]:
     from tensorflow.lite.python import schema_py_generated as schema
 
-    model.export(str(path), format="litert", verbose=False)
+    (both or model).export(str(path), format="litert", verbose=False)
     flat = schema.Model.GetRootAsModel(path.read_bytes(), 0)
     builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     ops, flex = set(), set()

@@ -20,16 +20,16 @@ BATCH_WAIT_S = 0.002  # how long the model thread waits for requests still being
 
 
 class BatchPredictor:
-    """One thread owns the model; callers submit (N, 28, 28) arrays and get logits back via futures.
+    """One thread owns the model; callers submit (N, 28, 28) arrays and get logits and features back via futures.
 
     Args:
-      predictor: the loaded model; its `logits` runs on the model thread only.
+      predictor: the loaded model; its `forward` runs on the model thread only.
       max_batch: the most images in one model call (a batch may start over it: one request is never split).
       max_wait: how long, in seconds, a batch waits for requests still being preprocessed (`pending`).
     """
 
     def __init__(self, predictor: Predictor, max_batch: int = 64, max_wait: float = BATCH_WAIT_S):
-        self._logits = predictor.logits
+        self._forward = predictor.forward
         self._queue: queue.Queue = queue.Queue()
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -38,7 +38,7 @@ class BatchPredictor:
         # about as much as one on a batch of 1
         self.pending = 0
         self._thread = threading.Thread(target=self._run, name="digitlab-model", daemon=True)
-        self._logits(np.zeros((1, 28, 28, 1), np.float32))  # trace before serving
+        self._forward(np.zeros((1, 28, 28, 1), np.float32))  # trace before serving
         self._thread.start()
 
     def submit(self, pixels: np.ndarray) -> Future:
@@ -48,7 +48,8 @@ class BatchPredictor:
           pixels: float32 (N, 28, 28) in [0, 1].
 
         Returns:
-          A future of their float32 (N, 10) logits (or of the model's exception).
+          A future of their (float32 (N, 10) logits, float32 (N, D) features or None) (or of the model's
+          exception).
         """
         future: Future = Future()
         self._queue.put((pixels, future))
@@ -73,10 +74,11 @@ class BatchPredictor:
                 items.append(item)
                 count += len(item[0])
             try:
-                logits = self._logits(np.concatenate([p for p, _ in items]))
+                logits, features = self._forward(np.concatenate([p for p, _ in items]))
                 start = 0
                 for pixels, future in items:
-                    future.set_result(logits[start : start + len(pixels)])
+                    part = slice(start, start + len(pixels))
+                    future.set_result((logits[part], None if features is None else features[part]))
                     start += len(pixels)
             except Exception as e:  # never leave a caller waiting
                 for _, future in items:

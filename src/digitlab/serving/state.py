@@ -76,7 +76,7 @@ class BatchedModel:
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """Logits of `pixels`, float32 (N, 28, 28) in [0, 1] → float32 (N, 10); blocks until its batch ran."""
-        return self.batcher.submit(np.asarray(pixels, np.float32)).result()
+        return self.batcher.submit(np.asarray(pixels, np.float32)).result()[0]
 
     def refusal(self) -> Any:
         """The refusal score, as `Predictor.refusal()` gives it."""
@@ -145,6 +145,17 @@ class ServedModel:
 
         Returns:
           float32 (N, 10) logits.
+        """
+        return (await self.forward(pixels))[0]
+
+    async def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and features through the model thread, batched with other requests.
+
+        Args:
+          pixels: float32 (N, 28, 28) in [0, 1].
+
+        Returns:
+          (float32 (N, 10) logits, float32 (N, D) features or None for a model without them).
         """
         return await asyncio.wrap_future(self.batcher.submit(pixels))
 

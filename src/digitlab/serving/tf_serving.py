@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from digitlab.models.export import SERVING_NAME, SERVING_VERSION, SIGNATURES, signature_defs
+from digitlab.models.export import SERVING_NAME, SERVING_VERSION, signature_defs, signatures_for
 from digitlab.serving.inputs import BadRequest, TFServingRequest, b64, json_body, parse_json, pixels_from_json
 from digitlab.serving.state import Served, ServedModel
 
@@ -58,10 +58,13 @@ async def status(model: str, version: str | None = None) -> dict[str, Any]:
 
 @router.get("/v1/models/{model}/metadata", summary="TF Serving: the signatures")
 @router.get("/v1/models/{model}/versions/{version}/metadata", summary="TF Serving: the signatures of one version")
-async def metadata(model: str, version: str | None = None) -> dict[str, Any]:
-    """TF Serving's metadata: the `serving_default` (probabilities) and `logits` signature defs.
+async def metadata(served: Served, model: str, version: str | None = None) -> dict[str, Any]:
+    """TF Serving's metadata: the signature defs the exported SavedModel has.
+
+    `serving_default` (probabilities), `logits`, and for a model with features `features`.
 
     Args:
+      served: The served model (a dependency).
       model: The model name in the path; must be the served name.
       version: The version in the path, if any; must be 1.
 
@@ -74,7 +77,7 @@ async def metadata(model: str, version: str | None = None) -> dict[str, Any]:
     _check_model(model, version)
     return {
         "model_spec": {"name": SERVING_NAME, "signature_name": "", "version": str(SERVING_VERSION)},
-        "metadata": {"signature_def": {"signature_def": signature_defs()}},
+        "metadata": {"signature_def": {"signature_def": signature_defs(served.predictor.feature_width)}},
     }
 
 
@@ -90,7 +93,7 @@ async def predict(request: Request, served: Served, model: str, version: str | N
     Row format `{"instances": [...]}` → `{"predictions": [...]}`; columnar `{"inputs": ...}` →
     `{"outputs": ...}`. Each image is 28×28 (or 28×28×1) numbers in [0, 1] (or [0, 255]), white on black like
     MNIST, or `{"b64": image bytes}`; named (`{"image": ...}`) or not. `signature_name`: `serving_default`
-    (probabilities, the default) or `logits`.
+    (probabilities, the default), `logits`, or for a model with features `features`.
 
     Args:
       request: The HTTP request; its body is read here (the route declares its schema).
@@ -99,24 +102,27 @@ async def predict(request: Request, served: Served, model: str, version: str | N
       version: The version in the path, if any; must be 1.
 
     Returns:
-      JSON with (N, 10) float32 `predictions` (row format) or `outputs` (columnar).
+      JSON with (N, 10) float32 `predictions` (row format) or `outputs` (columnar); (N, D) for `features`.
 
     Raises:
       BadRequest: 404 for another model name or version; 400 for a malformed body; 413 over `MAX_INSTANCES` images.
     """
     _check_model(model, version)
-    signature, columnar, items = parse_predict(parse_json(await request.body()))
+    signatures = signatures_for(served.predictor.feature_width)
+    signature, columnar, items = parse_predict(parse_json(await request.body()), signatures)
     pixels = [await _pixels(served, item, where) for item, where in items]
-    logits = await served.logits(np.stack(pixels))
-    values = logits if signature == "logits" else served.probabilities(logits)
+    logits, features = await served.forward(np.stack(pixels))
+    values = {"logits": logits, "features": features}.get(signature)
+    values = served.probabilities(logits) if values is None else values
     return JSONResponse({"outputs" if columnar else "predictions": values.astype(np.float32).tolist()})
 
 
-def parse_predict(payload: Any) -> tuple[str, bool, list[tuple[Any, str]]]:
+def parse_predict(payload: Any, signatures: dict[str, str] | None = None) -> tuple[str, bool, list[tuple[Any, str]]]:
     """A TF Serving predict body, taken apart.
 
     Args:
       payload: the parsed JSON body.
+      signatures: the served model's signatures (default: those of a model without features).
 
     Returns:
       (signature name, whether columnar, [(one image's value, where it was in the request)]).
@@ -127,11 +133,12 @@ def parse_predict(payload: Any) -> tuple[str, bool, list[tuple[Any, str]]]:
     """
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object with 'instances' (row format) or 'inputs' (columnar format)")
+    signatures = signatures or signatures_for(None)
     signature = payload.get("signature_name", "serving_default")
-    if signature not in SIGNATURES:
+    if signature not in signatures:
         raise BadRequest(
             f"Serving signature name: {json_str(signature)} not found in signature def; "
-            f"known signatures: {', '.join(SIGNATURES)}"
+            f"known signatures: {', '.join(signatures)}"
         )
     if ("instances" in payload) == ("inputs" in payload):
         which = "both" if "inputs" in payload else "neither"

@@ -127,7 +127,9 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const f = new Float32Array(space);
     const digitSpace = { k, n, mean: f.subarray(0, 784), components: f.subarray(784, 784 + k * 784),
       bank: f.subarray(784 + k * 784, 784 + k * 784 + n * k) }; // (the bank's norms follow: Python's kNN uses them)
-    return { info, session, digitSpace, input: session.inputNames[0], output: session.outputNames[0] };
+    // a model with features answers `logits` and `features` (models/export.py): the logits by name
+    const output = session.outputNames.includes("logits") ? "logits" : session.outputNames[0];
+    return { info, session, digitSpace, input: session.inputNames[0], output };
   }
   const init = () => (ready ??= setup());
 
