@@ -131,9 +131,9 @@ def refusal(predictor, test_digits, count: int, rng) -> dict:
             if p.blank:
                 out.append("blank")
                 continue
-            logits = predictor.logits(p.pixels[None])
-            out.append(predictor.judge(p, logits[0])[0])
-            scores.append(float(predictor.refusal().score(p.pixels[None], logits)[0]))
+            logits, net = predictor.forward(p.pixels[None])
+            out.append(predictor.judge(p, logits[0], None if net is None else net[0])[0])
+            scores.append(float(predictor.refusal().score(p.pixels[None], logits, net)[0]))
         return out, np.array(scores)
 
     digit_verdicts, digit_scores = verdicts(

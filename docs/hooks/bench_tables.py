@@ -294,7 +294,31 @@ def real_digits(data: dict[str, Any]) -> str:
     return table(header, rows)
 
 
+def refusal(data: dict[str, Any]) -> str:
+    """Each run's refusals: the share refused of each set at their thresholds, and at equal digit refusal."""
+    out = []
+    for run, entry in data.items():
+        kinds = entry["refusals"]
+        names = list(next(iter(kinds.values()))["refused"])
+        rows = [
+            [name, str(entry["counts"][name]), *[pct(k["refused"][name], 1) for k in kinds.values()]] for name in names
+        ]
+        header = ["set", "n", *[f"refused, {kind}" for kind in kinds]]
+        out.append(f"**`{run}`** ({entry['commit']}):\n\n" + table(header, rows))
+        qs = list(next(iter(kinds.values()))["non-digits refused at q of drawn digits refused"])
+        curve = [
+            [kind, *[pct(k["non-digits refused at q of drawn digits refused"][q], 1) for q in qs]]
+            for kind, k in kinds.items()
+        ]
+        out.append(
+            "\nNon-digits refused (mean of families) when the threshold refuses this share of the drawn test digits:"
+            "\n\n" + table(["refusal", *[pct(float(q), 1) for q in qs]], curve)
+        )
+    return "\n".join(out)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "refusal": refusal,
     "real_digits": real_digits,
     "robust_recipe": robust_recipe,
     "robustness": robustness,

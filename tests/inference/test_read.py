@@ -154,7 +154,11 @@ def test_non_digits_refused_and_real_digits_accepted(predictor, mnist):
         verdicts = []
         for image in images:
             p = to_mnist_28x28(image)
-            verdicts.append("blank" if p.blank else predictor.judge(p, predictor.logits(p.pixels[None])[0])[0])
+            if p.blank:
+                verdicts.append("blank")
+                continue
+            logits, net = predictor.forward(p.pixels[None])
+            verdicts.append(predictor.judge(p, logits[0], None if net is None else net[0])[0])
         return float(np.mean([v != "digit" for v in verdicts]))
 
     families = {f: refused(non_digit(f, rng) for _ in range(12)) for f in NON_DIGIT_FAMILIES}
@@ -179,3 +183,25 @@ def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
     notes.clear()
     again = Predictor.load(run, "keras", log=notes.append).refusal()
     assert again.threshold == first.threshold and not notes
+    # the cnn's features (its last layer is a 10-unit Dense) join the six: a bank of training digits' features,
+    # a 0.5% threshold, and the six-feature refusal inside for callers without them
+    assert (
+        again.uses_features and saved["features"][-1] == "feature_knn" and saved["fitted_on"]["digits_refused"] == 0.005
+    )
+    assert again.bank is not None and again.bank.bank.shape[0] == 2000 and (run / "refusal_bank.npy").is_file()
+    plain = again.for_features(False)
+    assert not plain.uses_features and plain.fitted_on["digits_refused"] == 0.01 and len(plain.coef) == 6
+
+
+def test_runtimes_without_features_get_the_six_feature_refusal(trained_run, mnist):
+    from digitlab.inference.predictor import Predictor
+
+    predictor = Predictor.load(trained_run, "keras", log=lambda *_: None)
+    refusal = predictor.refusal()
+    x = mnist.x_test[:50].astype(np.float32) / 255
+    logits, net = predictor.forward(x)
+    with_features = refusal.score(x, logits, net)
+    without = refusal.score(x, logits)  # an imported model, or the static page: the plain refusal decides
+    np.testing.assert_allclose(without, refusal.for_features(False).score(x, logits))
+    assert not np.allclose(with_features, without)
+    assert refusal.refuses(x, logits, net).mean() <= 0.1 and refusal.refuses(x, logits).mean() <= 0.1  # MNIST scans

@@ -19,8 +19,7 @@ from scipy.special import softmax
 from digitlab.atomic import atomic_write_text, save_figure
 from digitlab.evaluation.inside import inside_section, layer_rows, png_data_url
 from digitlab.evaluation.metrics import ECE_BINS, expected_calibration_error, reliability_bins
-from digitlab.evaluation.refusal_curve import refusal_section
-from digitlab.models.forward import predict_logits
+from digitlab.evaluation.refusal_curve import forward_of, refusal_section
 from digitlab.rundir import RunDir
 
 PLOTS = {
@@ -286,7 +285,7 @@ def write_report(
             inside=inside_section(loaded, out_dir, images, labels, logits, metrics["most_confused"]),
             robustness=metrics.get("robustness"),
             robustness_rows=_rows_by_corruption(robustness_grid, metrics.get("robustness")),
-            refusal=refusal_section(loaded, lambda x: predict_logits(loaded.model, x), images, out_dir),
+            refusal=refusal_section(loaded, forward_of(loaded), images, out_dir),
         )
     )
     return atomic_write_text(out_dir / "report.html", page)

@@ -215,9 +215,9 @@ def predict_files(
         rows = [next(stream) for _ in names[start : start + batch_size]]
         pixels = np.stack([r[0] for r in rows])
         ok = [i for i, r in enumerate(rows) if r[1] == OK]
-        logits = predictor.logits(pixels[ok]) if ok else np.zeros((0, 10))
+        logits, net = predictor.forward(pixels[ok]) if ok else (np.zeros((0, 10)), None)
         probs = probabilities(logits, predictor.temperature)
-        refused = predictor.refusal().refuses(pixels[ok], logits) if ok else np.zeros(0, bool)  # the batch at once
+        refused = predictor.refusal().refuses(pixels[ok], logits, net) if ok else np.zeros(0, bool)  # all at once
         row_of = {i: n for n, i in enumerate(ok)}
         for i, (image, code, message, processed) in enumerate(rows):
             path = names[start + i]

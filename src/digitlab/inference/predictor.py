@@ -139,15 +139,16 @@ class Predictor:
         if self._refusal is None:
             from digitlab.inference.refusal import refusal_for
 
-            self._refusal = refusal_for(self.loaded, self.logits, log=self.log)
+            self._refusal = refusal_for(self.loaded, self.forward, log=self.log)
         return self._refusal
 
-    def judge(self, processed, logits: np.ndarray | None) -> tuple[str, str]:
+    def judge(self, processed, logits: np.ndarray | None, net_features: np.ndarray | None = None) -> tuple[str, str]:
         """Decide what one preprocessed image is (see `verdict.judge`).
 
         Args:
             processed: The image as `data.preprocess.to_mnist_28x28` returned it.
             logits: (10,) the model's logits for it, or None when it is blank.
+            net_features: (D,) the network's features for it (`forward`), or None (the refusal then uses logits).
 
         Returns:
             (verdict, reason): verdict is digit, blank, several_digits or not_a_digit; reason is a sentence,
@@ -155,7 +156,8 @@ class Predictor:
         """
         from digitlab.inference.verdict import judge
 
-        not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None])[0])
+        batch = None if net_features is None else net_features[None]
+        not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None], batch)[0])
         return judge(processed, not_digit, self)
 
 

@@ -145,10 +145,11 @@ def read_ink(ink, model) -> Reading:
     options = [_pieces(ink, g, line_height, _others_width(groups, i)) for i, g in enumerate(groups)]
     flat = [(gi, span, p) for gi, pieces in enumerate(options) for span, p in pieces.items()]
     pixels = np.stack([p.pixels for _, _, p in flat])
-    logits = model.logits(pixels)
+    logits, net = model.forward(pixels) if hasattr(model, "forward") else (model.logits(pixels), None)
     probs = probabilities(logits, model.temperature)
     refusal = model.refusal()
-    margins = refusal.score(pixels, logits) - refusal.threshold  # > 0: the refusal would say "not a digit"
+    # > 0: the refusal would say "not a digit" (with the network's features when the model answers them)
+    margins = refusal.score(pixels, logits, net) - refusal.for_features(net is not None).threshold
     scored: list[dict] = [{} for _ in groups]
     for (gi, span, processed), row, margin in zip(flat, probs, margins, strict=True):
         ratio = processed.details["aspect"]  # the piece's own ink box, as MNIST's ratio is each digit's own

@@ -15,10 +15,19 @@ preprocessed) against generated non-digits of *other* families than the benchmar
 digits. `refusal.json` in the run keeps it, with the trade-off curve it was chosen from; a run without one
 (older runs, imported models) gets it fitted on first use, and one line says so. For an imported model or a
 --full-train run the "validation" digits may have been seen in training; the file says so.
+
+A network with features (`digitlab.models.features`: its penultimate activations, which every runtime answers
+beside the logits) adds a seventh: `feature_knn`, 1 − the mean cosine similarity of the image's features to its
+10 nearest among 2,000 training digits' features (`FeatureBank`, kept in `refusal_bank.npy`: 1 MB as float16;
+kNN in feature space after Sun et al., "Out-of-distribution detection with deep nearest neighbors", ICML 2022).
+That regression's threshold refuses 0.5% of the drawn validation digits. The six-feature refusal is fitted beside
+it and kept inside (`plain`): a caller without features (an imported model, the static page's JavaScript) uses it,
+with its 1% threshold.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,16 +37,21 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from digitlab.atomic import atomic_write_json
+from digitlab.atomic import atomic_write_bytes, atomic_write_json
 from digitlab.data.digit_space import digit_space
 from digitlab.data.images import to_unit_float
 from digitlab.errors import ModelError
 
 REFUSAL_FILE = "refusal.json"
+BANK_FILE = "refusal_bank.npy"
 FEATURES = ("energy", "doubt", "knn", "residual", "flatness", "ink")
-DIGITS_REFUSED = 0.01  # the share of validation digits the threshold refuses
+FEATURE_KNN = "feature_knn"
+DIGITS_REFUSED = 0.01  # the share of validation digits the threshold refuses (the six-feature refusal)
+DIGITS_REFUSED_WITH_FEATURES = 0.005  # … and with the network's features: what the issue asks of a drawn digit
 MIN_VALIDATION = 200  # fewer held-out digits than this cannot place a 1% threshold
-SCHEMA = "digitlab.refusal/1"
+BANK_DIGITS = 2000  # training digits whose features form the bank
+BANK_NEIGHBOURS = 10
+SCHEMA = "digitlab.refusal/2"  # /2: the feature kNN and the plain refusal inside (a /1 file is fitted again)
 
 
 def features(pixels: np.ndarray, logits: np.ndarray, data_dir: str | Path | None = None) -> np.ndarray:
@@ -71,9 +85,35 @@ def features(pixels: np.ndarray, logits: np.ndarray, data_dir: str | Path | None
     )
 
 
+@dataclass(frozen=True)
+class FeatureBank:
+    """Training digits' features, L2-normalised: (K, D) float16 (`bank`), for the cosine kNN measure."""
+
+    bank: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> FeatureBank:
+        """The bank of (K, D) features (normalised here)."""
+        f = np.asarray(features, np.float32)
+        return cls((f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)).astype(np.float16))
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """(N,) 1 − mean cosine similarity to the `BANK_NEIGHBOURS` nearest bank entries, for (N, D) features."""
+        f = np.asarray(features, np.float32)
+        f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        similarity = f @ self.bank.astype(np.float32).T
+        k = min(BANK_NEIGHBOURS, similarity.shape[1])
+        nearest = np.partition(similarity, similarity.shape[1] - k, axis=1)[:, -k:]
+        return (1.0 - nearest.mean(axis=1)).astype(np.float64)
+
+
 @dataclass
 class Refusal:
-    """A fitted refusal score: `score(pixels, logits)` > `threshold` means "not a digit"."""
+    """A fitted refusal score: `score(pixels, logits, features)` > `threshold` means "not a digit".
+
+    `names` are its features in order (`FEATURES`, plus `FEATURE_KNN` when it uses the network's features; then
+    `bank` holds the training digits' features and `plain` the six-feature refusal a caller without features gets).
+    """
 
     mean: list[float]
     std: list[float]
@@ -82,27 +122,60 @@ class Refusal:
     threshold: float
     fitted_on: dict[str, Any] = field(default_factory=dict)
     curve: list[list[float]] = field(default_factory=list)  # [digits refused, non-digits accepted] pairs
+    names: list[str] = field(default_factory=lambda: list(FEATURES))
+    plain: dict[str, Any] | None = None
+    bank: FeatureBank | None = field(default=None, repr=False, compare=False)
 
-    def score(self, pixels: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        """(N,) scores; higher is less like a digit."""
-        z = (features(pixels, logits) - np.asarray(self.mean)) / np.asarray(self.std)
-        return z @ np.asarray(self.coef) + self.intercept
+    @property
+    def uses_features(self) -> bool:
+        """Whether the score needs the network's features (else logits and pixels are enough)."""
+        return FEATURE_KNN in self.names
 
-    def refuses(self, pixels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    def for_features(self, available: bool) -> Refusal:
+        """The refusal a caller gets: this one, or its six-feature `plain` one when the features are not available."""
+        if self.uses_features and (not available or self.bank is None) and self.plain is not None:
+            return Refusal(**self.plain)
+        return self
+
+    def score(self, pixels: np.ndarray, logits: np.ndarray, net_features: np.ndarray | None = None) -> np.ndarray:
+        """(N,) scores; higher is less like a digit.
+
+        Args:
+            pixels: (N, 28, 28) float32 in [0, 1], preprocessed.
+            logits: (N, 10) the model's logits for them.
+            net_features: (N, D) the network's features for them, or None (the `plain` refusal scores then).
+
+        Returns:
+            (N,) float64 scores, against `for_features(...).threshold`.
+        """
+        chosen = self.for_features(net_features is not None)
+        x = features(pixels, logits)
+        if chosen.uses_features:
+            x = np.concatenate([x, chosen.bank.distance(net_features)[:, None]], axis=1)
+        z = (x - np.asarray(chosen.mean)) / np.asarray(chosen.std)
+        return z @ np.asarray(chosen.coef) + chosen.intercept
+
+    def refuses(self, pixels: np.ndarray, logits: np.ndarray, net_features: np.ndarray | None = None) -> np.ndarray:
         """Which images are refused as "not a digit".
 
         Args:
             pixels: (N, 28, 28) float32 in [0, 1], preprocessed.
             logits: (N, 10) the model's logits for them.
+            net_features: (N, D) the network's features, or None (the six-feature refusal decides).
 
         Returns:
-            (N,) bool, True where the score is over the fitted threshold.
+            (N,) bool, True where the score is over the threshold of the refusal used.
         """
-        return self.score(pixels, logits) > self.threshold
+        return self.score(pixels, logits, net_features) > self.for_features(net_features is not None).threshold
 
     def save(self, run_dir: Path) -> Path:
-        """Write RUN/refusal.json atomically and return its path."""
-        return atomic_write_json(run_dir / REFUSAL_FILE, {"schema": SCHEMA, "features": FEATURES, **asdict(self)})
+        """Write RUN/refusal.json (and the bank, RUN/refusal_bank.npy) atomically; returns the JSON's path."""
+        if self.bank is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, self.bank.bank)
+            atomic_write_bytes(run_dir / BANK_FILE, buffer.getvalue())
+        fields = {k: v for k, v in asdict(self).items() if k != "bank"}
+        return atomic_write_json(run_dir / REFUSAL_FILE, {"schema": SCHEMA, "features": self.names, **fields})
 
     @classmethod
     def load(cls, run_dir: Path) -> Refusal | None:
@@ -111,37 +184,49 @@ class Refusal:
             data = json.loads((run_dir / REFUSAL_FILE).read_text())
             if data.get("schema") != SCHEMA:
                 return None
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+            refusal = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "bank"})
+            if refusal.uses_features:
+                refusal.bank = FeatureBank(np.load(run_dir / BANK_FILE, allow_pickle=False))
+            return refusal
         except (OSError, ValueError, TypeError, KeyError):
             return None
 
 
+def split_forward(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(logits, features or None) from what a forward function answers: logits alone, or the pair."""
+    if isinstance(out, tuple):
+        return np.asarray(out[0]), None if out[1] is None else np.asarray(out[1])
+    return np.asarray(out), None
+
+
 def fit_refusal(
-    logits_fn: Callable[[np.ndarray], np.ndarray],
+    forward_fn: Callable[[np.ndarray], Any],
     validation: np.ndarray,
     seen: str = "",
     data_dir: str | Path | None = None,
     seed: int = 0,
+    bank_images: np.ndarray | None = None,
 ) -> Refusal:
     """Fit the refusal on validation digits and generated non-digits of the fitting families.
 
     Args:
-      logits_fn: (N, 28, 28) float32 in [0, 1] → (N, 10) logits.
+      forward_fn: (N, 28, 28) float32 in [0, 1] → (N, 10) logits, or → (logits, (N, D) features) for a network
+        with features (`Predictor.forward`).
       validation: (N, 28, 28) uint8 validation digits: up to 1,000 as they are and up to 700 (half of a small
         split) drawn in the canvas styles of `synthetic.render` train the regression; the threshold refuses 1%
-        of the drawn ones.
+        (0.5% with features) of the drawn ones.
       seen: why these digits may have been seen in training ("" when they were held out).
       data_dir: where MNIST lives, for the digit-space features (default: the usual data directory).
       seed: the generators' seed.
+      bank_images: (K, 28, 28) uint8 training digits whose features form the kNN bank (with features only).
 
     Returns:
-      The Refusal, with its threshold at 1% of validation digits refused.
+      The Refusal: with the network's features when `forward_fn` answers them and a bank was given (its
+      six-feature refusal inside, as `plain`), else the six-feature one.
 
     Raises:
       ModelError: fewer than 200 validation digits.
     """
-    from sklearn.linear_model import LogisticRegression
-
     from digitlab.data.preprocess import to_mnist_28x28
     from digitlab.data.synthetic import FIT_NON_DIGIT_FAMILIES, STYLES, fit_non_digit, render
 
@@ -158,43 +243,60 @@ def fit_refusal(
     digits = np.concatenate([raw, drawn_pixels])
     negatives = [to_mnist_28x28(fit_non_digit(FIT_NON_DIGIT_FAMILIES[i % 5], rng)) for i in range(600)]
     others = np.stack([p.pixels for p in negatives if not p.blank])
-    f_digits = features(digits, logits_fn(digits), data_dir)
-    f_others = features(others, logits_fn(others), data_dir)
+    (logits_d, net_d), (logits_o, net_o) = split_forward(forward_fn(digits)), split_forward(forward_fn(others))
+    f_digits, f_others = features(digits, logits_d, data_dir), features(others, logits_o, data_dir)
+    about = {
+        "digits": len(digits),
+        "drawn_digits": len(drawn_pixels),
+        "non_digits": len(others),
+        "families": list(FIT_NON_DIGIT_FAMILIES),
+        "validation_seen_in_training": seen or None,
+    }
+    plain = _fit(f_digits, f_others, len(raw), DIGITS_REFUSED, list(FEATURES), about)
+    if net_d is None or net_o is None or bank_images is None:
+        return plain
+    bank = FeatureBank.of(split_forward(forward_fn(to_unit_float(bank_images)))[1])
+    with_knn = [
+        np.concatenate([f, bank.distance(n)[:, None]], axis=1) for f, n in ((f_digits, net_d), (f_others, net_o))
+    ]
+    about = {**about, "bank_digits": len(bank_images), "feature_width": int(net_d.shape[1])}
+    refusal = _fit(*with_knn, len(raw), DIGITS_REFUSED_WITH_FEATURES, [*FEATURES, FEATURE_KNN], about)
+    refusal.plain = {k: v for k, v in asdict(plain).items() if k != "bank"}
+    refusal.bank = bank
+    return refusal
+
+
+def _fit(
+    f_digits: np.ndarray, f_others: np.ndarray, n_raw: int, refused: float, names: list[str], about: dict[str, Any]
+) -> Refusal:
+    """A logistic regression of digits (0) against non-digits (1) on standardized features.
+
+    Its threshold refuses `refused` of the drawn digits (those after the first `n_raw`).
+    """
+    from sklearn.linear_model import LogisticRegression
+
     mean, std = f_digits.mean(axis=0), f_digits.std(axis=0) + 1e-9
     x = np.concatenate([(f_digits - mean) / std, (f_others - mean) / std])
     y = np.r_[np.zeros(len(f_digits)), np.ones(len(f_others))]
     model = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(x, y)
     # the threshold comes from the drawn digits alone: what people send looks like them, not like MNIST's scans
-    s_digits = model.decision_function((f_digits[len(raw) :] - mean) / std)
+    s_digits = model.decision_function((f_digits[n_raw:] - mean) / std)
     s_others = model.decision_function((f_others - mean) / std)
-    threshold = float(np.quantile(s_digits, 1 - DIGITS_REFUSED))
+    threshold = float(np.quantile(s_digits, 1 - refused))
     shares = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
     curve = [[q, float(np.mean(s_others <= np.quantile(s_digits, 1 - q)))] for q in shares]
-    return Refusal(
-        mean.tolist(),
-        std.tolist(),
-        model.coef_[0].tolist(),
-        float(model.intercept_[0]),
-        threshold,
-        fitted_on={
-            "digits": len(digits),
-            "drawn_digits": len(drawn_pixels),
-            "non_digits": len(others),
-            "families": list(FIT_NON_DIGIT_FAMILIES),
-            "digits_refused": DIGITS_REFUSED,
-            "non_digits_accepted": float(np.mean(s_others <= threshold)),
-            "validation_seen_in_training": seen or None,
-        },
-        curve=curve,
-    )
+    fitted_on = {**about, "digits_refused": refused, "non_digits_accepted": float(np.mean(s_others <= threshold))}
+    coef, intercept = model.coef_[0].tolist(), float(model.intercept_[0])
+    return Refusal(mean.tolist(), std.tolist(), coef, intercept, threshold, fitted_on, curve, names)
 
 
-def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Callable[[str], Any] = print) -> Refusal:
+def refusal_for(loaded, forward_fn, data_dir: str | Path | None = None, log: Callable[[str], Any] = print) -> Refusal:
     """The run's refusal (`RUN/refusal.json`), fitted and saved on first use when it has none.
 
     Args:
       loaded: the `LoadedModel` (its settings say which validation split it held out).
-      logits_fn: (N, 28, 28) float32 → (N, 10) logits, through the runtime that serves it.
+      forward_fn: (N, 28, 28) float32 → (N, 10) logits, or → (logits, features) for a network with features,
+        through the runtime that serves it.
       data_dir: where MNIST lives.
       log: where the one line about a first-use fit goes.
 
@@ -218,7 +320,7 @@ def refusal_for(loaded, logits_fn, data_dir: str | Path | None = None, log: Call
     where = loaded.run_dir / REFUSAL_FILE if loaded.run_dir is not None else "memory"
     log(f"fitting the 'not a digit' refusal of {loaded.name} on its validation digits (first use; into {where})")
     splits = splits_for(settings, data_dir)
-    refusal = fit_refusal(logits_fn, splits.x_val, seen, data_dir)
+    refusal = fit_refusal(forward_fn, splits.x_val, seen, data_dir, bank_images=splits.x_train[:BANK_DIGITS])
     if loaded.run_dir is not None:
         refusal.save(loaded.run_dir)
     return refusal

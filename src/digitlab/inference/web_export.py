@@ -214,10 +214,11 @@ def export_web(
     (meta,) = export_loaded(loaded, ["onnx"], out / "model", log, data_dir)
     onnx_path = out / "model" / meta["file"]
     runtime = open_runtime("onnx", onnx_path)
-    # the refusal fits (on first use) through the exported copy: (N, 28, 28) pixels → (N, 10) logits
+    # the refusal fits (on first use) through the exported copy: (N, 28, 28) pixels → logits and features. The
+    # page's JavaScript computes the six features that need no feature bank: it gets the six-feature refusal.
     refusal = refusal_for(
-        loaded, lambda x: runtime.logits(np.asarray(x, np.float32).reshape(-1, 28, 28, 1)), data_dir, log
-    )
+        loaded, lambda x: runtime.forward(np.asarray(x, np.float32).reshape(-1, 28, 28, 1)), data_dir, log
+    ).for_features(available=False)
     space = write_digit_space(out / "model" / "digit-space.bin", data_dir)
     shutil.copytree(STATIC, out / "web")
     (out / "ort").mkdir()

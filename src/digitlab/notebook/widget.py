@@ -101,8 +101,8 @@ class DrawWidget(anywidget.AnyWidget):
             if processed.blank:
                 self._show(None, processed.to_data_url(), processed.reason, verdict="blank")
                 return
-            logits = self._predictor.logits(processed.pixels[None])
-            verdict, reason = self._predictor.judge(processed, logits[0])
+            logits, net = self._predictor.forward(processed.pixels[None])
+            verdict, reason = self._predictor.judge(processed, logits[0], None if net is None else net[0])
         except DigitlabError as e:
             self._show(error=str(e))
             return

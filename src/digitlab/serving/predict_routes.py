@@ -65,9 +65,9 @@ async def predict(request: Request, served: Served) -> JSONResponse:
 
 
 async def _verdict(processed: Processed, served: ServedModel) -> dict[str, Any]:
-    logits = await served.logits(processed.pixels[None])
+    logits, net = await served.forward(processed.pixels[None])
     probs = served.probabilities(logits)[0]
-    not_digit = bool(served.predictor.refusal().refuses(processed.pixels[None], logits)[0])
+    not_digit = bool(served.predictor.refusal().refuses(processed.pixels[None], logits, net)[0])
     if needs_reading(processed):  # several marks or a wide one: read in a thread, the model thread helps
         verdict, reason = await run_in_threadpool(judge, processed, not_digit, served.reader)
     else:

@@ -76,7 +76,11 @@ class BatchedModel:
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """Logits of `pixels`, float32 (N, 28, 28) in [0, 1] → float32 (N, 10); blocks until its batch ran."""
-        return self.batcher.submit(np.asarray(pixels, np.float32)).result()[0]
+        return self.forward(pixels)[0]
+
+    def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and features of `pixels` (float32 (N, 28, 28) in [0, 1]); blocks until its batch ran."""
+        return self.batcher.submit(np.asarray(pixels, np.float32)).result()
 
     def refusal(self) -> Any:
         """The refusal score, as `Predictor.refusal()` gives it."""
