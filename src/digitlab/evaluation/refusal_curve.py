@@ -8,6 +8,7 @@ share of non-digits accepted; the run's own threshold is marked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def _plot(scored: dict[str, tuple[np.ndarray, dict[str, np.ndarray], float]]):
     return fig
 
 
-def forward_of(loaded, batch_size: int = 1024):
+def forward_of(loaded: Any, batch_size: int = 1024) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
     """(N, 28, 28) float32 in [0, 1] → (logits, features or None) through the loaded network, in batches.
 
     Args:
