@@ -69,7 +69,8 @@ def _said(prediction) -> str:
     return f"{prediction.label} ({max(prediction.probabilities):.2f})"
 
 
-def _commit() -> str:
+def commit_measured() -> str:
+    """The commit measured, marked +uncommitted when src/ has changes."""
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
     return done.stdout.strip() + ("+uncommitted" if dirty else "")
@@ -85,7 +86,7 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for run in args.runs:
         predictor = Predictor.load(run, runtime="keras", log=lambda *_: None)
-        entry: dict[str, Any] = {"run": run, "commit": _commit(), "cpus": os.cpu_count()}
+        entry: dict[str, Any] = {"run": run, "commit": commit_measured(), "cpus": os.cpu_count()}
         for name in SETS:
             entry[name] = score_set(SHARED / name, predictor)
         label = args.label if args.label and len(args.runs) == 1 else Path(run).name

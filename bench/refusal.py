@@ -17,12 +17,13 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from real_digits import commit_measured  # beside this file (a script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "refusal.json"
 CURVE = (0.005, 0.01, 0.02)
@@ -75,12 +76,6 @@ def measure(run: str, per_style: int, per_family: int) -> dict[str, Any]:
     return {"counts": {k: len(v) for k, v in sets.items()}, "refusals": out}
 
 
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
-    return done.stdout.strip() + ("+uncommitted" if dirty else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("runs", nargs="*", default=["runs/default"], help="run directories (default runs/default)")
@@ -90,7 +85,7 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for run in args.runs:
         started = time.perf_counter()
-        entry = {"commit": _commit(), "cpus": os.cpu_count(), **measure(run, args.per_style, args.per_family)}
+        entry = {"commit": commit_measured(), "cpus": os.cpu_count(), **measure(run, args.per_style, args.per_family)}
         entry["seconds"] = round(time.perf_counter() - started, 1)
         results[run] = entry
         for kind, r in entry["refusals"].items():

@@ -382,6 +382,66 @@ def switch_scores(rows: list[dict[str, Any]], deadline: float | None) -> int:
     return count
 
 
+PREPROCESSED_DIGITS = 500  # MNIST-C through preprocessing on the first 500 test digits (~1 ms an image)
+
+
+def beyond_scores(rows: list[dict[str, Any]], deadline: float | None) -> int:
+    """The goals beyond the rule, on every test-phase run, one `beyond` line each (recorded runs skipped): MNIST-C
+    through preprocessing (as `digitlab predict` reads a PNG; the first 500 test digits) and scikit-learn's 1,797
+    8×8 digits through preprocessing. Returns how many runs were scored."""
+    from digitlab.data.mnist import load_mnist
+    from digitlab.evaluation.robustness import accuracy_through_preprocessing, mnist_c, sklearn_digits
+    from digitlab.inference.predictor import Predictor
+
+    done_runs = {r["run"] for r in rows if r.get("phase") == "beyond"}
+    pending = [r for r in rows if r.get("phase") == "test" and r.get("run") and r["run"] not in done_runs]
+    data, count = load_mnist(), 0
+    x, y = data.x_test[:PREPROCESSED_DIGITS], data.y_test[:PREPROCESSED_DIGITS]
+    images, labels = sklearn_digits() if pending else ([], [])
+    for test_row in pending:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        predictor = Predictor.load(test_row["run"], runtime="keras", log=lambda *_: None)
+        through = mnist_c(predictor.logits, x, y, preprocess_limit=PREPROCESSED_DIGITS)
+        row = {
+            "key": json.dumps(["beyond", test_row["run"]]),
+            "phase": "beyond",
+            "variant": test_row["variant"],
+            "seed": test_row["seed"],
+            "run": test_row["run"],
+            "mnist_c_preprocessed_mean": round(through["mean_preprocessed"], 5),
+            "sklearn_digits": round(accuracy_through_preprocessing(predictor.logits, images, labels)["accuracy"], 5),
+        }
+        record(row)
+        count += 1
+        print(f"beyond   {test_row['variant']:<28} seed {test_row['seed']}: {row}", flush=True)
+    return count
+
+
+def recipe_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant of the test phase: mean ± sd over its seeds of every measure the goals name."""
+    measures = {
+        "clean test": ("test", lambda r: r["test_accuracy"]),
+        "MNIST-C alone": ("switch", lambda r: r["mnist_c_alone_mean"]),
+        "MNIST-C through predict": ("beyond", lambda r: r["mnist_c_preprocessed_mean"]),
+        "real-digits": ("switch", lambda r: r["real_digits"]["real-digits"]),
+        "real-digits-2": ("switch", lambda r: r["real_digits"]["real-digits-2"]),
+        "scikit-learn digits": ("beyond", lambda r: r["sklearn_digits"]),
+        "train seconds": ("test", lambda r: r["seconds"]),
+    }
+    variants = dict.fromkeys(r["variant"] for r in rows if r.get("phase") == "test")
+    table = {}
+    for variant in variants:
+        entry = {}
+        for name, (phase, value) in measures.items():
+            values = [value(r) for r in rows if r.get("phase") == phase and r["variant"] == variant]
+            values = [v for v in values if v is not None]
+            if values:
+                entry[name] = mean_sd(values)
+        table[variant] = entry
+    return table
+
+
 def switch_verdict(rows: list[dict[str, Any]], chosen: str | None) -> dict[str, Any] | None:
     """`SWITCH_RULE` applied once to the chosen variant against today's default, from the recorded lines."""
     if chosen is None or chosen == DEFAULT:
@@ -503,6 +563,7 @@ def write_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "switch_rule": SWITCH_RULE,
         "switch": None,
+        "recipes": recipe_table(rows),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
     summary["switch"] = switch_verdict(rows, summary["chosen"])
@@ -559,6 +620,7 @@ def main() -> None:
             pass  # a finished phase unlocks the next one's jobs
         if args.test:
             switch_scores(read_runs(), deadline)
+            beyond_scores(read_runs(), deadline)
     write_summary(read_runs())
     print(f"wrote {SUMMARY} from {RUNS}")
 
