@@ -40,6 +40,7 @@ SLOW_TESTS = {
         "test_tiny_run_of_recipe_best",
         "test_recipe_fast_and_the_public_records_settings_as_flags",
         "test_full_train_trains_on_all_images_and_says_validation_was_seen",
+        "test_a_tiny_run_with_outlier_exposure",
     },
     "test_transfer.py": {
         "test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_phase_2",

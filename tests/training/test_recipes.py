@@ -385,3 +385,42 @@ def test_ensemble_refuses_what_it_cannot_calibrate(members, tmp_path, mnist_dir,
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x" / "model.keras").exists()
+
+
+# --- Outlier Exposure ---------------------------------------------------------------------------------------------
+
+
+def test_outlier_exposure_loss_is_cross_entropy_for_digits_and_to_uniform_for_outliers():
+    import keras
+    from scipy.special import log_softmax
+
+    from digitlab.training.optim import OUTLIER, outlier_exposure_loss
+
+    logits = np.array([[3.0, 0.0, -1.0] + [0.0] * 7, [0.5] * 10, [4.0] + [0.0] * 9], np.float32)
+    y = np.array([0, OUTLIER, OUTLIER], np.int32)
+    got = keras.ops.convert_to_numpy(outlier_exposure_loss(0.5)(y, logits))
+    log_p = log_softmax(logits.astype(np.float64), axis=1)
+    np.testing.assert_allclose(got, [-log_p[0, 0], 0.5 * -log_p[1].mean(), 0.5 * -log_p[2].mean()], rtol=1e-5)
+    assert got[1] < got[2]  # a confident answer on a non-digit costs more than a uniform one
+
+
+def test_outliers_are_mixed_in_with_their_own_label(mnist):
+    from digitlab.training.optim import OUTLIER
+    from digitlab.training.train import with_outliers
+
+    x, y = mnist.x_train[:500], mnist.y_train[:500]
+    x_all, y_all = with_outliers(x, y, seed=0)
+    outliers = y_all == OUTLIER
+    assert 40 <= outliers.sum() <= 50 and len(x_all) == 500 + outliers.sum() and y_all.dtype == np.int32
+    assert outliers[: len(x_all) // 2].any() and outliers[len(x_all) // 2 :].any()  # spread, not appended
+    assert sorted(y_all[~outliers].tolist()) == sorted(y.tolist())
+
+
+def test_a_tiny_run_with_outlier_exposure(tmp_path, mnist_dir):
+    out = tmp_path / "oe"
+    args = ["train", "--recipe", "fast", "--no-full-train", "--outlier-exposure", "0.5", "--limit", "1000"]
+    assert main([*args, "--epochs", "1", "--validation-size", "500", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["settings"]["outlier_exposure"] == 0.5
+    assert json.loads((out / "metrics.json").read_text())["validation"]["accuracy"] > 0.3  # 1,000 images, 1 epoch
+    with pytest.raises(ConfigError, match="--outlier-exposure"):
+        resolve_config(None, "fast", outlier_exposure=0.5, loop="custom")

@@ -118,6 +118,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ema", type=float, help="average the weights with this momentum, e.g. 0.999 (default: recipe, 0)")
     p.add_argument(
+        "--outlier-exposure",
+        type=float,
+        metavar="LAMBDA",
+        help="Outlier Exposure: one generated non-digit per ten digits, its loss LAMBDA x the cross-entropy to the "
+        "uniform distribution, e.g. 0.5 (default: recipe, 0 = off; Keras fit only)",
+    )
+    p.add_argument(
         "--keep", choices=KEEP, help="best: lowest-validation-loss epoch | last: final/averaged weights (default best)"
     )
     p.add_argument(

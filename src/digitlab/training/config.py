@@ -55,6 +55,7 @@ class TrainConfig:
     handwriting: bool = False  # how people write and cameras see (data/augment.py Handwriting); replaces --augment
     handwriting_style: str = "default"  # which of data/augment.py STYLES the handwriting augmentation draws from
     ema: float = 0.0  # > 0: average the weights with this momentum while training; the run keeps the average
+    outlier_exposure: float = 0.0  # > 0: λ of Outlier Exposure on generated non-digits (training/optim.py); fit loop
     keep: str = "best"  # best: the epoch with the lowest validation loss | last: the final (or averaged) weights
     full_train: bool = False  # train on all 60k images, validation ones included (settings frozen beforehand)
     split_seed: int | None = None  # seed of the validation split; None: --seed (ensemble members share one)
@@ -286,6 +287,11 @@ def validate(config: TrainConfig) -> None:
         (config.patience >= 0, f"--patience must be >= 0, got {config.patience}"),
         (0 <= config.beta_1 < 1 and 0 <= config.beta_2 < 1, "--beta-1 and --beta-2 must be in [0, 1)"),
         (0 <= config.ema < 1, f"--ema must be in [0, 1), got {config.ema}"),
+        (config.outlier_exposure >= 0, f"--outlier-exposure must be >= 0, got {config.outlier_exposure}"),
+        (
+            not config.outlier_exposure or (config.loop == "fit" and config.model != "transfer"),
+            "--outlier-exposure trains with Keras fit on a digitlab model: not with --loop custom or --model transfer",
+        ),
         (
             config.handwriting_style in STYLES,
             f"--handwriting-style must be one of {', '.join(STYLES)}, got {config.handwriting_style!r}",

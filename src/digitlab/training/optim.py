@@ -137,16 +137,57 @@ def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
     return float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
 
-def compile_classifier(model: keras.Model, optimizer, accuracy: bool = True) -> None:
+def compile_classifier(model: keras.Model, optimizer, accuracy: bool = True, outlier_exposure: float = 0.0) -> None:
     """Compile for 10 (or N) logits and integer labels: the loss every digitlab model trains with.
 
     Args:
       model: the Keras model (its output: logits).
       optimizer: a Keras optimizer.
       accuracy: also track accuracy.
+      outlier_exposure: > 0: examples labelled `OUTLIER` (-1) are non-digits, and their loss is this weight times
+        the cross-entropy from the uniform distribution to the softmax (`outlier_exposure_loss`).
     """
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if accuracy else None,
-    )
+    if outlier_exposure:
+        loss = outlier_exposure_loss(outlier_exposure)
+        metrics = [keras.metrics.MeanMetricWrapper(digit_accuracy, name="accuracy")] if accuracy else None
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if accuracy else None
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+OUTLIER = -1  # the label of a generated non-digit in an Outlier Exposure batch
+
+
+def outlier_exposure_loss(weight: float):
+    """Cross-entropy for digits; for non-digits (label `OUTLIER`), `weight` × the cross-entropy to uniform.
+
+    Outlier Exposure (Hendrycks, Mazeika & Dietterich, "Deep anomaly detection with outlier exposure", ICLR 2019):
+    −mean_k log softmax(z)_k on outliers pushes their softmax toward uniform, so a model unsure of a non-digit says
+    so in its energy and top probability, which the refusal reads.
+
+    Args:
+        weight: λ, the outliers' term's weight (their paper's 0.5).
+
+    Returns:
+        A Keras loss of (y_true (B,) int, logits (B, 10)).
+    """
+
+    def loss(y_true, logits):
+        y = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+        log_p = keras.ops.log_softmax(logits, axis=-1)
+        outlier = keras.ops.equal(y, OUTLIER)
+        picked = keras.ops.take_along_axis(log_p, keras.ops.expand_dims(keras.ops.maximum(y, 0), -1), axis=-1)
+        digit_term = -keras.ops.squeeze(picked, -1)
+        uniform_term = -keras.ops.mean(log_p, axis=-1)
+        return keras.ops.where(outlier, weight * uniform_term, digit_term)
+
+    return loss
+
+
+def digit_accuracy(y_true, logits):
+    """Accuracy over the digits of a batch (non-digits, label `OUTLIER`, have no right class)."""
+    y = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+    right = keras.ops.cast(keras.ops.equal(keras.ops.argmax(logits, axis=-1), y), "float32")
+    digits = keras.ops.cast(keras.ops.not_equal(y, OUTLIER), "float32")
+    return keras.ops.sum(right * digits) / keras.ops.maximum(keras.ops.sum(digits), 1.0)

@@ -53,6 +53,30 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
 # --- the fit loop -------------------------------------------------------------------------------------------
 
 
+OUTLIER_SHARE = 0.1  # Outlier Exposure: one generated non-digit for every ten training digits
+
+
+def with_outliers(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training digits with generated non-digits (label `OUTLIER`) mixed in, for Outlier Exposure.
+
+    Args:
+      x: (N, 28, 28) uint8 training digits; y their (N,) labels.
+      y: their labels.
+      seed: the generator's and the mixing's seed.
+
+    Returns:
+      ((N + M, 28, 28) uint8, (N + M,) int32), M ≈ `OUTLIER_SHARE` × N non-digits at seeded random places.
+    """
+    from digitlab.data.synthetic import outlier_pool
+    from digitlab.training.optim import OUTLIER
+
+    pool = outlier_pool(int(len(x) * OUTLIER_SHARE), seed)
+    x_all = np.concatenate([x, pool])
+    y_all = np.concatenate([y.astype(np.int32), np.full(len(pool), OUTLIER, np.int32)])
+    order = np.random.default_rng([seed, 7]).permutation(len(x_all))  # the outliers spread over every epoch
+    return x_all[order], y_all[order]
+
+
 def fit_loop(
     config: TrainConfig,
     model: keras.Model,
@@ -74,6 +98,8 @@ def fit_loop(
     clock = clock or Stopwatch()
     distribution = tf.distribute.get_strategy()
     x, y = training_order(splits, config.order, config.seed)
+    if config.outlier_exposure:
+        x, y = with_outliers(x, y, config.seed)
     reshuffle = config.order == "reshuffle"
     train_ds = make_dataset(
         x,
@@ -87,9 +113,9 @@ def fit_loop(
     )
     # --full-train has no held-out images: a per-epoch pass over images it trains on would choose nothing
     val_ds = None if config.full_train else make_dataset(splits.x_val, splits.y_val, 1024)
-    steps = math.ceil(len(splits.x_train) / config.batch_size)
+    steps = math.ceil(len(x) / config.batch_size)
     with distribution.scope():
-        compile_classifier(model, make_optimizer(config, steps))
+        compile_classifier(model, make_optimizer(config, steps), outlier_exposure=config.outlier_exposure)
     history = run.read_history()
     val_losses = [r["val_loss"] for r in history if "val_loss" in r]
     callbacks = [
