@@ -17,6 +17,7 @@ that way, never on test. `--prior` prints the width prior of `read.WIDTH_PRIOR` 
   trade-off when the threshold moves.
 - Speed: `read` of a 5-digit canvas PNG end to end in this process (decode, segment, model on ONNX Runtime),
   p50 over 100 canvases.
+- `--failures DIR`: where separated numbers are lost (`failures`), each misread number written out as an image.
 """
 
 from __future__ import annotations
@@ -83,6 +84,56 @@ def numbers(predictor, digits, labels, count: int, rng) -> dict:
                 said = {"read": read_number(data, predictor).text, **baselines(data, predictor)}
                 rows.append({"length": length, "gap": gap, "truth": truth, **said})
     return rows
+
+
+FAILURES = Path(__file__).parent / "results" / "read_failures.json"
+CAUSES = ("merged: fewer digits", "split: more digits", "misread inside the number only", "misread alone too")
+
+
+def failures(predictor, digits, labels, count: int, rng, out: Path) -> dict:
+    """Where separated numbers are lost: each wrong reading written to `out` as a PNG and given one cause.
+
+    A reading with fewer digits than the truth merged pieces (or lost one); with more, it split one. Otherwise
+    each wrong digit is read again alone, drawn in the same style as a number of one: if the model misreads it
+    alone too, the loss is the model's; if not, it comes from reading it inside the number (its cut, its size
+    normalisation, the refusal term or the width prior in the reader's search).
+    """
+    from digitlab.data.preprocess import to_mnist_28x28
+    from digitlab.data.synthetic import GAPS, NUMBER_STYLES, number_image
+    from digitlab.inference.read import read_number
+
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {"numbers": 0, "right": 0, **dict.fromkeys(CAUSES, 0)}
+    for length in LENGTHS:
+        for gap in (g for g in GAPS if g != "touching"):
+            for _ in range(count):
+                idx = rng.choice(len(digits), length)
+                style = str(rng.choice(NUMBER_STYLES))
+                image, _ = number_image([digits[i] for i in idx], rng, gap, style)
+                truth = "".join(str(labels[i]) for i in idx)
+                text = read_number(png(image), predictor).text
+                counts["numbers"] += 1
+                if text == truth:
+                    counts["right"] += 1
+                    continue
+                if len(text) != len(truth):
+                    cause = CAUSES[0] if len(text) < len(truth) else CAUSES[1]
+                else:
+                    alone_wrong = False
+                    for i, (a, b) in enumerate(zip(text, truth, strict=True)):
+                        if a != b:
+                            single, _ = number_image([digits[idx[i]]], rng, "apart", style)
+                            p = to_mnist_28x28(single)
+                            alone_wrong |= (
+                                p.blank or int(predictor.probabilities(p.pixels[None]).argmax()) != labels[idx[i]]
+                            )
+                    cause = CAUSES[3] if alone_wrong else CAUSES[2]
+                counts[cause] += 1
+                slug = cause.split(":")[0].replace(" ", "-")
+                image.save(out / f"{slug}-{counts['numbers']:04d}-{truth}-read-as-{text or 'nothing'}.png")
+    wrong = counts["numbers"] - counts["right"]
+    counts["share of the wrong"] = {c: round(counts[c] / max(wrong, 1), 3) for c in CAUSES}
+    return counts
 
 
 def single_digit_accuracy(predictor, digits, labels, count: int, rng) -> float:
@@ -198,6 +249,13 @@ def main() -> None:
     parser.add_argument("--split", choices=("test", "validation"), default="test", help="digits to build from")
     parser.add_argument("--prior", action="store_true", help="print the width prior and exit")
     parser.add_argument("--speed-only", action="store_true", help="only time read on 5-digit canvases")
+    parser.add_argument(
+        "--failures",
+        type=Path,
+        metavar="DIR",
+        help="only the separated numbers: write each misread one to DIR as a PNG with its cause, and the counts "
+        "to bench/results/read_failures.json",
+    )
     args = parser.parse_args()
     if args.prior:
         print_prior()
@@ -210,6 +268,12 @@ def main() -> None:
     splits = load_splits(None, settings.get("validation_size", 5000), split_seed(settings))
     digits, labels = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
     rng = np.random.default_rng(0)
+    if args.failures:
+        counts = failures(predictor, digits, labels, args.count, rng, args.failures)
+        print(json.dumps(counts, indent=2))
+        FAILURES.write_text(json.dumps({"model": str(args.model), "split": args.split, **counts}, indent=2) + "\n")
+        print(f"written {FAILURES}; the misread numbers are in {args.failures}")
+        return
     if args.speed_only:
         p50 = speed(predictor, digits, rng)
         print(f"read of a 5-digit canvas PNG, end to end in-process (ONNX Runtime): p50 {p50:.1f} ms")
