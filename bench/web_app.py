@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "web_app.json"
-sys.path.insert(0, str(ROOT / "tests" / "web"))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/browser_helpers.py
 from browser_helpers import CHROMIUM, LAUNCH_ARGS, SHAPES, draw_mouse  # noqa: E402
 
 FIRST_ANSWER = """() => {

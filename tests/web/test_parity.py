@@ -142,3 +142,28 @@ def test_refusal_features_match_python(tmp_path):
     args = [NODE, str(HERE / "run_features.mjs"), str(tmp_path / "digit-space.bin"), str(tmp_path / "features.json")]
     js = np.asarray(json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout))
     np.testing.assert_allclose(js, features(pixels, logits), rtol=1e-4, atol=1e-4)
+
+
+def test_feature_knn_matches_python(tmp_path):
+    """The refusal's seventh input in JavaScript equals `FeatureBank.distance` on the bank the web export writes."""
+    from digitlab.inference.refusal import BANK_NEIGHBOURS, FeatureBank
+    from digitlab.inference.web_export import refusal_weights
+
+    rng = np.random.default_rng(0)
+    bank = FeatureBank.of(np.maximum(rng.normal(0, 1, (300, 64)), 0))  # ReLU-like features
+
+    class WithFeatures:  # what refusal_weights reads of a Refusal
+        names, mean, std, coef, intercept, threshold, uses_features = ["x"], [0], [1], [1], 0.0, 0.5, True
+
+        def for_features(self, available):
+            return self
+
+    WithFeatures.bank = bank
+    layout = refusal_weights(WithFeatures(), tmp_path)["feature_bank"]
+    features = np.maximum(rng.normal(0, 1, (25, 64)), 0).astype(np.float32)
+    payload = {**{k: layout[k] for k in ("rows", "width", "neighbours")}, "features": features.tolist()}
+    (tmp_path / "knn.json").write_text(json.dumps(payload))
+    args = [NODE, str(HERE / "run_feature_knn.mjs"), str(tmp_path / layout["file"]), str(tmp_path / "knn.json")]
+    js = np.asarray(json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout))
+    assert layout["neighbours"] == BANK_NEIGHBOURS
+    np.testing.assert_allclose(js, bank.distance(features), rtol=1e-3, atol=1e-3)  # the bank is float16 in Python

@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/web/.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -98,6 +99,19 @@ def _check_digit(page, digit: int) -> None:
         " let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s; }"
     )
     assert ink > 28 * 255  # the 28×28 shows a digit, white on black
+
+
+def test_the_export_carries_the_refusal_with_features(site, url, browser):
+    """The trained cnn answers features: web.json holds the seven-input refusal, its bank beside it, and the
+    six-feature one inside; the page fetches the bank."""
+    refusal = json.loads((site / "model" / "web.json").read_text())["refusal"]
+    assert refusal["features"][-1] == "feature_knn" and len(refusal["plain"]["coef"]) == 6
+    bank = refusal["feature_bank"]
+    assert (site / "model" / bank["file"]).stat().st_size == bank["rows"] * bank["width"] * 4
+    page = browser.new_page()
+    requests = _open(page, url)
+    assert any(r.endswith("/model/" + bank["file"]) for r in requests)
+    page.close()
 
 
 def test_draw_digits_with_the_mouse(url, browser):

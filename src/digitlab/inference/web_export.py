@@ -7,7 +7,8 @@ What the folder holds (`index.html` at its root; any static host serves it, see 
   (`export_command.export_loaded`);
 - `model/web.json`: what the JavaScript needs besides the network: its input contract, the temperature, the "not
   a digit" refusal's weights (`refusal.Refusal`) and the layout of `model/digit-space.bin`, the float32 PCA basis
-  and bank of training digits the refusal's distances use (`digit_space.DigitSpace`);
+  and bank of training digits the refusal's distances use (`digit_space.DigitSpace`), and for a network with
+  features `model/feature-bank.bin`, the float32 features of the refusal's kNN bank (`refusal.FeatureBank`);
 - `ort/`: ONNX Runtime Web's single-thread wasm files from the npm package `onnxruntime-web` (pinned, checked
   against its sha256 and npm's sha512 integrity, cached under the data folder like MNIST).
 
@@ -42,6 +43,47 @@ ORT_INTEGRITY = "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4r
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 NPM_TIMEOUT_S = 300.0
 WEB_SCHEMA = "digitlab.web/1"
+
+
+FEATURE_BANK_FILE = "feature-bank.bin"
+
+
+def refusal_weights(refusal, folder: Path) -> dict[str, Any]:
+    """The refusal as the page's JavaScript reads it; with features, the bank is written to `folder` as float32.
+
+    Args:
+        refusal: the run's `inference.refusal.Refusal`.
+        folder: the export's `model/` folder.
+
+    Returns:
+        {features, mean, std, coef, intercept, threshold}; with the network's features also `feature_bank`
+        ({file, rows, width, neighbours}: (rows, width) float32, L2-normalised) and `plain`, the six-feature
+        refusal the page uses if the model answers no features.
+    """
+    from digitlab.inference.refusal import BANK_NEIGHBOURS
+
+    def weights(r) -> dict[str, Any]:
+        return {
+            "features": list(r.names),
+            "mean": r.mean,
+            "std": r.std,
+            "coef": r.coef,
+            "intercept": r.intercept,
+            "threshold": r.threshold,
+        }
+
+    out = weights(refusal)
+    if refusal.uses_features and refusal.bank is not None:
+        bank = refusal.bank.bank.astype(np.float32)
+        atomic_write_bytes(folder / FEATURE_BANK_FILE, bank.tobytes())
+        out["feature_bank"] = {
+            "file": FEATURE_BANK_FILE,
+            "rows": int(bank.shape[0]),
+            "width": int(bank.shape[1]),
+            "neighbours": BANK_NEIGHBOURS,
+        }
+        out["plain"] = weights(refusal.for_features(False))
+    return out
 
 
 def _verify_tarball(data: bytes, where: str) -> None:
@@ -214,11 +256,10 @@ def export_web(
     (meta,) = export_loaded(loaded, ["onnx"], out / "model", log, data_dir)
     onnx_path = out / "model" / meta["file"]
     runtime = open_runtime("onnx", onnx_path)
-    # the refusal fits (on first use) through the exported copy: (N, 28, 28) pixels → logits and features. The
-    # page's JavaScript computes the six features that need no feature bank: it gets the six-feature refusal.
+    # the refusal fits (on first use) through the exported copy: (N, 28, 28) pixels → logits and features
     refusal = refusal_for(
         loaded, lambda x: runtime.forward(np.asarray(x, np.float32).reshape(-1, 28, 28, 1)), data_dir, log
-    ).for_features(available=False)
+    )
     space = write_digit_space(out / "model" / "digit-space.bin", data_dir)
     shutil.copytree(STATIC, out / "web")
     (out / "ort").mkdir()
@@ -238,14 +279,7 @@ def export_web(
         },
         "temperature": loaded.temperature,
         "labels": export.LABELS,
-        "refusal": {
-            "features": ["energy", "doubt", "knn", "residual", "flatness", "ink"],
-            "mean": refusal.mean,
-            "std": refusal.std,
-            "coef": refusal.coef,
-            "intercept": refusal.intercept,
-            "threshold": refusal.threshold,
-        },
+        "refusal": refusal_weights(refusal, out / "model"),
         "digit_space": space,
         "runtime": {"package": ORT_PACKAGE, "version": ORT_VERSION, "files": list(ORT_FILES), "threads": 1},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

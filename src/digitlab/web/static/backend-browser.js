@@ -81,6 +81,25 @@ export function refusalFeatures(pixels, logits, space) {
   return [energy, doubt, knn, Math.sqrt(residual), flatness, inkCount / 784];
 }
 
+/**
+ * 1 − the mean cosine similarity of a network's features to their `k` nearest in the bank (`refusal.FeatureBank`).
+ * @param {ArrayLike<number>} features the network's D features of one 28×28.
+ * @param {{bank: Float32Array, rows: number, width: number, neighbours: number}} bank L2-normalised rows.
+ */
+export function featureKnn(features, { bank, rows, width, neighbours }) {
+  let norm = 0;
+  for (let i = 0; i < width; i++) norm += features[i] * features[i];
+  norm = Math.max(Math.sqrt(norm), 1e-12);
+  const best = new Array(neighbours).fill(-Infinity); // the largest similarities, descending
+  for (let r = 0, row = 0; r < rows; r++, row += width) {
+    let s = 0;
+    for (let i = 0; i < width; i++) s += features[i] * bank[row + i];
+    s /= norm;
+    if (s > best[neighbours - 1]) { let p = neighbours - 1; while (p > 0 && best[p - 1] < s) { best[p] = best[p - 1]; p--; } best[p] = s; }
+  }
+  return 1 - best.reduce((a, b) => a + b, 0) / neighbours;
+}
+
 /** The refusal's score (higher: less like a digit); above `refusal.threshold` it says "not a digit". */
 export function refusalScore(features, refusal) {
   return features.reduce((s, f, i) => s + ((f - refusal.mean[i]) / refusal.std[i]) * refusal.coef[i], refusal.intercept);
@@ -109,11 +128,13 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const info = await (await fetchOk(`${model}web.json`, "the model's description")).json();
     ort.env.wasm.numThreads = 1; // one thread: no SharedArrayBuffer, so no cross-origin isolation headers needed
     ort.env.wasm.proxy = false;
-    // the runtime, the model and the digit space download side by side
-    const [binary, onnx, space] = await Promise.all([
+    // the runtime, the model, the digit space and the refusal's feature bank download side by side
+    const bankInfo = info.refusal.feature_bank;
+    const [binary, onnx, space, bankBytes] = await Promise.all([
       loadWasm(wasm),
       fetchOk(`${model}${info.model.file}`, "the model").then((r) => r.arrayBuffer()),
       fetchOk(`${model}${info.digit_space.file}`, "the digit space").then((r) => r.arrayBuffer()),
+      bankInfo ? fetchOk(`${model}${bankInfo.file}`, "the refusal's feature bank").then((r) => r.arrayBuffer()) : null,
     ]);
     ort.env.wasm.wasmBinary = binary; // checked by loadWasm, then handed over: ORT does not fetch it again
     ort.env.wasm.wasmPaths = new URL(wasm.replace(/[^/]*$/, ""), location.href).href;
@@ -129,18 +150,35 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
       bank: f.subarray(784 + k * 784, 784 + k * 784 + n * k) }; // (the bank's norms follow: Python's kNN uses them)
     // a model with features answers `logits` and `features` (models/export.py): the logits by name
     const output = session.outputNames.includes("logits") ? "logits" : session.outputNames[0];
-    return { info, session, digitSpace, input: session.inputNames[0], output };
+    const withFeatures = Boolean(bankInfo) && session.outputNames.includes("features");
+    const bank = withFeatures ? { ...bankInfo, bank: new Float32Array(bankBytes) } : null;
+    // the refusal with the network's features when both the model and the export carry them, else the six-feature one
+    const refusal = withFeatures ? info.refusal : info.refusal.plain || info.refusal;
+    return { info, session, digitSpace, input: session.inputNames[0], output, bank, refusal };
   }
   const init = () => (ready ??= setup());
 
-  // The model on a batch of 28×28s (each 784 floats): (N, 10) logits as arrays.
-  async function logitsOf(batch) {
-    const { session, input, output } = await init();
+  // The model on a batch of 28×28s (each 784 floats): (N, 10) logits as arrays, and the features (N, D) when the
+  // refusal uses them (else null).
+  async function forward(batch) {
+    const { session, input, output, bank } = await init();
     const n = batch.length, data = new Float32Array(n * 784);
     batch.forEach((p, i) => data.set(p, i * 784));
     const feeds = { [input]: new ort.Tensor("float32", data, [n, 28, 28, 1]) };
-    const flat = (await session.run(feeds, [output]))[output].data;
-    return batch.map((_, i) => Array.from(flat.subarray(i * 10, i * 10 + 10)));
+    const names = bank ? [output, "features"] : [output];
+    const result = await session.run(feeds, names);
+    const flat = result[output].data;
+    const logits = batch.map((_, i) => Array.from(flat.subarray(i * 10, i * 10 + 10)));
+    const f = bank ? result.features.data : null;
+    return { logits, features: f ? batch.map((_, i) => f.subarray(i * bank.width, (i + 1) * bank.width)) : null };
+  }
+  const logitsOf = async (batch) => (await forward(batch)).logits;
+
+  // The refusal's margin of one 28×28 (> 0: refused), with the network's features when it uses them.
+  function margin(pixels, logits, features, { digitSpace, bank, refusal }) {
+    const x = refusalFeatures(pixels, logits, digitSpace);
+    if (bank && features) x.push(featureKnn(features, bank));
+    return refusalScore(x, refusal) - refusal.threshold;
   }
 
   function softmax(logits, t) {
@@ -150,17 +188,17 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
 
   // What the reader needs of a batch of pieces: calibrated probabilities and the refusal's margin (> 0: refused).
   async function score(batch) {
-    const { info, digitSpace } = await init();
-    const logits = await logitsOf(batch);
+    const state = await init();
+    const { logits, features } = await forward(batch);
     return {
-      probabilities: logits.map((l) => softmax(l, info.temperature)),
-      margins: logits.map((l, i) => refusalScore(refusalFeatures(batch[i], l, digitSpace), info.refusal) - info.refusal.threshold),
+      probabilities: logits.map((l) => softmax(l, state.info.temperature)),
+      margins: logits.map((l, i) => margin(batch[i], l, features && features[i], state)),
     };
   }
 
   // `verdict.judge` after "blank": several marks, one mark wide enough to be touching digits, not a digit, a digit.
-  async function judge(processed, logits) {
-    const { info, digitSpace } = await init();
+  async function judge(processed, logits, features) {
+    const state = await init();
     const marks = processed.details.marks || 1;
     if (marks >= 2) {
       const { text } = await readInk(processed.ink, score);
@@ -172,7 +210,7 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
         return ["several_digits", `several digits: reads as '${reading.text}' (touching); use read for numbers`];
       }
     }
-    if (refusalScore(refusalFeatures(processed.pixels, logits, digitSpace), info.refusal) > info.refusal.threshold) {
+    if (margin(processed.pixels, logits, features, state) > 0) {
       return ["not_a_digit", NOT_A_DIGIT];
     }
     return ["digit", ""];
@@ -191,13 +229,13 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
       const timing_ms = { preprocess: t1 - t0, model: 0, refusal: 0 };
       const body = { processed: processed.pixels, blank: processed.blank, label: null, top_k: [], probabilities: null, timing_ms };
       if (processed.blank) return { ...body, verdict: "blank", reason: processed.reason };
-      const [logits] = await logitsOf([processed.pixels]);
+      const { logits: [logits], features } = await forward([processed.pixels]);
       const t2 = performance.now();
       timing_ms.model = t2 - t1;
       const probabilities = softmax(logits, info.temperature);
       const top_k = probabilities.map((probability, label) => ({ label, probability }))
         .sort((a, b) => b.probability - a.probability).slice(0, 3);
-      const [verdict, reason] = await judge(processed, logits);
+      const [verdict, reason] = await judge(processed, logits, features && features[0]);
       timing_ms.refusal = performance.now() - t2; // and the reading, when there is one
       return { ...body, verdict, reason, probabilities, top_k, label: verdict === "digit" ? top_k[0].label : null };
     },
