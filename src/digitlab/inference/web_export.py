@@ -48,7 +48,7 @@ WEB_SCHEMA = "digitlab.web/1"
 FEATURE_BANK_FILE = "feature-bank.bin"
 
 
-def refusal_weights(refusal, folder: Path) -> dict[str, Any]:
+def refusal_weights(refusal: Any, folder: Path) -> dict[str, Any]:
     """The refusal as the page's JavaScript reads it; with features, the bank is written to `folder` as float32.
 
     Args:
@@ -62,7 +62,7 @@ def refusal_weights(refusal, folder: Path) -> dict[str, Any]:
     """
     from digitlab.inference.refusal import BANK_NEIGHBOURS
 
-    def weights(r) -> dict[str, Any]:
+    def weights(r: Any) -> dict[str, Any]:
         return {
             "features": list(r.names),
             "mean": r.mean,
