@@ -299,15 +299,16 @@ def robust_recipe(data: dict[str, Any]) -> str:
 
 def real_digits(data: dict[str, Any]) -> str:
     """Real handwriting answered as `digitlab predict` answers it, per measured entry, set and style."""
-    header = ["entry (run, commit)", "set", "style", "n", "right", "wrong", "blank", "refused"]
-    rows = []
+    header = ["set", "style", "n", "right", "wrong", "blank", "refused"]
+    out = []
     for label, entry in data.items():
+        rows = []
         for name in ("real-digits", "real-digits-2"):
             for style, c in (entry.get(name) or {}).get("styles", {}).items():
-                where = f"{label} (`{entry['run']}`, {entry['commit']})"
                 counts = [str(c[k]) for k in ("wrong", "blank", "refused")]
-                rows.append([where, name, style, str(c["n"]), pct(c["accuracy"], 1), *counts])
-    return table(header, rows)
+                rows.append([name, style, str(c["n"]), pct(c["accuracy"], 1), *counts])
+        out.append(f"**{label}** (`{entry['run']}`, {entry['commit']}):\n\n" + table(header, rows))
+    return "\n".join(out)
 
 
 def refusal(data: dict[str, Any]) -> str:
