@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "calibration": ["fit_temperature", "negative_log_likelihood", "probabilities"],
         "forward": ["inference_function", "predict_logits"],
         "saved": ["CALIBRATION_FILE", "LoadedModel", "plain_keras_model", "load_model", "save_temperature"],
-        "transfer": ["APPLICATIONS", "TransferModel", "build_transfer_model"],
+        "transfer_network": ["APPLICATIONS", "TransferModel", "build_transfer_model"],
         "registry": ["MODELS", "ModelOptions", "ModelSpec", "get_spec", "model_names"],
         "zoo": ["RawMLP", "build_model"],
     },
