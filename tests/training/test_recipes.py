@@ -424,3 +424,17 @@ def test_a_tiny_run_with_outlier_exposure(tmp_path, mnist_dir):
     assert json.loads((out / "metrics.json").read_text())["validation"]["accuracy"] > 0.3  # 1,000 images, 1 epoch
     with pytest.raises(ConfigError, match="--outlier-exposure"):
         resolve_config(None, "fast", outlier_exposure=0.5, loop="custom")
+
+
+def test_whether_validation_digits_were_seen_is_decided_in_one_place(tmp_path):
+    """evaluate, the refusal and finetune read `LoadedModel.validation_seen` (finetune once ignored --full-train
+    parents and fitted a temperature on digits the parent trained on)."""
+    from digitlab.models.contract import Contract
+    from digitlab.models.saved import LoadedModel
+
+    def loaded(settings, contract=None):
+        return LoadedModel(None, "m", tmp_path / "model.keras", tmp_path, settings, contract=contract)
+
+    assert loaded({"full_train": False}).validation_seen == ""
+    assert "--full-train" in loaded({"full_train": True}).validation_seen
+    assert "imported" in loaded({}, Contract(format="onnx", file="source.onnx")).validation_seen

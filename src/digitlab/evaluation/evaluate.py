@@ -77,7 +77,7 @@ def evaluate_model(
     else:
         images, labels, logits = splits.x_val, splits.y_val, val_logits
 
-    seen = _seen_why(loaded)  # trained on the validation images: nothing to calibrate on
+    seen = loaded.validation_seen  # trained on the validation images: nothing to calibrate on
     temperature = 1.0 if seen else fit_temperature(val_logits, splits.y_val)
     val_before = negative_log_likelihood(val_logits, splits.y_val)
     val_after = negative_log_likelihood(val_logits / temperature, splits.y_val)
@@ -144,15 +144,6 @@ def _calibrate(loaded: LoadedModel, temperature: float, details: dict[str, Any],
 def _fitted_words(metrics: dict[str, Any]) -> str:
     fitted = metrics["calibration"]["temperature_fitted_on"]
     return "fitted on validation" if fitted == "validation" else fitted.replace("nothing: ", "not fitted: ", 1)
-
-
-def _seen_why(loaded: LoadedModel) -> str:
-    """Why no temperature can be fitted on the validation split ("" when it can)."""
-    if loaded.imported:
-        return "an imported model may have trained on any MNIST training image"
-    if loaded.settings.get("full_train"):
-        return "a --full-train run saw the validation images"
-    return ""
 
 
 def default_out_dir(loaded: LoadedModel) -> Path:

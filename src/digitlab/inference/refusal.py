@@ -310,14 +310,7 @@ def refusal_for(loaded, forward_fn, data_dir: str | Path | None = None, log: Cal
         saved = Refusal.load(loaded.run_dir)
         if saved is not None:
             return saved
-    settings = loaded.settings
-    seen = (
-        "an imported model may have trained on any MNIST training image"
-        if loaded.imported
-        else "a --full-train run saw the validation images"
-        if settings.get("full_train")
-        else ""
-    )
+    settings, seen = loaded.settings, loaded.validation_seen
     where = loaded.run_dir / REFUSAL_FILE if loaded.run_dir is not None else "memory"
     log(f"fitting the 'not a digit' refusal of {loaded.name} on its validation digits (first use; into {where})")
     splits = splits_for(settings, data_dir)

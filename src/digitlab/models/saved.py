@@ -55,6 +55,19 @@ class LoadedModel:
         return self.contract is not None
 
     @property
+    def validation_seen(self) -> str:
+        """Why the run's validation digits may have been seen in training ("" when they were held out).
+
+        The one place that decides whether a temperature or a refusal may be fitted on them: an imported model may
+        have trained on any training image, and a --full-train run trained on the validation images too.
+        """
+        if self.imported:
+            return "an imported model may have trained on any MNIST training image"
+        if self.settings.get("full_train"):
+            return "a --full-train run saw the validation images"
+        return ""
+
+    @property
     def is_keras(self) -> bool:
         """Whether the network is a TensorFlow/Keras model (gradients, SavedModel/LiteRT export, training)."""
         return self.contract is None or self.contract.format != "onnx"

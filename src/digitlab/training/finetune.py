@@ -332,13 +332,15 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
         "feedback_holdout_accuracy": _accuracy(predict_logits(export, x_fb[hold_idx]), feedback.labels[hold_idx]),
         "feedback_train_accuracy": _accuracy(predict_logits(export, x_fb[train_idx]), feedback.labels[train_idx]),
     }
-    # recalibrated, as `digitlab evaluate` does; an imported parent may have trained on the validation images
-    temperature = 1.0 if parent.imported else fit_temperature(val_logits, splits.y_val)
+    # recalibrated, as `digitlab evaluate` does, unless the parent may have trained on the validation images (an
+    # imported model, a --full-train run): then the temperature stays 1
+    seen = parent.validation_seen
+    temperature = 1.0 if seen else fit_temperature(val_logits, splits.y_val)
     save_temperature(
         LoadedModel(export, parent.name, run.model, run.path, {}),
         temperature,
         {
-            "fitted_on": "nothing: the parent is an imported model" if parent.imported else "validation",
+            "fitted_on": f"nothing: {seen}" if seen else "validation",
             "validation_nll_before": negative_log_likelihood(val_logits, splits.y_val),
             "validation_nll_after": negative_log_likelihood(val_logits / temperature, splits.y_val),
         },
