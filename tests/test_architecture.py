@@ -82,6 +82,20 @@ def test_every_lazy_export_of_a_plane_resolves(plane):
         assert getattr(module, name) is not None, f"digitlab.{plane}.{name}"
 
 
+def test_the_slow_tests_named_in_conftest_exist():
+    """tests/conftest.py marks tests `slow` by name: a renamed test would silently move to the fast tier."""
+    import ast
+
+    from conftest import SLOW_TESTS
+
+    tests = Path(__file__).parent
+    for file, names in SLOW_TESTS.items():
+        (path,) = tests.rglob(file)
+        defined = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+        for name in names:
+            assert name.split("[")[0] in defined, f"{file}: {name} is named in SLOW_TESTS but not defined"
+
+
 def test_cli_prints_no_tensorflow_log_lines():
     env = {k: v for k, v in os.environ.items() if k not in ("DIGITLAB_LOG", "TF_CPP_MIN_LOG_LEVEL")}
     run = subprocess.run(
