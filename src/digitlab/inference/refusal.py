@@ -1,4 +1,4 @@
-"""The honest single-digit answers: "several digits", "not a digit", besides "blank" and a digit.
+"""The "not a digit" refusal: a score of how unlike any digit a 28×28 is ("several digits" is `verdict.py`'s).
 
 The 10-class model stays as it is (exports, TF Serving and imported models keep their contract); refusing is a
 separate score computed from what every runtime has: the model's logits on the 28×28 and the 28×28 itself.
