@@ -58,6 +58,7 @@ def _optimisation_args(p: argparse.ArgumentParser, defaults: object | None = Non
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     from digitlab.data.augment import STYLES
+    from digitlab.data.mnist import DEFAULT_VALIDATION_SIZE
     from digitlab.models.registry import model_names
     from digitlab.training.config import KEEP, LOOPS, OPTIMIZERS, ORDERS, SCHEDULES, STRATEGIES, recipe_names
 
@@ -70,7 +71,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", choices=LOOPS, help="fit (Keras model.fit, default) or custom (GradientTape)")
     p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy for the custom loop (default auto)")
     p.add_argument("--clip-norm", type=float, help="clip gradients to this global norm (default: off)")
-    p.add_argument("--validation-size", type=int, help="training images held out for validation (default 5000)")
+    p.add_argument(
+        "--validation-size",
+        type=int,
+        help=f"training images held out for validation (default {DEFAULT_VALIDATION_SIZE})",
+    )
     p.add_argument("--limit", type=int, help="train on this many examples only, for smoke tests (default: all)")
     p.add_argument("--dropout", type=float, help="dropout rate (default: the model's)")
     p.add_argument(
@@ -185,6 +190,7 @@ def _runtime_arg(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The `digitlab` parser: every subcommand with its flags; each sets `func` (and `tensorflow` if it needs it)."""
     from digitlab import __version__
+    from digitlab.data.mnist import DEFAULT_VALIDATION_SIZE
     from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALE_WORDS, SCALES
     from digitlab.models.export import FORMATS
     from digitlab.training.finetune import FinetuneConfig
@@ -217,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="per-class counts per split, pixel statistics and a sample grid PNG")
     _data_dir_arg(p)
-    p.add_argument("--validation-size", type=int, default=5000, help="images held out of training (default 5000)")
+    p.add_argument(
+        "--validation-size",
+        type=int,
+        default=DEFAULT_VALIDATION_SIZE,
+        help=f"images held out of training (default {DEFAULT_VALIDATION_SIZE})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified validation split (default 0)")
     p.add_argument(
         "--grid", type=Path, default=None, help="where to save the sample grid (default DATA_DIR/samples.png)"

@@ -16,14 +16,12 @@ from keras import layers
 
 from digitlab.data.images import INPUT_SHAPE, NUM_CLASSES
 from digitlab.errors import ConfigError
+from digitlab.models.contract import MNIST_MEAN, MNIST_STD  # torchvision's Normalize values
 from digitlab.models.registry import PYTORCH_INIT, ModelOptions, get_spec
 
 
 def _regularizer(options: ModelOptions):
     return keras.regularizers.L2(options.weight_decay) if options.weight_decay else None
-
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training pixels in [0, 1] (torchvision's Normalize values)
 
 
 def _initializers(options: ModelOptions, fan_in: int) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.data.augment import STYLES
+from digitlab.data.mnist import DEFAULT_VALIDATION_SIZE
 from digitlab.errors import ConfigError
 from digitlab.models.registry import MODELS, PYTORCH_INIT, ModelOptions, get_spec
 from digitlab.models.transfer_network import (
@@ -64,7 +65,7 @@ class TrainConfig:
     clip_norm: float | None = None  # clip gradients to this global norm (custom loop)
     patience: int = 3  # epochs without validation-loss improvement before stopping; 0 disables
     seed: int = 0  # seeds weights, shuffling, dropout and the validation split
-    validation_size: int = 5000  # images held out of the 60k training set for model selection
+    validation_size: int = DEFAULT_VALIDATION_SIZE  # images held out of the 60k training set for model selection
     limit: int | None = None  # train on this many examples only (smoke tests)
     loop: str = "fit"  # fit (Keras model.fit) | custom (GradientTape, runs under any tf.distribute strategy)
     strategy: str = "auto"  # auto | default | mirrored | multi-worker
