@@ -99,10 +99,7 @@ class Predictor:
         Returns:
             (N, 10) float32 logits.
         """
-        batch = np.asarray(pixels, np.float32)
-        if batch.ndim == 3:
-            batch = batch[..., None]
-        return self.runtime.logits(batch)
+        return self.runtime.logits(_batch(pixels))
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits and the network's features in one call (`Runtime.forward`).
@@ -113,10 +110,7 @@ class Predictor:
         Returns:
             ((N, 10) float32 logits, (N, D) float32 features, or None for a model without them).
         """
-        batch = np.asarray(pixels, np.float32)
-        if batch.ndim == 3:
-            batch = batch[..., None]
-        return self.runtime.forward(batch)
+        return self.runtime.forward(_batch(pixels))
 
     @property
     def feature_width(self) -> int | None:
@@ -159,6 +153,12 @@ class Predictor:
         batch = None if net_features is None else net_features[None]
         not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None], batch)[0])
         return judge(processed, not_digit, self)
+
+
+def _batch(pixels: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) or (N, 28, 28, 1) floats → the (N, 28, 28, 1) float32 batch every runtime takes."""
+    batch = np.asarray(pixels, np.float32)
+    return batch[..., None] if batch.ndim == 3 else batch
 
 
 def _installed_runtimes() -> tuple[str, ...]:

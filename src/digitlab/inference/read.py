@@ -148,8 +148,7 @@ def read_ink(ink, model) -> Reading:
     logits, net = model.forward(pixels) if hasattr(model, "forward") else (model.logits(pixels), None)
     probs = probabilities(logits, model.temperature)
     refusal = model.refusal()
-    # > 0: the refusal would say "not a digit" (with the network's features when the model answers them)
-    margins = refusal.score(pixels, logits, net) - refusal.for_features(net is not None).threshold
+    margins = refusal.margins(pixels, logits, net)  # > 0: the refusal would say "not a digit"
     scored: list[dict] = [{} for _ in groups]
     for (gi, span, processed), row, margin in zip(flat, probs, margins, strict=True):
         ratio = processed.details["aspect"]  # the piece's own ink box, as MNIST's ratio is each digit's own

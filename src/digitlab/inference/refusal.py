@@ -31,6 +31,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +135,12 @@ class Refusal:
     def for_features(self, available: bool) -> Refusal:
         """The refusal a caller gets: this one, or its six-feature `plain` one when the features are not available."""
         if self.uses_features and (not available or self.bank is None) and self.plain is not None:
-            return Refusal(**self.plain)
+            return self._plain_refusal
         return self
+
+    @cached_property
+    def _plain_refusal(self) -> Refusal:
+        return Refusal(**self.plain)
 
     def score(self, pixels: np.ndarray, logits: np.ndarray, net_features: np.ndarray | None = None) -> np.ndarray:
         """(N,) scores; higher is less like a digit.
@@ -146,7 +151,7 @@ class Refusal:
             net_features: (N, D) the network's features for them, or None (the `plain` refusal scores then).
 
         Returns:
-            (N,) float64 scores, against `for_features(...).threshold`.
+            (N,) float64 scores, against `for_features(...).threshold` (`margins` subtracts it).
         """
         chosen = self.for_features(net_features is not None)
         x = features(pixels, logits)
@@ -154,6 +159,10 @@ class Refusal:
             x = np.concatenate([x, chosen.bank.distance(net_features)[:, None]], axis=1)
         z = (x - np.asarray(chosen.mean)) / np.asarray(chosen.std)
         return z @ np.asarray(chosen.coef) + chosen.intercept
+
+    def margins(self, pixels: np.ndarray, logits: np.ndarray, net_features: np.ndarray | None = None) -> np.ndarray:
+        """(N,) score − threshold of the refusal used (> 0: "not a digit"); arguments as `score`."""
+        return self.score(pixels, logits, net_features) - self.for_features(net_features is not None).threshold
 
     def refuses(self, pixels: np.ndarray, logits: np.ndarray, net_features: np.ndarray | None = None) -> np.ndarray:
         """Which images are refused as "not a digit".
@@ -166,7 +175,7 @@ class Refusal:
         Returns:
             (N,) bool, True where the score is over the threshold of the refusal used.
         """
-        return self.score(pixels, logits, net_features) > self.for_features(net_features is not None).threshold
+        return self.margins(pixels, logits, net_features) > 0
 
     def save(self, run_dir: Path) -> Path:
         """Write RUN/refusal.json (and the bank, RUN/refusal_bank.npy) atomically; returns the JSON's path."""

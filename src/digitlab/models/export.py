@@ -51,9 +51,9 @@ METADATA_SCHEMA = "digitlab.export/2"  # /2: a model with features exports them 
 SIGNATURE_METHOD = "tensorflow/serving/predict"
 
 
-def signatures_for(feature_width: int | None) -> dict[str, str]:
-    """The SavedModel's signatures (name → its one output) for a model with features of this width, or none."""
-    return {**SIGNATURES, **(FEATURES_SIGNATURE if feature_width else {})}
+def signatures_for(with_features: bool) -> dict[str, str]:
+    """The SavedModel's signatures (name → its one output), with `features` for a model that has them."""
+    return {**SIGNATURES, **(FEATURES_SIGNATURE if with_features else {})}
 
 
 def signature_defs(feature_width: int | None = None) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def signature_defs(feature_width: int | None = None) -> dict[str, Any]:
         return {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": name}
 
     defs: dict[str, Any] = {}
-    signatures = signatures_for(feature_width)
+    signatures = signatures_for(feature_width is not None)
     for i, signature in enumerate(sorted(signatures)):
         output = signatures[signature]
         call = "StatefulPartitionedCall" + (f"_{i}" if i else "")
@@ -334,8 +334,7 @@ def _savedmodel(model, both, path: Path, temperature: float) -> dict[str, Any]:
 
         archive.add_endpoint(name="features", fn=features, input_signature=signature)
     archive.write_out(str(path), verbose=False)
-    signatures = signatures_for(None if both is None else 1)
-    return {"signature": "serving_default", "signatures": signatures}
+    return {"signature": "serving_default", "signatures": signatures_for(both is not None)}
 
 
 def _onnx(model, both, path: Path, temperature: float) -> dict[str, Any]:

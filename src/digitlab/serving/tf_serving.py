@@ -108,7 +108,7 @@ async def predict(request: Request, served: Served, model: str, version: str | N
       BadRequest: 404 for another model name or version; 400 for a malformed body; 413 over `MAX_INSTANCES` images.
     """
     _check_model(model, version)
-    signatures = signatures_for(served.predictor.feature_width)
+    signatures = signatures_for(served.predictor.feature_width is not None)
     signature, columnar, items = parse_predict(parse_json(await request.body()), signatures)
     pixels = [await _pixels(served, item, where) for item, where in items]
     logits, features = await served.forward(np.stack(pixels))
@@ -133,7 +133,7 @@ def parse_predict(payload: Any, signatures: dict[str, str] | None = None) -> tup
     """
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object with 'instances' (row format) or 'inputs' (columnar format)")
-    signatures = signatures or signatures_for(None)
+    signatures = signatures or signatures_for(False)
     signature = payload.get("signature_name", "serving_default")
     if signature not in signatures:
         raise BadRequest(
