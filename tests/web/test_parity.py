@@ -76,12 +76,16 @@ def test_the_constants_javascript_copies_are_pythons():
     """preprocess.js copies these decisions' numbers from preprocess.py: a change on one side fails here."""
     import re
 
-    from digitlab.data import preprocess
+    from digitlab.data import paper_rules, preprocess
 
     js = (Path(preprocess.__file__).parents[1] / "web" / "static" / "preprocess.js").read_text()
-    for name in ("COLOUR_MIN", "CHROMA_SCALE", "RULE_SPAN", "RULE_WIDTH", "RULES_MIN", "NOISE_FLOOR", "WORK_SIZE"):
-        found = re.search(rf"const {name} = ([0-9.]+);", js)
-        assert found and float(found.group(1)) == float(getattr(preprocess, name)), name
+    for module, names in (
+        (preprocess, ("COLOUR_MIN", "CHROMA_SCALE", "NOISE_FLOOR", "WORK_SIZE")),
+        (paper_rules, ("RULE_SPAN", "RULE_WIDTH", "RULES_MIN")),
+    ):
+        for name in names:
+            found = re.search(rf"const {name} = ([0-9.]+);", js)
+            assert found and float(found.group(1)) == float(getattr(module, name)), name
 
 
 def test_python_rounding_and_reasons_in_javascript(tmp_path):

@@ -82,7 +82,7 @@ class KerasRuntime:
 class OnnxRuntime:
     """A model under ONNX Runtime: an exported copy (`from_file`) or an imported ONNX model's adapted graph.
 
-    The session is a `models.foreign.OnnxSession` (one thread, spinning off, a fixed batch size fed in slices);
+    The session is a `models.onnx_files.OnnxSession` (one thread, spinning off, a fixed batch size fed in slices);
     an imported model's is its `OnnxNetwork`.
     """
 
@@ -92,7 +92,7 @@ class OnnxRuntime:
         """Wrap an open session.
 
         Args:
-            session: An open `models.foreign.OnnxSession` (or `models.imported.OnnxNetwork`) answering logits.
+            session: An open `models.onnx_files.OnnxSession` (or `models.imported.OnnxNetwork`) answering logits.
         """
         self._session = session
         outputs = {o.name: o for o in session.session.get_outputs()}
@@ -116,7 +116,7 @@ class OnnxRuntime:
             ModelError: The file cannot be read or ONNX Runtime cannot load it.
             MissingDependency: ONNX Runtime is not installed.
         """
-        from digitlab.models.foreign import OnnxSession
+        from digitlab.models.onnx_files import OnnxSession
 
         path = Path(path)
         try:

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.models.contract import Contract, keras_adapter, onnx_adapter
-from digitlab.models.foreign import OnnxSession, load_keras_file, load_saved_model, read_onnx
+from digitlab.models.foreign import load_keras_file
+from digitlab.models.onnx_files import OnnxSession, read_onnx
+from digitlab.models.signatures import load_saved_model
 
 
 def load_network(path: Path, contract: Contract, name: str):
