@@ -339,83 +339,97 @@ def _flags(overrides: dict[str, Any]) -> list[str]:
 # --- the switch rule: MNIST-C and the real digits on the test phase's runs ------------------------------------
 
 
-def switch_scores(rows: list[dict[str, Any]], deadline: float | None) -> int:
-    """Score every recorded test-phase run on MNIST-C (model alone, the 10,000 test digits) and on both shared
-    real sets (the whole answer path), each as one `switch` line; recorded runs are skipped. Returns how many."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from digitlab.data.corruptions import CORRUPTIONS, corrupt
-    from digitlab.data.mnist import load_mnist
-    from digitlab.evaluation.robustness import accuracy_alone
-    from digitlab.inference.predictor import Predictor
-    from real_digits import SETS, SHARED, score_set
+def score_test_runs(
+    rows: list[dict[str, Any]],
+    phase: str,
+    deadline: float | None,
+    prepare: Callable[[], Any],
+    measure: Callable[[Any, Any], dict[str, Any]],
+) -> int:
+    """Score every recorded test-phase run not yet scored in `phase`, one line each, none started after `deadline`.
 
-    done_runs = {r["run"] for r in rows if r.get("phase") == "switch"}
+    Args:
+        rows: the recorded lines.
+        phase: the name of the scoring lines ("switch", "beyond").
+        deadline: start no run once `time.monotonic()` has reached it (None: no limit).
+        prepare: makes what every run is scored on (called once, and only when a run is pending).
+        measure: (the run's `Predictor`, what `prepare` made) → the line's fields.
+
+    Returns:
+        How many runs were scored.
+    """
+    from digitlab.inference.predictor import Predictor
+
+    done_runs = {r["run"] for r in rows if r.get("phase") == phase}
     pending = [r for r in rows if r.get("phase") == "test" and r.get("run") and r["run"] not in done_runs]
-    if not pending:
-        return 0
-    data = load_mnist()
-    corrupted = {name: corrupt(data.x_test, name, 0) for name in CORRUPTIONS}  # made once for every run
+    shared = prepare() if pending else None
     count = 0
     for test_row in pending:
         if deadline is not None and time.monotonic() >= deadline:
             break
         predictor = Predictor.load(test_row["run"], runtime="keras", log=lambda *_: None)
-        alone = {name: round(accuracy_alone(predictor.logits, x, data.y_test), 5) for name, x in corrupted.items()}
-        real = {name: score_set(SHARED / name, predictor) for name in SETS}
         row = {
-            "key": json.dumps(["switch", test_row["run"]]),
-            "phase": "switch",
-            "variant": test_row["variant"],
-            "seed": test_row["seed"],
-            "run": test_row["run"],
+            "key": json.dumps([phase, test_row["run"]]),
+            "phase": phase,
+            **{k: test_row[k] for k in ("variant", "seed", "run")},
+            **measure(predictor, shared),
+        }
+        record(row)
+        count += 1
+        print(f"{phase:<8} {test_row['variant']:<28} seed {test_row['seed']}: {row}", flush=True)
+    return count
+
+
+def switch_scores(rows: list[dict[str, Any]], deadline: float | None) -> int:
+    """MNIST-C (model alone, the 10,000 test digits, each corruption made once) and both shared real sets (the whole
+    answer path) of every test-phase run, as `switch` lines. Returns how many runs were scored."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from digitlab.data.corruptions import CORRUPTIONS, corrupt
+    from digitlab.data.mnist import load_mnist
+    from digitlab.evaluation.robustness import accuracy_alone
+    from real_digits import SETS, SHARED, score_set
+
+    def prepare():
+        data = load_mnist()
+        return data.y_test, {name: corrupt(data.x_test, name, 0) for name in CORRUPTIONS}
+
+    def measure(predictor, shared) -> dict[str, Any]:
+        labels, corrupted = shared
+        alone = {name: round(accuracy_alone(predictor.logits, x, labels), 5) for name, x in corrupted.items()}
+        real = {name: score_set(SHARED / name, predictor) for name in SETS}
+        return {
             "mnist_c_alone": alone,
             "mnist_c_alone_mean": round(statistics.mean(alone.values()), 5),
             "real_digits": {k: v["styles"]["all"]["accuracy"] if v else None for k, v in real.items()},
         }
-        record(row)
-        count += 1
-        print(
-            f"switch   {test_row['variant']:<28} seed {test_row['seed']}: MNIST-C {row['mnist_c_alone_mean']:.2%}, "
-            f"real {row['real_digits']}",
-            flush=True,
-        )
-    return count
+
+    return score_test_runs(rows, "switch", deadline, prepare, measure)
 
 
 PREPROCESSED_DIGITS = 500  # MNIST-C through preprocessing on the first 500 test digits (~1 ms an image)
 
 
 def beyond_scores(rows: list[dict[str, Any]], deadline: float | None) -> int:
-    """The goals beyond the rule, on every test-phase run, one `beyond` line each (recorded runs skipped): MNIST-C
-    through preprocessing (as `digitlab predict` reads a PNG; the first 500 test digits) and scikit-learn's 1,797
-    8×8 digits through preprocessing. Returns how many runs were scored."""
+    """The goals beyond the rule of every test-phase run, as `beyond` lines: MNIST-C through preprocessing (as
+    `digitlab predict` reads a PNG; the first 500 test digits) and scikit-learn's 1,797 8×8 digits through
+    preprocessing. Returns how many runs were scored."""
     from digitlab.data.mnist import load_mnist
     from digitlab.evaluation.robustness import accuracy_through_preprocessing, mnist_c, sklearn_digits
-    from digitlab.inference.predictor import Predictor
 
-    done_runs = {r["run"] for r in rows if r.get("phase") == "beyond"}
-    pending = [r for r in rows if r.get("phase") == "test" and r.get("run") and r["run"] not in done_runs]
-    data, count = load_mnist(), 0
-    x, y = data.x_test[:PREPROCESSED_DIGITS], data.y_test[:PREPROCESSED_DIGITS]
-    images, labels = sklearn_digits() if pending else ([], [])
-    for test_row in pending:
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        predictor = Predictor.load(test_row["run"], runtime="keras", log=lambda *_: None)
+    def prepare():
+        data = load_mnist()
+        return data.x_test[:PREPROCESSED_DIGITS], data.y_test[:PREPROCESSED_DIGITS], sklearn_digits()
+
+    def measure(predictor, shared) -> dict[str, Any]:
+        x, y, (images, labels) = shared
         through = mnist_c(predictor.logits, x, y, preprocess_limit=PREPROCESSED_DIGITS)
-        row = {
-            "key": json.dumps(["beyond", test_row["run"]]),
-            "phase": "beyond",
-            "variant": test_row["variant"],
-            "seed": test_row["seed"],
-            "run": test_row["run"],
+        sklearn = accuracy_through_preprocessing(predictor.logits, images, labels)["accuracy"]
+        return {
             "mnist_c_preprocessed_mean": round(through["mean_preprocessed"], 5),
-            "sklearn_digits": round(accuracy_through_preprocessing(predictor.logits, images, labels)["accuracy"], 5),
+            "sklearn_digits": round(sklearn, 5),
         }
-        record(row)
-        count += 1
-        print(f"beyond   {test_row['variant']:<28} seed {test_row['seed']}: {row}", flush=True)
-    return count
+
+    return score_test_runs(rows, "beyond", deadline, prepare, measure)
 
 
 def recipe_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
