@@ -141,12 +141,12 @@ def export_loaded(
         if not check["passed"]:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             export.metadata_path(out, fmt).unlink(missing_ok=True)
-            features = check["features"] or {}
+            feature_check = check["features"]
             raise ModelError(
                 f"the {fmt} export of {loaded.name} does not answer like the Keras model: "
                 f"{check['same_label']}/{check['images']} same labels, max probability difference "
-                f"{check['max_abs_probability_diff']:.2g} (tolerance {PARITY_TOLERANCE:g}), features "
-                f"{features.get('relative', 'missing') if features else 'none'}; it was removed"
+                f"{check['max_abs_probability_diff']:.2g} (tolerance {PARITY_TOLERANCE:g}), features' relative "
+                f"difference {feature_check['relative'] if feature_check else 'none'}; it was removed"
             )
         width = None if reference_features is None else int(reference_features.shape[1])
         meta = {
