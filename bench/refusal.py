@@ -36,23 +36,31 @@ def _pixels(images) -> np.ndarray:
     return np.stack([p.pixels for p in (to_mnist_28x28(image) for image in images) if not p.blank])
 
 
-def measure(run: str, per_style: int, per_family: int) -> dict[str, Any]:
-    """Both refusals of one run on the same drawn digits, non-digits and real digits."""
+def benchmark_sets(per_style: int, per_family: int, real: bool = True) -> dict[str, np.ndarray]:
+    """The preprocessed 28×28s measured: drawn test digits, each benchmark family, and the shared real digits."""
     from digitlab.data.mnist import load_mnist
     from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
-    from digitlab.inference.predictor import Predictor
 
-    predictor = Predictor.load(run, "keras", log=lambda *_: None)
-    refusal = predictor.refusal()
     rng = np.random.default_rng(0)
     test = load_mnist().x_test
     picks = rng.choice(len(test), per_style * len(STYLES), replace=False)
     sets = {"drawn digits": _pixels(render(test[i], STYLES[n % len(STYLES)], rng) for n, i in enumerate(picks))}
     sets |= {f: _pixels(non_digit(f, rng) for _ in range(per_family)) for f in NON_DIGIT_FAMILIES}
-    for name in ("real-digits", "real-digits-2"):
+    for name in ("real-digits", "real-digits-2") if real else ():
         labels = SHARED / name / "labels.csv"
         if labels.is_file():
             sets[name] = _pixels(str(SHARED / name / "images" / r["file"]) for r in csv.DictReader(labels.open()))
+    return sets
+
+
+def measure(run: str, per_style: int, per_family: int) -> dict[str, Any]:
+    """Both refusals of one run on the same drawn digits, non-digits and real digits."""
+    from digitlab.data.synthetic import NON_DIGIT_FAMILIES
+    from digitlab.inference.predictor import Predictor
+
+    predictor = Predictor.load(run, "keras", log=lambda *_: None)
+    refusal = predictor.refusal()
+    sets = benchmark_sets(per_style, per_family)
     out = {}
     kinds = {"with features": True, "six features": False} if refusal.uses_features else {"six features": False}
     for kind, use in kinds.items():
