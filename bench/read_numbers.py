@@ -174,6 +174,7 @@ def summarise(rows: list[dict], ceiling_digit: float) -> dict:
 def refusal(predictor, test_digits, count: int, rng) -> dict:
     from digitlab.data.preprocess import to_mnist_28x28
     from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
+    from digitlab.inference.verdict import answer_all
 
     def verdicts(images):
         out, scores = [], []
@@ -183,7 +184,7 @@ def refusal(predictor, test_digits, count: int, rng) -> dict:
                 out.append("blank")
                 continue
             logits, net = predictor.forward(p.pixels[None])
-            out.append(predictor.judge(p, logits[0], None if net is None else net[0])[0])
+            out.append(answer_all([p], logits, net, predictor)[0].verdict)
             scores.append(float(predictor.refusal().score(p.pixels[None], logits, net)[0]))
         return out, np.array(scores)
 

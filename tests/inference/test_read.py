@@ -153,12 +153,7 @@ def test_non_digits_refused_and_real_digits_accepted(predictor, mnist):
     def refused(images) -> float:
         verdicts = []
         for image in images:
-            p = to_mnist_28x28(image)
-            if p.blank:
-                verdicts.append("blank")
-                continue
-            logits, net = predictor.forward(p.pixels[None])
-            verdicts.append(predictor.judge(p, logits[0], None if net is None else net[0])[0])
+            verdicts.append(predictor.answer(to_mnist_28x28(image)).verdict)
         return float(np.mean([v != "digit" for v in verdicts]))
 
     families = {f: refused(non_digit(f, rng) for _ in range(12)) for f in NON_DIGIT_FAMILIES}

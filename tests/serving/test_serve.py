@@ -120,7 +120,7 @@ def test_model_health_and_docs(client):
 def test_the_openapi_document_comes_from_the_models(client):
     """Request and response bodies are documented by the Pydantic models the routes validate with."""
     doc = client.get("/openapi.json").json()
-    assert {"Prediction", "ReadingAnswer", "ModelInfo", "FeedbackStored", "ErrorAnswer"} <= set(
+    assert {"DigitAnswer", "ReadingAnswer", "ModelInfo", "FeedbackStored", "ErrorAnswer"} <= set(
         doc["components"]["schemas"]
     )
     feedback = doc["paths"]["/api/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -131,7 +131,7 @@ def test_the_openapi_document_comes_from_the_models(client):
     pixels = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["pixels"]
     assert "$ref" not in json.dumps(predict["requestBody"])  # nested models written inline
     assert pixels["anyOf"][0]["minItems"] == pixels["anyOf"][0]["maxItems"] == 28
-    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Prediction")
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/DigitAnswer")
 
 
 def test_feedback_is_stored(client, digit_png):

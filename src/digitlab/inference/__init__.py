@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "predict": ["Prediction", "collect_paths", "predict_files", "run_predict"],
-        "predictor": ["Predictor", "top_k_of"],
+        "predictor": ["Predictor"],
+        "verdict": ["Answer", "answer_all"],
     },
 )

@@ -23,9 +23,8 @@ import numpy as np
 from digitlab.atomic import atomic_write_bytes
 from digitlab.data.preprocess import Processed, to_mnist_28x28
 from digitlab.errors import ConfigError, DigitlabError, ImageError
-from digitlab.inference.predictor import Predictor, top_k_of
-from digitlab.inference.verdict import judge, needs_reading
-from digitlab.models.calibration import probabilities
+from digitlab.inference.predictor import Predictor
+from digitlab.inference.verdict import Answer, answer_all, needs_reading
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 OK, BLANK, FAILED = 0, 1, 2
@@ -52,53 +51,46 @@ def collect_paths(inputs: list[str | Path]) -> list[Path]:
 
 @dataclass
 class Prediction:
-    """One file's answer.
-
-    `verdict` is digit, blank, several_digits or not_a_digit (`verdict.judge`); `label` is set for a digit only,
-    while `probabilities` and `top_k` are the model's whenever it ran.
-    """
+    """One file's answer: the `verdict.Answer`, or the error that kept it from being made."""
 
     path: str
-    label: int | None = None
-    probabilities: list[float] | None = None
-    top_k: list[dict[str, float]] | None = None
-    blank: bool = False
-    reason: str = ""
+    answer: Answer | None = None
     error: str | None = None
     pixels: np.ndarray | None = None
-    verdict: str | None = None
+
+    @property
+    def label(self) -> int | None:
+        """The digit, for the "digit" verdict only."""
+        return None if self.answer is None else self.answer.label
+
+    @property
+    def verdict(self) -> str | None:
+        """digit, blank, several_digits or not_a_digit (None when the file could not be read)."""
+        return None if self.answer is None else self.answer.verdict
 
     def to_json(self) -> dict[str, Any]:
         """One line of `predict --json`.
 
         Returns:
-            path, label, verdict, the 10 probabilities, top-k, blank (and reason, error when there is one); label
-            and probabilities are None for a failed or blank image.
+            path and `Answer.to_json`'s fields (label, verdict, reason, probabilities, top_k, blank); for a file
+            that could not be read, those are null (blank false) and `error` says why.
         """
-        out: dict[str, Any] = {
-            "path": self.path,
-            "label": self.label,
-            "verdict": self.verdict,
-            "probabilities": self.probabilities,
-            "top_k": self.top_k,
-            "blank": self.blank,
-        }
-        if self.reason:
-            out["reason"] = self.reason
-        if self.error is not None:
-            out["error"] = self.error
-        return out
+        if self.answer is None:
+            empty = {"label": None, "verdict": None, "reason": "", "probabilities": None, "top_k": None}
+            return {"path": self.path, **empty, "blank": False, "error": self.error}
+        return {"path": self.path, **self.answer.to_json()}
 
     def to_text(self) -> str:
         """One readable line: `PATH: LABEL  (top-k: ...)`, or what was wrong or why there is no digit."""
-        if self.error is not None:
+        answer = self.answer
+        if answer is None:
             return f"{self.path}: error: {self.error}"
-        if self.blank:
-            return f"{self.path}: no digit ({self.reason})"
-        if self.verdict not in (None, "digit"):
-            return f"{self.path}: {self.reason}"
-        top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in self.top_k or [])
-        return f"{self.path}: {self.label}  (top-{len(self.top_k or [])}: {top})"
+        if answer.blank:
+            return f"{self.path}: no digit ({answer.reason})"
+        if answer.verdict != "digit":
+            return f"{self.path}: {answer.reason}"
+        top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in answer.top_k)
+        return f"{self.path}: {answer.label}  (top-{len(answer.top_k)}: {top})"
 
 
 def _preprocess_file(path: str) -> tuple[np.ndarray, int, str, Processed | None]:
@@ -213,30 +205,15 @@ def predict_files(
     bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None if progress else True, file=sys.stderr)
     for start in range(0, len(names), batch_size):
         rows = [next(stream) for _ in names[start : start + batch_size]]
-        pixels = np.stack([r[0] for r in rows])
-        ok = [i for i, r in enumerate(rows) if r[1] == OK]
-        logits, net = predictor.forward(pixels[ok]) if ok else (np.zeros((0, 10)), None)
-        probs = probabilities(logits, predictor.temperature)
-        refused = predictor.refusal().refuses(pixels[ok], logits, net) if ok else np.zeros(0, bool)  # all at once
-        row_of = {i: n for n, i in enumerate(ok)}
+        ok = [r[3] for r in rows if r[1] == OK]
+        outputs = predictor.forward(np.stack([p.pixels for p in ok])) if ok else (None, None)
+        answers = iter(answer_all(ok, *outputs, predictor, top_k))
         for i, (image, code, message, processed) in enumerate(rows):
             path = names[start + i]
             if code == FAILED:
                 yield Prediction(path, error=message)
-            elif code == BLANK:
-                yield Prediction(path, blank=True, reason=message, pixels=image, verdict="blank")
             else:
-                p = probs[row_of[i]]
-                verdict, reason = judge(processed, bool(refused[row_of[i]]), predictor)
-                yield Prediction(
-                    path,
-                    label=int(p.argmax()) if verdict == "digit" else None,
-                    probabilities=[round(float(v), 6) for v in p],
-                    top_k=top_k_of(p, top_k),
-                    pixels=image,
-                    verdict=verdict,
-                    reason=reason,
-                )
+                yield Prediction(path, Answer.blank_of(processed) if code == BLANK else next(answers), pixels=image)
         bar.update(len(rows))
     bar.close()
 
@@ -281,7 +258,7 @@ def run_predict(
         print(json.dumps(pred.to_json()) if as_json else pred.to_text(), file=out, flush=False)
         if save_dir is not None and pred.pixels is not None:
             name = f"{n:06d}-{Path(pred.path).stem}.png"
-            atomic_write_bytes(save_dir / name, Processed(pred.pixels, pred.blank).to_png())
+            atomic_write_bytes(save_dir / name, Processed(pred.pixels, pred.verdict == "blank").to_png())
     out.flush()
     seconds = time.perf_counter() - start
     print(

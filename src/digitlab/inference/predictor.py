@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.data.preprocess import Processed
 from digitlab.errors import ConfigError, MissingDependency, ModelError, install_hint
 from digitlab.inference.export_command import ensure_exported
 from digitlab.inference.runtimes import RUNTIMES, KerasRuntime, OnnxRuntime, Runtime, open_runtime
+from digitlab.inference.verdict import Answer, answer_all
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model
 
@@ -136,23 +138,20 @@ class Predictor:
             self._refusal = refusal_for(self.loaded, self.forward, log=self.log)
         return self._refusal
 
-    def judge(self, processed, logits: np.ndarray | None, net_features: np.ndarray | None = None) -> tuple[str, str]:
-        """Decide what one preprocessed image is (see `verdict.judge`).
+    def answer(self, processed: Processed, top_k: int = 3) -> Answer:
+        """One preprocessed image's answer (`verdict.answer_all` for one).
 
         Args:
             processed: The image as `data.preprocess.to_mnist_28x28` returned it.
-            logits: (10,) the model's logits for it, or None when it is blank.
-            net_features: (D,) the network's features for it (`forward`), or None (the refusal then uses logits).
+            top_k: How many of the most probable labels the answer lists, 1 to 10.
 
         Returns:
-            (verdict, reason): verdict is digit, blank, several_digits or not_a_digit; reason is a sentence,
-            "" for a plain digit.
+            The `verdict.Answer`: blank, several_digits, not_a_digit or a digit, with the reason.
         """
-        from digitlab.inference.verdict import judge
-
-        batch = None if net_features is None else net_features[None]
-        not_digit = logits is not None and bool(self.refusal().refuses(processed.pixels[None], logits[None], batch)[0])
-        return judge(processed, not_digit, self)
+        if processed.blank:
+            return Answer.blank_of(processed)
+        logits, net = self.forward(processed.pixels[None])
+        return answer_all([processed], logits, net, self, top_k)[0]
 
 
 def _batch(pixels: np.ndarray) -> np.ndarray:
@@ -175,17 +174,3 @@ def _installed_runtimes() -> tuple[str, ...]:
             return False
 
     return tuple(fmt for fmt, module in (("onnx", "onnxruntime"), ("litert", "ai_edge_litert")) if installed(module))
-
-
-def top_k_of(probs: np.ndarray, k: int) -> list[dict[str, float]]:
-    """The k most probable labels of one row of probabilities, most probable first.
-
-    Args:
-        probs: (10,) probabilities.
-        k: How many, 1 to 10.
-
-    Returns:
-        [{"label": int 0–9, "probability": float rounded to 6 places}, ...], k entries.
-    """
-    order = np.argsort(-probs)[:k]
-    return [{"label": int(i), "probability": round(float(probs[i]), 6)} for i in order]

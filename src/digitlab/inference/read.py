@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -35,6 +35,9 @@ from digitlab.data.decode import MAX_PIXELS, ImageInput
 from digitlab.data.preprocess import WORK_SIZE, Processed, bounding_box, image_ink, normalise_digit
 from digitlab.data.segment import Group, segment_line
 from digitlab.models.calibration import probabilities
+
+if TYPE_CHECKING:
+    from digitlab.inference.refusal import Refusal
 
 SPLIT_ABOVE = 0.75  # a group at most this wide (× its height) is one digit
 SPLIT_WIDER = 1.5  # … and wider than this × the median width of the line's other groups, when it has some
@@ -56,6 +59,24 @@ WIDTH_PRIOR = np.array(
         [-1.4, -2.0, -4.1, -4.1, -4.9, -9.1, -9.1, -9.1, -9.1, -9.1],  # bins 1.1 … 2.0
     ]
 ).ravel()
+
+
+class AnswerModel(Protocol):
+    """What reading a number and judging an image need of a model: a `Predictor`, or the server's `BatchedModel`.
+
+    Attributes:
+        temperature: The calibration temperature (1.0 when uncalibrated).
+    """
+
+    temperature: float
+
+    def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 28, 28) float32 in [0, 1] → ((N, 10) logits, (N, D) features or None)."""
+        ...
+
+    def refusal(self) -> Refusal:
+        """The run's "not a digit" score."""
+        ...
 
 
 @dataclass
@@ -111,12 +132,12 @@ def width_log_prior(ratio: float) -> float:
     return float(WIDTH_PRIOR[index])
 
 
-def read_number(source: ImageInput, model, max_pixels: int = MAX_PIXELS) -> Reading:
+def read_number(source: ImageInput, model: AnswerModel, max_pixels: int = MAX_PIXELS) -> Reading:
     """Read the one line of digits in an image.
 
     Args:
       source: any image `load_pixels` takes (a path, bytes, a PIL image, an array).
-      model: a `Predictor` (or anything with `logits((N, 28, 28)) → (N, 10)`, `temperature` and `refusal()`).
+      model: what answers (`AnswerModel`: a `Predictor`).
       max_pixels: the decoded-pixel limit.
 
     Returns:
@@ -128,12 +149,12 @@ def read_number(source: ImageInput, model, max_pixels: int = MAX_PIXELS) -> Read
     return read_ink(_line_ink(source, max_pixels), model)
 
 
-def read_ink(ink, model) -> Reading:
+def read_ink(ink, model: AnswerModel) -> Reading:
     """`read_number` on an image's ink already at working size.
 
     Args:
         ink: The image's ink (`data.preprocess.Ink`), as `to_mnist_28x28` kept it.
-        model: Anything with `logits((N, 28, 28) floats in [0, 1]) → (N, 10)` (a `Predictor`).
+        model: What answers (`AnswerModel`: a `Predictor`).
 
     Returns:
         The reading: its text left to right, each digit with its box and confidence (blank when no ink).
@@ -145,7 +166,7 @@ def read_ink(ink, model) -> Reading:
     options = [_pieces(ink, g, line_height, _others_width(groups, i)) for i, g in enumerate(groups)]
     flat = [(gi, span, p) for gi, pieces in enumerate(options) for span, p in pieces.items()]
     pixels = np.stack([p.pixels for _, _, p in flat])
-    logits, net = model.forward(pixels) if hasattr(model, "forward") else (model.logits(pixels), None)
+    logits, net = model.forward(pixels)
     probs = probabilities(logits, model.temperature)
     refusal = model.refusal()
     margins = refusal.margins(pixels, logits, net)  # > 0: the refusal would say "not a digit"

@@ -26,9 +26,9 @@ import traitlets
 from digitlab.data.decode import decode_data_url
 from digitlab.data.preprocess import to_mnist_28x28
 from digitlab.errors import ConfigError, DigitlabError
-from digitlab.inference.predictor import Predictor, top_k_of
+from digitlab.inference.predictor import Predictor
 from digitlab.inference.read import Reading, read_number
-from digitlab.models.calibration import probabilities
+from digitlab.inference.verdict import Answer
 from digitlab.models.saved import LoadedModel
 
 STATIC = Path(__file__).parent / "static"
@@ -98,31 +98,21 @@ class DrawWidget(anywidget.AnyWidget):
                 self._show_reading(read_number(data, self._predictor, max_pixels=MAX_PIXELS))
                 return
             processed = to_mnist_28x28(data, max_pixels=MAX_PIXELS)
-            if processed.blank:
-                self._show(None, processed.to_data_url(), processed.reason, verdict="blank")
-                return
-            logits, net = self._predictor.forward(processed.pixels[None])
-            verdict, reason = self._predictor.judge(processed, logits[0], None if net is None else net[0])
+            answer = self._predictor.answer(processed, self._k)
         except DigitlabError as e:
             self._show(error=str(e))
             return
-        probs = probabilities(logits, self._predictor.temperature)[0]
-        self._show(probs, processed.to_data_url(), reason, verdict=verdict)
+        self._show(answer, processed.to_data_url())
 
-    def _show(self, probs=None, processed: str = "", reason: str = "", error: str = "", verdict: str = "") -> None:
-        """Set every answer trait at once (one sync to the front end).
-
-        A label only when the verdict is a digit (the probabilities are still given whenever the model ran).
-        """
+    def _show(self, answer: Answer | None = None, processed: str = "", error: str = "") -> None:
+        """Set every answer trait at once (one sync to the front end): the answer's fields, or the error."""
         with self.hold_sync():
-            self.error, self.processed, self.reason, self.verdict = error, processed, reason, verdict
+            self.error, self.processed = error, processed
             self.text, self.digits, self.confidence = "", [], 0.0
-            if probs is None:
-                self.label, self.probabilities, self.top_k = None, [], []
-            else:
-                self.probabilities = [round(float(p), 6) for p in probs]
-                self.top_k = top_k_of(probs, self._k)
-                self.label = int(probs.argmax()) if verdict == "digit" else None
+            self.verdict, self.reason = (answer.verdict, answer.reason) if answer else ("", "")
+            self.label = answer.label if answer else None
+            self.probabilities = (answer.probabilities or []) if answer else []
+            self.top_k = answer.top_k if answer else []
 
     def _show_reading(self, reading: Reading) -> None:
         """Number mode's answer: the text, each digit (with its 28×28) and the overall confidence."""

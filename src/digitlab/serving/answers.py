@@ -24,7 +24,7 @@ class TopK(BaseModel):
     probability: float = Field(ge=0, le=1)
 
 
-class Prediction(BaseModel):
+class DigitAnswer(BaseModel):
     """`/api/predict`'s answer for one image."""
 
     blank: bool = Field(description="no ink was found")

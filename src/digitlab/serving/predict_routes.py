@@ -10,10 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from digitlab.data.preprocess import Processed, from_mnist_pixels
-from digitlab.inference.predictor import top_k_of
 from digitlab.inference.read import read_number
-from digitlab.inference.verdict import judge, needs_reading
-from digitlab.serving.answers import Prediction, ReadingAnswer
+from digitlab.inference.verdict import Answer, answer_all, needs_reading
+from digitlab.serving.answers import DigitAnswer, ReadingAnswer
 from digitlab.serving.inputs import IMAGE_BODIES, ImageBody, image_from_request, json_body
 from digitlab.serving.state import Served, ServedModel
 
@@ -43,7 +42,7 @@ async def processed_image(request: Request, served: ServedModel) -> tuple[Proces
 @router.post(
     "/api/predict",
     summary="Predict the digit in one image",
-    response_model=Prediction,
+    response_model=DigitAnswer,
     openapi_extra=json_body(ImageBody, **IMAGE_BODIES),
 )
 async def predict(request: Request, served: Served) -> JSONResponse:
@@ -55,30 +54,17 @@ async def predict(request: Request, served: Served) -> JSONResponse:
     """
     start = time.perf_counter()
     processed, _ = await processed_image(request, served)
-    body: dict[str, Any] = {"blank": processed.blank, "processed": processed.to_data_url()}
-    if processed.blank:
-        body.update(label=None, verdict="blank", probabilities=None, top_k=[], reason=processed.reason)
-    else:
-        body.update(await _verdict(processed, served))
+    answer = Answer.blank_of(processed) if processed.blank else await _answer(processed, served)
+    body = {"processed": processed.to_data_url(), **answer.to_json()}
     body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
     return JSONResponse(body)  # already plain JSON types: skip FastAPI's generic encoder
 
 
-async def _verdict(processed: Processed, served: ServedModel) -> dict[str, Any]:
+async def _answer(processed: Processed, served: ServedModel) -> Answer:
     logits, net = await served.forward(processed.pixels[None])
-    probs = served.probabilities(logits)[0]
-    not_digit = bool(served.predictor.refusal().refuses(processed.pixels[None], logits, net)[0])
     if needs_reading(processed):  # several marks or a wide one: read in a thread, the model thread helps
-        verdict, reason = await run_in_threadpool(judge, processed, not_digit, served.reader)
-    else:
-        verdict, reason = judge(processed, not_digit)
-    return {
-        "label": int(probs.argmax()) if verdict == "digit" else None,
-        "verdict": verdict,
-        "reason": reason,
-        "probabilities": [round(float(p), 6) for p in probs],
-        "top_k": top_k_of(probs, 3),
-    }
+        return (await run_in_threadpool(answer_all, [processed], logits, net, served.reader))[0]
+    return answer_all([processed], logits, net, served.reader)[0]
 
 
 @router.post(

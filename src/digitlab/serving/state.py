@@ -74,10 +74,6 @@ class BatchedModel:
     temperature: float
     refusal_score: Any
 
-    def logits(self, pixels: np.ndarray) -> np.ndarray:
-        """Logits of `pixels`, float32 (N, 28, 28) in [0, 1] → float32 (N, 10); blocks until its batch ran."""
-        return self.forward(pixels)[0]
-
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits and features of `pixels` (float32 (N, 28, 28) in [0, 1]); blocks until its batch ran."""
         return self.batcher.submit(np.asarray(pixels, np.float32)).result()
