@@ -30,7 +30,7 @@ OUTCOMES = ("right", "wrong", "blank", "refused")
 
 def outcome(prediction, truth: int) -> str:
     """right | wrong | blank | refused for one `Prediction` of a digit whose label is `truth`."""
-    if prediction.blank or prediction.error is not None:
+    if prediction.error is not None or prediction.verdict == "blank":
         return "blank"
     if prediction.verdict != "digit":
         return "refused"
@@ -62,11 +62,11 @@ def score_set(folder: Path, predictor) -> dict[str, Any] | None:
 
 
 def _said(prediction) -> str:
-    if prediction.blank or prediction.error is not None:
-        return prediction.reason or prediction.error or "blank"
+    if prediction.answer is None:
+        return prediction.error
     if prediction.verdict != "digit":
-        return prediction.reason
-    return f"{prediction.label} ({max(prediction.probabilities):.2f})"
+        return prediction.answer.reason
+    return f"{prediction.label} ({max(prediction.answer.probabilities):.2f})"
 
 
 def commit_measured() -> str:

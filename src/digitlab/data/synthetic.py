@@ -361,24 +361,33 @@ def fit_non_digit(family: str, rng: np.random.Generator, size: int = 112) -> Ima
     return image.rotate(float(rng.uniform(0, 360)), resample=Image.BILINEAR)
 
 
-def _stroke_character(rng: np.random.Generator, size: int = 112) -> Image.Image:
-    """An Omniglot-like character: two or three smooth pen strokes through random points, white on black."""
+def _stroke_character(rng: np.random.Generator, size: int = 112, straight: bool = False) -> Image.Image:
+    """An Omniglot-like character: two or three pen strokes through random points, white on black.
+
+    Smooth strokes through 3–5 points, or (`straight`) angular ones: polylines of 2–3 points, as in the many
+    Omniglot alphabets drawn with straight strokes.
+    """
     from PIL import ImageDraw
 
     image = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(image)
     width = int(rng.integers(4, 9))
     for _ in range(int(rng.integers(2, 4))):
-        points = rng.uniform(size * 0.2, size * 0.8, (int(rng.integers(3, 6)), 2))
-        draw.line([tuple(p) for p in _smooth(points, 8)], fill=255, width=width, joint="curve")
+        if straight:
+            points = rng.uniform(size * 0.15, size * 0.85, (int(rng.integers(2, 4)), 2))
+        else:
+            points = _smooth(rng.uniform(size * 0.2, size * 0.8, (int(rng.integers(3, 6)), 2)), 8)
+        draw.line([tuple(p) for p in points], fill=255, width=width, joint="curve")
     return image
 
 
 def outlier_pool(count: int, seed: int = 0) -> np.ndarray:
     """Generated non-digits as a model sees them, for Outlier Exposure (Hendrycks, Mazeika & Dietterich, ICLR 2019).
 
-    Three in four are of the fitting families (`FIT_NON_DIGIT_FAMILIES`, never the benchmark's
-    `NON_DIGIT_FAMILIES`), one in four an Omniglot-like character of random smooth strokes; each preprocessed by
+    Half are of the fitting families (`FIT_NON_DIGIT_FAMILIES`, never the benchmark's `NON_DIGIT_FAMILIES`), a
+    quarter Omniglot-like characters of random smooth strokes and a quarter of random straight ones (two or three
+    polylines, which may cross: the benchmark's crosses and lines are not generated, but such characters
+    include shapes like them; see docs/guide/reading-numbers.md); each preprocessed by
     `to_mnist_28x28`, as the page would send it. Partial digits are left out: after size normalisation they are too
     often whole digits (half an 8 is a 0, the stem of a 4 a 1).
 
@@ -394,8 +403,8 @@ def outlier_pool(count: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
-        if i % 4 == 3:
-            image = _stroke_character(rng)
+        if i % 4 >= 2:
+            image = _stroke_character(rng, straight=i % 4 == 2)
         else:
             image = fit_non_digit(FIT_NON_DIGIT_FAMILIES[(i // 4 + i % 4) % len(FIT_NON_DIGIT_FAMILIES)], rng)
         processed = to_mnist_28x28(np.asarray(image))
