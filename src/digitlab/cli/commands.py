@@ -36,14 +36,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _config_values(args: argparse.Namespace, config_class: type, skip: tuple[str, ...] = ()) -> dict:
-    """The parsed flags that are fields of `config_class` (a dataclass), paths as strings (JSON-ready).
+    """The flags given (not None) that are fields of `config_class` (a dataclass), paths as strings (JSON-ready).
 
-    The flags' names are the fields' names, so the list of training settings lives in the dataclass alone.
+    The flags' names are the fields' names, so the list of settings lives in the dataclass alone; a flag not
+    given leaves the dataclass's (or the recipe's) default.
     """
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(config_class)} - set(skip)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in names}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
 
 
 def cmd_train(args: argparse.Namespace) -> int:

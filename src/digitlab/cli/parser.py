@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from digitlab.cli.commands import (
     cmd_compare,
@@ -34,145 +37,41 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _optimisation_args(p: argparse.ArgumentParser, defaults: object | None = None) -> None:
-    """--epochs, --batch-size, --lr and --seed, declared once for every command that trains (train, finetune).
+def add_setting_flags(
+    p: argparse.ArgumentParser, config_class: type, default_help: Callable[[dataclasses.Field], str]
+) -> None:
+    """One flag per field of a settings dataclass that has help text (`training.fields.setting`).
+
+    The flag's name is the field's, its type the field's annotation, its choices and help the field's metadata,
+    and its default None ("not given": the dataclass or the recipe decides); `default_help` writes the help's
+    default. Fields of a `group` are listed in that section of the help.
 
     Args:
-      p: the subcommand's parser.
-      defaults: a config dataclass instance whose fields give the defaults (finetune's); None: the values come
-        from the recipe (train), so the flags default to None ("not given").
+        p: The subcommand's parser.
+        config_class: The dataclass (`TrainConfig`, `FinetuneConfig`).
+        default_help: The default's text for a field, e.g. "default 12; recipe fast 1".
     """
+    from digitlab.training.fields import flag_name
 
-    def flag(name: str, kind: type, text: str, recipe_default: str) -> None:
-        field = name.lstrip("-").replace("-", "_")
-        value = getattr(defaults, field) if defaults is not None else None
-        shown = f"default {value:g}" if isinstance(value, float) else f"default {value}"
-        help_text = f"{text} ({shown if defaults is not None else recipe_default})"
-        p.add_argument(name, type=kind, default=value, help=help_text)
-
-    flag("--epochs", int, "maximum epochs", "default: recipe; early stopping may end sooner")
-    flag("--batch-size", int, "global batch size", "default: recipe, 128")
-    flag("--lr", float, "(peak) learning rate", "default: recipe, 1e-3")
-    flag("--seed", int, "seed of the weights, the data order and the split", "default 0")
-
-
-def _train_args(p: argparse.ArgumentParser) -> None:
-    from digitlab.data.augment import STYLES
-    from digitlab.data.mnist import DEFAULT_VALIDATION_SIZE
-    from digitlab.models.registry import model_names
-    from digitlab.training.config import KEEP, LOOPS, OPTIMIZERS, ORDERS, SCHEDULES, STRATEGIES, recipe_names
-
-    p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
-    p.add_argument("--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)")
-    _optimisation_args(p)
-    p.add_argument(
-        "--out", help="run directory (default runs/<model>-<timestamp>; an unfinished identical run resumes)"
-    )
-    p.add_argument("--loop", choices=LOOPS, help="fit (Keras model.fit, default) or custom (GradientTape)")
-    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy for the custom loop (default auto)")
-    p.add_argument("--clip-norm", type=float, help="clip gradients to this global norm (default: off)")
-    p.add_argument(
-        "--validation-size",
-        type=int,
-        help=f"training images held out for validation (default {DEFAULT_VALIDATION_SIZE})",
-    )
-    p.add_argument("--limit", type=int, help="train on this many examples only, for smoke tests (default: all)")
-    p.add_argument("--dropout", type=float, help="dropout rate (default: the model's)")
-    p.add_argument(
-        "--weight-decay", type=float, help="L2 penalty on kernels; with adamw its decoupled decay (default: recipe, 0)"
-    )
-    p.add_argument(
-        "--initializer",
-        help="kernel initializer, e.g. he_normal, glorot_uniform, or pytorch (PyTorch's default for weights and "
-        "biases, as the public one-epoch record) (default he_normal)",
-    )
-    p.add_argument(
-        "--standardize",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="(x − 0.1307) / 0.3081 by a layer inside the model; input stays [0, 1] (default: recipe, off)",
-    )
-    p.add_argument(
-        "--order",
-        choices=ORDERS,
-        help="reshuffle: a new seeded order each epoch | fixed: one seeded permutation made once (default: recipe)",
-    )
-    p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: recipe)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: recipe, adam)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs, 0 = off (default: recipe)")
-    p.add_argument("--bn-momentum", type=float, help="BatchNorm momentum (default: recipe, 0.99)")
-    p.add_argument("--beta-1", type=float, help="Adam/AdamW first-moment decay (default: recipe, 0.9)")
-    p.add_argument("--beta-2", type=float, help="Adam/AdamW second-moment decay (default: recipe, 0.999)")
-    p.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="one random affine warp per training image: rotation, zoom, shear, shift (default: recipe, off)",
-    )
-    p.add_argument(
-        "--handwriting",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="augment as people write and cameras see: warp, elastic, stroke width, outlines, blur, noise, grey "
-        "or uneven background, stray strokes (default: recipe; robust: on)",
-    )
-    p.add_argument(
-        "--handwriting-style",
-        choices=list(STYLES),
-        help="the handwriting augmentation's ranges (data/augment.py STYLES; default: recipe, default)",
-    )
-    p.add_argument("--ema", type=float, help="average the weights with this momentum, e.g. 0.999 (default: recipe, 0)")
-    p.add_argument(
-        "--outlier-exposure",
-        type=float,
-        metavar="LAMBDA",
-        help="Outlier Exposure: one generated non-digit per ten digits, its loss LAMBDA x the cross-entropy to the "
-        "uniform distribution, e.g. 0.5 (default: recipe, 0 = off; Keras fit only)",
-    )
-    p.add_argument(
-        "--keep", choices=KEEP, help="best: lowest-validation-loss epoch | last: final/averaged weights (default best)"
-    )
-    p.add_argument(
-        "--full-train",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="train on all 60k images with the recipe's settings as frozen from validation (needs --keep last; "
-        "recipe fast: on, --no-full-train holds out validation)",
-    )
-    p.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed; recipe best: 0)")
-    _data_dir_arg(p)
-    t = p.add_argument_group("transfer learning (--model transfer)")
-    t.add_argument(
-        "--base",
-        metavar="NAME_OR_PATH",
-        help="the pretrained base: vgg16 or mobilenetv2 (keras.applications, any case), or a saved digitlab model "
-        "(a .keras file or a run directory), whose layers up to its logits layer are used (required for transfer)",
-    )
-    t.add_argument(
-        "--weights",
-        metavar="imagenet|none|PATH",
-        help="keras.applications base weights: imagenet (default; downloaded by Keras into ~/.keras/models), "
-        "none (random init) or a local weights file such as vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    )
-    t.add_argument(
-        "--input-size",
-        type=int,
-        help="keras.applications bases: the side 28×28 is resized to, at least 32 (default 32; MobileNetV2 with "
-        "imagenet weights 96, the smallest size it has weights for)",
-    )
-    t.add_argument(
-        "--fine-tune-layers",
-        type=int,
-        metavar="K",
-        help="after the head-only phase, unfreeze the top K layers of the base that hold weights (convolutions and "
-        "dense layers; BatchNorm layers stay frozen and are not counted) and train again (default 0: head only)",
-    )
-    t.add_argument("--fine-tune-epochs", type=int, help="epochs of the fine-tuning phase (default: --epochs)")
-    t.add_argument(
-        "--fine-tune-lr",
-        type=float,
-        help="learning rate of the fine-tuning phase, at most --lr / 10 (default --lr / 10)",
-    )
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(config_class):
+        meta = f.metadata
+        if not meta.get("help"):
+            continue
+        kind = str(f.type).split("|")[0].strip()
+        options: dict[str, Any] = {"default": None, "help": f"{meta['help']} ({default_help(f)})".replace("%", "%%")}
+        if kind == "bool":
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = {"int": int, "float": float}.get(kind, str)
+        if meta.get("choices"):
+            options["choices"] = list(meta["choices"])
+        if meta.get("metavar"):
+            options["metavar"] = meta["metavar"]
+        group = meta.get("group")
+        if group and group not in groups:
+            groups[group] = p.add_argument_group(group)
+        (groups[group] if group else p).add_argument(flag_name(f.name), **options)
 
 
 def _runtime_arg(p: argparse.ArgumentParser) -> None:
@@ -187,26 +86,7 @@ def _runtime_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `digitlab` parser: every subcommand with its flags; each sets `func` (and `tensorflow` if it needs it)."""
-    from digitlab import __version__
-    from digitlab.data.mnist import DEFAULT_VALIDATION_SIZE
-    from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALE_WORDS, SCALES
-    from digitlab.models.export import FORMATS
-    from digitlab.training.finetune import FinetuneConfig
-
-    parser = argparse.ArgumentParser(
-        prog="digitlab", description="MNIST handwritten digits with TensorFlow/Keras: data to served page."
-    )
-    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show an error's full chained traceback, and TensorFlow's own start-up and C++ log lines (those "
-        "also with DIGITLAB_LOG=debug)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_fetch(sub: Any) -> None:
     p = sub.add_parser("fetch", help="download and verify MNIST into the data directory")
     _data_dir_arg(p)
     p.add_argument(
@@ -220,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="re-hash the stored files instead of trusting the stamp")
     p.add_argument("--force", action="store_true", help="fetch again even if verified data is present")
     p.set_defaults(func=cmd_fetch)
+
+
+def _add_info(sub: Any) -> None:
+    from digitlab.data.mnist import DEFAULT_VALIDATION_SIZE
 
     p = sub.add_parser("info", help="per-class counts per split, pixel statistics and a sample grid PNG")
     _data_dir_arg(p)
@@ -235,10 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_info)
 
+
+def _add_train(sub: Any) -> None:
+    from digitlab.models.registry import model_names
+    from digitlab.training.config import TrainConfig, default_help, recipe_names
+
     p = sub.add_parser("train", help="train a model into a run directory (config, model.keras, history, metrics)")
-    _train_args(p)
+    p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")
+    p.add_argument("--recipe", default="default", help=f"hyper-parameter set: {', '.join(recipe_names())} (default)")
+    add_setting_flags(p, TrainConfig, default_help)
+    _data_dir_arg(p)
     p.set_defaults(func=cmd_train, tensorflow=True)
 
+
+def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="metrics, calibration, plots and an HTML report for a run or model")
     p.add_argument("target", type=Path, metavar="RUN_DIR_OR_MODEL", help="a run directory or a .keras file")
     p.add_argument("--split", choices=("test", "validation"), default="test", help="data to evaluate (default test)")
@@ -252,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.set_defaults(func=cmd_evaluate, tensorflow=True)
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="predict digits in image files or folders (any common format)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files and/or folders (recursive)")
     p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
@@ -264,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_arg(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_read(sub: Any) -> None:
     p = sub.add_parser(
         "read",
         help="read whole numbers: one line of handwritten digits per image (e.g. '42')",
@@ -277,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_arg(p)
     p.set_defaults(func=cmd_read)
 
+
+def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="the draw-a-digit page and the REST API")
     p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
@@ -298,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_arg(p)
     p.set_defaults(func=cmd_serve)
 
+
+def _add_explain(sub: Any) -> None:
     p = sub.add_parser("explain", help="how the model reaches its answer: layer maps and attributions per image")
     p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE", help="image files and/or folders (recursive)")
     p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
@@ -319,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.set_defaults(func=cmd_explain, tensorflow=True)
 
+
+def _add_export(sub: Any) -> None:
+    from digitlab.models.export import FORMATS
+
     p = sub.add_parser(
         "export",
         help="export a model as a TF Serving SavedModel, ONNX and/or LiteRT, each checked against Keras",
@@ -334,11 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.set_defaults(func=cmd_export, tensorflow=True)
 
+
+def _add_compare(sub: Any) -> None:
     p = sub.add_parser("compare", help="a side-by-side table of the main metrics of several runs")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (or .keras files)")
     p.add_argument("--out", type=Path, default=Path("runs/comparison"), help="saves OUT.md and OUT.json")
     p.set_defaults(func=cmd_compare, tensorflow=True)
 
+
+def _add_ensemble(sub: Any) -> None:
     p = sub.add_parser(
         "ensemble",
         help="average finished runs' probabilities into one ordinary run directory (one model.keras)",
@@ -355,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.set_defaults(func=cmd_ensemble, tensorflow=True)
 
+
+def _add_launch(sub: Any) -> None:
     p = sub.add_parser(
         "launch",
         help="run a command as N local workers of one tf.distribute cluster (loopback ports)",
@@ -364,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="stop all workers after this many seconds")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the digitlab command each worker runs")
     p.set_defaults(func=cmd_launch)
+
+
+def _add_finetune(sub: Any) -> None:
+    from digitlab.training.fields import shown
+    from digitlab.training.finetune import FinetuneConfig
 
     p = sub.add_parser(
         "finetune",
@@ -375,17 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="the served model: a run directory or a .keras file")
     p.add_argument("--feedback", type=Path, default=None, help="the feedback folder (default MODEL_RUN/feedback)")
     p.add_argument("--out", type=Path, default=None, help="new run directory (default runs/<run>-finetune-<time>)")
-    _optimisation_args(p, FinetuneConfig(model=""))
-    p.add_argument("--repeat", type=int, default=10, help="times each feedback image is shown per epoch (default 10)")
-    p.add_argument(
-        "--replay-ratio", type=float, default=3.0, help="MNIST training images replayed per feedback image (default 3)"
-    )
-    p.add_argument(
-        "--holdout", type=float, default=0.2, help="share of feedback held out for before/after (default 0.2)"
-    )
-    p.add_argument("--min-feedback", type=int, default=20, help="refuse with fewer usable corrections (default 20)")
+    add_setting_flags(p, FinetuneConfig, lambda f: f"default {shown(f.default)}")
     _data_dir_arg(p)
     p.set_defaults(func=cmd_finetune, tensorflow=True)
+
+
+def _add_import(sub: Any) -> None:
+    from digitlab.models.contract import LAYOUTS, OUTPUTS, SCALE_WORDS, SCALES
 
     p = sub.add_parser(
         "import",
@@ -424,6 +337,43 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.set_defaults(func=cmd_import, tensorflow=True)
 
+
+def _add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list the models and the recipes")
     p.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `digitlab` parser: every subcommand with its flags; each sets `func` (and `tensorflow` if it needs it)."""
+    from digitlab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="digitlab", description="MNIST handwritten digits with TensorFlow/Keras: data to served page."
+    )
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show an error's full chained traceback, and TensorFlow's own start-up and C++ log lines (those "
+        "also with DIGITLAB_LOG=debug)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_fetch,
+        _add_info,
+        _add_train,
+        _add_evaluate,
+        _add_predict,
+        _add_read,
+        _add_serve,
+        _add_explain,
+        _add_export,
+        _add_compare,
+        _add_ensemble,
+        _add_launch,
+        _add_finetune,
+        _add_import,
+        _add_models,
+    ):
+        add(sub)
     return parser

@@ -15,6 +15,7 @@ from typing import Any
 from digitlab.data.augment import STYLES
 from digitlab.data.mnist import DEFAULT_VALIDATION_SIZE
 from digitlab.errors import ConfigError
+from digitlab.models.contract import MNIST_MEAN, MNIST_STD
 from digitlab.models.registry import MODELS, PYTORCH_INIT, ModelOptions, get_spec
 from digitlab.models.transfer_network import (
     APPLICATIONS,
@@ -22,6 +23,17 @@ from digitlab.models.transfer_network import (
     application_key,
     default_input_size,
     saved_model_file,
+)
+from digitlab.training.fields import (
+    AT_LEAST_1,
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT_HALF_OPEN,
+    UNIT_OPEN,
+    check_fields,
+    flag_name,
+    setting,
+    shown,
 )
 
 LOOPS = ("fit", "custom")
@@ -32,53 +44,133 @@ KEEP = ("best", "last")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+TRANSFER = "transfer learning (--model transfer)"  # the help section of the transfer settings
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run, with its default; build one with `resolve_config`.
 
-    `settings()` is what config.json records and what decides whether two runs are the same run.
+    Each field is declared once (`fields.setting`): its flag, help text and range come from here, and the help's
+    defaults (the recipes' values included) are generated from the field and `RECIPES`. `settings()` is what
+    config.json records and what decides whether two runs are the same run.
     """
 
-    model: str = "cnn"  # registry name, see `digitlab.models.zoo.MODELS`
+    model: str = "cnn"  # registry name (--model, declared by the parser with the registry's names)
     recipe: str = "default"  # named hyper-parameter set, see RECIPES
-    epochs: int = 12  # upper bound; early stopping on validation loss may end sooner
-    batch_size: int = 128  # global batch size (split across replicas under tf.distribute)
-    lr: float = 1e-3  # peak learning rate
-    schedule: str = "constant"  # constant | onecycle (warm up then anneal) | cosine (decay to 0) | torch-onecycle
-    optimizer: str = "adam"  # adam | adamw | sgd (Nesterov, momentum 0.9)
-    dropout: float | None = None  # None: the model's own default (resolve_config records the value used)
-    weight_decay: float = 0.0  # L2 penalty on kernels; with --optimizer adamw, AdamW's decoupled decay instead
-    beta_1: float = 0.9  # Adam/AdamW first-moment decay
-    beta_2: float = 0.999  # Adam/AdamW second-moment decay
-    standardize: bool = False  # (x - 0.1307) / 0.3081 by a Rescaling layer at the model's front (input stays [0, 1])
-    order: str = "reshuffle"  # reshuffle: a new seeded permutation each epoch | fixed: one made once, sliced in order
-    augment: bool = False  # one random affine warp (rotation, zoom, shear, shift) per training image
-    handwriting: bool = False  # how people write and cameras see (data/augment.py Handwriting); replaces --augment
-    handwriting_style: str = "default"  # which of data/augment.py STYLES the handwriting augmentation draws from
-    ema: float = 0.0  # > 0: average the weights with this momentum while training; the run keeps the average
-    outlier_exposure: float = 0.0  # > 0: λ of Outlier Exposure on generated non-digits (training/optim.py); fit loop
-    keep: str = "best"  # best: the epoch with the lowest validation loss | last: the final (or averaged) weights
-    full_train: bool = False  # train on all 60k images, validation ones included (settings frozen beforehand)
-    split_seed: int | None = None  # seed of the validation split; None: --seed (ensemble members share one)
-    initializer: str = "he_normal"  # kernel initializer; "pytorch": PyTorch's default for weights and biases
-    bn_momentum: float = 0.99  # BatchNorm moving-average momentum
-    clip_norm: float | None = None  # clip gradients to this global norm (custom loop)
-    patience: int = 3  # epochs without validation-loss improvement before stopping; 0 disables
-    seed: int = 0  # seeds weights, shuffling, dropout and the validation split
-    validation_size: int = DEFAULT_VALIDATION_SIZE  # images held out of the 60k training set for model selection
-    limit: int | None = None  # train on this many examples only (smoke tests)
-    loop: str = "fit"  # fit (Keras model.fit) | custom (GradientTape, runs under any tf.distribute strategy)
-    strategy: str = "auto"  # auto | default | mirrored | multi-worker
+    epochs: int = setting(12, "maximum epochs; early stopping on validation loss may end sooner", check=AT_LEAST_1)
+    batch_size: int = setting(128, "global batch size (split across replicas under tf.distribute)", check=AT_LEAST_1)
+    lr: float = setting(1e-3, "(peak) learning rate", check=POSITIVE)
+    schedule: str = setting(
+        "constant",
+        "learning-rate schedule: constant, onecycle (warm up then anneal), cosine (decay to 0) or torch-onecycle",
+        choices=SCHEDULES,
+    )
+    optimizer: str = setting("adam", "adam, adamw or sgd (Nesterov, momentum 0.9)", choices=OPTIMIZERS)
+    dropout: float | None = setting(None, "dropout rate", check=UNIT_HALF_OPEN, unset="the model's")
+    weight_decay: float = setting(0.0, "L2 penalty on kernels; with adamw its decoupled decay", check=NON_NEGATIVE)
+    beta_1: float = setting(0.9, "Adam/AdamW first-moment decay", check=UNIT_HALF_OPEN)
+    beta_2: float = setting(0.999, "Adam/AdamW second-moment decay", check=UNIT_HALF_OPEN)
+    standardize: bool = setting(
+        False, f"(x − {MNIST_MEAN}) / {MNIST_STD} by a layer inside the model; input stays [0, 1]"
+    )
+    order: str = setting(
+        "reshuffle",
+        "reshuffle: a new seeded order each epoch | fixed: one seeded permutation made once",
+        choices=ORDERS,
+    )
+    augment: bool = setting(False, "one random affine warp per training image: rotation, zoom, shear, shift")
+    handwriting: bool = setting(
+        False,
+        "augment as people write and cameras see: warp, elastic, stroke width, outlines, blur, noise, grey or "
+        "uneven background, stray strokes (data/augment.py Handwriting); replaces --augment",
+    )
+    handwriting_style: str = setting(
+        "default", "the handwriting augmentation's ranges (data/augment.py STYLES)", choices=tuple(STYLES)
+    )
+    ema: float = setting(
+        0.0, "average the weights with this momentum, e.g. 0.999; the run keeps the average", check=UNIT_HALF_OPEN
+    )
+    outlier_exposure: float = setting(
+        0.0,
+        "Outlier Exposure: one generated non-digit per ten digits, its loss LAMBDA x the cross-entropy to the "
+        "uniform distribution, e.g. 0.5 (0 = off; Keras fit only; training/optim.py)",
+        check=NON_NEGATIVE,
+        metavar="LAMBDA",
+    )
+    keep: str = setting(
+        "best", "best: the epoch with the lowest validation loss | last: the final (or averaged) weights", choices=KEEP
+    )
+    full_train: bool = setting(
+        False,
+        "train on all 60k images with the recipe's settings as frozen from validation (needs --keep last; "
+        "--no-full-train holds out validation)",
+    )
+    split_seed: int | None = setting(None, "seed of the validation split", unset="--seed")
+    initializer: str = setting(
+        "he_normal",
+        "kernel initializer, e.g. he_normal, glorot_uniform, or pytorch (PyTorch's default for weights and biases, "
+        "as the public one-epoch record)",
+    )
+    bn_momentum: float = setting(0.99, "BatchNorm moving-average momentum", check=UNIT_OPEN)
+    clip_norm: float | None = setting(None, "clip gradients to this global norm", check=POSITIVE, unset="off")
+    patience: int = setting(
+        3, "epochs without validation-loss improvement before stopping, 0 = off", check=NON_NEGATIVE
+    )
+    seed: int = setting(0, "seed of the weights, the data order, dropout and the validation split")
+    validation_size: int = setting(
+        DEFAULT_VALIDATION_SIZE,
+        "training images held out for validation",
+        check=(lambda v: 0 < v < 60000, "between 1 and 59999"),
+    )
+    limit: int | None = setting(
+        None, "train on this many examples only, for smoke tests", check=AT_LEAST_1, unset="all"
+    )
+    loop: str = setting(
+        "fit", "fit (Keras model.fit) or custom (GradientTape, any tf.distribute strategy)", choices=LOOPS
+    )
+    strategy: str = setting("auto", "tf.distribute strategy for the custom loop", choices=STRATEGIES)
     deterministic: bool = False  # TF op determinism: same seed → same weights (the CLI turns it on; see set_seed)
-    out: str | None = None  # run directory; default runs/<model>-<timestamp>
-    data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
-    # --model transfer only (see digitlab/models/transfer_network.py); None/0 for every other model
-    base: str | None = None  # vgg16 | mobilenetv2 (keras.applications) or a saved digitlab model (.keras or run dir)
-    weights: str | None = None  # keras.applications bases: imagenet (default) | none (random init) | PATH to a file
-    input_size: int | None = None  # keras.applications bases: side 28×28 is resized to (32; MobileNetV2+imagenet 96)
-    fine_tune_layers: int = 0  # phase 2 unfreezes the base's top K layers with weights (BatchNorm never); 0 = head only
-    fine_tune_epochs: int | None = None  # phase-2 epochs (default: --epochs)
-    fine_tune_lr: float | None = None  # phase-2 learning rate (default --lr / 10; at most --lr / 10)
+    out: str | None = setting(
+        None, "run directory; an unfinished identical run resumes", unset="runs/<model>-<timestamp>"
+    )
+    data_dir: str | None = None  # MNIST location (--data-dir, shared by every command); default $DIGITLAB_DATA
+    base: str | None = setting(
+        None,
+        "the pretrained base: vgg16 or mobilenetv2 (keras.applications, any case), or a saved digitlab model (a "
+        ".keras file or a run directory), whose layers up to its logits layer are used",
+        metavar="NAME_OR_PATH",
+        group=TRANSFER,
+        unset="none; required for transfer",
+    )
+    weights: str | None = setting(
+        None,
+        "keras.applications base weights: imagenet (downloaded by Keras into ~/.keras/models), none (random init) "
+        "or a local weights file such as vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        metavar="imagenet|none|PATH",
+        group=TRANSFER,
+        unset="imagenet",
+    )
+    input_size: int | None = setting(
+        None,
+        "keras.applications bases: the side 28×28 is resized to, at least 32",
+        group=TRANSFER,
+        unset="32; MobileNetV2 with imagenet weights 96, the smallest size it has weights for",
+    )
+    fine_tune_layers: int = setting(
+        0,
+        "after the head-only phase, unfreeze the top K layers of the base that hold weights (convolutions and dense "
+        "layers; BatchNorm layers stay frozen and are not counted) and train again; 0: head only",
+        check=NON_NEGATIVE,
+        metavar="K",
+        group=TRANSFER,
+    )
+    fine_tune_epochs: int | None = setting(
+        None, "epochs of the fine-tuning phase", check=AT_LEAST_1, group=TRANSFER, unset="--epochs"
+    )
+    fine_tune_lr: float | None = setting(
+        None, "learning rate of the fine-tuning phase, at most --lr / 10", group=TRANSFER, unset="--lr / 10"
+    )
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,6 +296,29 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def default_help(f: dataclasses.Field) -> str:
+    """A TrainConfig field's defaults as its flag's help gives them: its own, per model, and per recipe.
+
+    Generated from the field and `RECIPES`, so the help cannot drift from what a run gets.
+
+    Args:
+        f: One of `dataclasses.fields(TrainConfig)`.
+
+    Returns:
+        E.g. "default 12; model mlp 15, fast-cnn 4; recipe fast 1, robust 3, best 15".
+    """
+    unset = f.metadata.get("unset")
+    parts = [f"default {unset if f.default is None and unset else shown(f.default)}"]
+    per_model = [f"{m} {shown(v[f.name])}" for m, v in RECIPES["default"].per_model.items() if f.name in v]
+    recipes = [f"{r} {shown(v.settings[f.name])}" for r, v in RECIPES.items() if f.name in v.settings]
+    recipes = [text for text in recipes if text.split(" ", 1)[1] != shown(f.default)]
+    if per_model:
+        parts.append("model " + ", ".join(per_model))
+    if recipes:
+        parts.append("recipe " + ", ".join(recipes))
+    return "; ".join(parts)
+
+
 def recipe_names() -> list[str]:
     """The recipe names, in definition order."""
     return list(RECIPES)
@@ -271,65 +386,33 @@ def validate(config: TrainConfig) -> None:
       ConfigError: a one-line message naming the first out-of-range setting and its allowed range.
     """
     get_spec(config.model)
-    checks = [
-        (config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}"),
-        (config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
-        (config.lr > 0, f"--lr must be positive, got {config.lr}"),
-        (
-            config.dropout is None or 0 <= config.dropout < 1,
-            f"--dropout must be in [0, 1), got {config.dropout}",
-        ),
-        (config.weight_decay >= 0, f"--weight-decay must be >= 0, got {config.weight_decay}"),
-        (0 < config.bn_momentum < 1, f"--bn-momentum must be in (0, 1), got {config.bn_momentum}"),
-        (
-            config.clip_norm is None or config.clip_norm > 0,
-            f"--clip-norm must be positive, got {config.clip_norm}",
-        ),
-        (config.patience >= 0, f"--patience must be >= 0, got {config.patience}"),
-        (0 <= config.beta_1 < 1 and 0 <= config.beta_2 < 1, "--beta-1 and --beta-2 must be in [0, 1)"),
-        (0 <= config.ema < 1, f"--ema must be in [0, 1), got {config.ema}"),
-        (config.outlier_exposure >= 0, f"--outlier-exposure must be >= 0, got {config.outlier_exposure}"),
-        (
-            not config.outlier_exposure or (config.loop == "fit" and config.model != "transfer"),
-            "--outlier-exposure trains with Keras fit on a digitlab model: not with --loop custom or --model transfer",
-        ),
-        (
-            config.handwriting_style in STYLES,
-            f"--handwriting-style must be one of {', '.join(STYLES)}, got {config.handwriting_style!r}",
-        ),
-        (config.keep in KEEP, f"--keep must be one of {', '.join(KEEP)}, got {config.keep!r}"),
-        (
-            not config.ema or config.keep == "last",
-            "--ema keeps an average of the weights; --keep best would replace it with one epoch's raw weights: "
-            "add --keep last",
-        ),
-        (
-            not config.full_train or (config.keep == "last" and config.patience == 0),
-            "--full-train has no held-out images to choose an epoch on: it needs --keep last and --patience 0 "
-            "(recipe best sets both)",
-        ),
-        (
-            0 < config.validation_size < 60000,
-            f"--validation-size must be between 1 and 59999, got {config.validation_size}",
-        ),
-        (config.limit is None or config.limit >= 1, f"--limit must be at least 1, got {config.limit}"),
-        (config.loop in LOOPS, f"--loop must be one of {', '.join(LOOPS)}, got {config.loop!r}"),
-        (
-            config.strategy in STRATEGIES,
-            f"--strategy must be one of {', '.join(STRATEGIES)}, got {config.strategy!r}",
-        ),
-        (config.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-        (config.order in ORDERS, f"--order must be one of {', '.join(ORDERS)}, got {config.order!r}"),
-        (config.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
-    ]
-    require(checks)
+    check_fields(config)  # each setting's own range and choices, declared with the field
+    require(
+        [
+            (
+                not config.outlier_exposure or (config.loop == "fit" and config.model != "transfer"),
+                "--outlier-exposure trains with Keras fit on a digitlab model: not with --loop custom or --model "
+                "transfer",
+            ),
+            (
+                not config.ema or config.keep == "last",
+                "--ema keeps an average of the weights; --keep best would replace it with one epoch's raw weights: "
+                "add --keep last",
+            ),
+            (
+                not config.full_train or (config.keep == "last" and config.patience == 0),
+                "--full-train has no held-out images to choose an epoch on: it needs --keep last and --patience 0 "
+                "(recipe best sets both)",
+            ),
+        ]
+    )
     if config.model in ("raw-mlp", "transfer") and (config.standardize or config.initializer == PYTORCH_INIT):
         raise ConfigError(
             f"--standardize and --initializer {PYTORCH_INIT} apply to the zoo's Keras models, not {config.model}"
         )
     if not get_spec(config.model).keras_loop and config.loop != "custom":
         raise ConfigError(f"model {config.model!r} is a raw tf.Module: train it with --loop custom")
-    check_settings(config)
+    check_transfer_settings(config)
     if config.loop == "fit" and config.strategy == "multi-worker":
         raise ConfigError(
             "Keras 3 model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585); "
@@ -368,8 +451,8 @@ def complete_settings(values: dict[str, Any]) -> None:
         values["fine_tune_lr"] = values.get("fine_tune_lr") or values["lr"] / 10
 
 
-def check_settings(config: TrainConfig) -> None:
-    """Check the transfer settings (called by `validate`).
+def check_transfer_settings(config: TrainConfig) -> None:
+    """Check the transfer settings (called by `validate`): given only for --model transfer, and usable there.
 
     Args:
       config: The settings to check.
@@ -377,37 +460,8 @@ def check_settings(config: TrainConfig) -> None:
     Raises:
       ConfigError: a transfer setting given for another model, or out of range, or an unusable base.
     """
-    given = [
-        flag
-        for flag, value in (
-            ("--base", config.base),
-            ("--weights", config.weights),
-            ("--input-size", config.input_size),
-            ("--fine-tune-layers", config.fine_tune_layers or None),
-            ("--fine-tune-epochs", config.fine_tune_epochs),
-            ("--fine-tune-lr", config.fine_tune_lr),
-        )
-        if value is not None
-    ]
-    if config.model == "transfer":
-        new = [
-            f
-            for f, on in (
-                ("--augment", config.augment),
-                ("--handwriting", config.handwriting),
-                ("--ema", config.ema),
-                ("--keep last", config.keep == "last"),
-                ("--full-train", config.full_train),
-            )
-            if on
-        ]
-        if new:
-            raise ConfigError(f"{', '.join(new)} not supported with --model transfer (its phases keep the best epoch)")
+    _transfer_flags_match_model(config)
     if config.model != "transfer":
-        if given:
-            raise ConfigError(
-                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --model transfer"
-            )
         return
     names = ", ".join(APPLICATIONS)
     if not config.base:
@@ -417,6 +471,34 @@ def check_settings(config: TrainConfig) -> None:
         )
     if config.loop != "fit":
         raise ConfigError("--model transfer trains with --loop fit (its two phases are model.fit calls)")
+    _check_base(config, names)
+    _check_fine_tune(config)
+
+
+def _transfer_flags_match_model(config: TrainConfig) -> None:
+    """Transfer flags only with --model transfer, and none of the settings its phases do not support."""
+    given = [
+        flag_name(name)
+        for name in TRANSFER_FIELDS
+        if (getattr(config, name) or None if name == "fine_tune_layers" else getattr(config, name)) is not None
+    ]
+    if config.model == "transfer":
+        unsupported = (
+            ("--augment", config.augment),
+            ("--handwriting", config.handwriting),
+            ("--ema", config.ema),
+            ("--keep last", config.keep == "last"),
+            ("--full-train", config.full_train),
+        )
+        new = [flag for flag, on in unsupported if on]
+        if new:
+            raise ConfigError(f"{', '.join(new)} not supported with --model transfer (its phases keep the best epoch)")
+    elif given:
+        raise ConfigError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --model transfer")
+
+
+def _check_base(config: TrainConfig, names: str) -> None:
+    """A keras.applications base with usable weights and input size, or a saved digitlab model."""
     key = application_key(config.base)
     if key is None:
         if saved_model_file(config.base) is None:
@@ -429,21 +511,21 @@ def check_settings(config: TrainConfig) -> None:
                 "--weights and --input-size apply to keras.applications bases; a saved digitlab model brings its "
                 "own weights and takes 28×28 input"
             )
-    else:
-        app = APPLICATIONS[key]
-        weights = config.weights or "imagenet"
-        if weights not in WEIGHTS_CHOICES and not Path(weights).expanduser().is_file():
-            raise ConfigError(f"--weights must be imagenet, none or a weights file; no file at {weights}")
-        if config.input_size is not None and config.input_size < app.min_size:
-            raise ConfigError(f"--input-size for {key} must be at least {app.min_size}, got {config.input_size}")
-    if config.fine_tune_layers < 0:
-        raise ConfigError(f"--fine-tune-layers must be >= 0, got {config.fine_tune_layers}")
+        return
+    app = APPLICATIONS[key]
+    weights = config.weights or "imagenet"
+    if weights not in WEIGHTS_CHOICES and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"--weights must be imagenet, none or a weights file; no file at {weights}")
+    if config.input_size is not None and config.input_size < app.min_size:
+        raise ConfigError(f"--input-size for {key} must be at least {app.min_size}, got {config.input_size}")
+
+
+def _check_fine_tune(config: TrainConfig) -> None:
+    """Phase-2 settings only with --fine-tune-layers K > 0, and a rate at most --lr / 10."""
     if config.fine_tune_layers == 0:
         if config.fine_tune_epochs is not None or config.fine_tune_lr is not None:
             raise ConfigError("--fine-tune-epochs and --fine-tune-lr need --fine-tune-layers K > 0")
         return
-    if config.fine_tune_epochs is not None and config.fine_tune_epochs < 1:
-        raise ConfigError(f"--fine-tune-epochs must be at least 1, got {config.fine_tune_epochs}")
     if config.fine_tune_lr is not None and not 0 < config.fine_tune_lr <= config.lr / 10 * (1 + 1e-9):
         raise ConfigError(
             f"--fine-tune-lr must be positive and at most --lr / 10 = {config.lr / 10:g} (a high rate on an "

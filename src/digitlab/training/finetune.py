@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.errors import ConfigError, FeedbackError, ImageError
-from digitlab.training.config import require
+from digitlab.training.fields import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_fields, setting
 
 INDEX = "index.jsonl"
 
@@ -37,36 +37,32 @@ class FinetuneConfig:
     model: str  # the parent: a run directory or a .keras file
     feedback: str | None = None  # the feedback folder; default RUN/feedback (where `digitlab serve` stores it)
     out: str | None = None  # the new run directory; default runs/<parent>-finetune-<timestamp>
-    epochs: int = 5  # few: the model is already trained, this only nudges it
-    lr: float = 1e-4  # low (Adam): 10× below the usual training rate, so MNIST is not forgotten
-    batch_size: int = 64
-    repeat: int = 10  # each training feedback image appears this many times per epoch (oversampling)
-    replay_ratio: float = 3.0  # MNIST training images replayed per feedback image shown, fresh every epoch
-    holdout: float = 0.2  # share of the usable feedback held out for the before/after comparison (at least 1)
-    min_feedback: int = 20  # refuse below this many usable corrections
-    seed: int = 0  # the holdout split, the replayed images, the batch order
+    epochs: int = setting(5, "maximum epochs; few: the model is already trained, this only nudges it", check=AT_LEAST_1)
+    lr: float = setting(1e-4, "learning rate (Adam); low, so MNIST is not forgotten", check=POSITIVE)
+    batch_size: int = setting(64, "batch size", check=AT_LEAST_1)
+    repeat: int = setting(10, "times each feedback image is shown per epoch (oversampling)", check=AT_LEAST_1)
+    replay_ratio: float = setting(3.0, "MNIST training images replayed per feedback image shown", check=NON_NEGATIVE)
+    holdout: float = setting(
+        0.2,
+        "share of the feedback held out for the before/after comparison (at least 1 image)",
+        check=(lambda v: 0 < v < 1, "between 0 and 1"),
+    )
+    min_feedback: int = setting(
+        20,
+        "refuse with fewer usable corrections",
+        check=(lambda v: v >= 2, "at least 2 (one to train, one to test)"),
+    )
+    seed: int = setting(0, "seed of the holdout split, the replayed images and the batch order")
     data_dir: str | None = None  # MNIST location; default $DIGITLAB_DATA or ~/.cache/digitlab
     deterministic: bool = False  # TF op determinism (process-wide once on; the CLI turns it on)
 
     def validate(self) -> None:
-        """Check every setting.
+        """Check every setting (`fields.check_fields`).
 
         Raises:
           ConfigError: the first out-of-range setting, in one line.
         """
-        checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.repeat >= 1, f"--repeat must be at least 1, got {self.repeat}"),
-            (self.replay_ratio >= 0, f"--replay-ratio must be >= 0, got {self.replay_ratio}"),
-            (0 < self.holdout < 1, f"--holdout must be between 0 and 1, got {self.holdout}"),
-            (
-                self.min_feedback >= 2,
-                f"--min-feedback must be at least 2 (one to train, one to test), got {self.min_feedback}",
-            ),
-        ]
-        require(checks)
+        check_fields(self)
 
 
 # --- reading the feedback -----------------------------------------------------------------------------------

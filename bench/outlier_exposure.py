@@ -1,0 +1,214 @@
+"""Outlier Exposure weighed over seeds on validation: does `--outlier-exposure` help the refusal at no cost?
+
+Run: .venv/bin/python bench/outlier_exposure.py [--budget-min 40]   (resumable: one JSON line per finished run)
+
+Each (λ, seed) of `LAMBDAS` × `SEEDS` is `make run`'s recipe (`--recipe fast --epochs 2 --no-full-train`) trained by
+the whole `digitlab train` command with `--outlier-exposure λ` (0: the default as it is), kept in `runs/oe/`
+(git-ignored). Its refusal is fitted as every run's is (on first use), then scored on validation only:
+
+- clean validation accuracy (the run's own metrics.json);
+- drawn validation digits refused, and the benchmark's non-digit families refused (mean of families), at the
+  threshold that refuses 0.5% of drawn validation digits: the drawn digits are validation digits the refusal's fit
+  never saw (`x_val[1000:2400]`, 200 per canvas style) and the non-digits are drawn with seed 7 (bench/refusal.py
+  uses seed 0).
+
+Each finished run is one line of bench/results/outlier_exposure_runs.jsonl, written at once; a recorded run is
+skipped. `RULE`, written before the runs, decides; the summary (means ± sd per λ and the verdict) is
+bench/results/outlier_exposure.json. The test set and the real digits are not read by the choice.
+
+`--test` (after the choice): the chosen λ and λ = 0 with seeds `TEST_SEEDS`, whole commands again, each scored once
+on the test set (the run's own metrics.json), on the real digits of `../shared/real-digits` and `real-digits-2`
+through the whole answer path (`bench/real_digits.py`), and on the refusal benchmark (`bench/refusal.py`: drawn
+test digits and the non-digit families at seed 0): the check that the choice costs neither clean nor real-digit
+accuracy, recorded as lines too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from real_digits import commit_measured  # beside this file (a script's folder is on sys.path)
+from refusal import _pixels
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "outlier_exposure_runs.jsonl"
+SUMMARY = RESULTS / "outlier_exposure.json"
+RUN_DIR = Path(__file__).resolve().parents[1] / "runs" / "oe"
+LAMBDAS = (0.0, 0.1, 0.5)
+SEEDS = (100, 101, 102)
+TEST_SEEDS = (0, 1, 2)
+COST = 0.005
+RECIPE = ["--recipe", "fast", "--epochs", "2", "--no-full-train"]
+RULE = {
+    "adopt": "the λ with the highest mean non-digits refused, if it beats λ = 0 by ≥ 3 points",
+    "clean": "and its mean clean validation accuracy is within 0.1 point of λ = 0's",
+}
+
+
+def measure(run: Path) -> dict[str, Any]:
+    """Clean validation accuracy and the validation refusal trade-off of one trained run."""
+    from digitlab.data.mnist import splits_for
+    from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
+    from digitlab.inference.predictor import Predictor
+
+    predictor = Predictor.load(run, "keras", log=lambda *_: None)
+    refusal = predictor.refusal()
+    x_val = splits_for(predictor.loaded.settings).x_val[1000:2400]
+    rng = np.random.default_rng(7)
+    sets = {"drawn": _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(x_val))}
+    sets |= {f: _pixels(non_digit(f, rng) for _ in range(100)) for f in NON_DIGIT_FAMILIES}
+    scores = {k: refusal.score(x, *predictor.forward(x)) for k, x in sets.items()}
+    threshold = np.quantile(scores["drawn"], 1 - COST)
+    families = {f: round(float(np.mean(scores[f] > threshold)), 3) for f in NON_DIGIT_FAMILIES}
+    at_own = refusal.for_features(True).threshold
+    return {
+        "clean": json.loads((run / "metrics.json").read_text())["validation"]["accuracy"],
+        "non_digits": round(float(np.mean(list(families.values()))), 4),
+        "families": families,
+        "drawn_refused_at_own_threshold": round(float(np.mean(scores["drawn"] > at_own)), 4),
+    }
+
+
+def recorded() -> dict[str, dict[str, Any]]:
+    """The finished runs, by key."""
+    if not RUNS.exists():
+        return {}
+    return {row["key"]: row for row in map(json.loads, RUNS.read_text().splitlines()) if row.strip()}
+
+
+def train(lam: float, seed: int, phase: str = "") -> tuple[Path, float]:
+    """Train one (λ, seed) with the whole `digitlab train` command: (its run, seconds from process start)."""
+    out = RUN_DIR / f"{phase}oe{lam:g}-seed{seed}"
+    flags = [*RECIPE, "--outlier-exposure", f"{lam:g}"] if lam else RECIPE
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "digitlab", "train", *flags, "--seed", str(seed), "--out", str(out)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out, round(time.perf_counter() - started, 1)
+
+
+def run_one(lam: float, seed: int) -> dict[str, Any]:
+    """Train one (λ, seed) and measure it on validation."""
+    out, seconds = train(lam, seed)
+    return {"lambda": lam, "seed": seed, "train_command_seconds": seconds, **measure(out)}
+
+
+def test_one(lam: float, seed: int) -> dict[str, Any]:
+    """Train one (λ, seed) of the test phase and score it once: test accuracy, real digits, the refusal bench."""
+    from digitlab.inference.predictor import Predictor
+    from real_digits import SETS, SHARED, score_set
+    from refusal import measure as refusal_measure
+
+    out, seconds = train(lam, seed, phase="test-")
+    predictor = Predictor.load(out, runtime="keras", log=lambda *_: None)
+    real = {name: score_set(SHARED / name, predictor) for name in SETS}
+    refusal = refusal_measure(str(out), 100, 100)["refusals"]
+    kind = "with features" if "with features" in refusal else "six features"
+    return {
+        "lambda": lam,
+        "seed": seed,
+        "train_command_seconds": seconds,
+        "test_accuracy": json.loads((out / "metrics.json").read_text())["test"]["accuracy"],
+        "real_digits": {name: r["styles"]["all"] for name, r in real.items() if r},
+        "refusal": refusal[kind],
+    }
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means ± sd per λ over the recorded seeds, and what `RULE` says."""
+    table = {}
+    for lam in LAMBDAS:
+        mine = [r for r in rows if r["lambda"] == lam]
+        if not mine:
+            continue
+        table[f"{lam:g}"] = {
+            "seeds": len(mine),
+            **{k: _mean_sd([r[k] for r in mine]) for k in ("clean", "non_digits", "drawn_refused_at_own_threshold")},
+            "families": {f: round(statistics.mean(r["families"][f] for r in mine), 3) for f in mine[0]["families"]},
+        }
+    verdict = None
+    if len(table) == len(LAMBDAS) and all(v["seeds"] == len(SEEDS) for v in table.values()):
+        base = table["0"]
+        best = max((k for k in table if k != "0"), key=lambda k: table[k]["non_digits"]["mean"])
+        gain = table[best]["non_digits"]["mean"] - base["non_digits"]["mean"]
+        cost = base["clean"]["mean"] - table[best]["clean"]["mean"]
+        adopt = gain >= 0.03 and cost <= 0.001
+        verdict = {"best": best, "gain": round(gain, 4), "clean_cost": round(cost, 5), "adopt": adopt}
+    return {"rule": RULE, "cost": COST, "lambdas": table, "verdict": verdict}
+
+
+def test_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The test phase per λ: means ± sd over seeds of test accuracy, real digits right and refused, the refusal."""
+    table = {}
+    for lam in sorted({r["lambda"] for r in rows}):
+        mine = [r for r in rows if r["lambda"] == lam]
+        real = {
+            name: {k: _mean_sd([r["real_digits"][name][k] for r in mine]) for k in ("accuracy", "refused")}
+            for name in mine[0]["real_digits"]
+        }
+        refusal = mine[0]["refusal"]
+        table[f"{lam:g}"] = {
+            "seeds": len(mine),
+            "test_accuracy": _mean_sd([r["test_accuracy"] for r in mine]),
+            "train_command_seconds": _mean_sd([r["train_command_seconds"] for r in mine]),
+            "real_digits": real,
+            "non_digits_refused": _mean_sd([r["refusal"]["non-digits refused (mean of families)"] for r in mine]),
+            "non_digits_refused_at_0.5%": _mean_sd(
+                [r["refusal"]["non-digits refused at q of drawn digits refused"]["0.005"] for r in mine]
+            ),
+            "drawn_digits_refused": _mean_sd([r["refusal"]["refused"]["drawn digits"] for r in mine]),
+            "families": {
+                f: round(statistics.mean(r["refusal"]["refused"][f] for r in mine), 3) for f in refusal["refused"]
+            },
+        }
+    return table
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": round(statistics.mean(values), 5), "sd": round(sd, 5)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--budget-min", type=float, default=40, help="start no run after this many minutes")
+    parser.add_argument("--test", action="store_true", help="the test phase: the chosen λ and 0, seeds 0-2")
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.budget_min * 60
+    done = recorded()
+    rows = [r for r in done.values() if not r["key"].startswith("test-")]
+    plan = [("", lam, seed, run_one) for lam in LAMBDAS for seed in SEEDS]
+    if args.test:
+        chosen = (summary(rows)["verdict"] or {}).get("best")
+        if chosen is None:
+            raise SystemExit("the validation phase is not finished: run without --test first")
+        plan = [("test-", lam, seed, test_one) for lam in (0.0, float(chosen)) for seed in TEST_SEEDS]
+    for phase, lam, seed, measure_run in plan:
+        key = f"{phase}oe{lam:g}-seed{seed}"
+        if key in done or time.monotonic() > deadline:
+            continue
+        row = {"key": key, "commit": commit_measured(), **measure_run(lam, seed)}
+        with RUNS.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        done[key] = row
+        print(f"{key}: recorded", flush=True)
+    rows = [r for r in done.values() if not r["key"].startswith("test-")]
+    result = summary(rows)
+    result["test"] = test_table([r for r in done.values() if r["key"].startswith("test-")])
+    SUMMARY.write_text(json.dumps(result, indent=2) + "\n")
+    for lam, v in result["lambdas"].items():
+        clean, nd = v["clean"], v["non_digits"]
+        print(f"λ {lam}: clean {clean['mean']:.4f} ± {clean['sd']:.4f}, non-digits {nd['mean']:.1%} ± {nd['sd']:.1%}")
+    print(f"verdict: {result['verdict']}\nwrote {SUMMARY}")
+
+
+if __name__ == "__main__":
+    main()
