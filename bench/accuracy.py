@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import write_results  # beside this file (a script's folder is on sys.path)
+
 RESULTS = Path(__file__).parent / "results" / "accuracy.json"
 DIGITLAB = [sys.executable, "-m", "digitlab"]
 
@@ -114,7 +116,7 @@ def main() -> None:
     results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
     results[args.recipe] = entry
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
 
     print(f"\n{'seed':>5}{'epochs':>8}{'command s':>11}{'validation':>12}{'test':>9}")
     for r in rows:

@@ -11,11 +11,12 @@ the model learned), on the ink pixels and on all pixels.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import write_results  # beside this file (a script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "explain_faithfulness.json"
 METHODS = ("ig", "smoothgrad", "layercam", "gradcam", "occlusion")
@@ -69,7 +70,7 @@ def main() -> None:
             f"{method:<12}{d['auc']:>14.3f}{d['random_auc']:>12.3f}{d['ratio']:>8.2f}{r['ink']:>18.2f}{r['all']:>10.2f}"
         )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS} ({result['seconds']} s)")
 
 

@@ -14,7 +14,6 @@ import argparse
 import base64
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,18 +36,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="timed /api/explain requests (default 200)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
+    from _common import served, write_results
     from digitlab.data.mnist import load_mnist
     from digitlab.data.synthetic import browser_png, render
-    from serve_load import free_port, wait_ready
 
     mnist = load_mnist()
     png = browser_png(render(mnist.x_test[0], "black-on-white", np.random.default_rng(0)).resize((280, 280)))
     body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(png).decode(), "steps": 32}).encode()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--model", args.model, "--port", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(port, server)
+    with served(args.model, quiet=False) as (port, _):
+        url = f"http://127.0.0.1:{port}"
         start = time.perf_counter()
         post(url + "/api/explain", body)
         first = time.perf_counter() - start
@@ -58,9 +54,6 @@ def main() -> None:
             answer = post(url + "/api/explain", body)
             times.append((time.perf_counter() - start) * 1000)
             server_ms.append(answer["timing_ms"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     from digitlab.tf_logging import import_tensorflow
 
@@ -98,7 +91,7 @@ def main() -> None:
     print(f"layer maps alone (activations + PNGs), in process: p50 {result['layer_maps_ms_p50']} ms")
     print(f"per-model views (t-SNE map of 2,500 training digits) from scratch: {result['model_views_s']} s")
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_results  # beside this file (a script's folder is on sys.path)
+
 RESULTS = Path(__file__).parent / "results" / "fast_recipe.json"
 TARGET = 0.99
 CHOICE_SEEDS = range(100, 110)  # never the seeds the test phase reports
@@ -209,7 +211,7 @@ def main() -> None:
         new["relu_order"] = relu_order()
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}  # read last: other phases' sections stay
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({**results, **new}, indent=2) + "\n")
+    write_results(RESULTS, {**results, **new})
     print(f"wrote {RESULTS}")
 
 

@@ -16,13 +16,14 @@ import argparse
 import importlib.util
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import served, write_results  # beside this file (a script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "import_speed.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,43 +59,17 @@ def time_imports(files: dict[str, Path], out: Path) -> list[dict]:
     return rows
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def served_latency(model: Path, pixels: list, requests: int) -> dict:
     import httpx
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [*DIGITLAB, "serve", "--model", str(model), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server for {model} did not start")
-                time.sleep(0.2)
-            times = []
-            for i in range(requests + 20):
-                start = time.perf_counter()
-                client.post("/api/predict", json={"pixels": pixels}).raise_for_status()
-                if i >= 20:
-                    times.append((time.perf_counter() - start) * 1000)
-            runtime = client.get("/api/model").json()["runtime"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with served(model) as (port, _), httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        times = []
+        for i in range(requests + 20):
+            start = time.perf_counter()
+            client.post("/api/predict", json={"pixels": pixels}).raise_for_status()
+            if i >= 20:
+                times.append((time.perf_counter() - start) * 1000)
+        runtime = client.get("/api/model").json()["runtime"]
     times.sort()
     return {
         "runtime": runtime,
@@ -133,7 +108,7 @@ def main() -> None:
         print(f"| {name} | {r['runtime']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     cpus = os.cpu_count()
-    RESULTS.write_text(json.dumps({"cpus": cpus, "imports": imports, "latency": latency}, indent=2) + "\n")
+    write_results(RESULTS, {"cpus": cpus, "imports": imports, "latency": latency})
     print(f"\nwritten {RESULTS}")
 
 

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_results  # beside this file (a script's folder is on sys.path)
+
 RESULTS = Path(__file__).parent / "results" / "kill_resume.json"
 TRAIN = [
     "train",
@@ -156,7 +158,7 @@ def main() -> None:
             f"{r['max_weight_difference']:>10.2g}{r['test_accuracy_uninterrupted']:>11.4f}{r['test_accuracy_killed']:>11.4f}"
         )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

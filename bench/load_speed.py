@@ -5,31 +5,21 @@ Run: `.venv/bin/python bench/load_speed.py` — prints a table and writes bench/
 
 from __future__ import annotations
 
-import json
 import statistics
-import time
 from pathlib import Path
 
+from _common import timings, write_results  # beside this file (a script's folder is on sys.path)
 from digitlab.data.fetch import default_data_dir, fetch_mnist, verify_data_dir
 from digitlab.data.mnist import load_mnist
-
-
-def timed(fn, repeats: int = 10) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def main() -> None:
     data_dir = fetch_mnist(default_data_dir()).data_dir
     load_mnist(data_dir)  # warm the page cache: we measure the loader, not the disk
     rows = {
-        "load_mnist (cheap verify + parse)": timed(lambda: load_mnist(data_dir)),
-        "verify_data_dir (stamp check)": timed(lambda: verify_data_dir(data_dir)),
-        "verify_data_dir full (re-hash)": timed(lambda: verify_data_dir(data_dir, full=True), repeats=3),
+        "load_mnist (cheap verify + parse)": timings(lambda: load_mnist(data_dir), 10),
+        "verify_data_dir (stamp check)": timings(lambda: verify_data_dir(data_dir), 10),
+        "verify_data_dir full (re-hash)": timings(lambda: verify_data_dir(data_dir, full=True), 3),
     }
     print(f"{'what':<36}{'median s':>10}{'min s':>10}")
     result = {}
@@ -38,7 +28,7 @@ def main() -> None:
         print(f"{name:<36}{statistics.median(times):>10.4f}{min(times):>10.4f}")
     out = Path(__file__).parent / "results" / "load_speed.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(f"wrote {out}")
 
 

@@ -16,13 +16,14 @@ import os
 import platform
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from _common import free_port, timed_command, write_results  # beside this file (a script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "make_run.json"
@@ -32,18 +33,6 @@ DIGITLAB = [sys.executable, "-m", "digitlab"]
 def makefile_train_args() -> list[str]:
     match = re.search(r"^TRAIN \?= (.*)$", (ROOT / "Makefile").read_text(), re.M)
     return shlex.split(match.group(1)) if match else []
-
-
-def timed(args: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run([*DIGITLAB, *args], check=True, stdout=subprocess.DEVNULL)
-    return round(time.perf_counter() - start, 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_until_page(run_dir: Path, timeout: float = 300) -> tuple[float, float]:
@@ -84,9 +73,9 @@ def main() -> None:
     steps: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "default"
-        steps["fetch"] = timed(["fetch"])
-        steps["train"] = timed(["train", *train, "--out", str(run_dir)])
-        steps["evaluate and report"] = timed(["evaluate", str(run_dir)])
+        steps["fetch"] = timed_command(["fetch"])
+        steps["train"] = timed_command(["train", *train, "--out", str(run_dir)])
+        steps["evaluate and report"] = timed_command(["evaluate", str(run_dir)])
         steps["serve: model loaded (+ first export)"], steps["serve: page answers"] = serve_until_page(run_dir)
         test = json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
     total = steps["fetch"] + steps["train"] + steps["evaluate and report"] + steps["serve: page answers"]
@@ -101,7 +90,7 @@ def main() -> None:
     sample = {"steps": steps, "total_seconds": round(total, 2), "test_accuracy": test, "load_average": os.getloadavg()}
     results[" ".join(train) or "default"] = {"samples": [*samples, sample]}
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

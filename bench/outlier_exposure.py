@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from real_digits import commit_measured  # beside this file (a script's folder is on sys.path)
+from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
 from refusal import _pixels
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,7 +82,8 @@ def recorded() -> dict[str, dict[str, Any]]:
     """The finished runs, by key."""
     if not RUNS.exists():
         return {}
-    return {row["key"]: row for row in map(json.loads, RUNS.read_text().splitlines()) if row.strip()}
+    rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    return {row["key"]: row for row in rows}
 
 
 def train(lam: float, seed: int, phase: str = "") -> tuple[Path, float]:
@@ -203,7 +204,7 @@ def main() -> None:
     rows = [r for r in done.values() if not r["key"].startswith("test-")]
     result = summary(rows)
     result["test"] = test_table([r for r in done.values() if r["key"].startswith("test-")])
-    SUMMARY.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(SUMMARY, result)
     for lam, v in result["lambdas"].items():
         clean, nd = v["clean"], v["non_digits"]
         print(f"λ {lam}: clean {clean['mean']:.4f} ± {clean['sd']:.4f}, non-digits {nd['mean']:.1%} ± {nd['sd']:.1%}")

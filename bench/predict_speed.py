@@ -18,7 +18,6 @@ Per-image times are medians over 1,000 images of each kind, in this process (one
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import write_results  # beside this file (a script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "predict_speed.json"
 KINDS = ("browser canvas (RGBA)", "Pillow-written (grey)")
@@ -134,7 +135,7 @@ def main() -> None:
             "once started)"
         )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

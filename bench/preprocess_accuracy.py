@@ -7,11 +7,12 @@ Run: `.venv/bin/python bench/preprocess_accuracy.py --model RUN_OR_MODEL [--coun
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import write_results  # beside this file (a script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "preprocess_accuracy.json"
 
@@ -62,7 +63,7 @@ def main() -> None:
         ms = r.get("ms_per_image", "")
         print(f"{style:<18}{r['digitlab']:>10.2%}{delta:>+11.2f}p{r['plain resize']:>14.2%}{r['blank']:>10}{ms:>8}")
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

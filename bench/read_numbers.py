@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import write_results  # beside this file (a script's folder is on sys.path)
+
 RESULTS = Path(__file__).parent / "results" / "read_numbers.json"
 LENGTHS = (2, 3, 4, 5, 6)
 
@@ -272,7 +274,7 @@ def main() -> None:
     if args.failures:
         counts = failures(predictor, digits, labels, args.count, rng, args.failures)
         print(json.dumps(counts, indent=2))
-        FAILURES.write_text(json.dumps({"model": str(args.model), "split": args.split, **counts}, indent=2) + "\n")
+        write_results(FAILURES, {"model": str(args.model), "split": args.split, **counts})
         print(f"written {FAILURES}; the misread numbers are in {args.failures}")
         return
     if args.speed_only:

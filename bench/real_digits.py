@@ -18,9 +18,10 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
+
+from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SETS = ("real-digits", "real-digits-2")
@@ -69,13 +70,6 @@ def _said(prediction) -> str:
     return f"{prediction.label} ({max(prediction.answer.probabilities):.2f})"
 
 
-def commit_measured() -> str:
-    """The commit measured, marked +uncommitted when src/ has changes."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
-    return done.stdout.strip() + ("+uncommitted" if dirty else "")
-
-
 def main() -> None:
     from digitlab.inference.predictor import Predictor
 
@@ -100,7 +94,7 @@ def main() -> None:
                     f"{c['refused']:>8}"
                 )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

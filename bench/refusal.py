@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from real_digits import commit_measured  # beside this file (a script's folder is on sys.path)
+from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "refusal.json"
 CURVE = (0.005, 0.01, 0.02)
@@ -104,7 +104,7 @@ def main() -> None:
             print(f"{run} [{kind}]: non-digits {r['non-digits refused (mean of families)']:.1%}; refused: {cells}")
             print(f"  non-digits refused at equal shares of drawn digits refused: {at}")
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

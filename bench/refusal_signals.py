@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from real_digits import commit_measured  # beside this file (a script's folder is on sys.path)
+from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
 from refusal import _pixels, benchmark_sets
 
 RESULTS = Path(__file__).parent / "results" / "refusal_signals.json"
@@ -132,7 +132,7 @@ def main() -> None:
     entry["seconds"] = round(time.perf_counter() - started, 1)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[args.run] = entry
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

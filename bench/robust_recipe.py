@@ -42,6 +42,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
+
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "robust_runs.jsonl"
 SUMMARY = RESULTS / "robust_recipe.json"
@@ -229,7 +231,7 @@ def run_pending(
             print("budget spent: no new run started", flush=True)
             break
         row = {"key": key, "phase": phase, "variant": variant, "seed": seed, **train(phase, variant, seed)}
-        row.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), commit=_commit(), cpus=os.cpu_count())
+        row.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), commit=commit_measured(), cpus=os.cpu_count())
         record(row, path)
         recorded.add(key)
         done += 1
@@ -241,14 +243,6 @@ def _brief(row: dict[str, Any]) -> str:
     if "clean" in row:
         return f"clean {row['clean']:.2%}, held out {row['held_out_mean']:.2%}, {row['train_seconds']:.0f} s"
     return f"test {row['test_accuracy']:.2%}, {row['seconds']:.0f} s"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # --- training and scoring ---------------------------------------------------------------------------------------
@@ -581,7 +575,7 @@ def write_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
     summary["switch"] = switch_verdict(rows, summary["chosen"])
-    SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(SUMMARY, summary)
     _print_table(summary)
     return summary
 

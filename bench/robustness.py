@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import write_results  # beside this file (a script's folder is on sys.path)
 from digitlab.data.mnist import load_mnist
 from digitlab.evaluation.robustness import accuracy_through_preprocessing, mnist_c, sklearn_digits
 from digitlab.models.forward import predict_logits
@@ -85,7 +86,7 @@ def main() -> None:
         said = f"{real['all']['accuracy']:.2%} ({real['all']['blank']:.1%} blank)" if real else "absent"
         print(f"{r}: sklearn digits {v['sklearn_digits']['accuracy']:.2%}; real digits {said}")
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

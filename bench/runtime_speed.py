@@ -10,25 +10,19 @@ sets it). Exports are made on demand into RUN/export, as `digitlab serve` does.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import timings, write_results  # beside this file (a script's folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "runtime_speed.json"
 
 
 def timed(fn, calls: int) -> dict[str, float]:
-    for _ in range(50):
-        fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
+    times = [t * 1000 for t in timings(fn, calls, warmup=50)]
     return {"median_ms": round(statistics.median(times), 4), "p95_ms": round(float(np.percentile(times, 95)), 4)}
 
 
@@ -61,7 +55,7 @@ def main() -> None:
             f"{r['max_abs_probability_diff_vs_keras']:>11.1e}"
         )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"model": args.model, "calls": args.calls, "runtimes": rows}, indent=2) + "\n")
+    write_results(RESULTS, {"model": args.model, "calls": args.calls, "runtimes": rows})
     print(f"wrote {RESULTS}")
 
 

@@ -17,22 +17,14 @@ import asyncio
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from _common import served, write_results  # beside this file (a script's folder is on sys.path)
+
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def payloads() -> dict[str, tuple[str, bytes]]:
@@ -125,19 +117,6 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def wait_ready(port: int, server: subprocess.Popen, timeout: float = 120, poll: float = 0.01) -> None:
-    """Until /readyz answers; exits with a message if the server dies or takes longer than `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
-            return
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not become ready") from None
-            time.sleep(poll)
-
-
 def resident_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -147,26 +126,8 @@ def resident_mb(pid: int) -> float:
 
 def run_server(model: str, workers: int, seconds: float, runtime: str) -> dict[str, dict]:
     """Start `digitlab serve` with `workers` processes and `runtime`, time its start, run every phase, stop it."""
-    port = free_port()
     start = time.perf_counter()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "digitlab",
-            "serve",
-            "--model",
-            model,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--runtime",
-            runtime,
-        ],
-    )
-    try:
-        wait_ready(port, server)
+    with served(model, "--workers", str(workers), "--runtime", runtime, quiet=False) as (port, server):
         ready = time.perf_counter() - start
         time.sleep(1.0 if workers > 1 else 0)  # with several workers, let every one finish loading
         memory = [resident_mb(pid) for pid in process_tree(server.pid)]
@@ -180,9 +141,6 @@ def run_server(model: str, workers: int, seconds: float, runtime: str) -> dict[s
                 row["server_cpu_ms_per_request"] = round(cpu * 1000 / max(row["requests"], 1), 2)
                 rows[f"{name} @ {clients}"] = row
         return rows
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:
@@ -220,7 +178,7 @@ def main() -> None:
             print(f"{'':<20}{runtime:>8}{workers:>8}{start['ready_s']:>14}  {start['resident_mb_per_process']}")
     result = {"seconds": args.seconds, "cpus": os.cpu_count(), "by_runtime": results}
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

@@ -17,7 +17,6 @@ import base64
 import io
 import json
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_load import free_port, process_tree, resident_mb, wait_ready
+from _common import served, write_results
+from serve_load import process_tree, resident_mb
 
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 
@@ -149,23 +149,7 @@ def main() -> None:
     parser.add_argument("--load", type=float, default=0.7, help="share of the measured capacity (default 0.7)")
     args = parser.parse_args()
     pool = requests_mix()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "digitlab",
-            "serve",
-            "--model",
-            args.model,
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-        ]
-    )
-    try:
-        wait_ready(port, server)
+    with served(args.model, "--workers", str(args.workers), quiet=False) as (port, server):
         time.sleep(2)
 
         def memory() -> dict:
@@ -188,9 +172,6 @@ def main() -> None:
             f"capacity {cap:.0f} requests/s with the mix; soaking at {rate:.0f}/s for {args.minutes:g} min", flush=True
         )
         minutes = asyncio.run(run_load(port, pool, rate, args.minutes * 60, seed=2, on_minute=memory))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(f"{'minute':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'unexpected':>12}  resident MB per process")
     for n, m in enumerate(minutes, 1):
         print(
@@ -209,7 +190,7 @@ def main() -> None:
         "workers": args.workers,
     }
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from _common import write_results  # beside this file (a script's folder is on sys.path)
 from digitlab.data.preprocess import to_mnist_28x28
 from digitlab.errors import ImageError
 
@@ -102,7 +102,7 @@ def main() -> None:
         print(f"{'lone request, nothing pending (median/max)':<44}{median:>10.4f} / {worst:.4f} s")
     out = Path(__file__).parent / "results" / "timing_bounds.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(f"wrote {out}")
 
 

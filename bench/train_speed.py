@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_results  # beside this file (a script's folder is on sys.path)
+
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
 TARGET = 0.99
 KERAS_EXAMPLE = {
@@ -246,7 +248,7 @@ def main() -> None:
     if not args.skip_epochs:
         result["epoch_seconds"] = epochs()
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

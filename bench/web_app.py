@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "web_app.json"
 sys.path.insert(0, str(ROOT / "tests"))  # tests/browser_helpers.py
+from _common import write_results  # noqa: E402  (beside this file)
 from browser_helpers import CHROMIUM, LAUNCH_ARGS, SHAPES, draw_mouse  # noqa: E402
 
 FIRST_ANSWER = """() => {
@@ -184,7 +185,7 @@ def main() -> None:
         print(f"{'warm prediction: ' + part + ' (ms)':<36} {s['p50']:>8} {s['p90']:>8}  {'≤ 5' * (part == 'total')}")
     print(f"load average during the run: {load}")
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

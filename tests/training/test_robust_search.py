@@ -16,10 +16,14 @@ import pytest
 @pytest.fixture(scope="module")
 def search():
     path = Path(__file__).parents[2] / "bench" / "robust_recipe.py"
-    spec = importlib.util.spec_from_file_location("robust_recipe", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["robust_recipe"] = module
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))  # as when run as a script: its helpers (bench/_common.py) beside it
+    try:
+        spec = importlib.util.spec_from_file_location("robust_recipe", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["robust_recipe"] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
