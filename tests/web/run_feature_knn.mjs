@@ -1,5 +1,6 @@
 // The refusal's feature kNN in JavaScript (backend-browser.js `featureKnn`) for tests/web/test_parity.py:
 // argv[2] the bank (float32, rows × width, as export_web writes it), argv[3] JSON {rows, width, neighbours, features}.
+import "./page_constants.mjs";
 import { readFileSync } from "node:fs";
 import { featureKnn } from "../../src/digitlab/web/static/backend-browser.js";
 

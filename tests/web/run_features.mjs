@@ -1,5 +1,6 @@
 // The refusal's features in JavaScript (src/digitlab/web/static/backend-browser.js) for tests/web/test_parity.py:
 // argv[2] the digit space as export_web writes it, argv[3] JSON {components, bank, pixels: [[784]], logits: [[10]]}.
+import "./page_constants.mjs";
 import { readFileSync } from "node:fs";
 import { refusalFeatures } from "../../src/digitlab/web/static/backend-browser.js";
 

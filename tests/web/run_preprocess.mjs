@@ -1,6 +1,7 @@
 // Runs the page's preprocessing (src/digitlab/web/static/preprocess.js) in node on images written by
 // tests/web/test_parity.py: argv[2] is a file of raw uint8 pixels, argv[3] their shapes as JSON
 // [[height, width, channels, offset], ...]; prints one JSON object per image on stdout.
+import "./page_constants.mjs";
 import { readFileSync } from "node:fs";
 import { toMnist28x28 } from "../../src/digitlab/web/static/preprocess.js";
 

@@ -1,6 +1,7 @@
 // Runs the page's number reading geometry (src/digitlab/web/static/read.js) in node on images written by
 // tests/web/test_parity.py (same files as run_preprocess.mjs): per image the groups' boxes and cut candidates and
 // every piece's 28×28, as JSON on stdout.
+import "./page_constants.mjs";
 import { readFileSync } from "node:fs";
 import { imageInk } from "../../src/digitlab/web/static/preprocess.js";
 import { lineWorkSize, pieces, segmentLine } from "../../src/digitlab/web/static/read.js";

@@ -6,9 +6,11 @@ against `segment_line` on the number canvases among them."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +24,15 @@ HERE = Path(__file__).parent  # the node runners beside this file
 pytestmark = pytest.mark.skipif(NODE is None, reason="no node: `apt-get install nodejs`")
 
 
+def node(*args: str | Path, timeout: float = 300) -> Any:
+    """What a node runner beside this file prints (JSON), with the page's constants set from Python's."""
+    from digitlab.inference.web_export import page_constants
+
+    env = {**os.environ, "DIGITLAB_PAGE_CONSTANTS": json.dumps(page_constants())}
+    done = subprocess.run([NODE, *map(str, args)], capture_output=True, text=True, check=True, timeout=timeout, env=env)
+    return json.loads(done.stdout)
+
+
 def run_js(images: list[np.ndarray], tmp_path: Path, runner: str = "run_preprocess.mjs") -> list:
     """The JavaScript preprocessing's result for each uint8 image (or the `runner`'s), through node."""
     blob, shapes, offset = bytearray(), [], 0
@@ -32,8 +43,7 @@ def run_js(images: list[np.ndarray], tmp_path: Path, runner: str = "run_preproce
         offset += a.size
     (tmp_path / "pixels").write_bytes(bytes(blob))
     (tmp_path / "shapes.json").write_text(json.dumps(shapes))
-    args = [NODE, str(HERE / runner), str(tmp_path / "pixels"), str(tmp_path / "shapes.json")]
-    return json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=300).stdout)
+    return node(HERE / runner, tmp_path / "pixels", tmp_path / "shapes.json")
 
 
 def class_means() -> np.ndarray:
@@ -72,20 +82,20 @@ def test_javascript_preprocessing_matches_python(tmp_path):
     assert np.mean(diffs) <= 2 / 255, f"mean absolute difference {np.mean(diffs) * 255:.2f}/255"
 
 
-def test_the_constants_javascript_copies_are_pythons():
-    """preprocess.js copies these decisions' numbers from preprocess.py: a change on one side fails here."""
+def test_the_page_types_no_constant_and_has_every_one_it_reads():
+    """The JavaScript declares none of Python's constants (they come in web.json) and reads only those it gets."""
     import re
 
-    from digitlab.data import paper_rules, preprocess
+    from digitlab.inference.web_export import page_constants
+    from digitlab.web import STATIC
 
-    js = (Path(preprocess.__file__).parents[1] / "web" / "static" / "preprocess.js").read_text()
-    for module, names in (
-        (preprocess, ("COLOUR_MIN", "CHROMA_SCALE", "NOISE_FLOOR", "WORK_SIZE")),
-        (paper_rules, ("RULE_SPAN", "RULE_WIDTH", "RULES_MIN")),
-    ):
-        for name in names:
-            found = re.search(rf"const {name} = ([0-9.]+);", js)
-            assert found and float(found.group(1)) == float(getattr(module, name)), name
+    given = page_constants()
+    code = {p.name: p.read_text() for p in STATIC.glob("*.js")}
+    read = {name for text in code.values() for name in re.findall(r"\bC\.([A-Z_]+)\b", text)}
+    assert read == set(given), f"read but not given: {read - set(given)}; given but never read: {set(given) - read}"
+    for name, text in code.items():
+        declared = [c for c in given if re.search(rf"\bconst {c}\b", text)]
+        assert not declared, f"{name} types {declared} again"
 
 
 def test_python_rounding_and_reasons_in_javascript(tmp_path):
@@ -143,8 +153,7 @@ def test_refusal_features_match_python(tmp_path):
         "logits": logits.tolist(),
     }
     (tmp_path / "features.json").write_text(json.dumps(payload))
-    args = [NODE, str(HERE / "run_features.mjs"), str(tmp_path / "digit-space.bin"), str(tmp_path / "features.json")]
-    js = np.asarray(json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout))
+    js = np.asarray(node(HERE / "run_features.mjs", tmp_path / "digit-space.bin", tmp_path / "features.json"))
     np.testing.assert_allclose(js, features(pixels, logits), rtol=1e-4, atol=1e-4)
 
 
@@ -167,7 +176,6 @@ def test_feature_knn_matches_python(tmp_path):
     features = np.maximum(rng.normal(0, 1, (25, 64)), 0).astype(np.float32)
     payload = {**{k: layout[k] for k in ("rows", "width", "neighbours")}, "features": features.tolist()}
     (tmp_path / "knn.json").write_text(json.dumps(payload))
-    args = [NODE, str(HERE / "run_feature_knn.mjs"), str(tmp_path / layout["file"]), str(tmp_path / "knn.json")]
-    js = np.asarray(json.loads(subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout))
+    js = np.asarray(node(HERE / "run_feature_knn.mjs", tmp_path / layout["file"], tmp_path / "knn.json"))
     assert layout["neighbours"] == BANK_NEIGHBOURS
     np.testing.assert_allclose(js, bank.distance(features), rtol=1e-3, atol=1e-3)  # the bank is float16 in Python

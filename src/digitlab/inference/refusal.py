@@ -53,6 +53,7 @@ DIGITS_REFUSED_WITH_FEATURES = 0.005  # … and with the network's features: wha
 MIN_VALIDATION = 200  # fewer held-out digits than this cannot place a 1% threshold
 BANK_DIGITS = 2000  # training digits whose features form the bank
 BANK_NEIGHBOURS = 10
+INK_LEVEL = 0.3  # a 28×28 pixel above this is ink, for the flatness and ink-share features
 SCHEMA = "digitlab.refusal/3"  # /3: fitted against straight-stroke characters too (/2, /1 files are fitted again)
 
 
@@ -70,7 +71,7 @@ def features(pixels: np.ndarray, logits: np.ndarray, data_dir: str | Path | None
     x = np.asarray(pixels, np.float32).reshape(-1, 28, 28)
     logits = np.asarray(logits, np.float64)
     knn, residual = digit_space(data_dir).measures(x)
-    ink = x > 0.3
+    ink = x > INK_LEVEL
     rows, cols = ink.any(axis=2), ink.any(axis=1)
     height = np.maximum(rows.sum(axis=1), 1)
     width = np.maximum(cols.sum(axis=1), 1)

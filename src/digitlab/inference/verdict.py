@@ -30,6 +30,7 @@ VERDICTS = ("digit", "blank", "several_digits", "not_a_digit")
 # wide 2 or 5 must not be refused. Chosen on drawn validation digits (bench/read_numbers.py --split validation).
 TOUCHING_ASPECT = 1.25
 TOUCHING_CONFIDENCE = 0.95
+NOT_A_DIGIT = "not a digit: it looks like none of the digits the model was trained on"
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def judge(processed: Processed, not_digit: bool, model: AnswerModel | None = Non
         if len(reading.digits) >= 2 and min(d.confidence for d in reading.digits) >= TOUCHING_CONFIDENCE:
             return "several_digits", f"several digits: reads as {reading.text!r} (touching); use read for numbers"
     if not_digit:
-        return "not_a_digit", "not a digit: it looks like none of the digits the model was trained on"
+        return "not_a_digit", NOT_A_DIGIT
     return "digit", ""
 
 

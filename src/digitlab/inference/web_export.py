@@ -8,7 +8,9 @@ What the folder holds (`index.html` at its root; any static host serves it, see 
 - `model/web.json`: what the JavaScript needs besides the network: its input contract, the temperature, the "not
   a digit" refusal's weights (`refusal.Refusal`) and the layout of `model/digit-space.bin`, the float32 PCA basis
   and bank of training digits the refusal's distances use (`digit_space.DigitSpace`), and for a network with
-  features `model/feature-bank.bin`, the float32 features of the refusal's kNN bank (`refusal.FeatureBank`);
+  features `model/feature-bank.bin`, the float32 features of the refusal's kNN bank (`refusal.FeatureBank`); and
+  `constants`, every number the page's preprocessing, reader and verdicts use (`page_constants`), so the
+  JavaScript types none of them;
 - `ort/`: ONNX Runtime Web's single-thread wasm files from the npm package `onnxruntime-web` (pinned, checked
   against its sha256 and npm's sha512 integrity, cached under the data folder like MNIST).
 
@@ -42,10 +44,60 @@ ORT_INTEGRITY = "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4r
 # The wasm build for one thread without JSEP/WebGPU: the ES module API, its loader, and the 14 MB runtime.
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 NPM_TIMEOUT_S = 300.0
-WEB_SCHEMA = "digitlab.web/1"
+WEB_SCHEMA = "digitlab.web/2"  # /2: the page's constants travel in web.json
 
 
 FEATURE_BANK_FILE = "feature-bank.bin"
+
+
+# Where each number the page's JavaScript uses is declared in Python (web/static/constants.js explains why)
+PAGE_CONSTANTS = {
+    "digitlab.data.preprocess": (
+        "WORK_SIZE",
+        "BOX",
+        "CANVAS",
+        "NOISE_FLOOR",
+        "STROKE_RANGE",
+        "COLOUR_MIN",
+        "CHROMA_SCALE",
+    ),
+    "digitlab.data.paper_rules": ("RULE_SPAN", "RULE_WIDTH", "RULES_MIN"),
+    "digitlab.data.segment": ("INK_THRESHOLD", "SPECK", "OVERLAP", "SMALL", "MAX_CUTS"),
+    "digitlab.inference.read": (
+        "SPLIT_ABOVE",
+        "SPLIT_WIDER",
+        "PIECE_COST",
+        "PRIOR_WEIGHT",
+        "NOT_DIGIT_WEIGHT",
+        "NOT_DIGIT_MARGIN",
+        "MAX_PIECE",
+        "MIN_PIECE",
+        "WIDTH_PRIOR",
+    ),
+    "digitlab.inference.verdict": ("TOUCHING_ASPECT", "TOUCHING_CONFIDENCE", "NOT_A_DIGIT"),
+    "digitlab.inference.refusal": ("INK_LEVEL",),
+    "digitlab.data.digit_space": ("NEIGHBOURS",),
+}
+
+
+def page_constants() -> dict[str, Any]:
+    """Every number (and the one reason text) the page's preprocessing, reader and verdicts use, from Python.
+
+    The web export writes them into web.json's "constants", so the JavaScript types none of them
+    (`web/static/constants.js`); the node parity tests set the same object.
+
+    Returns:
+        NAME → value as JSON (tuples and arrays as lists), each under the name Python gives it (`PAGE_CONSTANTS`).
+    """
+    import importlib
+
+    out: dict[str, Any] = {}
+    for module, names in PAGE_CONSTANTS.items():
+        loaded = importlib.import_module(module)
+        for name in names:
+            value = getattr(loaded, name)
+            out[name] = np.asarray(value).tolist() if isinstance(value, tuple | np.ndarray) else value
+    return out
 
 
 def refusal_weights(refusal: Any, folder: Path) -> dict[str, Any]:
@@ -280,6 +332,7 @@ def export_web(
         "temperature": loaded.temperature,
         "labels": export.LABELS,
         "refusal": refusal_weights(refusal, out / "model"),
+        "constants": page_constants(),
         "digit_space": space,
         "runtime": {"package": ORT_PACKAGE, "version": ORT_VERSION, "files": list(ORT_FILES), "threads": 1},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -6,14 +6,11 @@
 // `model/digit-space.bin` (float32: the PCA mean and basis and the bank of training digits, as
 // `digitlab.data.digit_space`). The score is the same logistic regression as `digitlab.inference.refusal`.
 
+import { C, setConstants } from "./constants.js";
 import { toMnist28x28 } from "./preprocess.js";
 import { readInk, readNumber } from "./read.js";
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d]; // "\0asm": what a WebAssembly file starts with
-const NOT_A_DIGIT = "not a digit: it looks like none of the digits the model was trained on";
-// `verdict.py`: one mark is called several touching digits only when it is this much wider than tall and the
-// reader cuts it into digits it is each this sure of
-const TOUCHING_ASPECT = 1.25, TOUCHING_CONFIDENCE = 0.95;
 
 /** A one-line error a person can act on (the page shows it as is). */
 export class SetupError extends Error {}
@@ -55,19 +52,19 @@ export function refusalFeatures(pixels, logits, space) {
     for (let i = 0; i < 784; i++) s += centred[i] * components[c * 784 + i];
     z[c] = s;
   }
-  // The 5 smallest squared distances to the bank, sorted. The components come in order of variance, so a partial
+  // The NEIGHBOURS (5) smallest squared distances to the bank, sorted. The components come in order of variance, so a partial
   // sum over the first ones usually passes the 5th best already and the rest need not be added (the same result).
-  const nearest = [Infinity, Infinity, Infinity, Infinity, Infinity];
+  const m = C.NEIGHBOURS, last = m - 1, nearest = new Array(m).fill(Infinity);
   for (let j = 0, row = 0; j < n; j++, row += k) {
     let d2 = 0, c = 0;
     while (c < k) {
       const end = Math.min(c + 8, k);
       for (; c < end; c++) { const d = z[c] - bank[row + c]; d2 += d * d; }
-      if (d2 >= nearest[4]) break;
+      if (d2 >= nearest[last]) break;
     }
-    if (d2 < nearest[4]) { let p = 4; while (p > 0 && nearest[p - 1] > d2) { nearest[p] = nearest[p - 1]; p--; } nearest[p] = d2; }
+    if (d2 < nearest[last]) { let p = last; while (p > 0 && nearest[p - 1] > d2) { nearest[p] = nearest[p - 1]; p--; } nearest[p] = d2; }
   }
-  const knn = nearest.reduce((s, d) => s + Math.sqrt(Math.max(d, 0)), 0) / 5;
+  const knn = nearest.reduce((s, d) => s + Math.sqrt(Math.max(d, 0)), 0) / m;
   let residual = 0;
   for (let i = 0; i < 784; i++) {
     let r = centred[i];
@@ -75,8 +72,9 @@ export function refusalFeatures(pixels, logits, space) {
     residual += r * r;
   }
   let inkCount = 0, rows = 0, cols = 0;
-  for (let y = 0; y < 28; y++) { let any = false; for (let x = 0; x < 28; x++) if (pixels[y * 28 + x] > 0.3) { any = true; inkCount++; } rows += any; }
-  for (let x = 0; x < 28; x++) { let any = false; for (let y = 0; y < 28; y++) if (pixels[y * 28 + x] > 0.3) any = true; cols += any; }
+  const level = C.INK_LEVEL;
+  for (let y = 0; y < 28; y++) { let any = false; for (let x = 0; x < 28; x++) if (pixels[y * 28 + x] > level) { any = true; inkCount++; } rows += any; }
+  for (let x = 0; x < 28; x++) { let any = false; for (let y = 0; y < 28; y++) if (pixels[y * 28 + x] > level) any = true; cols += any; }
   const flatness = Math.abs(Math.log(Math.max(cols, 1) / Math.max(rows, 1)));
   return [energy, doubt, knn, Math.sqrt(residual), flatness, inkCount / 784];
 }
@@ -126,6 +124,11 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
   let ready = null;
   async function setup() {
     const info = await (await fetchOk(`${model}web.json`, "the model's description")).json();
+    if (!info.constants) {
+      throw new SetupError("this export's web.json has no constants (an older digitlab wrote it): export it again " +
+        "with digitlab export RUN --format web");
+    }
+    setConstants(info.constants);
     ort.env.wasm.numThreads = 1; // one thread: no SharedArrayBuffer, so no cross-origin isolation headers needed
     ort.env.wasm.proxy = false;
     // the runtime, the model, the digit space and the refusal's feature bank download side by side
@@ -204,14 +207,14 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
       const { text } = await readInk(processed.ink, score);
       return ["several_digits", `several digits: ${marks} separate marks, reads as '${text}'; use read for numbers`];
     }
-    if ((processed.details.mark_aspect || 0) > TOUCHING_ASPECT) {
+    if ((processed.details.mark_aspect || 0) > C.TOUCHING_ASPECT) {
       const reading = await readInk(processed.ink, score);
-      if (reading.digits.length >= 2 && Math.min(...reading.digits.map((d) => d.confidence)) >= TOUCHING_CONFIDENCE) {
+      if (reading.digits.length >= 2 && Math.min(...reading.digits.map((d) => d.confidence)) >= C.TOUCHING_CONFIDENCE) {
         return ["several_digits", `several digits: reads as '${reading.text}' (touching); use read for numbers`];
       }
     }
     if (margin(processed.pixels, logits, features, state) > 0) {
-      return ["not_a_digit", NOT_A_DIGIT];
+      return ["not_a_digit", C.NOT_A_DIGIT];
     }
     return ["digit", ""];
   }

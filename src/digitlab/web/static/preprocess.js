@@ -1,5 +1,5 @@
 // Any image of a digit → the 28×28 an MNIST model expects: a line-by-line port of digitlab's Python
-// `data/preprocess.py` (`to_mnist_28x28`) and of the mark counting in `data/segment.py`, so a page that runs the
+// `data/preprocess.py` (`to_mnist_28x28`), counting marks with segment.js (`data/segment.py`), so a page that runs the
 // model in the browser sees what the server would. No DOM: it takes pixels, so node runs it too
 // (tests/web/test_parity.py compares both on hundreds of canvases).
 //
@@ -12,20 +12,10 @@
 //  5. normalise stroke width toward MNIST's, crop;
 //  6. longer side to 20 px (Pillow's Lanczos), pad to 28×28, centre of mass to the centre.
 
-export const WORK_SIZE = 112;
-const BOX = 20;
-const CANVAS = 28;
-const NOISE_FLOOR = 0.12;
-const STROKE_RANGE = [0.11, 0.2];
-export const INK_THRESHOLD = 0.25;
-const SPECK = 0.05;
-const OVERLAP = 0.5;
-const SMALL = 0.4;
-const COLOUR_MIN = 12.0; // preprocess.py's and paper_rules.py's constants (test_parity checks them)
-const CHROMA_SCALE = 100.0;
-const RULE_SPAN = 0.8;
-const RULE_WIDTH = 3;
-const RULES_MIN = 2;
+import { C } from "./constants.js";
+import { boundingBox, label, markBoxes } from "./segment.js";
+
+export { boundingBox, label };
 const F = Math.fround;
 
 /** Python's round(): halves go to the even neighbour (Math.round sends them up). */
@@ -184,7 +174,7 @@ function grayShrink(data, w, channels, factor, sw, sh) {
  *   channels interleaved (grey, grey+alpha, RGB, RGBA).
  * @returns {{ink: object, polarity: string, factor: number, level: number|null}}
  */
-export function inkMap(image, workSize = WORK_SIZE) {
+export function inkMap(image, workSize = C.WORK_SIZE) {
   const { width: w, height: h, channels } = image;
   const factor = Math.max(1, pyRound(Math.max(h, w) / workSize));
   const sw = Math.max(1, Math.floor(w / factor)), sh = Math.max(1, Math.floor(h / factor));
@@ -266,7 +256,7 @@ function sampled(data, w, h, channels, factor) {
 function colourful(data, channels) {
   for (let k = 0; k < data.length; k += channels) {
     const r = data[k], g = data[k + 1], b = data[k + 2];
-    if (Math.max(r, g, b) - Math.min(r, g, b) > COLOUR_MIN) return true;
+    if (Math.max(r, g, b) - Math.min(r, g, b) > C.COLOUR_MIN) return true;
   }
   return false;
 }
@@ -301,7 +291,7 @@ function chromaDeparture(data, w, h, channels) {
     return percentile(out, 50);
   };
   const pa = border(a), pb = border(b), out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.min(Math.hypot(a[i] - pa, b[i] - pb) / CHROMA_SCALE, 1);
+  for (let i = 0; i < n; i++) out[i] = Math.min(Math.hypot(a[i] - pa, b[i] - pb) / C.CHROMA_SCALE, 1);
   return out;
 }
 
@@ -338,7 +328,7 @@ export function flattenBackground(ink, level) {
 export function removeRules(flat) {
   const { w, h, data } = flat, n = w * h;
   const mask = new Uint8Array(n);
-  for (let i = 0; i < n; i++) mask[i] = data[i] > INK_THRESHOLD ? 1 : 0;
+  for (let i = 0; i < n; i++) mask[i] = data[i] > C.INK_THRESHOLD ? 1 : 0;
   const horizontal = rules(mask, w, h, (y, x) => y * w + x);
   const vertical = rules(mask, h, w, (x, y) => y * w + x);
   if (!horizontal && !vertical) return flat;
@@ -347,8 +337,8 @@ export function removeRules(flat) {
   if (vertical) for (let i = 0; i < n; i++) rule[i] |= vertical[i] << 1;
   const out = newMap(w, h);
   for (let i = 0; i < n; i++) out.data[i] = rule[i] ? 0 : data[i];
-  const kept = (x, y) => x >= 0 && y >= 0 && x < w && y < h && out.data[y * w + x] > INK_THRESHOLD;
-  const reach = RULE_WIDTH + 1, restored = [];
+  const kept = (x, y) => x >= 0 && y >= 0 && x < w && y < h && out.data[y * w + x] > C.INK_THRESHOLD;
+  const reach = C.RULE_WIDTH + 1, restored = [];
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const i = y * w + x;
@@ -361,7 +351,7 @@ export function removeRules(flat) {
 
 // The rules running along the first axis (`along` pixels long, `across` lines), or null; at(line, i) indexes.
 function rules(mask, along, across, at) {
-  const length = Math.floor(RULE_SPAN * along);
+  const length = Math.floor(C.RULE_SPAN * along);
   const runs = new Uint8Array(mask.length), full = new Uint8Array(across);
   for (let line = 0; line < across; line++) {
     let start = -1;
@@ -380,56 +370,22 @@ function rules(mask, along, across, at) {
     const on = line < across && full[line];
     if (on && start < 0) start = line;
     else if (!on && start >= 0) {
-      if (line - start <= RULE_WIDTH) { chosen.fill(1, start, line); count++; }
+      if (line - start <= C.RULE_WIDTH) { chosen.fill(1, start, line); count++; }
       start = -1;
     }
   }
-  if (count < RULES_MIN) return null;
+  if (count < C.RULES_MIN) return null;
   for (let line = 0; line < across; line++) if (!chosen[line]) for (let i = 0; i < along; i++) runs[at(line, i)] = 0;
   return runs;
 }
 
 // --- step 4: the digit's blobs -------------------------------------------------------------------------------
 
-/** Connected components of a boolean mask (Uint8Array w×h): labels (0 = background) and each label's size. */
-export function label(mask, w, h, eight = false) {
-  const labels = new Int32Array(w * h), sizes = [0], stack = new Int32Array(w * h);
-  const steps = eight ? [[-1, -1], [0, -1], [1, -1], [-1, 0], [1, 0], [-1, 1], [0, 1], [1, 1]] : [[0, -1], [-1, 0], [1, 0], [0, 1]];
-  let next = 0;
-  for (let start = 0; start < w * h; start++) {
-    if (!mask[start] || labels[start]) continue;
-    next += 1; labels[start] = next;
-    let top = 0, size = 0;
-    stack[top++] = start;
-    while (top) {
-      const p = stack[--top], x = p % w, y = (p - x) / w;
-      size += 1;
-      for (let s = 0; s < steps.length; s++) {
-        const nx = x + steps[s][0], ny = y + steps[s][1];
-        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-        const q = ny * w + nx;
-        if (mask[q] && !labels[q]) { labels[q] = next; stack[top++] = q; }
-      }
-    }
-    sizes.push(size);
-  }
-  return { labels, sizes, count: next };
-}
-
-/** [top, bottom, left, right) of a non-empty mask, or null. */
-export function boundingBox(mask, w, h) {
-  let top = h, bottom = -1, left = w, right = -1;
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (mask[y * w + x]) {
-    top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
-  }
-  return bottom < 0 ? null : [top, bottom + 1, left, right + 1];
-}
-
 /** The mask of the ink blobs that make the digit and its box, or the reason there is no digit. */
 export function findDigit(flat) {
   const { w, h } = flat, n = w * h, mask = new Uint8Array(n);
   let total = 0;
-  for (let i = 0; i < n; i++) if (flat.data[i] > INK_THRESHOLD) { mask[i] = 1; total += 1; }
+  for (let i = 0; i < n; i++) if (flat.data[i] > C.INK_THRESHOLD) { mask[i] = 1; total += 1; }
   if (total === 0) return { reason: "blank: no ink" };
   const coverage = total / n;
   if (coverage > 0.45) return { reason: `noise: ink covers ${pyRound(coverage * 100)}% of the image` };
@@ -449,62 +405,6 @@ export function findDigit(flat) {
   if (extent < 0.08 && longest < 3 * strokeWidth(digit, w, h)) return { reason: `blank: only a dot (${pyRound(extent * 100)}% of the image)` };
   if (count > 40 && largest < 0.25 * total) return { reason: `noise: ${count} scattered blobs, none dominant` };
   return { digit, box };
-}
-
-// --- marks: segment.py's components → groups → small ones attached (boxes are all it needs) ----------------
-
-const overlapShare = (a, b) => Math.max(Math.min(a[3], b[3]) - Math.max(a[2], b[2]), 0) / Math.max(Math.min(a[3] - a[2], b[3] - b[2]), 1);
-const union = (a, b) => [Math.min(a[0], b[0]), Math.max(a[1], b[1]), Math.min(a[2], b[2]), Math.max(a[3], b[3])];
-
-function oneDigit(a, b) {
-  const overlap = overlapShare(a, b);
-  const short = Math.min(a[1] - a[0], b[1] - b[0]) < 0.5 * Math.max(a[1] - a[0], b[1] - b[0]);
-  return overlap >= OVERLAP || (short && overlap > 0);
-}
-
-/** Boxes [top, bottom, left, right) of the separate marks of a flattened ink map, left to right. */
-export function marks(flat) {
-  const { w, h } = flat, mask = new Uint8Array(w * h);
-  for (let i = 0; i < w * h; i++) mask[i] = flat.data[i] > INK_THRESHOLD ? 1 : 0;
-  const { labels, sizes, count } = label(mask, w, h, true);
-  if (count === 0) return [];
-  const boxes = Array.from({ length: count + 1 }, () => [h, 0, w, 0]);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const l = labels[y * w + x];
-    if (!l) continue;
-    const b = boxes[l];
-    b[0] = Math.min(b[0], y); b[1] = Math.max(b[1], y + 1); b[2] = Math.min(b[2], x); b[3] = Math.max(b[3], x + 1);
-  }
-  const biggest = Math.max(...sizes.slice(1));
-  let groups = [];
-  for (let l = 1; l <= count; l++) {
-    const b = boxes[l], atEdge = b[2] === 0 || b[0] === 0 || b[3] === w || b[1] === h;
-    if (sizes[l] >= Math.max(biggest * SPECK, 4) && !(atEdge && sizes[l] < 0.5 * biggest)) groups.push(b);
-  }
-  groups.sort((a, b) => a[2] - b[2]);
-  for (let merged = true; merged;) {
-    merged = false;
-    outer: for (let i = 0; i < groups.length; i++) for (let j = i + 1; j < groups.length; j++) {
-      if (oneDigit(groups[i], groups[j])) { groups[i] = union(groups[i], groups[j]); groups.splice(j, 1); merged = true; break outer; }
-    }
-  }
-  groups.sort((a, b) => a[2] - b[2]);
-  if (groups.length < 2) return groups;
-  const tallest = Math.max(...groups.map((b) => b[1] - b[0]));
-  const small = groups.map((b, i) => (Math.max(b[1] - b[0], b[3] - b[2]) < SMALL * tallest ? i : -1)).filter((i) => i >= 0);
-  const big = groups.map((_, i) => i).filter((i) => !small.includes(i));
-  if (!big.length) return groups;
-  const kept = new Map(big.map((i) => [i, groups[i]]));
-  for (const i of small) {
-    const box = groups[i];
-    let nearest = -1, gap = Infinity;
-    for (const [j, b] of kept) {
-      const g = Math.max(b[2] - box[3], box[2] - b[3], 0);
-      if (g < gap) { gap = g; nearest = j; }
-    }
-    if (gap <= SMALL * tallest) kept.set(nearest, union(kept.get(nearest), box));
-  }
-  return [...kept.values()].sort((a, b) => a[2] - b[2]);
 }
 
 // --- step 5-6: one digit's 28×28 -----------------------------------------------------------------------------
@@ -627,8 +527,8 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
   const width = strokeWidth(cropMask, r0 - l0, b0 - t0);
   const ratio = width / longest;
   let radius = 0;
-  if (ratio < STROKE_RANGE[0]) radius = Math.max(1, pyRound((STROKE_RANGE[0] * longest - width) / 2));
-  else if (ratio > STROKE_RANGE[1] && width > 3) radius = -Math.max(1, pyRound((width - STROKE_RANGE[1] * longest) / 2));
+  if (ratio < C.STROKE_RANGE[0]) radius = Math.max(1, pyRound((C.STROKE_RANGE[0] * longest - width) / 2));
+  else if (ratio > C.STROKE_RANGE[1] && width > 3) radius = -Math.max(1, pyRound((width - C.STROKE_RANGE[1] * longest) / 2));
   // only the digit's surroundings matter from here on: the anti-aliased edge and the reach of the dilation
   const margin = Math.abs(radius) + 2;
   const yOff = Math.max(0, top - margin), xOff = Math.max(0, left - margin);
@@ -641,16 +541,16 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
   let values = new Float32Array(cw * ch);
   for (let i = 0; i < cw * ch; i++) {
     const v = edge[i] > 0 ? near[i] : 0;
-    values[i] = Math.min(Math.max((v - NOISE_FLOOR) * F(1 / (1 - NOISE_FLOOR)), 0), 1);
+    values[i] = Math.min(Math.max((v - C.NOISE_FLOOR) * F(1 / (1 - C.NOISE_FLOOR)), 0), 1);
   }
   const core = [];
-  for (let i = 0; i < values.length; i++) if (values[i] > INK_THRESHOLD) core.push(values[i]);
+  for (let i = 0; i < values.length; i++) if (values[i] > C.INK_THRESHOLD) core.push(values[i]);
   if (core.length) {
     const typical = kthSmallest(core, Math.floor(0.75 * (core.length - 1)));
     const s = F(1 / Math.max(typical, 0.3));
     for (let i = 0; i < values.length; i++) values[i] = Math.min(values[i] * s, 1);
   }
-  const inkCount = (a) => { let c = 0; for (let i = 0; i < a.length; i++) c += a[i] > INK_THRESHOLD ? 1 : 0; return c; };
+  const inkCount = (a) => { let c = 0; for (let i = 0; i < a.length; i++) c += a[i] > C.INK_THRESHOLD ? 1 : 0; return c; };
   if (radius > 0) values = morph(values, cw, ch, disk(radius), true);
   else if (radius < 0) {
     const eroded = morph(values, cw, ch, disk(-radius), false);
@@ -658,12 +558,12 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
   }
   const strokeScale = width ? (width + 2 * radius) / width : 1.0;
   const half = new Uint8Array(cw * ch);
-  for (let i = 0; i < cw * ch; i++) half[i] = values[i] > INK_THRESHOLD * 0.5 ? 1 : 0;
+  for (let i = 0; i < cw * ch; i++) half[i] = values[i] > C.INK_THRESHOLD * 0.5 ? 1 : 0;
   [top, bottom, left, right] = boundingBox(half, cw, ch);
   const h = bottom - top, w = right - left;
   const crop = new Float32Array(w * h);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) crop[y * w + x] = values[(y + top) * cw + x + left];
-  const factor = BOX / Math.max(h, w);
+  const factor = C.BOX / Math.max(h, w);
   const nw = Math.max(1, pyRound(w * factor)), nh = Math.max(1, pyRound(h * factor));
   const small = resizeLanczos(crop, w, h, nw, nh);
   let peak = 0;
@@ -679,10 +579,10 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
     mx += column * x;
   }
   const cy = mass ? my / mass : (nh - 1) / 2, cx = mass ? mx / mass : (nw - 1) / 2;
-  const y0 = Math.min(Math.max(pyRound(CANVAS / 2 - 0.5 - cy), 0), CANVAS - nh);
-  const x0 = Math.min(Math.max(pyRound(CANVAS / 2 - 0.5 - cx), 0), CANVAS - nw);
-  const pixels = new Float32Array(CANVAS * CANVAS);
-  for (let y = 0; y < nh; y++) for (let x = 0; x < nw; x++) pixels[(y + y0) * CANVAS + x + x0] = small[y * nw + x];
+  const y0 = Math.min(Math.max(pyRound(C.CANVAS / 2 - 0.5 - cy), 0), C.CANVAS - nh);
+  const x0 = Math.min(Math.max(pyRound(C.CANVAS / 2 - 0.5 - cx), 0), C.CANVAS - nw);
+  const pixels = new Float32Array(C.CANVAS * C.CANVAS);
+  for (let y = 0; y < nh; y++) for (let x = 0; x < nw; x++) pixels[(y + y0) * C.CANVAS + x + x0] = small[y * nw + x];
   top += yOff; bottom += yOff; left += xOff; right += xOff;
   return {
     pixels, blank: false, reason: "", strokeScale,
@@ -696,7 +596,7 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
  * Steps 1-3: an image's ink at working size, what single digits and numbers are both cut from.
  * @returns {{flat: object, polarity: string, factor: number, size: number[]}}
  */
-export function imageInk(image, workSize = WORK_SIZE) {
+export function imageInk(image, workSize = C.WORK_SIZE) {
   const { ink, polarity, factor, level } = inkMap(image, workSize);
   return { flat: removeRules(flattenBackground(ink, level)), polarity, factor, size: [image.width, image.height] };
 }
@@ -716,7 +616,7 @@ export function toMnist28x28(image) {
   const result = normaliseDigit(flat, found.digit, found.box, factor, [image.width, image.height]);
   result.polarity = polarity;
   result.ink = { flat, polarity, factor, size: [image.width, image.height] }; // what read.js cuts digits from
-  const separate = marks(flat);
+  const separate = markBoxes(flat);
   result.details.marks = separate.length;
   if (separate.length === 1) {
     const [t, b, l, r] = separate[0];
