@@ -211,19 +211,74 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
       FeedbackError: too few usable corrections, or a malformed feedback index.
       ModelError: the parent cannot be loaded, or the saved model predicts differently.
     """
-    import keras
-
-    from digitlab.data.mnist import splits_for, validation_split_of
-    from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+    from digitlab.data.mnist import splits_for
     from digitlab.models.forward import predict_logits
-    from digitlab.models.saved import LoadedModel, load_model, plain_keras_model, save_temperature
-    from digitlab.models.transfer_network import sublayers
-    from digitlab.rundir import RunDir
-    from digitlab.training.callbacks import HistoryRows
-    from digitlab.training.optim import compile_classifier
+    from digitlab.models.saved import plain_keras_model
     from digitlab.training.train import check_reload, evaluate_logits, set_seed
 
     config.validate()
+    parent, folder, feedback = _parent_and_feedback(config)
+    run = _new_run(config)
+    set_seed(config.seed, config.deterministic)
+    train_idx, hold_idx = split_holdout(len(feedback.labels), config.holdout, config.seed)
+    # the parent's own split: replay comes from its training part, the temperature from its validation part
+    splits = splits_for(parent.settings, config.data_dir)
+    log(
+        f"fine-tuning {parent.name} ({parent.model_path}) on {len(train_idx)} corrections, {len(hold_idx)} held out "
+        f"(skipped: {_skipped_text(feedback.skipped)}) into {run.path}"
+    )
+    _write_config(run, config, parent, folder, feedback, (train_idx, hold_idx))
+    parts = _Parts(feedback.pixels[..., None], feedback.labels, train_idx, hold_idx)
+    before = _scores(parent.model, splits, parts)
+    seconds = _train(parent.model, config, splits, parts, run, log)
+    export = plain_keras_model(parent.model)
+    test_logits = predict_logits(export, splits.x_test)
+    val_logits = predict_logits(export, splits.x_val)
+    after = _scores(export, splits, parts, test_logits)
+    temperature, fitted_on = _calibrate(export, parent, run, val_logits, splits.y_val)
+    metrics = {
+        "model": parent.name,
+        "recipe": "finetune",
+        "loop": "fit",
+        "parent": str(parent.model_path.resolve()),
+        "validation": evaluate_logits(val_logits, splits.y_val),
+        "test": after["test"],
+        "before": before,
+        "after": after,
+        "feedback": {
+            "usable": len(feedback.labels),
+            "trained_on": len(train_idx),
+            "held_out": len(hold_idx),
+            "skipped": feedback.skipped,
+        },
+        "temperature": temperature,
+        "temperature_fitted_on": fitted_on,
+        "epochs_run": len(run.read_history()),
+        "best_epoch": None,  # no model selection: the last epoch is kept
+        "train_seconds": round(seconds, 2),
+        "parameters": int(export.count_params()),
+    }
+    headline, details = _summary_lines(metrics)
+    run.finish(
+        metrics, headline, details, model=export, check=lambda path: check_reload(path, test_logits, splits.x_test)
+    )
+    return FinetuneResult(run.path, metrics)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The feedback as the model takes it ((n, 28, 28, 1) float32, labels) and its train / held-out indices."""
+
+    x: np.ndarray
+    y: np.ndarray
+    train: np.ndarray
+    held_out: np.ndarray
+
+
+def _parent_and_feedback(config: FinetuneConfig):
+    """The parent (a Keras model, loaded), its feedback folder and the usable corrections in it."""
+    from digitlab.models.saved import load_model
+
     parent = load_model(config.model, network=False)  # a missing or corrupt model is a one-line ModelError
     if not parent.is_keras:
         raise ConfigError(f"{parent.name} is an imported ONNX model: fine-tuning needs a TensorFlow/Keras model")
@@ -238,28 +293,31 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
             f"only {usable} usable corrections in {folder} (skipped: {_skipped_text(feedback.skipped)}); "
             f"fine-tuning needs at least {config.min_feedback} (--min-feedback): collect more on the draw page"
         )
+    return parent, folder, feedback
+
+
+def _new_run(config: FinetuneConfig):
+    """The new run directory, created (an unfinished earlier attempt there starts over)."""
+    from digitlab.rundir import RunDir
+
     out = Path(config.out) if config.out else _default_out(Path(config.model))
     run = RunDir(out)
     if run.finished or (run.model.exists() and not run.config.exists()):
         raise ConfigError(f"--out {out} already holds a run; choose another --out")
     run.create()
-    run.history.unlink(missing_ok=True)  # an unfinished earlier attempt starts over
+    run.history.unlink(missing_ok=True)
+    return run
 
-    set_seed(config.seed, config.deterministic)
-    train_idx, hold_idx = split_holdout(usable, config.holdout, config.seed)
-    settings = parent.settings
-    validation_size, parent_split = validation_split_of(settings)
-    # the parent's own split: replay comes from its training part, the temperature from its validation part
-    splits = splits_for(settings, config.data_dir)
-    x_fb = feedback.pixels[..., None]
-    log(
-        f"fine-tuning {parent.name} ({parent.model_path}) on {len(train_idx)} corrections, {len(hold_idx)} held out "
-        f"(skipped: {_skipped_text(feedback.skipped)}) into {run.path}"
-    )
+
+def _write_config(run, config: FinetuneConfig, parent, folder: Path, feedback: Feedback, split: tuple) -> None:
+    """config.json: what `evaluate`, `serve` and `predict` read (the name, the parent's split) and the provenance."""
+    from digitlab.data.mnist import validation_split_of
+
+    validation_size, parent_split = validation_split_of(parent.settings)
+    train_idx, hold_idx = split
     run.write_config(
         "finetune",
         {
-            # what `evaluate`, `serve` and `predict` read: the model's name and the validation split it came with
             "model": parent.name,
             "recipe": "finetune",
             "validation_size": validation_size,
@@ -268,28 +326,44 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
             **({"imported": True} if parent.imported else {}),  # evaluate then fits no temperature either
         },
         finetune=asdict(config),
-        parent={"model_file": str(parent.model_path.resolve()), "settings": settings},
+        parent={"model_file": str(parent.model_path.resolve()), "settings": parent.settings},
         feedback={
             "folder": str(folder.resolve()),
-            "usable": usable,
+            "usable": len(feedback.labels),
             "trained_on": [feedback.ids[i] for i in train_idx],
             "held_out": [feedback.ids[i] for i in hold_idx],
             "skipped": feedback.skipped,
         },
     )
 
-    model = parent.model
-    before = {
-        "test": evaluate_logits(predict_logits(model, splits.x_test), splits.y_test),
-        "feedback_holdout_accuracy": _accuracy(predict_logits(model, x_fb[hold_idx]), feedback.labels[hold_idx]),
-        "feedback_train_accuracy": _accuracy(predict_logits(model, x_fb[train_idx]), feedback.labels[train_idx]),
+
+def _scores(model, splits, parts: _Parts, test_logits: np.ndarray | None = None) -> dict[str, Any]:
+    """Test metrics and the accuracy on the held-out and the trained-on feedback."""
+    from digitlab.models.forward import predict_logits
+    from digitlab.training.train import evaluate_logits
+
+    test_logits = predict_logits(model, splits.x_test) if test_logits is None else test_logits
+    return {
+        "test": evaluate_logits(test_logits, splits.y_test),
+        "feedback_holdout_accuracy": _accuracy(predict_logits(model, parts.x[parts.held_out]), parts.y[parts.held_out]),
+        "feedback_train_accuracy": _accuracy(predict_logits(model, parts.x[parts.train]), parts.y[parts.train]),
     }
+
+
+def _train(model, config: FinetuneConfig, splits, parts: _Parts, run, log) -> float:
+    """The epochs: the feedback repeated, mixed with fresh MNIST replay, BatchNorm frozen; returns seconds."""
+    import keras
+
+    from digitlab.models.transfer_network import sublayers
+    from digitlab.training.callbacks import HistoryRows
+    from digitlab.training.optim import compile_classifier
+
     for layer in sublayers(model):  # frozen BatchNorm runs in inference mode: its MNIST statistics stay
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     compile_classifier(model, keras.optimizers.Adam(config.lr))
     rng = np.random.default_rng(config.seed)
-    shown = len(train_idx) * config.repeat
+    shown = len(parts.train) * config.repeat
     replayed = math.ceil(shown * config.replay_ratio)
     x_val = (splits.x_val / np.float32(255.0))[..., None]
     start = time.perf_counter()
@@ -297,9 +371,12 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
         # fresh replay every epoch: more of MNIST is seen, and no fixed small replay set is memorised
         replay = rng.choice(len(splits.x_train), size=replayed, replace=replayed > len(splits.x_train))
         x = np.concatenate(
-            [np.repeat(x_fb[train_idx], config.repeat, axis=0), (splits.x_train[replay] / np.float32(255.0))[..., None]]
+            [
+                np.repeat(parts.x[parts.train], config.repeat, axis=0),
+                (splits.x_train[replay] / np.float32(255.0))[..., None],
+            ]
         )
-        y = np.concatenate([np.repeat(feedback.labels[train_idx], config.repeat), splits.y_train[replay]])
+        y = np.concatenate([np.repeat(parts.y[parts.train], config.repeat), splits.y_train[replay]])
         order = rng.permutation(len(x))
         history = model.fit(
             x[order],
@@ -318,57 +395,31 @@ def finetune(config: FinetuneConfig, log=print) -> FinetuneResult:
             f"loss {logs['loss']:.4f}  accuracy {logs['accuracy']:.4f}  "
             f"val_loss {logs['val_loss']:.4f}  val_accuracy {logs['val_accuracy']:.4f}"
         )
-    train_seconds = time.perf_counter() - start
+    return time.perf_counter() - start
 
-    export = plain_keras_model(model)
-    test_logits = predict_logits(export, splits.x_test)
-    val_logits = predict_logits(export, splits.x_val)
-    after = {
-        "test": evaluate_logits(test_logits, splits.y_test),
-        "feedback_holdout_accuracy": _accuracy(predict_logits(export, x_fb[hold_idx]), feedback.labels[hold_idx]),
-        "feedback_train_accuracy": _accuracy(predict_logits(export, x_fb[train_idx]), feedback.labels[train_idx]),
-    }
-    # recalibrated, as `digitlab evaluate` does, unless the parent may have trained on the validation images (an
-    # imported model, a --full-train run): then the temperature stays 1
+
+def _calibrate(export, parent, run, val_logits: np.ndarray, y_val: np.ndarray) -> tuple[float, str]:
+    """(temperature, what it was fitted on), saved into the run: recalibrated as `digitlab evaluate` does.
+
+    Unless the parent may have trained on the validation images (an imported model, a --full-train run): the
+    temperature then stays 1.
+    """
+    from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+    from digitlab.models.saved import LoadedModel, save_temperature
+
     seen = parent.validation_seen
-    temperature = 1.0 if seen else fit_temperature(val_logits, splits.y_val)
+    temperature = 1.0 if seen else fit_temperature(val_logits, y_val)
+    fitted_on = f"nothing: {seen}" if seen else "validation"
     save_temperature(
         LoadedModel(export, parent.name, run.model, run.path, {}),
         temperature,
         {
-            "fitted_on": f"nothing: {seen}" if seen else "validation",
-            "validation_nll_before": negative_log_likelihood(val_logits, splits.y_val),
-            "validation_nll_after": negative_log_likelihood(val_logits / temperature, splits.y_val),
+            "fitted_on": fitted_on,
+            "validation_nll_before": negative_log_likelihood(val_logits, y_val),
+            "validation_nll_after": negative_log_likelihood(val_logits / temperature, y_val),
         },
     )
-    history = run.read_history()
-    metrics = {
-        "model": parent.name,
-        "recipe": "finetune",
-        "loop": "fit",
-        "parent": str(parent.model_path.resolve()),
-        "validation": evaluate_logits(val_logits, splits.y_val),
-        "test": after["test"],
-        "before": before,
-        "after": after,
-        "feedback": {
-            "usable": usable,
-            "trained_on": len(train_idx),
-            "held_out": len(hold_idx),
-            "skipped": feedback.skipped,
-        },
-        "temperature": temperature,
-        "temperature_fitted_on": "nothing: imported parent" if parent.imported else "validation",
-        "epochs_run": len(history),
-        "best_epoch": None,  # no model selection: the last epoch is kept
-        "train_seconds": round(train_seconds, 2),
-        "parameters": int(export.count_params()),
-    }
-    headline, details = _summary_lines(metrics)
-    run.finish(
-        metrics, headline, details, model=export, check=lambda path: check_reload(path, test_logits, splits.x_test)
-    )
-    return FinetuneResult(run.path, metrics)
+    return temperature, fitted_on
 
 
 def format_report(metrics: dict[str, Any]) -> str:
@@ -403,7 +454,7 @@ def _summary_lines(metrics: dict[str, Any]) -> tuple[str, list[str]]:
             + (
                 "refitted on validation"
                 if metrics.get("temperature_fitted_on", "validation") == "validation"
-                else "(not fitted: imported parent)"
+                else f"(not fitted: {metrics['temperature_fitted_on'].removeprefix('nothing: ')})"
             ),
         ]
     )
