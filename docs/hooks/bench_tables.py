@@ -345,8 +345,42 @@ def refusal_signals(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def outlier_exposure(data: dict[str, Any]) -> str:
+    """Outlier Exposure per λ: the validation choice (mean ± sd over seeds), then the test check."""
+
+    def ms(v: dict[str, float], digits: int = 1) -> str:
+        return f"{pct(v['mean'], digits)} ± {pct(v['sd'], digits)}"
+
+    rows = [
+        [lam, str(v["seeds"]), ms(v["clean"], 2), ms(v["non_digits"]), ms(v["drawn_refused_at_own_threshold"], 2)]
+        for lam, v in data["lambdas"].items()
+    ]
+    header = ["λ", "seeds", "clean validation", "non-digits refused at 0.5%", "drawn refused at own threshold"]
+    out = ["**Validation** (the choice):\n\n" + table(header, rows), f"\nRule verdict: `{data['verdict']}`\n"]
+    test = data.get("test") or {}
+    if test:
+        rows = [
+            [
+                lam,
+                ms(v["test_accuracy"], 2),
+                ms(v["real_digits"]["real-digits"]["accuracy"]),
+                ms(v["real_digits"]["real-digits-2"]["accuracy"]),
+                ms(v["non_digits_refused"]),
+                ms(v["drawn_digits_refused"], 2),
+                ms(v["non_digits_refused_at_0.5%"]),
+                f"{v['train_command_seconds']['mean']:.0f} s",
+            ]
+            for lam, v in test.items()
+        ]
+        header = ["λ", "test", "real-digits", "real-digits-2", "non-digits refused", "drawn refused", "at 0.5%"]
+        header.append("train")
+        out.append("**Test check** (seeds 0–2, whole commands):\n\n" + table(header, rows))
+    return "\n".join(out)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "refusal": refusal,
+    "outlier_exposure": outlier_exposure,
     "refusal_signals": refusal_signals,
     "real_digits": real_digits,
     "robust_recipe": robust_recipe,
