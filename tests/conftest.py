@@ -26,41 +26,14 @@ from digitlab.data.mnist import load_mnist
 TRAINING_FIXTURES = {"trained_run", "good_cnn", "tiny_runs"}  # this file
 TRAINING_FIXTURES |= {"tutorial", "imported"}  # tests/importing: the tutorial models on 20,000 images
 TRAINING_FIXTURES |= {"trained_runs", "members", "base_run", "transfer_run", "application_models"}  # tests/training
-# Tests that train inline or start TensorFlow in subprocesses (several seconds to minutes each on 2 cores, by
-# --durations): by file, then name. A new test of that kind goes here, or gets @pytest.mark.slow itself.
-SLOW_TESTS = {
-    "test_train.py": {
-        "test_every_model_and_loop_trains_with_falling_loss",
-        "test_same_seed_same_result",
-        "test_killed_run_resumes_and_finishes",
-        "test_two_workers_train_in_lock_step_and_resume_after_kill_9",
-        "test_launch_stops_everyone_when_a_worker_dies",
-    },
-    "test_recipes.py": {
-        "test_tiny_run_of_recipe_best",
-        "test_recipe_fast_and_the_public_records_settings_as_flags",
-        "test_full_train_trains_on_all_images_and_says_validation_was_seen",
-        "test_a_tiny_run_with_outlier_exposure",
-    },
-    "test_transfer.py": {
-        "test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_phase_2",
-        "test_the_transfer_experiment_runs_at_a_tiny_scale",
-    },
-    "test_faults.py": {"test_a_run_killed_after_its_last_epoch_finishes_without_training_again"},
-    "test_import.py": {
-        "test_trust_code_is_recorded_and_honoured",
-        "test_models_that_cannot_work_get_one_line[custom.keras]",  # saves its model in a fresh process
-    },
-}
+# A test that trains inline or starts TensorFlow in subprocesses carries @pytest.mark.slow itself.
 BROWSER_FILES = {"test_browser.py", "test_widget_browser.py"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark `slow` the tests that train (through a fixture or inline) and `browser` those that drive Chromium."""
+    """Mark `slow` the tests that use a training fixture (the others mark themselves) and `browser` Chromium's."""
     for item in items:
-        slow_here = SLOW_TESTS.get(item.path.name, ())
-        named = getattr(item, "originalname", item.name) in slow_here or item.name in slow_here  # all or one case
-        if named or TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         if item.path.name in BROWSER_FILES:
             item.add_marker(pytest.mark.browser)

@@ -243,6 +243,7 @@ def test_custom_loop_killed_twice_at_random_moments_ends_bit_identical(tmp_path,
         np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_a_run_killed_after_its_last_epoch_finishes_without_training_again(tmp_path, mnist_dir, monkeypatch, loop):
     """Killed between the last epoch and metrics.json (here: the end raises), the same command writes the run

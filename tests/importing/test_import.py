@@ -289,7 +289,10 @@ BAD_MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(BAD_MODELS))
+@pytest.mark.parametrize(
+    "name",  # custom.keras saves its model in a fresh process: slow
+    [pytest.param(n, marks=pytest.mark.slow) if n == "custom.keras" else n for n in BAD_MODELS],
+)
 def test_models_that_cannot_work_get_one_line(name, tmp_path, capsys):
     build, message = BAD_MODELS[name]
     path = _save(tmp_path, name, build, fresh_process=name == "custom.keras")  # its class must stay unregistered
@@ -326,6 +329,7 @@ def test_not_an_mnist_model_and_flags_that_contradict(tmp_path, tutorial, capsys
     assert "does not match the model's input shape (784)" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_trust_code_is_recorded_and_honoured(tmp_path, mnist_dir, test_digits):
     from digitlab.models.saved import load_model
 

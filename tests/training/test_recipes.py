@@ -156,6 +156,7 @@ def test_model_sizes_match_their_references():
     assert build_model("fast-cnn").count_params() == 215_194  # conv24-5×5, conv32-3×3, dense-256
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_tiny_run_of_recipe_best(tmp_path, mnist_dir):
     out = tmp_path / "best"
     assert main(["train", "--recipe", "best", "--out", str(out), "--limit", "512", "--epochs", "1"]) == 0
@@ -165,6 +166,7 @@ def test_tiny_run_of_recipe_best(tmp_path, mnist_dir):
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "seen_in_training" not in metrics["validation"]
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_recipe_fast_and_the_public_records_settings_as_flags(tmp_path, mnist_dir):
     """--recipe fast is one epoch on all 60k images; one tiny run with the record's other settings switched on:
     standardization inside the model, PyTorch's initialisation and OneCycleLR, one fixed data order. The saved
@@ -266,6 +268,7 @@ def test_one_cycle_on_keras_cosine_decay_gives_the_former_curve_at_every_step(to
     np.testing.assert_allclose(got, _former_one_cycle(steps.astype(np.float64), 3e-3, total), rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_full_train_trains_on_all_images_and_says_validation_was_seen(tmp_path, mnist_dir):
     from digitlab.data.mnist import load_splits
 
@@ -416,6 +419,7 @@ def test_outliers_are_mixed_in_with_their_own_label(mnist):
     assert sorted(y_all[~outliers].tolist()) == sorted(y.tolist())
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_a_tiny_run_with_outlier_exposure(tmp_path, mnist_dir):
     out = tmp_path / "oe"
     args = ["train", "--recipe", "fast", "--no-full-train", "--outlier-exposure", "0.5", "--limit", "1000"]

@@ -41,6 +41,7 @@ def _train(tmp_path, model, loop, **overrides):
     return train_and_evaluate(config, log=lambda *_: None)
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 @pytest.mark.parametrize("model, loop", COMBOS)
 def test_every_model_and_loop_trains_with_falling_loss(tmp_path, mnist_dir, model, loop):
     result = _train(tmp_path, model, loop, lr=2e-3, schedule="constant")
@@ -96,6 +97,7 @@ def test_raw_mlp_also_exports_a_savedmodel(trained_runs, mnist):
     )
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_same_seed_same_result(tmp_path, mnist_dir):
     a = _train(tmp_path / "a", "fast-cnn", "fit", epochs=1, deterministic=True)
     b = _train(tmp_path / "b", "fast-cnn", "fit", epochs=1, deterministic=True)
@@ -118,6 +120,7 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_killed_run_resumes_and_finishes(tmp_path, mnist_dir, loop):
     out = tmp_path / "run"
@@ -155,6 +158,7 @@ def test_killed_run_resumes_and_finishes(tmp_path, mnist_dir, loop):
     assert run.finished and json.loads(run.metrics.read_text())["epochs_run"] == 4
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_two_workers_train_in_lock_step_and_resume_after_kill_9(tmp_path, mnist_dir):
     """A 2-worker cluster killed (SIGKILL to launcher and workers) in its second epoch resumes with the same
     command: both workers restart from the chief's checkpoint and end in lock-step (same weights)."""
@@ -206,6 +210,7 @@ def test_two_workers_train_in_lock_step_and_resume_after_kill_9(tmp_path, mnist_
     assert config["strategy"] == "MultiWorkerMirroredStrategy" and config["replicas"] == 2
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_launch_stops_everyone_when_a_worker_dies(capsys):
     code = main(["launch", "--workers", "2", "--timeout", "60", "--", "train", "--epochs", "-1"])
     err = capsys.readouterr().err

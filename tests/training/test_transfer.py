@@ -104,6 +104,7 @@ def test_the_base_gives_the_same_features_in_training_and_inference(transfer_run
     assert not np.array_equal(np.asarray(model(x, training=True)), np.asarray(model(x, training=False)))  # head
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_frozen_layers_stay_unchanged_in_phase_1_and_only_the_top_k_change_in_phase_2(tmp_path, mnist_dir):
     """A base with BatchNorm (conv+BN, conv+BN, dense): phase 1 moves nothing in it, not even the BatchNorm
     moving statistics; phase 2 with K=1 moves its dense layer only."""
@@ -355,6 +356,7 @@ def _transfer_study():
     return module
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
 def test_the_transfer_experiment_runs_at_a_tiny_scale(tmp_path, mnist_dir, capsys):
     """`bench/transfer_study.py` end to end: N=5, one seed, 20 steps, a base pretrained on 1,000 images."""
     from digitlab.data.mnist import load_splits
