@@ -116,28 +116,7 @@ def fit_loop(
     steps = math.ceil(len(x) / config.batch_size)
     with distribution.scope():
         compile_classifier(model, make_optimizer(config, steps), outlier_exposure=config.outlier_exposure)
-    history = run.read_history()
-    val_losses = [r["val_loss"] for r in history if "val_loss" in r]
-    callbacks = [
-        # kept until finish_run has written metrics.json: a kill between the last epoch and the end resumes
-        # with no epoch left to train, instead of starting over
-        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False),
-        keras.callbacks.TensorBoard(str(run.logs), histogram_freq=0, write_graph=False),
-        HistoryRows(run),
-    ]
-    if val_ds is not None:
-        best = keras.callbacks.ModelCheckpoint(
-            str(run.path / "best.weights.h5"),
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=min(val_losses) if val_losses else None,
-        )
-        callbacks.insert(1, best)
-    if config.patience:
-        callbacks.append(ResumableEarlyStopping(history, monitor="val_loss", patience=config.patience))
-    if on_epoch_end is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch_end(e + 1, model)))
+    callbacks = _fit_callbacks(config, model, run, val_ds is not None, on_epoch_end)
     first = [True]
 
     def first_step(batch, logs):  # tracing the train step + the first batch, apart from the steady epochs
@@ -159,6 +138,35 @@ def fit_loop(
     best = run.path / "best.weights.h5"
     if config.keep == "best" and best.is_file():
         model.load_weights(str(best))
+
+
+def _fit_callbacks(
+    config: TrainConfig, model: keras.Model, run: RunDir, validated: bool, on_epoch_end: EpochHook | None
+) -> list:
+    """Resumable backup, the best epoch's weights (with validation), TensorBoard, history rows, early stopping."""
+    history = run.read_history()
+    val_losses = [r["val_loss"] for r in history if "val_loss" in r]
+    callbacks = [
+        # kept until finish_run has written metrics.json: a kill between the last epoch and the end resumes
+        # with no epoch left to train, instead of starting over
+        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(str(run.logs), histogram_freq=0, write_graph=False),
+        HistoryRows(run),
+    ]
+    if validated:
+        best = keras.callbacks.ModelCheckpoint(
+            str(run.path / "best.weights.h5"),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=min(val_losses) if val_losses else None,
+        )
+        callbacks.insert(1, best)
+    if config.patience:
+        callbacks.append(ResumableEarlyStopping(history, monitor="val_loss", patience=config.patience))
+    if on_epoch_end is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch_end(e + 1, model)))
+    return callbacks
 
 
 # --- orchestration ------------------------------------------------------------------------------------------
@@ -297,39 +305,15 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     transfer_model = None
     if config.model == "transfer":  # built first: a missing base or undownloadable weights fail before the run dir
         transfer_model = transfer_phases.transfer_model_for(config)
-    resume_from = None
-    resuming = state == "resume"
-    if chief:
-        run.create()
-    else:  # only the chief writes the run; the others keep their resume state in a scratch folder
-        run, resuming = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create(), False
-        found = None if config.out else find_unfinished_run(config.settings(), effective=effective_settings)
-        chief_run = Path(config.out) if config.out else found
-        resume_from = RunDir(chief_run) if chief_run else None  # resume where the chief does
+    run, resuming, resume_from = _worker_run(config, run, state == "resume", chief)
     clock.lap("setup")
     splits = load_splits(
         config.data_dir, config.validation_size, split_seed(config.settings()), config.limit, config.full_train
     )
     clock.lap("data")
-    settings = config.settings()
     replicas = distribution.num_replicas_in_sync if distribution else 1
     if chief:
-        run.write_config(
-            "train",
-            settings,
-            deterministic=config.deterministic,
-            extra=config.extra,
-            strategy=strategy.strategy_name(distribution),
-            replicas=replicas,
-            train_examples=len(splits.x_train),
-            validation_examples=len(splits.x_val),
-        )
-        if transfer_model is not None:
-            again = " (an unfinished transfer run starts over)" if resuming else ""
-            log(f"training transfer from base {config.base} into {run.path}{again}")
-        else:
-            log(f"{'resuming' if resuming else 'training'} {config.model} ({config.loop} loop) into {run.path}")
-
+        _start_run(config, run, splits, distribution, transfer_model is not None, resuming, log)
     start = time.perf_counter()
     transfer_info = None
     if transfer_model is not None:
@@ -343,23 +327,69 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         model = custom_loop.train(config, splits, run, distribution, quiet, on_epoch_end, resume_from)
     train_seconds = time.perf_counter() - start
     clock.lap("after_training")
-
-    history = run.read_history()
     export = plain_keras_model(model)
-    # validation and test in one pass: one traced graph, one pipeline
+    metrics, test_logits = _run_metrics(config, export, splits, run.read_history(), train_seconds, replicas)
+    clock.lap("predict")
+    if transfer_info is not None:
+        metrics["transfer"] = transfer_info
+    metrics["seconds"] = clock.laps  # where the command's time went, after imports (bench/train_speed.py)
+    if chief:
+        finish_run(run, model, export, test_logits, splits, metrics, clock)
+        log(
+            f"test accuracy {metrics['test']['accuracy']:.4f} (validation {metrics['validation']['accuracy']:.4f}); "
+            f"run in {run.path}"
+        )
+    return RunResult(run.path, metrics, export)
+
+
+def _worker_run(config: TrainConfig, run: RunDir, resuming: bool, chief: bool) -> tuple[RunDir, bool, RunDir | None]:
+    """(the run this process writes, whether it resumes, the run to resume from when it is not its own).
+
+    Only the chief writes the run; the others keep their resume state in a scratch folder and resume where the
+    chief does.
+    """
+    if chief:
+        return run.create(), resuming, None
+    scratch = RunDir(Path(tempfile.mkdtemp(prefix="digitlab-worker-"))).create()
+    found = None if config.out else find_unfinished_run(config.settings(), effective=effective_settings)
+    chief_run = Path(config.out) if config.out else found
+    return scratch, False, RunDir(chief_run) if chief_run else None
+
+
+def _start_run(config: TrainConfig, run: RunDir, splits: Splits, distribution, transfer: bool, resuming: bool, log):
+    """config.json (the settings and how they train), and the line that says what is trained where."""
+    run.write_config(
+        "train",
+        config.settings(),
+        deterministic=config.deterministic,
+        extra=config.extra,
+        strategy=strategy.strategy_name(distribution),
+        replicas=distribution.num_replicas_in_sync if distribution else 1,
+        train_examples=len(splits.x_train),
+        validation_examples=len(splits.x_val),
+    )
+    if transfer:
+        again = " (an unfinished transfer run starts over)" if resuming else ""
+        log(f"training transfer from base {config.base} into {run.path}{again}")
+    else:
+        log(f"{'resuming' if resuming else 'training'} {config.model} ({config.loop} loop) into {run.path}")
+
+
+def _run_metrics(
+    config: TrainConfig, export: keras.Model, splits: Splits, history: list, train_seconds: float, replicas: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """(metrics.json's body, the test logits): validation and test in one pass (one traced graph, one pipeline)."""
     logits = predict_logits(export, np.concatenate([splits.x_val, splits.x_test]))
     val_logits, test_logits = logits[: len(splits.x_val)], logits[len(splits.x_val) :]
     val = evaluate_logits(val_logits, splits.y_val)
     if config.full_train:
         val["seen_in_training"] = True  # not a held-out measurement
-    test = evaluate_logits(test_logits, splits.y_test)
-    clock.lap("predict")
     metrics = {
         "model": config.model,
         "recipe": config.recipe,
         "loop": config.loop,
         "validation": val,
-        "test": test,
+        "test": evaluate_logits(test_logits, splits.y_test),
         "epochs_run": len(history),
         "best_epoch": _best_epoch(history),
         "kept": config.keep,  # best: that epoch's weights; last: the final (or averaged) weights
@@ -368,13 +398,7 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         "parameters": int(export.count_params()),
         "replicas": replicas,
     }
-    if transfer_info is not None:
-        metrics["transfer"] = transfer_info
-    metrics["seconds"] = clock.laps  # where the command's time went, after imports (bench/train_speed.py)
-    if chief:
-        finish_run(run, model, export, test_logits, splits, metrics, clock)
-        log(f"test accuracy {test['accuracy']:.4f} (validation {val['accuracy']:.4f}); run in {run.path}")
-    return RunResult(run.path, metrics, export)
+    return metrics, test_logits
 
 
 def finish_run(
