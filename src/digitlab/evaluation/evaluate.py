@@ -20,7 +20,7 @@ from digitlab.atomic import atomic_write_json
 from digitlab.data.mnist import splits_for
 from digitlab.errors import ConfigError
 from digitlab.evaluation.metrics import ECE_BINS, calibration_metrics, classification_metrics
-from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+from digitlab.models.calibration import temperature_fit
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import LoadedModel, load_model, save_temperature
 
@@ -77,17 +77,10 @@ def evaluate_model(
     else:
         images, labels, logits = splits.x_val, splits.y_val, val_logits
 
-    seen = loaded.validation_seen  # trained on the validation images: nothing to calibrate on
-    temperature = 1.0 if seen else fit_temperature(val_logits, splits.y_val)
-    val_before = negative_log_likelihood(val_logits, splits.y_val)
-    val_after = negative_log_likelihood(val_logits / temperature, splits.y_val)
+    # trained on the validation images (loaded.validation_seen): nothing to calibrate on
+    temperature, details = temperature_fit(val_logits, splits.y_val, loaded.validation_seen)
     if not np.array_equal((val_logits / temperature).argmax(1), val_logits.argmax(1)):
         raise AssertionError("temperature scaling changed a predicted class")  # impossible for T > 0
-    details = {
-        "fitted_on": f"nothing: {seen}" if seen else "validation",
-        "validation_nll_before": val_before,
-        "validation_nll_after": val_after,
-    }
     calibration = _calibrate(loaded, temperature, details, calibrate)
 
     metrics: dict[str, Any] = {
@@ -101,9 +94,9 @@ def evaluate_model(
             "bins": ECE_BINS,
             "before": calibration_metrics(logits, labels, 1.0),
             "after": calibration_metrics(logits, labels, temperature),
-            "temperature_fitted_on": f"nothing: {seen}" if seen else "validation",
-            "validation_nll_before": val_before,
-            "validation_nll_after": val_after,
+            "temperature_fitted_on": details["fitted_on"],
+            "validation_nll_before": details["validation_nll_before"],
+            "validation_nll_after": details["validation_nll_after"],
         },
     }
     metrics["loss"] = metrics["calibration"]["before"]["loss"]

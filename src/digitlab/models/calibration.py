@@ -29,6 +29,28 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def temperature_fit(val_logits: np.ndarray, y_val: np.ndarray, seen: str = "") -> tuple[float, dict[str, object]]:
+    """The temperature a run gets, and what calibration.json records beside it.
+
+    Fitted on the validation logits, unless those digits were seen in training (an imported model, a --full-train
+    run): then 1, and the record says why.
+
+    Args:
+        val_logits: (N, 10) the model's logits for the validation digits.
+        y_val: (N,) their labels.
+        seen: why the validation digits may have been seen in training ("" when they were held out).
+
+    Returns:
+        (temperature > 0, {"fitted_on", "validation_nll_before", "validation_nll_after"}).
+    """
+    temperature = 1.0 if seen else fit_temperature(val_logits, y_val)
+    return temperature, {
+        "fitted_on": f"nothing: {seen}" if seen else "validation",
+        "validation_nll_before": negative_log_likelihood(val_logits, y_val),
+        "validation_nll_after": negative_log_likelihood(val_logits / temperature, y_val),
+    }
+
+
 def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """softmax(logits / T) in float64, one row per example."""
     return softmax(np.asarray(logits, np.float64) / temperature, axis=1)

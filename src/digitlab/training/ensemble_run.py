@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from digitlab.data.mnist import splits_for, validation_split_of
+from digitlab.data.mnist import Splits, splits_for, validation_split_of
 from digitlab.errors import ConfigError
-from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+from digitlab.models.calibration import temperature_fit
 from digitlab.models.ensemble_network import build_ensemble
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import LoadedModel, load_model, save_temperature
@@ -101,46 +101,21 @@ def make_ensemble(
         raise ConfigError(f"--out {run.path} already holds a run; choose another --out")
     run.create()
     start = time.perf_counter()
-    validation_size, seed = validation_split_of(members[0].settings)
     splits = splits_for(members[0].settings, data_dir)
     networks = [m.model for m in members]
-    member_val = [predict_logits(n, splits.x_val) for n in networks]
-
-    plain = build_ensemble(networks)
-    val_logits = predict_logits(plain, splits.x_val)
-    expected = mean_probabilities(member_val)
-    if not np.allclose(softmax(val_logits.astype(np.float64), axis=1), expected, atol=1e-5):
-        raise AssertionError("the ensemble's probabilities are not the mean of its members'")  # a bug, not a user error
-    choice: dict[str, Any] = {"asked": tta, "used": tta == "on"}
-    model, chosen_val = plain, val_logits
-    if tta != "off":
-        shifted = build_ensemble(networks, tta=True)
-        tta_val = predict_logits(shifted, splits.x_val)
-        errors = {
-            "without": int(np.sum(val_logits.argmax(1) != splits.y_val)),
-            "with": int(np.sum(tta_val.argmax(1) != splits.y_val)),
-        }
-        choice.update(validation_errors=errors)
-        if tta == "on" or errors["with"] < errors["without"]:
-            choice["used"] = True
-            model, chosen_val = shifted, tta_val
-        log(
-            f"test-time augmentation: {errors['without']} → {errors['with']} validation errors; "
-            f"{'kept' if choice['used'] else 'left out'}"
-        )
+    model, chosen_val, choice = _with_tta_choice(tta, networks, _checked_ensemble(networks, splits), splits, log)
     test_logits = predict_logits(model, splits.x_test)  # the one use of the test set
-    temperature = fit_temperature(chosen_val, splits.y_val)
-    member_rows = [_member_row(m) for m in members]
     metrics = {
         "model": "ensemble",
         "recipe": "ensemble",
-        "members": member_rows,
+        "members": [_member_row(m) for m in members],
         "tta": choice,
         "validation": evaluate_logits(chosen_val, splits.y_val),
         "test": evaluate_logits(test_logits, splits.y_test),
         "parameters": int(model.count_params()),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
+    validation_size, seed = validation_split_of(members[0].settings)
     run.write_config(
         "ensemble",
         {
@@ -154,15 +129,8 @@ def make_ensemble(
             "data_dir": data_dir,
         },
     )
-    save_temperature(  # the same calibration.json `evaluate` writes, through the same helper, before the run is done
-        LoadedModel(None, "ensemble", run.model, run.path),
-        temperature,
-        {
-            "fitted_on": "validation",
-            "validation_nll_before": negative_log_likelihood(chosen_val, splits.y_val),
-            "validation_nll_after": negative_log_likelihood(chosen_val / temperature, splits.y_val),
-        },
-    )
+    # the same calibration.json `evaluate` writes, through the same helpers, before the run is done
+    save_temperature(LoadedModel(None, "ensemble", run.model, run.path), *temperature_fit(chosen_val, splits.y_val))
     text = run.finish(
         metrics,
         *_summary_lines(metrics),
@@ -171,6 +139,42 @@ def make_ensemble(
     )
     log(text.rstrip())
     return metrics
+
+
+def _checked_ensemble(networks: list, splits: Splits) -> tuple[Any, np.ndarray]:
+    """(the averaging model, its validation logits), checked to give the mean of the members' probabilities."""
+    plain = build_ensemble(networks)
+    val_logits = predict_logits(plain, splits.x_val)
+    expected = mean_probabilities([predict_logits(n, splits.x_val) for n in networks])
+    if not np.allclose(softmax(val_logits.astype(np.float64), axis=1), expected, atol=1e-5):
+        raise AssertionError("the ensemble's probabilities are not the mean of its members'")  # a bug, not a user error
+    return plain, val_logits
+
+
+def _with_tta_choice(tta: str, networks: list, plain: tuple, splits: Splits, log) -> tuple[Any, np.ndarray, dict]:
+    """(the model kept, its validation logits, the choice recorded).
+
+    Test-time augmentation off, on, or kept only when it makes fewer validation errors (auto).
+    """
+    model, val_logits = plain
+    choice: dict[str, Any] = {"asked": tta, "used": tta == "on"}
+    if tta == "off":
+        return model, val_logits, choice
+    shifted = build_ensemble(networks, tta=True)
+    tta_val = predict_logits(shifted, splits.x_val)
+    errors = {
+        "without": int(np.sum(val_logits.argmax(1) != splits.y_val)),
+        "with": int(np.sum(tta_val.argmax(1) != splits.y_val)),
+    }
+    choice.update(validation_errors=errors)
+    if tta == "on" or errors["with"] < errors["without"]:
+        choice["used"] = True
+        model, val_logits = shifted, tta_val
+    log(
+        f"test-time augmentation: {errors['without']} → {errors['with']} validation errors; "
+        f"{'kept' if choice['used'] else 'left out'}"
+    )
+    return model, val_logits, choice
 
 
 def _member_row(member: LoadedModel) -> dict[str, Any]:

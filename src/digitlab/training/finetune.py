@@ -404,22 +404,12 @@ def _calibrate(export, parent, run, val_logits: np.ndarray, y_val: np.ndarray) -
     Unless the parent may have trained on the validation images (an imported model, a --full-train run): the
     temperature then stays 1.
     """
-    from digitlab.models.calibration import fit_temperature, negative_log_likelihood
+    from digitlab.models.calibration import temperature_fit
     from digitlab.models.saved import LoadedModel, save_temperature
 
-    seen = parent.validation_seen
-    temperature = 1.0 if seen else fit_temperature(val_logits, y_val)
-    fitted_on = f"nothing: {seen}" if seen else "validation"
-    save_temperature(
-        LoadedModel(export, parent.name, run.model, run.path, {}),
-        temperature,
-        {
-            "fitted_on": fitted_on,
-            "validation_nll_before": negative_log_likelihood(val_logits, y_val),
-            "validation_nll_after": negative_log_likelihood(val_logits / temperature, y_val),
-        },
-    )
-    return temperature, fitted_on
+    temperature, details = temperature_fit(val_logits, y_val, parent.validation_seen)
+    save_temperature(LoadedModel(export, parent.name, run.model, run.path, {}), temperature, details)
+    return temperature, details["fitted_on"]
 
 
 def format_report(metrics: dict[str, Any]) -> str:
