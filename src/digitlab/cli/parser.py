@@ -25,7 +25,7 @@ from digitlab.cli.commands import (
     cmd_serve,
     cmd_train,
 )
-from digitlab.explain.options import METHODS
+from digitlab.explain.options import BASELINES, METHODS
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -213,9 +213,7 @@ def _add_explain(sub: Any) -> None:
     p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
     p.add_argument("--contrast", type=int, default=None, help="explain target rather than this class (why 9, not 4?)")
     p.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
-    p.add_argument(
-        "--baseline", default="blur", choices=["black", "blur", "grey"], help="Integrated Gradients baseline (blur)"
-    )
+    p.add_argument("--baseline", default="blur", choices=BASELINES, help="Integrated Gradients baseline (default blur)")
     p.add_argument("--out", type=Path, default=Path("explanations"), help="folder for the PNG panels")
     p.add_argument("--json", action="store_true", help="one JSON object per image, with every map's 28×28 values")
     _data_dir_arg(p)

@@ -422,15 +422,9 @@ def normalise_digit(ink: Ink, digit: np.ndarray, box: Box) -> Processed:
     result = Processed(np.zeros((28, 28), np.float32), blank=False, polarity=polarity, source_size=size)
     top, bottom, left, right = box
     longest = max(bottom - top, right - left)
-    # Stroke width: MNIST's is ~16% of the digit's longer side (median; 13-22% covers most digits). Only a
-    # clearly thinner or thicker stroke is changed, toward the edge of that range, not to one fixed width.
+    # the stroke width, brought toward MNIST's (`_stroke_radius`)
     width = stroke_width(digit[max(0, top - 1) : bottom + 1, max(0, left - 1) : right + 1])
-    ratio = width / longest
-    radius = 0
-    if ratio < STROKE_RANGE[0]:
-        radius = max(1, round((STROKE_RANGE[0] * longest - width) / 2))
-    elif ratio > STROKE_RANGE[1] and width > 3:
-        radius = -max(1, round((width - STROKE_RANGE[1] * longest) / 2))
+    radius = _stroke_radius(width, longest)
     # From here on only the digit's surroundings matter: the anti-aliased edge (1 px) and the reach of the
     # stroke dilation. Working on that crop is identical to working on the whole image, and cheaper.
     margin = abs(radius) + 2
@@ -469,13 +463,7 @@ def normalise_digit(ink: Ink, digit: np.ndarray, box: Box) -> Processed:
     peak = small.max()
     if peak > 0:
         small = np.minimum(small * np.float32(1 / peak), 1.0)  # MNIST digits reach full intensity
-    # Place the box so the centre of mass lands at the centre (13.5, 13.5), but never outside the canvas.
-    mass = float(small.sum())
-    # (weighted sums, not `@`: a BLAS call here wakes OpenBLAS's thread pool, which then spins on every core)
-    cy = float((small.sum(axis=1) * np.arange(new_h)).sum()) / mass if mass else (new_h - 1) / 2
-    cx = float((small.sum(axis=0) * np.arange(new_w)).sum()) / mass if mass else (new_w - 1) / 2
-    y0 = min(max(round(CANVAS / 2 - 0.5 - cy), 0), CANVAS - new_h)
-    x0 = min(max(round(CANVAS / 2 - 0.5 - cx), 0), CANVAS - new_w)
+    y0, x0 = _centred_by_mass(small)
     result.pixels[y0 : y0 + new_h, x0 : x0 + new_w] = small
     top, bottom, left, right = top + y_off, bottom + y_off, left + x_off, right + x_off  # in the working image
     result.bbox = (
@@ -490,6 +478,32 @@ def normalise_digit(ink: Ink, digit: np.ndarray, box: Box) -> Processed:
         "aspect": round((right - left) / max(bottom - top, 1), 4),  # the ink box's width / height
     }
     return result
+
+
+def _stroke_radius(width: float, longest: int) -> int:
+    """The disk radius that brings a stroke toward MNIST's width (> 0 dilates, < 0 erodes, 0 leaves it).
+
+    MNIST's stroke is ~16% of the digit's longer side (median; 13-22% covers most digits): only a clearly thinner or
+    thicker stroke is changed, toward the edge of that range, not to one fixed width.
+    """
+    ratio = width / longest
+    if ratio < STROKE_RANGE[0]:
+        return max(1, round((STROKE_RANGE[0] * longest - width) / 2))
+    if ratio > STROKE_RANGE[1] and width > 3:
+        return -max(1, round((width - STROKE_RANGE[1] * longest) / 2))
+    return 0
+
+
+def _centred_by_mass(small: np.ndarray) -> tuple[int, int]:
+    """Where the size-normalised digit goes so its centre of mass lands at (13.5, 13.5), never off the canvas."""
+    new_h, new_w = small.shape
+    mass = float(small.sum())
+    # (weighted sums, not `@`: a BLAS call here wakes OpenBLAS's thread pool, which then spins on every core)
+    cy = float((small.sum(axis=1) * np.arange(new_h)).sum()) / mass if mass else (new_h - 1) / 2
+    cx = float((small.sum(axis=0) * np.arange(new_w)).sum()) / mass if mass else (new_w - 1) / 2
+    y0 = min(max(round(CANVAS / 2 - 0.5 - cy), 0), CANVAS - new_h)
+    x0 = min(max(round(CANVAS / 2 - 0.5 - cx), 0), CANVAS - new_w)
+    return y0, x0
 
 
 def _dilate4(mask: np.ndarray) -> np.ndarray:

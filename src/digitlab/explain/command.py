@@ -61,20 +61,15 @@ def run_explain(
         ModelError: when the model cannot be loaded.
     """
     stdout = stdout or sys.stdout
-    methods = list(METHODS) if method == "all" else [method]
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(f"--method must be one of {', '.join(METHODS)} or all, got {m!r}")
+    if method not in (*METHODS, "all"):
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)} or all, got {method!r}")
     if baseline not in BASELINES:
         raise ConfigError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
     paths = collect_paths(inputs)
     if not paths:
         raise ConfigError("no images found in the given paths")
     explainer = ModelExplainer.load(model, data_dir)
-    if method == "all" and explainer.explainer.cam_index is None:
-        methods = [m for m in methods if m not in CAM_METHODS]  # an MLP has no convolution to look at
-    if method == "all" and not explainer.loaded.is_keras:
-        methods = ["occlusion"]  # an imported ONNX model gives no gradients
+    methods = _methods_for(method, explainer)
     out = Path(out)
     failed = 0
     for n, path in enumerate(paths, 1):
@@ -88,22 +83,26 @@ def run_explain(
             if processed.blank:
                 record.update(blank=True, reason=processed.reason)
             else:
-                record.update(
-                    _explain_one(
-                        explainer,
-                        processed.pixels,
-                        methods,
-                        target,
-                        contrast,
-                        baseline,
-                        steps,
-                        out / f"{n:06d}-{path.stem}.png",
-                        path.name,
-                    )
-                )
+                panel = out / f"{n:06d}-{path.stem}.png"
+                args = (methods, target, contrast, baseline, steps, panel, path.name)
+                record.update(_explain_one(explainer, processed.pixels, *args))
         print(json.dumps(record) if as_json else _text_line(record), file=stdout, flush=True)
     print(f"{len(paths)} images explained into {out}, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _methods_for(method: str, explainer: ModelExplainer) -> list[str]:
+    """The methods to run: the one asked, or for "all" those the model supports.
+
+    No class activation maps without a convolution; occlusion alone for an imported ONNX model (no gradients).
+    """
+    if method != "all":
+        return [method]
+    if not explainer.loaded.is_keras:
+        return ["occlusion"]
+    if explainer.explainer.cam_index is None:
+        return [m for m in METHODS if m not in CAM_METHODS]
+    return list(METHODS)
 
 
 def _explain_one(

@@ -122,8 +122,7 @@ def export_loaded(
     images = _parity_images(data_dir)
     runtime = KerasRuntime(loaded.model) if loaded.is_keras else OnnxRuntime(loaded.model)
     reference_logits, reference_features = runtime.forward(images)
-    reference = probabilities(reference_logits, loaded.temperature)
-    source = loaded.file_digest()
+    reference = (probabilities(reference_logits, loaded.temperature), reference_features)
     results = []
     for fmt in formats:
         start = time.perf_counter()
@@ -132,48 +131,9 @@ def export_loaded(
         else:
             info = export.write_adapted_onnx(loaded.model.model_bytes, out)
         path = export.exported_path(out, fmt)
-        runtime = open_runtime(fmt, path)
-        logits, features = runtime.forward(images)
-        check = parity(reference, probabilities(logits, loaded.temperature))
-        check["features"] = feature_parity(reference_features, features)
-        if check["features"] is not None and not check["features"]["passed"]:
-            check["passed"] = False
-        if not check["passed"]:
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-            export.metadata_path(out, fmt).unlink(missing_ok=True)
-            feature_check = check["features"]
-            raise ModelError(
-                f"the {fmt} export of {loaded.name} does not answer like the Keras model: "
-                f"{check['same_label']}/{check['images']} same labels, max probability difference "
-                f"{check['max_abs_probability_diff']:.2g} (tolerance {PARITY_TOLERANCE:g}), features' relative "
-                f"difference {feature_check['relative'] if feature_check else 'none'}; it was removed"
-            )
-        width = None if reference_features is None else int(reference_features.shape[1])
-        meta = {
-            "schema": export.METADATA_SCHEMA,
-            "format": fmt,
-            "file": str(path.relative_to(out)),
-            "sha256": export.digest(path),
-            "model": loaded.name,
-            "source": {
-                "file": loaded.model_path.name,
-                "sha256": source,
-                "run": loaded.run_dir.name if loaded.run_dir else None,
-            },
-            "input": export.INPUT_CONTRACT,
-            "output": {
-                "logits": [None, 10],
-                "probabilities": "softmax(logits / temperature)",
-                **({"features": [None, width]} if width else {}),
-            },
-            "labels": export.LABELS,
-            "temperature": loaded.temperature,
-            "parity": check,
-            **info,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "exported_with": _versions(fmt),
-            "seconds": round(time.perf_counter() - start, 2),
-        }
+        check = _checked(loaded, fmt, out, path, images, reference)
+        meta = _metadata(loaded, fmt, out, path, check, reference_features, info)
+        meta["seconds"] = round(time.perf_counter() - start, 2)
         export.write_metadata(out, fmt, meta)
         log(
             f"{fmt:<10} {path}  parity on {check['images']} test digits: {check['same_label']} same labels, "
@@ -181,6 +141,57 @@ def export_loaded(
         )
         results.append(meta)
     return results
+
+
+def _checked(loaded: LoadedModel, fmt: str, out: Path, path: Path, images: np.ndarray, reference: tuple) -> dict:
+    """The export's parity with the model (probabilities and features); a failing export is removed and raised."""
+    logits, features = open_runtime(fmt, path).forward(images)
+    check = parity(reference[0], probabilities(logits, loaded.temperature))
+    check["features"] = feature_parity(reference[1], features)
+    if check["features"] is not None and not check["features"]["passed"]:
+        check["passed"] = False
+    if check["passed"]:
+        return check
+    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    export.metadata_path(out, fmt).unlink(missing_ok=True)
+    feature_check = check["features"]
+    raise ModelError(
+        f"the {fmt} export of {loaded.name} does not answer like the Keras model: "
+        f"{check['same_label']}/{check['images']} same labels, max probability difference "
+        f"{check['max_abs_probability_diff']:.2g} (tolerance {PARITY_TOLERANCE:g}), features' relative "
+        f"difference {feature_check['relative'] if feature_check else 'none'}; it was removed"
+    )
+
+
+def _metadata(
+    loaded: LoadedModel, fmt: str, out: Path, path: Path, check: dict, features: np.ndarray | None, info: dict
+) -> dict[str, Any]:
+    """The export's metadata file (schema `export.METADATA_SCHEMA`): what it is, where from, its contract, parity."""
+    width = None if features is None else int(features.shape[1])
+    return {
+        "schema": export.METADATA_SCHEMA,
+        "format": fmt,
+        "file": str(path.relative_to(out)),
+        "sha256": export.digest(path),
+        "model": loaded.name,
+        "source": {
+            "file": loaded.model_path.name,
+            "sha256": loaded.file_digest(),
+            "run": loaded.run_dir.name if loaded.run_dir else None,
+        },
+        "input": export.INPUT_CONTRACT,
+        "output": {
+            "logits": [None, 10],
+            "probabilities": "softmax(logits / temperature)",
+            **({"features": [None, width]} if width else {}),
+        },
+        "labels": export.LABELS,
+        "temperature": loaded.temperature,
+        "parity": check,
+        **info,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exported_with": _versions(fmt),
+    }
 
 
 def export_run(

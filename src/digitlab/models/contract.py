@@ -267,7 +267,7 @@ def onnx_adapter(model, contract: Contract):
         MissingDependency: onnx is not installed.
     """
     onnx = require("onnx", "adapting an ONNX model")
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     adapted = onnx.ModelProto()
     adapted.CopyFrom(model)
@@ -278,6 +278,28 @@ def onnx_adapter(model, contract: Contract):
     graph = adapted.graph
     original_in = contract.input_name or graph.input[0].name
     original_out = contract.output_name or graph.output[0].name
+    nodes, fed = _input_nodes(graph, contract)
+    for node in graph.node:
+        node.input[:] = [fed if name == original_in else name for name in node.input]
+    tail = _output_nodes(original_out, contract)
+    all_nodes = nodes + list(graph.node) + tail
+    del graph.node[:]
+    graph.node.extend(all_nodes)
+    batch = contract.batch if contract.batch else "N"
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 28, 28, 1]))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10]))
+    return adapted
+
+
+def _input_nodes(graph, contract: Contract) -> tuple[list, str]:
+    """(nodes, the tensor they feed the model): digitlab's `image` scaled, laid out, rounded to uint8, cast.
+
+    Their constants are added to the graph's initializers.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
     a, b = contract.affine
     consts = {
         "contract_a": np.array(a, np.float32),
@@ -285,6 +307,12 @@ def onnx_adapter(model, contract: Contract):
         "contract_shape": np.array([-1, *contract.shape], np.int64),
         "contract_floor": np.array(PROBABILITY_FLOOR, np.float32),
     }
+    if contract.dtype == "uint8":
+        consts |= {
+            "contract_half": np.array(0.5, np.float32),
+            "contract_lo": np.array(0, np.float32),
+            "contract_hi": np.array(255, np.float32),
+        }
     graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
     nodes = [
         helper.make_node("Mul", ["image", "contract_a"], ["contract_scaled"]),
@@ -295,12 +323,6 @@ def onnx_adapter(model, contract: Contract):
     if contract.dtype == "uint8":
         # floor(x + 0.5) and Max/Min, not Round and Clip's min/max inputs (opset 11): valid in the opset-8 graphs
         # of old files, and different from Round only at exact halves
-        consts_u8 = {
-            "contract_half": np.array(0.5, np.float32),
-            "contract_lo": np.array(0, np.float32),
-            "contract_hi": np.array(255, np.float32),
-        }
-        graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts_u8.items())
         nodes += [
             helper.make_node("Add", [fed, "contract_half"], ["contract_halved"]),
             helper.make_node("Floor", ["contract_halved"], ["contract_rounded"]),
@@ -312,8 +334,13 @@ def onnx_adapter(model, contract: Contract):
         to = TensorProto.UINT8 if contract.dtype == "uint8" else TensorProto.DOUBLE
         nodes.append(helper.make_node("Cast", [fed], ["contract_cast"], to=to))
         fed = "contract_cast"
-    for node in graph.node:
-        node.input[:] = [fed if name == original_in else name for name in node.input]
+    return nodes, fed
+
+
+def _output_nodes(original_out: str, contract: Contract) -> list:
+    """The nodes from the model's output to digitlab's `logits`: float32, and log of probabilities (floored)."""
+    from onnx import TensorProto, helper
+
     tail = [helper.make_node("Cast", [original_out], ["contract_out_f32"], to=TensorProto.FLOAT)]
     if contract.outputs == "probabilities":
         tail += [
@@ -322,12 +349,4 @@ def onnx_adapter(model, contract: Contract):
         ]
     else:
         tail.append(helper.make_node("Identity", ["contract_out_f32"], ["logits"]))
-    all_nodes = nodes + list(graph.node) + tail
-    del graph.node[:]
-    graph.node.extend(all_nodes)
-    batch = contract.batch if contract.batch else "N"
-    del graph.input[:]
-    graph.input.append(helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 28, 28, 1]))
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10]))
-    return adapted
+    return tail

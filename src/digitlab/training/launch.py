@@ -55,6 +55,28 @@ def launch(command: list[str], workers: int = 2, timeout: float | None = None, h
         raise ConfigError("nothing to launch: put the command after `--`, e.g. `launch --workers 2 -- train ...`")
     if command[0] == "--":
         command = command[1:]
+    procs, threads = _start_workers(command, workers, host)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        failed = _wait(procs, deadline)
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    if failed == TIMED_OUT:
+        _stop(procs)
+        raise LaunchError(f"the {workers}-worker cluster did not finish within {timeout:.0f} s; stopped all")
+    if failed is not None:
+        _stop(procs)
+    for t in threads:
+        t.join(timeout=5)
+    if failed is not None:
+        index, code = failed
+        raise LaunchError(f"worker {index} exited with status {code}; stopped the other workers")
+    return 0
+
+
+def _start_workers(command: list[str], workers: int, host: str) -> tuple[list[subprocess.Popen], list]:
+    """Start the worker processes, each with its TF_CONFIG, and a thread per worker that prefixes its output."""
     procs: list[subprocess.Popen] = []
     lock = threading.Lock()
     threads = []
@@ -74,34 +96,24 @@ def launch(command: list[str], workers: int = 2, timeout: float | None = None, h
         t = threading.Thread(target=_stream, args=(proc, f"[worker {i}]", lock), daemon=True)
         t.start()
         threads.append(t)
+    return procs, threads
 
-    deadline = None if timeout is None else time.monotonic() + timeout
-    failed: tuple[int, int] | None = None
-    try:
-        while True:
-            codes = [p.poll() for p in procs]
-            bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if bad:
-                failed = bad[0]
-                break
-            if all(c == 0 for c in codes):
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                _stop(procs)
-                raise LaunchError(f"the {workers}-worker cluster did not finish within {timeout:.0f} s; stopped all")
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        _stop(procs)
-        raise
-    if failed is not None:
-        _stop(procs)
-        for t in threads:
-            t.join(timeout=5)
-        index, code = failed
-        raise LaunchError(f"worker {index} exited with status {code}; stopped the other workers")
-    for t in threads:
-        t.join(timeout=5)
-    return 0
+
+TIMED_OUT = (-1, -1)
+
+
+def _wait(procs: list[subprocess.Popen], deadline: float | None) -> tuple[int, int] | None:
+    """Until every worker succeeded (None), one failed ((index, status)), or the deadline passed (`TIMED_OUT`)."""
+    while True:
+        codes = [p.poll() for p in procs]
+        bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+        if bad:
+            return bad[0]
+        if all(c == 0 for c in codes):
+            return None
+        if deadline is not None and time.monotonic() > deadline:
+            return TIMED_OUT
+        time.sleep(0.1)
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
