@@ -179,3 +179,44 @@ def test_feature_knn_matches_python(tmp_path):
     js = np.asarray(node(HERE / "run_feature_knn.mjs", tmp_path / layout["file"], tmp_path / "knn.json"))
     assert layout["neighbours"] == BANK_NEIGHBOURS
     np.testing.assert_allclose(js, bank.distance(features), rtol=1e-3, atol=1e-3)  # the bank is float16 in Python
+
+
+def test_javascript_verdicts_match_python(tmp_path):
+    """The page's verdict rules (`verdictOf`) say what `verdict.judge` says, reasons included, on the same canvases.
+
+    The model is a stand-in on both sides (the nearest class mean, the refusal's margin 0 for the reader's pieces,
+    "not a digit" given per canvas), so the rules are compared: marks, touching digits, the reader's text, the
+    refusal's place among them, the constants from web.json.
+    """
+    from digitlab.inference.verdict import judge
+
+    means = class_means()
+    named = canvases(240)
+    refused = (np.random.default_rng(1).random(len(named)) < 0.3).tolist()
+
+    class NearestMean:  # what judge and the reader need of a model (read.AnswerModel)
+        temperature = 1.0
+
+        def forward(self, pixels):
+            x = np.asarray(pixels, np.float64).reshape(-1, 1, 784)
+            return -10 * ((x - means.astype(np.float64)[None]) ** 2).sum(axis=2), None
+
+        def refusal(self):
+            return self
+
+        def margins(self, pixels, logits, net=None):
+            return np.zeros(len(pixels))
+
+    (tmp_path / "verdict.json").write_text(json.dumps({"means": means.tolist(), "refused": refused}))
+    images = [a for _, a in named]
+    run_js(images, tmp_path)  # writes the pixel files the verdict runner reads too
+    js = node(HERE / "run_verdict.mjs", tmp_path / "pixels", tmp_path / "shapes.json", tmp_path / "verdict.json")
+    model = NearestMean()
+    python = []
+    for image, not_digit in zip(images, refused, strict=True):
+        p = to_mnist_28x28(image)
+        python.append(["blank", p.reason] if p.blank else list(judge(p, not_digit, model)))
+    kinds = {v for v, _ in python}
+    same = sum(a == b for a, b in zip(python, js, strict=True))
+    assert kinds == {"blank", "several_digits", "not_a_digit", "digit"}, kinds  # every rule is exercised
+    assert same / len(python) >= 0.99, [(a, b) for a, b in zip(python, js, strict=True) if a != b][:5]

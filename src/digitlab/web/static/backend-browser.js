@@ -98,6 +98,28 @@ export function featureKnn(features, { bank, rows, width, neighbours }) {
   return 1 - best.reduce((a, b) => a + b, 0) / neighbours;
 }
 
+/**
+ * `verdict.judge` after "blank": several marks, one mark wide enough to be touching digits, not a digit, a digit.
+ * @param {object} processed from `toMnist28x28`, not blank.
+ * @param {() => boolean} refused whether the refusal says "not a digit" (asked only when it decides).
+ * @param {(ink: object) => Promise<object>} read the reader (`readInk` with the model's scores).
+ * @returns {Promise<[string, string]>} [verdict, reason]; the reason is "" for a digit.
+ */
+export async function verdictOf(processed, refused, read) {
+  const marks = processed.details.marks || 1;
+  if (marks >= 2) {
+    const { text } = await read(processed.ink);
+    return ["several_digits", `several digits: ${marks} separate marks, reads as '${text}'; use read for numbers`];
+  }
+  if ((processed.details.mark_aspect || 0) > C.TOUCHING_ASPECT) {
+    const reading = await read(processed.ink);
+    if (reading.digits.length >= 2 && Math.min(...reading.digits.map((d) => d.confidence)) >= C.TOUCHING_CONFIDENCE) {
+      return ["several_digits", `several digits: reads as '${reading.text}' (touching); use read for numbers`];
+    }
+  }
+  return refused() ? ["not_a_digit", C.NOT_A_DIGIT] : ["digit", ""];
+}
+
 /** The refusal's score (higher: less like a digit); above `refusal.threshold` it says "not a digit". */
 export function refusalScore(features, refusal) {
   return features.reduce((s, f, i) => s + ((f - refusal.mean[i]) / refusal.std[i]) * refusal.coef[i], refusal.intercept);
@@ -199,24 +221,9 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     };
   }
 
-  // `verdict.judge` after "blank": several marks, one mark wide enough to be touching digits, not a digit, a digit.
   async function judge(processed, logits, features) {
     const state = await init();
-    const marks = processed.details.marks || 1;
-    if (marks >= 2) {
-      const { text } = await readInk(processed.ink, score);
-      return ["several_digits", `several digits: ${marks} separate marks, reads as '${text}'; use read for numbers`];
-    }
-    if ((processed.details.mark_aspect || 0) > C.TOUCHING_ASPECT) {
-      const reading = await readInk(processed.ink, score);
-      if (reading.digits.length >= 2 && Math.min(...reading.digits.map((d) => d.confidence)) >= C.TOUCHING_CONFIDENCE) {
-        return ["several_digits", `several digits: reads as '${reading.text}' (touching); use read for numbers`];
-      }
-    }
-    if (margin(processed.pixels, logits, features, state) > 0) {
-      return ["not_a_digit", C.NOT_A_DIGIT];
-    }
-    return ["digit", ""];
+    return verdictOf(processed, () => margin(processed.pixels, logits, features, state) > 0, (ink) => readInk(ink, score));
   }
 
   return {
