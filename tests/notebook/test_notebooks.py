@@ -158,3 +158,19 @@ def test_widget_number_mode_reads_like_the_server(trained_run, mnist):
 
 def test_kernel_env_is_not_left_quick():
     assert os.environ.get("DIGITLAB_QUICK") is None
+
+
+def test_the_widget_module_is_one_module_with_the_pages_wording(tmp_path):
+    """anywidget loads one ES module: draw.js with web/static/texts.js inlined, so the widget and the page say
+    the same things; the module parses and imports nothing."""
+    import shutil
+    import subprocess
+
+    from digitlab.notebook.widget import widget_module
+
+    module = widget_module()
+    assert not [line for line in module.splitlines() if line.startswith("import ")]
+    assert all(f"const {name} " in module for name in ("digitStatus", "readingStatus", "refusedStatus", "NO_DIGIT"))
+    if shutil.which("node"):
+        (tmp_path / "widget.mjs").write_text(module)
+        subprocess.run(["node", "--check", str(tmp_path / "widget.mjs")], check=True)

@@ -1,6 +1,7 @@
 """`draw()`: the draw-a-digit canvas inside Jupyter, JupyterLab, VS Code and Colab (anywidget).
 
-The canvas is one ES module (`static/draw.js`, shipped as package data, no build step). After each stroke it
+The canvas is one ES module (`static/draw.js` with the page's wording inlined, `widget_module`; package data, no
+build step). After each stroke it
 sets `image` to the canvas's PNG data URL; Python then runs exactly what the server runs for `/api/predict`
 (the same `to_mnist_28x28`, the same `Predictor` with its runtime, fitted temperature and verdicts) and answers
 through synced traits: `verdict` ("digit", "blank", "several_digits" or "not_a_digit") with its `reason`,
@@ -41,6 +42,25 @@ def _check_mode(mode: str) -> None:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 
 
+def widget_module() -> str:
+    """The widget's one ES module: `static/draw.js` with the page's wording (`digitlab.web` `texts.js`) inlined.
+
+    anywidget loads a single module, which cannot import its neighbours, so the shared module is put in front
+    of it here (its `export`s dropped, the import line removed): the page and the widget say the same things.
+
+    Returns:
+        The module's JavaScript source.
+    """
+    import re
+
+    from digitlab.web import STATIC as PAGE_STATIC
+
+    texts = re.sub(r"^export ", "", (PAGE_STATIC / "texts.js").read_text(), flags=re.M)
+    shared = r'^import [^\n]* from "[./]*web/static/texts\.js";\n'
+    draw = re.sub(shared, "", (STATIC / "draw.js").read_text(), flags=re.M)
+    return texts + "\n" + draw
+
+
 class DrawWidget(anywidget.AnyWidget):
     """A drawing canvas in a notebook that answers with a model, through the same code as `digitlab predict`.
 
@@ -49,7 +69,7 @@ class DrawWidget(anywidget.AnyWidget):
     mode `text`, `digits` and `confidence`.
     """
 
-    _esm = STATIC / "draw.js"
+    _esm = widget_module()
     _css = STATIC / "draw.css"
 
     image = traitlets.Unicode("").tag(sync=True)  # a data:image/png;base64,... URL (the canvas, or set by you)

@@ -1,8 +1,7 @@
 // digitlab draw(): a canvas in a notebook output. Strokes → PNG data URL in `image` → Python answers through
 // `verdict`, `reason`, `label`, `probabilities`, `top_k`, `processed` and `error`; in number mode (a wide canvas)
 // through `text`, `digits` and `confidence` (see digitlab/notebook/widget.py).
-const pct = (p) => `${(p * 100).toFixed(1)}%`;
-const sentence = (r) => r.charAt(0).toUpperCase() + r.slice(1).replace(/; use read for numbers$/, "");
+import { NO_DIGIT, NO_NUMBER, digitStatus, pct, readingStatus, refusedStatus } from "../../web/static/texts.js";
 
 function render({ model, el }) {
   const number = model.get("mode") === "number";
@@ -77,8 +76,8 @@ function render({ model, el }) {
   function showReading() {
     const digits = model.get("digits") || [], drawn = !!model.get("image");
     answer(model.get("text") || "", drawn ? "–" : "?");
-    root.querySelector(".status").textContent = !drawn ? hint : !digits.length ? "No digits found: write a number, larger."
-      : `${digits.length} digit${digits.length === 1 ? "" : "s"}, ${pct(model.get("confidence"))} sure of ${digits.length === 1 ? "it" : digits.length === 2 ? "both" : "all"}`;
+    root.querySelector(".status").textContent = !drawn ? hint : !digits.length ? NO_NUMBER
+      : readingStatus(digits.length, model.get("confidence"));
     const boxes = root.querySelector(".boxes"), row = root.querySelector(".digits");
     boxes.replaceChildren(); row.replaceChildren();
     const css = pad.clientWidth / pad.width; // the posted image is the canvas's buffer
@@ -104,8 +103,9 @@ function render({ model, el }) {
     answer(label === null || label === undefined ? "" : String(label), model.get("image") ? "–" : "?");
     const top = model.get("top_k") || [];
     root.querySelector(".status").textContent = !model.get("image") ? hint
-      : label === null || label === undefined ? sentence(model.get("reason") || "no digit")
-      : `${pct(top[0].probability)} sure` + (top[1] ? `; next ${top[1].label} (${pct(top[1].probability)})` : "");
+      : verdict === "blank" ? NO_DIGIT
+      : label === null || label === undefined ? refusedStatus(model.get("reason"), verdict || "no digit")
+      : digitStatus(top);
     root.querySelector(".bars").classList.toggle("muted", verdict !== "digit");
     const img = root.querySelector(".seen img");
     if (model.get("processed")) img.src = model.get("processed"); else img.removeAttribute("src");

@@ -13,6 +13,7 @@
 // [data-testid=processed] (the 28×28) and [data-testid=probabilities] (the bars).
 
 import { clearReading, showReading as drawReading, staleReading } from "./reading.js";
+import { NO_DIGIT, NO_NUMBER, digitStatus, pct, readingStatus, refusedStatus } from "./texts.js";
 
 const $ = (id) => document.getElementById(id);
 const TEXT = {
@@ -246,7 +247,6 @@ export function startPage(backend) {
     $("verdict").textContent = verdict;
   }
 
-  const sentence = (reason) => reason.charAt(0).toUpperCase() + reason.slice(1) + (/[.!?]$/.test(reason) ? "" : ".");
   const inside = () => window.digitlabInside; // the served page's explanations panel, where there is one
   const feedback = (hidden) => { if ($("feedback")) $("feedback").hidden = hidden; };
 
@@ -258,23 +258,22 @@ export function startPage(backend) {
     $("confidence").textContent = "";
     if (r.blank) {
       answer("", "blank", "–", verdict);
-      $("status").textContent = "No digit found. Draw one digit, larger.";
+      $("status").textContent = NO_DIGIT;
       state.label = null; bars(null); feedback(true);
       inside()?.clear();
       return;
     }
     if (verdict !== "digit") { // several digits, or not a digit: say so, and no confident digit
       answer("", "refused", verdict === "several_digits" ? "…" : "–", verdict);
-      $("status").textContent = sentence((r.reason || verdict.replace(/_/g, " ")).replace(/; use read for numbers$/, ""));
+      $("status").textContent = refusedStatus(r.reason, verdict);
       state.label = null; bars(r.probabilities, true);
       feedback(verdict !== "not_a_digit"); // "it was a 7" still teaches the model
       if (verdict === "not_a_digit") inside()?.update(currentImage(), r); else inside()?.clear();
       return;
     }
     answer(String(r.label), "digit", "", verdict);
-    const p = r.probabilities[r.label];
-    $("confidence").textContent = `${(p * 100).toFixed(1)}%`;
-    $("status").textContent = `${(p * 100).toFixed(1)}% sure` + (r.top_k[1] ? `; next: ${r.top_k[1].label} (${(r.top_k[1].probability * 100).toFixed(1)}%)` : "");
+    $("confidence").textContent = pct(r.probabilities[r.label]);
+    $("status").textContent = digitStatus(r.top_k);
     state.label = r.label; bars(r.probabilities); feedback(false);
     inside()?.update(currentImage(), r);
   }
@@ -288,14 +287,13 @@ export function startPage(backend) {
   function showReading(r, at) {
     if (r.blank || !r.text) {
       answer("", "blank", "–", "blank"); state.reading = null;
-      $("status").textContent = "No digits found. Write a number, larger.";
+      $("status").textContent = NO_NUMBER;
       clearReading();
       return;
     }
     answer(r.text, "digit", "", "number");
     state.reading = { r, at };
-    const n = r.digits.length;
-    $("status").textContent = `${n} digit${n === 1 ? "" : "s"}, ${(r.confidence * 100).toFixed(1)}% sure of ${n === 1 ? "it" : n === 2 ? "both" : "all " + n}`;
+    $("status").textContent = readingStatus(r.digits.length, r.confidence);
     drawReading(r, placer(at), processedUrl);
   }
 
