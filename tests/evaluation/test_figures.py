@@ -22,7 +22,7 @@ def inline_backend():
 def test_plot_helpers_leave_the_backend_alone(inline_backend, tmp_path):
     from digitlab.data.mnist import save_sample_grid
     from digitlab.evaluation import report
-    from digitlab.explain.engine import LayerActivation
+    from digitlab.explain.graph import LayerActivation
     from digitlab.explain.render import panel
     from digitlab.notebook import display
 

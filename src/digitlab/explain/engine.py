@@ -31,101 +31,15 @@ Attributions, all signed and in the model's input space (28×28, positive = push
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from digitlab.errors import ConfigError, ModelError
+from digitlab.explain.graph import SKIPPED, LayerActivation, as_batch, as_many, kind_of, run_traced
+from digitlab.explain.occlusion import OcclusionExplainer, occlusion_map, score_weights
 from digitlab.explain.options import BASELINES, CAM_METHODS, METHODS
-
-SKIPPED = ("InputLayer", "Dropout", "Identity", "Flatten", "Reshape", "SpatialDropout2D", "GaussianNoise")
-
-
-@dataclass
-class LayerActivation:
-    """One layer's output for one input, as the pictures and the API show it.
-
-    Attributes:
-        name: the Keras layer's name.
-        kind: conv, pool, norm, dense, logits, adapter or other (`kind_of`).
-        values: float32, (H, W, C) for a feature map or (units,) for a dense layer.
-    """
-
-    name: str
-    kind: str  # conv | pool | norm | dense | logits | adapter | other
-    values: np.ndarray  # one input's activation: (H, W, C) or (units,)
-
-    @property
-    def shape(self) -> list[int]:
-        """The shape of `values` as a list, e.g. [26, 26, 32] or [10]."""
-        return list(self.values.shape)
-
-
-def _graph_of(model):
-    """The functional graph that runs `model` (a Sequential's own), or None for a plain layer."""
-    graph = getattr(model, "_functional", None) if type(model).__name__ == "Sequential" else model
-    return graph if hasattr(graph, "_run_through_graph") and hasattr(graph, "_nodes_by_depth") else None
-
-
-def run_traced(model, x, record: list | None = None):
-    """`model(x)` in inference mode, node by node through its graph (nested models too).
-
-    Args:
-        model: a Keras functional or Sequential model, or a plain layer.
-        x: a (N, 28, 28, 1) float32 batch (a tensor).
-        record: when given, each leaf layer call is appended to it as (layer, first input, output).
-
-    Returns:
-        The model's output for `x`: (N, 10) logits for a digitlab classifier.
-    """
-    graph = _graph_of(model)
-    if graph is None:
-        return _leaf(model, (x,), {}, record)
-
-    def operation(op):
-        def call(*args, **kwargs):
-            if _graph_of(op) is not None:
-                return run_traced(op, args[0] if len(args) == 1 else list(args), record)
-            return _leaf(op, args, kwargs, record)
-
-        return call
-
-    return graph._run_through_graph(x, operation_fn=operation)
-
-
-def _leaf(layer, args, kwargs, record):
-    if getattr(layer, "_call_has_training_arg", False):
-        kwargs = {**kwargs, "training": False}
-    out = layer(*args, **kwargs)
-    if record is not None:
-        record.append((layer, args[0] if args else None, out))
-    return out
-
-
-def kind_of(layer) -> str:
-    """What a layer is, in the words the pictures use.
-
-    Args:
-        layer: a Keras layer.
-
-    Returns:
-        "conv", "pool", "norm", "dense", "logits" (the Dense layer named `logits`), "adapter" (resizing,
-        rescaling, an imported model's adapter) or "other".
-    """
-    name = type(layer).__name__
-    if "Conv" in name:
-        return "conv"
-    if "Pooling" in name:
-        return "pool"
-    if "Normalization" in name and name != "Normalization":
-        return "norm"
-    if name == "Dense":
-        return "logits" if layer.name == "logits" else "dense"
-    if name in ("Resizing", "Concatenate", "Rescaling", "Normalization", "ProbabilitiesToLogits"):
-        return "adapter"
-    return "other"
 
 
 class Explainer:
@@ -213,7 +127,7 @@ class Explainer:
         Returns:
             (N, 10) float32 logits.
         """
-        x = _many(pixels)
+        x = as_many(pixels)
         return self._logits(tf.constant(x)).numpy()
 
     def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -231,7 +145,7 @@ class Explainer:
         """
         if self.head_index is None:
             raise ModelError("this model has no Dense head, so there is no penultimate layer to map")
-        x = _many(pixels)
+        x = as_many(pixels)
         return np.concatenate(
             [self._features(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
         )
@@ -245,7 +159,7 @@ class Explainer:
         Returns:
             One `LayerActivation` per shown layer, in the order the model runs them.
         """
-        outputs = self._activations(_batch(pixels))
+        outputs = self._activations(as_batch(pixels))
         return [
             LayerActivation(layer.name, kind_of(layer), out.numpy()[0])
             for layer, out in zip(self.layers, outputs, strict=True)
@@ -265,16 +179,7 @@ class Explainer:
         Raises:
             ConfigError: when a class is not a digit 0-9 or the contrast equals the target.
         """
-        for name, value in (("target", target), ("contrast", contrast)):
-            if value is not None and not (isinstance(value, int | np.integer) and 0 <= value <= 9):
-                raise ConfigError(f"{name} must be a digit 0-9, got {value!r}")
-        if contrast == target:
-            raise ConfigError("the contrast class must differ from the target")
-        w = np.zeros(10, np.float32)
-        w[target] = 1.0
-        if contrast is not None:
-            w[contrast] = -1.0
-        return w
+        return score_weights(target, contrast)
 
     def integrated_gradients(
         self, pixels: np.ndarray, w: np.ndarray, baseline: str = "black", steps: int = 32
@@ -300,7 +205,7 @@ class Explainer:
             raise ConfigError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         if not 4 <= steps <= 256:
             raise ConfigError(f"steps must be between 4 and 256, got {steps}")
-        x = _batch(pixels)[0]
+        x = as_batch(pixels)[0]
         base = make_baseline(x[..., 0], baseline)[..., None]
         alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)[:, None, None, None]
         path = base + alphas * (x - base)
@@ -331,7 +236,7 @@ class Explainer:
         Returns:
             (28, 28) float32, signed.
         """
-        x = _batch(pixels)[0]
+        x = as_batch(pixels)[0]
         rng = np.random.default_rng(0)  # fixed: the same drawing always gives the same map
         noisy = np.clip(x + rng.normal(0, noise, (samples, *x.shape)).astype(np.float32), 0, 1)
         grads, _ = self._gradients(tf.constant(noisy), tf.constant(w))
@@ -341,7 +246,7 @@ class Explainer:
         """The last convolution's activations A and the score's gradients dS/dA, both (h, w, channels)."""
         if self._cam is None:
             raise ConfigError(f"{name} needs a convolutional layer; this model has none (try ig or smoothgrad)")
-        features, grads = self._cam(_batch(pixels), tf.constant(w))
+        features, grads = self._cam(as_batch(pixels), tf.constant(w))
         return features.numpy()[0], grads.numpy()[0]
 
     def layercam(self, pixels: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -414,7 +319,7 @@ class Explainer:
             ConfigError: for an unknown method, a bad class, or a CAM on a model without a convolution.
         """
         w = self.score_weights(target, contrast)
-        x = _batch(pixels)[0, ..., 0]
+        x = as_batch(pixels)[0, ..., 0]
         out: dict[str, Any] = {"method": method, "target": target, "contrast": contrast, "baseline": None}
         if method == "ig":
             ig = self.integrated_gradients(x, w, baseline, steps)
@@ -429,147 +334,6 @@ class Explainer:
         else:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         return out
-
-
-def occlusion_map(scores, pixels: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
-    """Occlusion (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks").
-
-    Args:
-        scores: (N, 28, 28, 1) float32 batch → (N,) scores.
-        pixels: one 28×28 input, float32 in [0, 1].
-        mode: "remove" (windows set to 0) or "add" (set to 1).
-        patch: the window's side in pixels (stride 2).
-
-    Returns:
-        (28, 28) float32: the score's change per pixel, averaged over the windows that cover it.
-
-    Raises:
-        ConfigError: for an unknown mode.
-    """
-    if mode not in ("remove", "add"):
-        raise ConfigError(f"occlusion mode must be remove or add, got {mode!r}")
-    x = _batch(pixels)[0]
-    starts = range(0, 28 - patch + 1, 2)
-    copies, boxes = [], []
-    for r in starts:
-        for c in starts:
-            copy = x.copy()
-            copy[r : r + patch, c : c + patch] = 0.0 if mode == "remove" else 1.0
-            copies.append(copy)
-            boxes.append((r, c))
-    values = scores(np.stack([x, *copies]))
-    change, count = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
-    for (r, c), s in zip(boxes, values[1:], strict=True):
-        change[r : r + patch, c : c + patch] += values[0] - s  # > 0: this region supported the score
-        count[r : r + patch, c : c + patch] += 1
-    return change / np.maximum(count, 1) * (-1 if mode == "add" else 1)
-
-
-class OcclusionExplainer:
-    """The explainer of a model without gradients or layers (an imported ONNX graph): logits and occlusion.
-
-    Same public API as `Explainer`; the gradient methods (ig, smoothgrad, layercam, gradcam) refuse in one line.
-    """
-
-    members = 0
-    cam_index = None
-    head_index = None
-
-    def __init__(self, network):
-        """Wrap an imported network.
-
-        Args:
-            network: an imported ONNX network with a `logits` method.
-        """
-        self.model = network
-        self.layers: list = []
-
-    def logits(self, pixels: np.ndarray) -> np.ndarray:
-        """The network's logits.
-
-        Args:
-            pixels: one 28×28 input or a stack of them, float32 in [0, 1].
-
-        Returns:
-            (N, 10) float32 logits.
-        """
-        return self.model.logits(_many(pixels))
-
-    def features(self, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Refuses: an ONNX graph exposes no penultimate layer.
-
-        Args:
-            pixels: unused.
-            batch_size: unused.
-
-        Raises:
-            ModelError: always.
-        """
-        raise ModelError("an imported ONNX model exposes no penultimate layer, so there is no map of it")
-
-    def activations(self, pixels: np.ndarray) -> list[LayerActivation]:
-        """No layers to show for an ONNX graph.
-
-        Args:
-            pixels: unused.
-
-        Returns:
-            An empty list.
-        """
-        return []
-
-    def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
-        """As `Explainer.score_weights`.
-
-        Args:
-            target: the class explained, 0-9.
-            contrast: a second class 0-9, or None.
-
-        Returns:
-            (10,) float32 weights over the logits.
-        """
-        return Explainer.score_weights(self, target, contrast)  # type: ignore[arg-type]
-
-    def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
-        """As `Explainer.occlusion`, through the network's logits.
-
-        Args:
-            pixels: one 28×28 input, float32 in [0, 1].
-            w: (10,) score weights.
-            mode: "remove" or "add".
-            patch: the window's side in pixels.
-
-        Returns:
-            (28, 28) float32.
-        """
-        return occlusion_map(lambda batch: self.logits(batch) @ w, pixels, mode, patch)
-
-    def attribution(
-        self, pixels, method: str, target: int, contrast: int | None = None, baseline: str = "blur", steps: int = 32
-    ) -> dict[str, Any]:
-        """Occlusion only (the other methods need gradients).
-
-        Args:
-            pixels: one 28×28 input, float32 in [0, 1].
-            method: must be "occlusion".
-            target: the class explained, 0-9.
-            contrast: a second class 0-9, or None.
-            baseline: unused.
-            steps: unused.
-
-        Returns:
-            `{method, target, contrast, baseline, values}`, values (28, 28) float32.
-
-        Raises:
-            ConfigError: for any other method.
-        """
-        if method != "occlusion":
-            raise ConfigError(
-                f"{method} needs gradients, which an imported ONNX model does not give; use --method occlusion"
-            )
-        w = self.score_weights(target, contrast)
-        values = self.occlusion(_batch(pixels)[0, ..., 0], w)
-        return {"method": method, "target": target, "contrast": contrast, "baseline": None, "values": values}
 
 
 def make_explainer(network):
@@ -608,20 +372,3 @@ def _upsample(cam: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.resize(cam.astype(np.float32), (28, 28), interpolation=cv2.INTER_LINEAR)
-
-
-def _many(pixels) -> np.ndarray:
-    """One 28×28, or any stack of them, as an (N, 28, 28, 1) batch."""
-    x = np.asarray(pixels, np.float32)
-    return _batch(x) if x.ndim == 2 else x.reshape(-1, 28, 28, 1)
-
-
-def _batch(pixels) -> np.ndarray:
-    x = np.asarray(pixels, np.float32)
-    if x.ndim == 2:
-        x = x[None, ..., None]
-    elif x.ndim == 3:
-        x = x[..., None] if x.shape[-1] != 1 else x[None]
-    if x.shape[1:] != (28, 28, 1):
-        raise ConfigError(f"explain takes 28×28 inputs, got {x.shape}")
-    return x

@@ -18,7 +18,8 @@ import numpy as np
 
 from digitlab.errors import DigitlabError
 from digitlab.explain import embedding as embedding_map
-from digitlab.explain.engine import METHODS, Explainer, OcclusionExplainer, make_explainer
+from digitlab.explain.engine import METHODS, Explainer, make_explainer
+from digitlab.explain.occlusion import OcclusionExplainer
 from digitlab.explain.render import layer_views, png_data_url
 from digitlab.models.calibration import probabilities
 from digitlab.models.saved import LoadedModel, load_model

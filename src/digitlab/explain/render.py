@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from digitlab.explain.engine import LayerActivation
+from digitlab.explain.graph import LayerActivation
 
 MAX_CHANNELS = 64  # channels drawn per layer (the first ones); wider layers say so in their caption
 

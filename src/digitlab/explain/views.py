@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 
 from digitlab.atomic import atomic_write_json, save_figure
 from digitlab.data.images import to_unit_float
-from digitlab.explain.engine import Explainer, kind_of
+from digitlab.explain.engine import Explainer
 from digitlab.explain.explanation import ModelExplainer
+from digitlab.explain.graph import kind_of
 
 CAPTIONS = {
     "filters.png": "First-layer filters. Each small square is one learned kernel (red: weights that respond to ink, "
