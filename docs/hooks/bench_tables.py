@@ -338,7 +338,7 @@ def refusal_signals(data: dict[str, Any]) -> str:
     """Each signal and combination: the share of each set refused at one cost in drawn digits."""
     out = []
     for run, entry in data.items():
-        rows = [[name, *[pct(v, 0) for v in rates.values()]] for name, rates in entry["rows"].items()]
+        rows = [[name, *[pct(v, 1) for v in rates.values()]] for name, rates in entry["rows"].items()]
         header = ["signal", *next(iter(entry["rows"].values()))]
         out.append(f"**`{run}`** ({entry['commit']}), each at {pct(entry['cost'], 1)} of drawn digits refused:")
         out.append("\n" + table(header, rows))
