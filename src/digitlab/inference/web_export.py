@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.atomic import atomic_write_bytes, atomic_write_json
+from digitlab.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from digitlab.data.fetch import default_data_dir, sha256, sha256_file
 from digitlab.errors import ConfigError, FetchError
 
@@ -294,7 +294,7 @@ def export_web(
     from digitlab.inference.runtimes import open_runtime
     from digitlab.models import export
     from digitlab.models.saved import load_model
-    from digitlab.web import SITE, STATIC
+    from digitlab.web import SITE, STATIC, render_page
 
     runtime_dir = onnxruntime_web(cache_dir, log)  # first: no model work when the runtime cannot be had
     loaded = load_model(target)
@@ -317,7 +317,7 @@ def export_web(
     (out / "ort").mkdir()
     for name in ORT_FILES:
         shutil.copy2(runtime_dir / name, out / "ort" / name)
-    shutil.copy2(SITE / "index.html", out / "index.html")
+    atomic_write_text(out / "index.html", render_page(SITE / "index.html.j2", "web/"))
     shutil.copy2(SITE / "README.md", out / "README.md")
     info = {
         "schema": WEB_SCHEMA,

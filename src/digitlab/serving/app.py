@@ -9,11 +9,12 @@ file-system paths never appear in responses.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,6 +24,7 @@ from digitlab.serving.answers import ErrorAnswer
 from digitlab.serving.limits import BodyLimitMiddleware
 from digitlab.serving.state import INLINE_PIXELS, SERVE_PIXELS, ServeConfig, ServedModel
 from digitlab.web import STATIC as WEB_STATIC
+from digitlab.web import render_page
 
 __all__ = ["INLINE_PIXELS", "SERVE_PIXELS", "STATIC", "ServeConfig", "create_app"]
 
@@ -74,9 +76,14 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
-async def page() -> FileResponse:
-    """The draw-a-digit page (`static/index.html`), never cached so a new version shows at once."""
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+@functools.cache
+def _page_html() -> str:
+    return render_page(Path(__file__).parent / "templates" / "index.html", "/web/")
+
+
+async def page() -> HTMLResponse:
+    """The draw-a-digit page (`templates/index.html` over the shared markup), never cached so a new version shows."""
+    return HTMLResponse(_page_html(), headers={"Cache-Control": "no-cache"})
 
 
 def error_answer(e: DigitlabError) -> JSONResponse:
