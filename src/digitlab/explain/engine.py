@@ -166,20 +166,7 @@ class Explainer:
             if type(layer).__name__ not in SKIPPED
         ]
 
-    def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
-        """The weights over the logits that define the explained score.
-
-        Args:
-            target: the class explained, 0-9.
-            contrast: a second class 0-9 (the score becomes logit[target] − logit[contrast]), or None.
-
-        Returns:
-            (10,) float32: +1 at `target`, −1 at `contrast`, 0 elsewhere.
-
-        Raises:
-            ConfigError: when a class is not a digit 0-9 or the contrast equals the target.
-        """
-        return score_weights(target, contrast)
+    score_weights = staticmethod(score_weights)  # the weights over the logits that define the score
 
     def integrated_gradients(
         self, pixels: np.ndarray, w: np.ndarray, baseline: str = "black", steps: int = 32

@@ -132,17 +132,7 @@ class OcclusionExplainer:
         """
         return []
 
-    def score_weights(self, target: int, contrast: int | None = None) -> np.ndarray:
-        """As `Explainer.score_weights`.
-
-        Args:
-            target: the class explained, 0-9.
-            contrast: a second class 0-9, or None.
-
-        Returns:
-            (10,) float32 weights over the logits.
-        """
-        return score_weights(target, contrast)
+    score_weights = staticmethod(score_weights)  # the weights over the logits that define the score
 
     def occlusion(self, pixels: np.ndarray, w: np.ndarray, mode: str = "remove", patch: int = 4) -> np.ndarray:
         """As `Explainer.occlusion`, through the network's logits.
