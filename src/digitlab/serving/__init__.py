@@ -10,7 +10,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "app": ["ServeConfig", "create_app"],
-        "inputs": ["BadRequest"],
+        "requests": ["BadRequest"],
         "server": ["serve"],
     },
 )

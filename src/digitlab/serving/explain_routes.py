@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.serving.answers import ExplanationAnswer
-from digitlab.serving.inputs import IMAGE_BODIES, BadRequest, ExplainOptions, ExplainRequest, json_body, validated
 from digitlab.serving.predict_routes import processed_image
+from digitlab.serving.requests import IMAGE_BODIES, BadRequest, ExplainOptions, ExplainRequest, json_body, validated
 from digitlab.serving.state import Served
 from digitlab.tf_logging import import_tensorflow
 

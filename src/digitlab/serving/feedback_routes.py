@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from digitlab.serving.answers import FeedbackStored
 from digitlab.serving.feedback import store_feedback
-from digitlab.serving.inputs import BadRequest, FeedbackRequest, image_bytes, json_body, parse_json, validated
+from digitlab.serving.requests import BadRequest, FeedbackRequest, image_bytes, json_body, parse_json, validated
 from digitlab.serving.state import Served
 
 router = APIRouter(tags=["feedback"])

@@ -14,7 +14,7 @@ import time
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digitlab.serving.inputs import BadRequest
+from digitlab.serving.requests import BadRequest
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
 # TF Serving's REST API (/v1/models/...) takes batches of images as JSON numbers: ~16 KB a digit as Python's json

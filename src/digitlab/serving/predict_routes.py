@@ -13,7 +13,7 @@ from digitlab.data.preprocess import Processed, from_mnist_pixels
 from digitlab.inference.read import read_number
 from digitlab.inference.verdict import Answer, answer_all, needs_reading
 from digitlab.serving.answers import DigitAnswer, ReadingAnswer
-from digitlab.serving.inputs import IMAGE_BODIES, ImageBody, image_from_request, json_body
+from digitlab.serving.requests import IMAGE_BODIES, ImageBody, image_from_request, json_body
 from digitlab.serving.state import Served, ServedModel
 
 router = APIRouter(tags=["predict"])

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from digitlab.models.export import SERVING_NAME, SERVING_VERSION, signature_defs, signatures_for
-from digitlab.serving.inputs import BadRequest, TFServingRequest, b64, json_body, parse_json, pixels_from_json
+from digitlab.serving.requests import BadRequest, TFServingRequest, b64, json_body, parse_json, pixels_from_json
 from digitlab.serving.state import Served, ServedModel
 
 INPUT = "image"  # every signature's one input

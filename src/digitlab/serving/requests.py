@@ -1,4 +1,6 @@
-"""Request bodies: the JSON ones as Pydantic models, and the image of a request.
+"""What requests bring, as `answers.py` is what they get: bodies, their parsing into images, `BadRequest`.
+
+The JSON bodies are Pydantic models; `BadRequest` is the error for a body that cannot be used.
 
 The OpenAPI document is generated from the models. An image comes as JSON, a multipart upload or the raw body.
 
