@@ -229,12 +229,14 @@ LETTERS = "CEFKMNRUVWXYcfhkmnrtuvwx"
 def non_digit(family: str, rng: np.random.Generator, size: int = 280) -> Image.Image:
     """A drawing that is not a digit, white ink on black, as a person draws on the page's canvas.
 
-    Families: line (a dash or a flat slash, within 40° of horizontal: a steeper line is a 1), cross (+ or ×),
-    shape (triangle, square, star, arrow; never a plain circle, which is a 0), scribble (a random smooth stroke
-    with several turns), letter (from `LETTERS`, in the scalable font Pillow ships).
+    The benchmark's families (`NON_DIGIT_FAMILIES`): line (a dash or a flat slash, within 40° of horizontal: a
+    steeper line is a 1), cross (+ or ×), shape (triangle, square, star, arrow; never a plain circle, which is a 0),
+    scribble (a random smooth stroke with several turns), letter (from `LETTERS`, in the scalable font Pillow
+    ships). The refusal's fitting families (`FIT_NON_DIGIT_FAMILIES`, never the benchmark's) are drawn at any
+    rotation: zigzag, spiral, hatching, blob, wave.
 
     Args:
-        family: one of `NON_DIGIT_FAMILIES`.
+        family: one of `NON_DIGIT_FAMILIES` or `FIT_NON_DIGIT_FAMILIES`.
         rng: the randomness.
         size: the canvas side in pixels.
 
@@ -246,6 +248,8 @@ def non_digit(family: str, rng: np.random.Generator, size: int = 280) -> Image.I
     """
     from PIL import ImageDraw
 
+    if family in FIT_NON_DIGIT_FAMILIES:
+        return _fit_non_digit(family, rng, size)
     if family not in NON_DIGIT_FAMILIES:
         raise ValueError(f"unknown family {family!r}")
     image = Image.new("L", (size, size), 0)
@@ -313,27 +317,14 @@ def _smooth(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
 FIT_NON_DIGIT_FAMILIES = ("zigzag", "spiral", "hatching", "blob", "wave")
 
 
-def fit_non_digit(family: str, rng: np.random.Generator, size: int = 112) -> Image.Image:
-    """A non-digit drawing of one of `FIT_NON_DIGIT_FAMILIES`, white on black, at any rotation.
+def _fit_non_digit(family: str, rng: np.random.Generator, size: int = 112) -> Image.Image:
+    """A drawing of one of `FIT_NON_DIGIT_FAMILIES` (see `non_digit`), white on black, at any rotation.
 
     zigzag: 4–7 sharp turns; spiral: 1.5–2.5 turns; hatching: 3–5 parallel strokes; blob: a filled irregular
     polygon; wave: a sine stroke of 1–2 periods.
-
-    Args:
-        family: one of `FIT_NON_DIGIT_FAMILIES`.
-        rng: the randomness.
-        size: the canvas side in pixels.
-
-    Returns:
-        A grey PIL image, size × size.
-
-    Raises:
-        ValueError: for an unknown family.
     """
     from PIL import ImageDraw
 
-    if family not in FIT_NON_DIGIT_FAMILIES:
-        raise ValueError(f"unknown family {family!r}")
     image = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(image)
     c, r, width = size / 2, size * rng.uniform(0.25, 0.42), int(rng.integers(3, 9))
@@ -406,7 +397,7 @@ def outlier_pool(count: int, seed: int = 0) -> np.ndarray:
         if i % 4 >= 2:
             image = _stroke_character(rng, straight=i % 4 == 2)
         else:
-            image = fit_non_digit(FIT_NON_DIGIT_FAMILIES[(i // 4 + i % 4) % len(FIT_NON_DIGIT_FAMILIES)], rng)
+            image = _fit_non_digit(FIT_NON_DIGIT_FAMILIES[(i // 4 + i % 4) % len(FIT_NON_DIGIT_FAMILIES)], rng)
         processed = to_mnist_28x28(np.asarray(image))
         if not processed.blank:
             out.append(np.uint8(np.round(processed.pixels * 255)))
