@@ -120,7 +120,7 @@ def test_the_core_imports_without_the_extras(without_extras):
         "import digitlab.models.saved, digitlab.models.foreign, digitlab.models.imported, digitlab.models.export\n"
         "import digitlab.models.importing, digitlab.models.zoo, digitlab.models.contract\n"
         "import digitlab.training.train, digitlab.training.finetune, digitlab.evaluation.evaluate\n"
-        "import digitlab.explain.engine, digitlab.explain.command\n"
+        "import digitlab.explain.engine, digitlab.explain.explain_command\n"
         "import digitlab.inference.predict, digitlab.inference.predictor, digitlab.inference.read_command\n"
         "import digitlab.inference.export_command, digitlab.inference.runtimes"
     )

@@ -145,7 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """`digitlab explain`: layer maps and attributions per image; 1 if any image failed, else 0."""
-    from digitlab.explain.command import run_explain
+    from digitlab.explain.explain_command import run_explain
 
     return run_explain(
         args.paths,

@@ -10,8 +10,10 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "command": ["run_explain"],
-        "engine": ["BASELINES", "METHODS", "Explainer", "LayerActivation"],
+        "engine": ["BASELINES", "METHODS", "Explainer"],
+        "explain_command": ["run_explain"],
         "explanation": ["ModelExplainer"],
+        "graph": ["LayerActivation"],
+        "occlusion": ["OcclusionExplainer"],
     },
 )

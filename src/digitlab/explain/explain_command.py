@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -33,7 +33,7 @@ def run_explain(
     steps: int = 32,
     baseline: str = "blur",
     data_dir: str | Path | None = None,
-    stdout=None,
+    stdout: TextIO | None = None,
     as_json: bool = False,
 ) -> int:
     """Explain each image: write its panel, print one line (or one JSON object) per image.
