@@ -310,8 +310,11 @@ def default_help(f: dataclasses.Field) -> str:
     unset = f.metadata.get("unset")
     parts = [f"default {unset if f.default is None and unset else shown(f.default)}"]
     per_model = [f"{m} {shown(v[f.name])}" for m, v in RECIPES["default"].per_model.items() if f.name in v]
-    recipes = [f"{r} {shown(v.settings[f.name])}" for r, v in RECIPES.items() if f.name in v.settings]
-    recipes = [text for text in recipes if text.split(" ", 1)[1] != shown(f.default)]
+    recipes = [
+        f"{r} {shown(v.settings[f.name])}"
+        for r, v in RECIPES.items()
+        if f.name in v.settings and v.settings[f.name] != f.default
+    ]
     if per_model:
         parts.append("model " + ", ".join(per_model))
     if recipes:
@@ -477,10 +480,11 @@ def check_transfer_settings(config: TrainConfig) -> None:
 
 def _transfer_flags_match_model(config: TrainConfig) -> None:
     """Transfer flags only with --model transfer, and none of the settings its phases do not support."""
+    # given: set at all (fine_tune_layers: above its default 0, which means "head only")
     given = [
         flag_name(name)
         for name in TRANSFER_FIELDS
-        if (getattr(config, name) or None if name == "fine_tune_layers" else getattr(config, name)) is not None
+        if (bool(getattr(config, name)) if name == "fine_tune_layers" else getattr(config, name) is not None)
     ]
     if config.model == "transfer":
         unsupported = (
