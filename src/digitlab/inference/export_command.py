@@ -123,6 +123,7 @@ def export_loaded(
     runtime = KerasRuntime(loaded.model) if loaded.is_keras else OnnxRuntime(loaded.model)
     reference_logits, reference_features = runtime.forward(images)
     reference = (probabilities(reference_logits, loaded.temperature), reference_features)
+    source = loaded.file_digest()  # once: every format records the same source
     results = []
     for fmt in formats:
         start = time.perf_counter()
@@ -132,7 +133,7 @@ def export_loaded(
             info = export.write_adapted_onnx(loaded.model.model_bytes, out)
         path = export.exported_path(out, fmt)
         check = _checked(loaded, fmt, out, path, images, reference)
-        meta = _metadata(loaded, fmt, out, path, check, reference_features, info)
+        meta = _metadata(loaded, fmt, out, path, check, reference_features, info, source=source)
         meta["seconds"] = round(time.perf_counter() - start, 2)
         export.write_metadata(out, fmt, meta)
         log(
@@ -164,9 +165,19 @@ def _checked(loaded: LoadedModel, fmt: str, out: Path, path: Path, images: np.nd
 
 
 def _metadata(
-    loaded: LoadedModel, fmt: str, out: Path, path: Path, check: dict, features: np.ndarray | None, info: dict
+    loaded: LoadedModel,
+    fmt: str,
+    out: Path,
+    path: Path,
+    check: dict,
+    features: np.ndarray | None,
+    info: dict,
+    source: str,
 ) -> dict[str, Any]:
-    """The export's metadata file (schema `export.METADATA_SCHEMA`): what it is, where from, its contract, parity."""
+    """The export's metadata file (schema `export.METADATA_SCHEMA`): what it is, where from, its contract, parity.
+
+    `source` is the sha256 of the model file it came from (hashed once per export command).
+    """
     width = None if features is None else int(features.shape[1])
     return {
         "schema": export.METADATA_SCHEMA,
@@ -176,7 +187,7 @@ def _metadata(
         "model": loaded.name,
         "source": {
             "file": loaded.model_path.name,
-            "sha256": loaded.file_digest(),
+            "sha256": source,
             "run": loaded.run_dir.name if loaded.run_dir else None,
         },
         "input": export.INPUT_CONTRACT,
