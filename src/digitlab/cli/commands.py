@@ -208,7 +208,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     """`digitlab models`: list the models and the recipes."""
     from digitlab.models.registry import MODELS
-    from digitlab.training.config import RECIPES
+    from digitlab.training.recipes import RECIPES
 
     print("models:")
     for name, spec in MODELS.items():

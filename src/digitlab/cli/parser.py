@@ -122,7 +122,8 @@ def _add_info(sub: Any) -> None:
 
 def _add_train(sub: Any) -> None:
     from digitlab.models.registry import model_names
-    from digitlab.training.config import TrainConfig, default_help, recipe_names
+    from digitlab.training.config import TrainConfig, default_help
+    from digitlab.training.recipes import recipe_names
 
     p = sub.add_parser("train", help="train a model into a run directory (config, model.keras, history, metrics)")
     p.add_argument("--model", default=None, help=f"one of {', '.join(model_names())} (default: the recipe's, cnn)")

@@ -10,7 +10,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "config": ["RECIPES", "TrainConfig", "resolve_config"],
+        "config": ["TrainConfig", "resolve_config"],
+        "recipes": ["RECIPES"],
         "finetune": ["FinetuneConfig", "finetune"],
         "launch": ["launch"],
         "train": ["RunResult", "train_and_evaluate"],
