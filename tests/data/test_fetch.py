@@ -16,7 +16,8 @@ import pytest
 
 from digitlab.cli import main
 from digitlab.data import fetch
-from digitlab.data.fetch import FILES, SourceUnavailable, check_files, fetch_mnist, npz_to_idx, verify_data_dir
+from digitlab.data.fetch import fetch_mnist, verify_data_dir
+from digitlab.data.mnist_files import FILES, SourceUnavailable, check_files, npz_to_idx
 from digitlab.errors import FetchError
 
 

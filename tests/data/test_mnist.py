@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab.data.fetch import FILES, idx_bytes
+from digitlab.data.idx import idx_bytes
 from digitlab.data.mnist import (
     load_mnist,
     load_splits,
@@ -16,6 +16,7 @@ from digitlab.data.mnist import (
     read_idx,
     split_train_validation,
 )
+from digitlab.data.mnist_files import FILES
 from digitlab.errors import DataError
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

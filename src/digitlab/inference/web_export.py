@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from digitlab.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from digitlab.data.fetch import default_data_dir, sha256, sha256_file
+from digitlab.data.fetch import default_data_dir
+from digitlab.data.mnist_files import sha256, sha256_file
 from digitlab.errors import ConfigError, FetchError
 
 ORT_PACKAGE = "onnxruntime-web"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.atomic import atomic_write_json
-from digitlab.data.fetch import sha256_file
+from digitlab.data.mnist_files import sha256_file
 from digitlab.errors import ConfigError, ModelError, one_line
 
 FORMATS = ("savedmodel", "onnx", "litert")
