@@ -11,8 +11,11 @@ bank (`feature_knn`), and the Mahalanobis distance of the network's features to 
 shared covariance (Lee et al., "A simple unified framework for detecting out-of-distribution samples and
 adversarial attacks", NeurIPS 2018; fitted here on 20,000 training digits). Combinations:
 
-- `shipped`: the run's own refusal (a logistic regression fitted on validation digits against the fitting pool);
-- `regression + mahalanobis`: the same regression with the Mahalanobis distance as an eighth input;
+- `regression alone`: the run's logistic regression on the first seven, fitted on validation digits against the
+  fitting pool (what `digitlab.refusal/3` shipped);
+- `shipped`: the run's own refusal: the larger of that regression and the Mahalanobis distance mapped onto its scale
+  (`inference.refusal`, from `digitlab.refusal/4`);
+- `regression + mahalanobis`: the regression refitted with the Mahalanobis distance as an eighth input;
 - `fisher`: no fitting against non-digits at all: each signal becomes −log of its tail share among the validation
   digits (a conformal p-value) and the eight are summed (Fisher's method; Bates et al., "Testing for outliers with
   conformal p-values", Annals of Statistics 2023).
@@ -51,8 +54,8 @@ def _mahalanobis(train_features: np.ndarray, train_labels: np.ndarray):
     return distance
 
 
-def signals(run: str, per_style: int, per_family: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(set → (N, 8) signals, set → the run's own refusal's scores)."""
+def signals(run: str, per_style: int, per_family: int) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """(set → (N, 8) signals, {"shipped", "regression alone"} → set → scores)."""
     from digitlab.data.images import to_unit_float
     from digitlab.data.mnist import splits_for
     from digitlab.data.synthetic import STYLES, outlier_pool, render
@@ -71,12 +74,13 @@ def signals(run: str, per_style: int, per_family: int) -> tuple[dict[str, np.nda
     drawn = _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(splits.x_val[-700:]))
     sets["validation digits"] = np.concatenate([to_unit_float(splits.x_val[:1000]), drawn])
     sets["fitting pool"] = to_unit_float(outlier_pool(800, 1))
-    out, shipped = {}, {}
+    out, own = {}, {"regression alone": {}, "shipped": {}}
     for name, x in sets.items():
         logits, net = predictor.forward(x)
         out[name] = np.column_stack([features(x, logits), refusal.bank.distance(net), mahalanobis(net)])
-        shipped[name] = refusal.score(x, logits, net)
-    return out, shipped
+        own["regression alone"][name] = refusal.regression(out[name][:, :-1])
+        own["shipped"][name] = refusal.score(x, logits, net)
+    return out, own
 
 
 def _rates(scores: dict[str, np.ndarray]) -> dict[str, float]:
@@ -119,10 +123,10 @@ def main() -> None:
     parser.add_argument("--per-family", type=int, default=100, help="non-digits per benchmark family (default 100)")
     args = parser.parse_args()
     started = time.perf_counter()
-    table, shipped = signals(args.run, args.per_style, args.per_family)
+    table, own = signals(args.run, args.per_style, args.per_family)
     rows = {name: _rates({k: v[:, j] for k, v in table.items()}) for j, name in enumerate(SIGNALS)}
     rows["ink"] = _rates({k: -v[:, SIGNALS.index("ink")] for k, v in table.items()})
-    rows["shipped"] = _rates(shipped)
+    rows |= {name: _rates(scores) for name, scores in own.items()}
     for name, scores in combinations(table).items():
         rows[name] = _rates(scores)
     print(f"{'refused at 0.5% of drawn digits':28s} " + " ".join(f"{k[:12]:>12s}" for k in next(iter(rows.values()))))

@@ -166,7 +166,7 @@ def test_non_digits_refused_and_real_digits_accepted(predictor, mnist):
 
 def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
     from digitlab.inference.predictor import Predictor
-    from digitlab.inference.refusal import REFUSAL_FILE
+    from digitlab.inference.refusal import REFUSAL_FILE, features
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns(REFUSAL_FILE, "export", "explain", "report"))
@@ -183,9 +183,37 @@ def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
     assert (
         again.uses_features and saved["features"][-1] == "feature_knn" and saved["fitted_on"]["digits_refused"] == 0.005
     )
-    assert again.bank is not None and again.bank.bank.shape[0] == 2000 and (run / "refusal_bank.npy").is_file()
+    assert again.bank is not None and again.bank.bank.shape[0] == 2000 and (run / "refusal_bank.npz").is_file()
+    # the Mahalanobis distance from 10,000 training digits: the score is the larger of it (mapped) and the regression
+    width = saved["fitted_on"]["feature_width"]
+    assert saved["fitted_on"]["mahalanobis_digits"] == 10_000 and again.bank.centres.shape == (10, width)
+    x = np.random.default_rng(0).random((5, 28, 28)).astype(np.float32)
+    logits, net = Predictor.load(run, "keras", log=notes.append).forward(x)
+    regression = again.regression(np.column_stack([features(x, logits), again.bank.distance(net)]))
+    scale, offset = again.mahalanobis_map
+    expected = np.maximum(regression, scale * again.bank.mahalanobis(net) + offset)
+    np.testing.assert_allclose(again.score(x, logits, net), expected)
     plain = again.for_features(False)
     assert not plain.uses_features and plain.fitted_on["digits_refused"] == 0.01 and len(plain.coef) == 6
+
+
+def test_mahalanobis_distance_is_to_the_nearest_class_mean():
+    from scipy.spatial.distance import mahalanobis
+
+    from digitlab.inference.refusal import FeatureBank
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(600) % 10
+    train = rng.normal(0, 1, (600, 6)) + labels[:, None] * np.array([1, 0, 0, 0, 0, 2.0])
+    bank = FeatureBank.of(train, labels)
+    means = np.stack([train[labels == c].mean(axis=0) for c in range(10)])
+    centred = train - means[labels]
+    precision = np.linalg.inv(centred.T @ centred / len(train) + 1e-3 * np.eye(6))
+    queries = rng.normal(0, 3, (8, 6))
+    expected = [min(mahalanobis(q, m, precision) ** 2 for m in means) for q in queries]
+    np.testing.assert_allclose(bank.mahalanobis(queries), expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="without labels"):
+        FeatureBank.of(train).mahalanobis(queries)
 
 
 def test_runtimes_without_features_get_the_six_feature_refusal(trained_run, mnist):

@@ -181,6 +181,32 @@ def test_feature_knn_matches_python(tmp_path):
     np.testing.assert_allclose(js, bank.distance(features), rtol=1e-3, atol=1e-3)  # the bank is float16 in Python
 
 
+def test_mahalanobis_matches_python(tmp_path):
+    """The refusal's Mahalanobis distance in JavaScript equals `FeatureBank.mahalanobis` on what the export writes."""
+    from digitlab.inference.refusal import FeatureBank
+    from digitlab.inference.web_export import refusal_weights
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(500) % 10
+    bank = FeatureBank.of(np.maximum(rng.normal(0, 1, (500, 32)) + labels[:, None] * 0.3, 0), labels)
+
+    class WithDistance:  # what refusal_weights reads of a Refusal
+        names, mean, std, coef, intercept, threshold, uses_features = ["x"], [0], [1], [1], 0.0, 0.5, True
+        mahalanobis_map = (0.1, -2.0)
+
+        def for_features(self, available):
+            return self
+
+    WithDistance.bank = bank
+    layout = refusal_weights(WithDistance(), tmp_path)["mahalanobis"]
+    assert (layout["scale"], layout["offset"], layout["classes"], layout["width"]) == (0.1, -2.0, 10, 32)
+    features = np.maximum(rng.normal(0, 1.5, (25, 32)), 0).astype(np.float32)
+    payload = {"width": layout["width"], "classes": layout["classes"], "features": features.tolist()}
+    (tmp_path / "mahalanobis.json").write_text(json.dumps(payload))
+    js = np.asarray(node(HERE / "run_mahalanobis.mjs", tmp_path / layout["file"], tmp_path / "mahalanobis.json"))
+    np.testing.assert_allclose(js, bank.mahalanobis(features), rtol=1e-4, atol=1e-3)
+
+
 def test_javascript_verdicts_match_python(tmp_path):
     """The page's verdict rules (`verdictOf`) say what `verdict.judge` says, reasons included, on the same canvases.
 

@@ -102,15 +102,17 @@ def _check_digit(page, digit: int) -> None:
 
 
 def test_the_export_carries_the_refusal_with_features(site, url, browser):
-    """The trained cnn answers features: web.json holds the seven-input refusal, its bank beside it, and the
-    six-feature one inside; the page fetches the bank."""
+    """The trained cnn answers features: web.json holds the seven-input refusal, its bank and the Mahalanobis
+    distance's whitening and centres beside it, and the six-feature one inside; the page fetches both files."""
     refusal = json.loads((site / "model" / "web.json").read_text())["refusal"]
     assert refusal["features"][-1] == "feature_knn" and len(refusal["plain"]["coef"]) == 6
-    bank = refusal["feature_bank"]
+    bank, distance = refusal["feature_bank"], refusal["mahalanobis"]
     assert (site / "model" / bank["file"]).stat().st_size == bank["rows"] * bank["width"] * 4
+    size = (distance["width"] + distance["classes"]) * distance["width"] * 4
+    assert distance["width"] == bank["width"] and (site / "model" / distance["file"]).stat().st_size == size
     page = browser.new_page()
     requests = _open(page, url)
-    assert any(r.endswith("/model/" + bank["file"]) for r in requests)
+    assert all(any(r.endswith("/model/" + f["file"]) for r in requests) for f in (bank, distance))
     page.close()
 
 

@@ -8,7 +8,8 @@ What the folder holds (`index.html` at its root; any static host serves it, see 
 - `model/web.json`: what the JavaScript needs besides the network: its input contract, the temperature, the "not
   a digit" refusal's weights (`refusal.Refusal`) and the layout of `model/digit-space.bin`, the float32 PCA basis
   and bank of training digits the refusal's distances use (`digit_space.DigitSpace`), and for a network with
-  features `model/feature-bank.bin`, the float32 features of the refusal's kNN bank (`refusal.FeatureBank`); and
+  features `model/feature-bank.bin`, the float32 features of the refusal's kNN bank, and
+  `model/feature-mahalanobis.bin`, its whitening and class centres (`refusal.FeatureBank`); and
   `constants`, every number the page's preprocessing, reader and verdicts use (`page_constants`), so the
   JavaScript types none of them;
 - `ort/`: ONNX Runtime Web's single-thread wasm files from the npm package `onnxruntime-web` (pinned, checked
@@ -49,6 +50,7 @@ WEB_SCHEMA = "digitlab.web/2"  # /2: the page's constants travel in web.json
 
 
 FEATURE_BANK_FILE = "feature-bank.bin"
+MAHALANOBIS_FILE = "feature-mahalanobis.bin"
 
 
 # Where each number the page's JavaScript uses is declared in Python (web/static/constants.js explains why)
@@ -110,8 +112,9 @@ def refusal_weights(refusal: Any, folder: Path) -> dict[str, Any]:
 
     Returns:
         {features, mean, std, coef, intercept, threshold}; with the network's features also `feature_bank`
-        ({file, rows, width, neighbours}: (rows, width) float32, L2-normalised) and `plain`, the six-feature
-        refusal the page uses if the model answers no features.
+        ({file, rows, width, neighbours}: (rows, width) float32, L2-normalised), `mahalanobis` when it uses the
+        distance ({file, width, classes, scale, offset}: the (width, width) whitening then the (classes, width)
+        centres, float32) and `plain`, the six-feature refusal the page uses if the model answers no features.
     """
     from digitlab.inference.refusal import BANK_NEIGHBOURS
 
@@ -136,6 +139,13 @@ def refusal_weights(refusal: Any, folder: Path) -> dict[str, Any]:
             "neighbours": BANK_NEIGHBOURS,
         }
         out["plain"] = weights(refusal.for_features(False))
+    bank = refusal.bank if refusal.uses_features else None
+    if bank is not None and bank.whitening is not None and refusal.mahalanobis_map is not None:
+        atomic_write_bytes(folder / MAHALANOBIS_FILE, bank.whitening.tobytes() + bank.centres.tobytes())
+        scale, offset = refusal.mahalanobis_map
+        classes, width = bank.centres.shape
+        out["mahalanobis"] = {"file": MAHALANOBIS_FILE, "width": width, "classes": classes}
+        out["mahalanobis"] |= {"scale": scale, "offset": offset}
     return out
 
 

@@ -99,6 +99,28 @@ export function featureKnn(features, { bank, rows, width, neighbours }) {
 }
 
 /**
+ * The squared Mahalanobis distance of a network's features to the nearest class mean (`FeatureBank.mahalanobis`).
+ * @param {ArrayLike<number>} features the network's D features of one 28×28.
+ * @param {{whitening: Float32Array, centres: Float32Array, width: number, classes: number}} m the (D, D) factor L
+ *   of the shared covariance's inverse and the (classes, D) class means times L, row-major.
+ */
+export function mahalanobis(features, { whitening, centres, width, classes }) {
+  const z = new Float64Array(width);
+  for (let i = 0; i < width; i++) {
+    const f = features[i];
+    if (f === 0) continue; // ReLU features are often 0
+    for (let j = 0, row = i * width; j < width; j++) z[j] += f * whitening[row + j];
+  }
+  let best = Infinity;
+  for (let c = 0; c < classes; c++) {
+    let d2 = 0;
+    for (let j = 0, row = c * width; j < width; j++) { const d = z[j] - centres[row + j]; d2 += d * d; }
+    best = Math.min(best, d2);
+  }
+  return best;
+}
+
+/**
  * `verdict.judge` after "blank": several marks, one mark wide enough to be touching digits, not a digit, a digit.
  * @param {object} processed from `toMnist28x28`, not blank.
  * @param {() => boolean} refused whether the refusal says "not a digit" (asked only when it decides).
@@ -120,9 +142,17 @@ export async function verdictOf(processed, refused, read) {
   return refused() ? ["not_a_digit", C.NOT_A_DIGIT] : ["digit", ""];
 }
 
-/** The refusal's score (higher: less like a digit); above `refusal.threshold` it says "not a digit". */
-export function refusalScore(features, refusal) {
-  return features.reduce((s, f, i) => s + ((f - refusal.mean[i]) / refusal.std[i]) * refusal.coef[i], refusal.intercept);
+/**
+ * The refusal's score (higher: less like a digit); above `refusal.threshold` it says "not a digit".
+ * @param {number[]} features the regression's inputs (`refusal.features`, in order).
+ * @param {object} refusal from web.json.
+ * @param {number} [distance] the Mahalanobis distance, for a refusal that uses it: the score is then the larger of
+ *   the regression's and `scale · distance + offset` (`Refusal.score`).
+ */
+export function refusalScore(features, refusal, distance) {
+  const s = features.reduce((a, f, i) => a + ((f - refusal.mean[i]) / refusal.std[i]) * refusal.coef[i], refusal.intercept);
+  const m = refusal.mahalanobis;
+  return m && distance !== undefined ? Math.max(s, m.scale * distance + m.offset) : s;
 }
 
 // The pixels of what the page shows: the canvas, or an upload at its own size (alpha kept for transparent PNGs).
@@ -154,12 +184,13 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     ort.env.wasm.numThreads = 1; // one thread: no SharedArrayBuffer, so no cross-origin isolation headers needed
     ort.env.wasm.proxy = false;
     // the runtime, the model, the digit space and the refusal's feature bank download side by side
-    const bankInfo = info.refusal.feature_bank;
-    const [binary, onnx, space, bankBytes] = await Promise.all([
+    const bankInfo = info.refusal.feature_bank, mahalanobisInfo = info.refusal.mahalanobis;
+    const [binary, onnx, space, bankBytes, mahalanobisBytes] = await Promise.all([
       loadWasm(wasm),
       fetchOk(`${model}${info.model.file}`, "the model").then((r) => r.arrayBuffer()),
       fetchOk(`${model}${info.digit_space.file}`, "the digit space").then((r) => r.arrayBuffer()),
       bankInfo ? fetchOk(`${model}${bankInfo.file}`, "the refusal's feature bank").then((r) => r.arrayBuffer()) : null,
+      mahalanobisInfo ? fetchOk(`${model}${mahalanobisInfo.file}`, "the refusal's class centres").then((r) => r.arrayBuffer()) : null,
     ]);
     ort.env.wasm.wasmBinary = binary; // checked by loadWasm, then handed over: ORT does not fetch it again
     ort.env.wasm.wasmPaths = new URL(wasm.replace(/[^/]*$/, ""), location.href).href;
@@ -177,6 +208,10 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const output = session.outputNames.includes("logits") ? "logits" : session.outputNames[0];
     const withFeatures = Boolean(bankInfo) && session.outputNames.includes("features");
     const bank = withFeatures ? { ...bankInfo, bank: new Float32Array(bankBytes) } : null;
+    if (bank && mahalanobisBytes) {
+      const m = new Float32Array(mahalanobisBytes), w = mahalanobisInfo.width;
+      bank.mahalanobis = { ...mahalanobisInfo, whitening: m.subarray(0, w * w), centres: m.subarray(w * w) };
+    }
     // the refusal with the network's features when both the model and the export carry them, else the six-feature one
     const refusal = withFeatures ? info.refusal : info.refusal.plain || info.refusal;
     return { info, session, digitSpace, input: session.inputNames[0], output, bank, refusal };
@@ -202,8 +237,10 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
   // The refusal's margin of one 28×28 (> 0: refused), with the network's features when it uses them.
   function margin(pixels, logits, features, { digitSpace, bank, refusal }) {
     const x = refusalFeatures(pixels, logits, digitSpace);
-    if (bank && features) x.push(featureKnn(features, bank));
-    return refusalScore(x, refusal) - refusal.threshold;
+    if (!(bank && features)) return refusalScore(x, refusal) - refusal.threshold;
+    x.push(featureKnn(features, bank));
+    const distance = bank.mahalanobis ? mahalanobis(features, bank.mahalanobis) : undefined;
+    return refusalScore(x, refusal, distance) - refusal.threshold;
   }
 
   function softmax(logits, t) {
