@@ -112,6 +112,7 @@ export function zoomBilinear(map, w, h) {
 
 // OpenCV's INTER_AREA at an integer factor on uint8 (a box mean, rounded; at 2× its SIMD path adds 2 and shifts).
 function shrinkBands(data, w, h, channels, factor, sw, sh) {
+  if (factor === 2) return halve(data, w, channels, sw, sh);
   const out = new Uint8Array(sw * sh * channels), area = factor * factor;
   const rows = Math.min(h, sh * factor), cols = Math.min(w, sw * factor); // the box filter's reach
   const sums = new Uint32Array(sw * channels);
@@ -127,6 +128,20 @@ function shrinkBands(data, w, h, channels, factor, sw, sh) {
     const o = y * sw * channels;
     if (factor === 2) for (let i = 0; i < sums.length; i++) out[o + i] = (sums[i] + 2) >> 2;
     else for (let i = 0; i < sums.length; i++) out[o + i] = pyRound(sums[i] / area);
+  }
+  return out;
+}
+
+// shrinkBands at 2× (a canvas at the page's size): each output is its 2×2 block's rounded mean, in one pass.
+function halve(data, w, channels, sw, sh) {
+  const out = new Uint8Array(sw * sh * channels), stride = w * channels, step = 2 * channels;
+  for (let y = 0, o = 0; y < sh; y++) {
+    let a = 2 * y * stride, b = a + stride;
+    for (let x = 0; x < sw; x++, a += step, b += step) {
+      for (let c = 0; c < channels; c++, o++) {
+        out[o] = (data[a + c] + data[a + channels + c] + data[b + c] + data[b + channels + c] + 2) >> 2;
+      }
+    }
   }
   return out;
 }
