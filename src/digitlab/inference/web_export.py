@@ -65,7 +65,7 @@ PAGE_CONSTANTS = {
         "CHROMA_SCALE",
     ),
     "digitlab.data.paper_rules": ("RULE_SPAN", "RULE_WIDTH", "RULES_MIN"),
-    "digitlab.data.segment": ("INK_THRESHOLD", "SPECK", "OVERLAP", "SMALL", "MAX_CUTS"),
+    "digitlab.data.segment": ("INK_THRESHOLD", "SPECK", "OVERLAP", "SMALL", "MAX_CUTS", "FILL_GAP", "FILL_STEP"),
     "digitlab.inference.read": (
         "SPLIT_ABOVE",
         "SPLIT_WIDER",

@@ -135,7 +135,15 @@ export function cutCandidates(mask, w, box, lineHeight) {
     if (edge <= x && x <= W - edge && chosen.every((k) => Math.abs(x - k) >= edge)) chosen.push(x);
     if (chosen.length === C.MAX_CUTS) break;
   }
-  return chosen.map((x) => left + x).sort((a, b) => a - b);
+  const points = [0, ...[...chosen].sort((a, b) => a - b), W], all = new Set(chosen);
+  for (let i = 0; i + 1 < points.length; i++) { // wide stretches without a candidate get evenly spaced ones
+    const a = points[i], b = points[i + 1];
+    if (b - a <= C.FILL_GAP * lineHeight) continue;
+    const n = Math.floor((b - a) / (C.FILL_STEP * lineHeight));
+    if (!n) all.add(Math.trunc((a + b) / 2));
+    for (let k = 1; k <= n; k++) all.add(Math.trunc(a + ((b - a) * k) / (n + 1)));
+  }
+  return [...all].map((x) => left + x).sort((a, b) => a - b);
 }
 
 /** The marks of a flattened ink map, left to right, each {mask, box, cuts} (`segment.segment_line`). */
