@@ -83,20 +83,25 @@ def predictor(trained_run):
 
 @pytest.mark.slow
 def test_read_numbers_of_test_digits(predictor, mnist):
+    """Separated and touching numbers of every length 2–6 are read, with boxes on the right digits."""
     from digitlab.inference.read import read_number
 
     rng = np.random.default_rng(1)
-    right = {"apart": 0, "touching": 0}
-    for gap in right:
-        for _ in range(12):
-            idx = rng.choice(len(mnist.x_test), 2 if gap == "touching" else 3)
+    right = {(gap, n): 0 for gap in ("apart", "touching") for n in range(2, 7)}
+    for gap, length in right:
+        for _ in range(4):
+            idx = rng.choice(len(mnist.x_test), length)
             image, boxes = number_image([mnist.x_test[i] for i in idx], rng, gap)
             reading = read_number(image, predictor)
-            right[gap] += reading.text == "".join(str(mnist.y_test[i]) for i in idx)
+            right[gap, length] += reading.text == "".join(str(mnist.y_test[i]) for i in idx)
             if reading.text == "".join(str(mnist.y_test[i]) for i in idx):  # boxes land on the right digits
                 centres = [(b[0] + b[2]) / 2 for b in boxes]
                 assert all(d.box[0] <= c <= d.box[2] for d, c in zip(reading.digits, centres, strict=True))
-    assert right["apart"] >= 10 and right["touching"] >= 8, right  # benches: 95% and 86% on validation digits
+    apart = sum(v for (gap, _), v in right.items() if gap == "apart")
+    touching = sum(v for (gap, _), v in right.items() if gap == "touching")
+    # this suite's quickly trained cnn reads 16 of 20 and 10 of 20; the benches on make run's model: separated
+    # 88–97% by length, touching 87% of pairs down to 38% of six
+    assert apart >= 14 and touching >= 8 and min(right.values()) >= 1, right
 
 
 def test_field_cases_read_and_predict(trained_run, tmp_path, capsys):
