@@ -53,6 +53,20 @@ def test_touching_digits_are_one_group_with_cut_candidates(mnist):
     assert group.cuts, "a blob of two digits needs places to cut it"
 
 
+def test_wide_stretches_without_a_cut_place_are_filled_only_when_reading_numbers():
+    """Overlapping digits meet where the outline has no valley: a stretch wider than FILL_GAP × the height without
+    a candidate gets evenly spaced ones when `fill` (reading numbers), and keeps its gap when not (the single-digit
+    verdict: a wide 2 is not "22")."""
+    from digitlab.data.segment import FILL_GAP, cut_candidates
+
+    yy, xx = np.mgrid[0:60, 0:200]
+    mask = ((xx - 100) / 80) ** 2 + ((yy - 30) / 20) ** 2 < 1  # a flat ellipse, 40 high, 160 wide
+    box = (11, 50, 21, 180)
+    valleys, filled = cut_candidates(mask, box, 40, fill=False), cut_candidates(mask, box, 40)
+    assert set(valleys) < set(filled)
+    assert np.diff([21, *valleys, 180]).max() > FILL_GAP * 40 >= np.diff([21, *filled, 180]).max()
+
+
 def test_a_digit_drawn_in_two_strokes_is_one_group():
     four = _strokes((200, 200), [[(60, 20), (40, 110), (150, 110)], [(120, 40), (120, 190)]])  # 4: two strokes
     five = _strokes(

@@ -23,6 +23,6 @@ const out = [];
 for (const [n, [height, width, channels, offset]] of shapes.entries()) {
   const image = { data: data.subarray(offset, offset + height * width * channels), width, height, channels };
   const p = toMnist28x28(image);
-  out.push(p.blank ? ["blank", p.reason] : await verdictOf(p, () => refused[n], (ink) => readInk(ink, score)));
+  out.push(p.blank ? ["blank", p.reason] : await verdictOf(p, () => refused[n], (ink, fill) => readInk(ink, score, fill)));
 }
 process.stdout.write(JSON.stringify(out));

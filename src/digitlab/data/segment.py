@@ -148,7 +148,7 @@ def _overlap(a: Box, b: Box) -> float:
     return max(shared, 0) / max(min(a[3] - a[2], b[3] - b[2]), 1)
 
 
-def cut_candidates(mask: np.ndarray, box: Box, line_height: int) -> list[int]:
+def cut_candidates(mask: np.ndarray, box: Box, line_height: int, fill: bool = True) -> list[int]:
     """Columns inside a group where touching digits may meet: thin columns and contour valleys, gaps filled.
 
     Candidates closer than a fifth of the line's height to the group's edges or to each other are dropped
@@ -159,6 +159,8 @@ def cut_candidates(mask: np.ndarray, box: Box, line_height: int) -> list[int]:
         mask: (h, w) bool ink of the group.
         box: the group's box.
         line_height: the line's tallest group, in pixels.
+        fill: whether wide stretches without a candidate get evenly spaced ones (False: valleys only, for the
+            single-digit verdict, where a wide 2 cut at an even spacing can read as "22").
 
     Returns:
         Absolute column positions, left to right.
@@ -185,6 +187,8 @@ def cut_candidates(mask: np.ndarray, box: Box, line_height: int) -> list[int]:
             chosen.append(x)
         if len(chosen) == MAX_CUTS:
             break
+    if not fill:
+        return sorted(left + x for x in chosen)
     points = [0, *sorted(chosen), len(profile)]
     filled: list[int] = []
     for a, b in itertools.pairwise(points):
@@ -237,11 +241,12 @@ def marks(flat: np.ndarray) -> list[tuple[np.ndarray, Box]]:
     return attach_small(group_components(ink_components(flat)))
 
 
-def segment_line(flat: np.ndarray) -> list[Group]:
+def segment_line(flat: np.ndarray, fill: bool = True) -> list[Group]:
     """The marks of a flattened ink map, left to right, each with its cut candidates.
 
     Args:
         flat: (h, w) float32 flattened ink map.
+        fill: `cut_candidates`'s `fill`.
 
     Returns:
         One `Group` per mark.
@@ -250,4 +255,6 @@ def segment_line(flat: np.ndarray) -> list[Group]:
     if not groups:
         return []
     line_height = int(np.median([g[1][1] - g[1][0] for g in groups]))
-    return [Group(mask, box, cut_candidates(mask, box, max(line_height, box[1] - box[0]))) for mask, box in groups]
+    return [
+        Group(mask, box, cut_candidates(mask, box, max(line_height, box[1] - box[0]), fill)) for mask, box in groups
+    ]

@@ -154,17 +154,18 @@ def read_number(source: ImageInput, model: AnswerModel, max_pixels: int = MAX_PI
     return read_ink(_line_ink(source, max_pixels), model)
 
 
-def read_ink(ink, model: AnswerModel) -> Reading:
+def read_ink(ink, model: AnswerModel, fill: bool = True) -> Reading:
     """`read_number` on an image's ink already at working size.
 
     Args:
         ink: The image's ink (`data.preprocess.Ink`), as `to_mnist_28x28` kept it.
         model: What answers (`AnswerModel`: a `Predictor`).
+        fill: Whether to cut wide stretches at even spacings too (`segment.cut_candidates`).
 
     Returns:
         The reading: its text left to right, each digit with its box and confidence (blank when no ink).
     """
-    groups = segment_line(ink.flat)
+    groups = segment_line(ink.flat, fill)
     if not groups:
         return Reading("", [], 0.0, blank=True, reason="blank: no ink")
     line_height = int(np.median([g.height for g in groups]))

@@ -146,7 +146,7 @@ def judge(processed: Processed, not_digit: bool, model: AnswerModel | None = Non
         text = _read(processed, model)
         return "several_digits", f"several digits: {marks} separate marks{text}; use read for numbers"
     if model is not None and needs_reading(processed):
-        reading = read_ink(processed.ink, model)
+        reading = read_ink(processed.ink, model, fill=False)  # clear cuts only: a wide 2 is not "22"
         if len(reading.digits) >= 2 and min(d.confidence for d in reading.digits) >= TOUCHING_CONFIDENCE:
             return "several_digits", f"several digits: reads as {reading.text!r} (touching); use read for numbers"
     if not_digit:

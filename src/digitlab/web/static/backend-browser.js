@@ -124,7 +124,7 @@ export function mahalanobis(features, { whitening, centres, width, classes }) {
  * `verdict.judge` after "blank": several marks, one mark wide enough to be touching digits, not a digit, a digit.
  * @param {object} processed from `toMnist28x28`, not blank.
  * @param {() => boolean} refused whether the refusal says "not a digit" (asked only when it decides).
- * @param {(ink: object) => Promise<object>} read the reader (`readInk` with the model's scores).
+ * @param {(ink: object, fill?: boolean) => Promise<object>} read the reader (`readInk` with the model's scores).
  * @returns {Promise<[string, string]>} [verdict, reason]; the reason is "" for a digit.
  */
 export async function verdictOf(processed, refused, read) {
@@ -134,7 +134,7 @@ export async function verdictOf(processed, refused, read) {
     return ["several_digits", `several digits: ${marks} separate marks, reads as '${text}'; use read for numbers`];
   }
   if ((processed.details.mark_aspect || 0) > C.TOUCHING_ASPECT) {
-    const reading = await read(processed.ink);
+    const reading = await read(processed.ink, false); // clear cuts only: a wide 2 is not "22"
     if (reading.digits.length >= 2 && Math.min(...reading.digits.map((d) => d.confidence)) >= C.TOUCHING_CONFIDENCE) {
       return ["several_digits", `several digits: reads as '${reading.text}' (touching); use read for numbers`];
     }
@@ -260,7 +260,7 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
 
   async function judge(processed, logits, features) {
     const state = await init();
-    return verdictOf(processed, () => margin(processed.pixels, logits, features, state) > 0, (ink) => readInk(ink, score));
+    return verdictOf(processed, () => margin(processed.pixels, logits, features, state) > 0, (ink, fill) => readInk(ink, score, fill));
   }
 
   return {

@@ -56,10 +56,11 @@ function bestSegmentation(group, table) {
  * @param {object} ink from `imageInk`.
  * @param {Function} score async (list of 784-float 28×28s) → {probabilities: number[][], margins: number[]}, the
  *   model's calibrated probabilities and the refusal score minus its threshold for each.
+ * @param {boolean} [fill] whether wide stretches are cut at even spacings too (`segment.cut_candidates`).
  * @returns {Promise<{text: string, digits: object[], confidence: number, blank: boolean, reason?: string}>}
  */
-export async function readInk(ink, score) {
-  const groups = segmentLine(ink.flat);
+export async function readInk(ink, score, fill = true) {
+  const groups = segmentLine(ink.flat, fill);
   if (!groups.length) return { text: "", digits: [], confidence: 0, blank: true, reason: "blank: no ink" };
   const lineHeight = Math.trunc(median(groups.map((g) => g.box[1] - g.box[0])));
   const tables = groups.map((g, i) => {

@@ -115,7 +115,7 @@ function attachSmall(groups, w, h) {
 }
 
 /** Columns inside `box` where touching digits may meet: thin columns and valleys of the upper and lower contours. */
-export function cutCandidates(mask, w, box, lineHeight) {
+export function cutCandidates(mask, w, box, lineHeight, fill = true) {
   const [top, bottom, left, right] = box, H = bottom - top, W = right - left;
   const profile = new Float64Array(W), upper = new Array(W).fill(H), lower = new Array(W).fill(-1);
   for (let x = 0; x < W; x++) for (let y = 0; y < H; y++) {
@@ -135,6 +135,7 @@ export function cutCandidates(mask, w, box, lineHeight) {
     if (edge <= x && x <= W - edge && chosen.every((k) => Math.abs(x - k) >= edge)) chosen.push(x);
     if (chosen.length === C.MAX_CUTS) break;
   }
+  if (!fill) return chosen.map((x) => left + x).sort((a, b) => a - b);
   const points = [0, ...[...chosen].sort((a, b) => a - b), W], all = new Set(chosen);
   for (let i = 0; i + 1 < points.length; i++) { // wide stretches without a candidate get evenly spaced ones
     const a = points[i], b = points[i + 1];
@@ -147,12 +148,12 @@ export function cutCandidates(mask, w, box, lineHeight) {
 }
 
 /** The marks of a flattened ink map, left to right, each {mask, box, cuts} (`segment.segment_line`). */
-export function segmentLine(flat) {
+export function segmentLine(flat, fill = true) {
   const { w, h } = flat;
   const groups = attachSmall(groupComponents(inkComponents(flat), w, h), w, h);
   if (!groups.length) return [];
   const lineHeight = Math.trunc(median(groups.map((g) => g.box[1] - g.box[0])));
-  return groups.map((g) => ({ ...g, cuts: cutCandidates(g.mask, w, g.box, Math.max(lineHeight, g.box[1] - g.box[0])) }));
+  return groups.map((g) => ({ ...g, cuts: cutCandidates(g.mask, w, g.box, Math.max(lineHeight, g.box[1] - g.box[0]), fill) }));
 }
 
 
