@@ -15,7 +15,6 @@
 import { clearReading, showReading as drawReading, staleReading } from "./reading.js";
 import { NO_DIGIT, NO_NUMBER, digitStatus, pct, readingStatus, refusedStatus } from "./texts.js";
 
-const $ = (id) => document.getElementById(id);
 const TEXT = {
   digit: { title: "Draw a digit", intro: "Draw one digit from 0 to 9. The network answers as you draw.",
     empty: "No digit yet: draw one", pad: "Drawing canvas: draw a digit with mouse, finger or pen" },
@@ -51,9 +50,14 @@ export function processedUrl(processed) {
 /**
  * Wire the page up to a backend.
  * @param {object} backend see the top of this file.
+ * @param {object} [host] where the page lives: `root`, the Document (default) or a ShadowRoot holding the page's
+ *   markup (a notebook widget); `frame`, the element that carries the page's classes and data attributes (default
+ *   the document's body); `hash`, whether the mode follows the URL's #number and names the document (default
+ *   true; a widget leaves the notebook's URL and title alone); `mode`, the mode to start in when not by the URL.
  * @returns {{state: object, predict: Function}} the page's state and its predict function (for benches).
  */
-export function startPage(backend) {
+export function startPage(backend, { root = document, frame = document.body, hash = true, mode: first = "digit" } = {}) {
+  const $ = (id) => root.getElementById(id);
   const pad = $("pad");
   const ctx = pad.getContext("2d", { willReadFrequently: true }); // the in-browser backend reads its pixels
   const seen = $("seen").getContext("2d");
@@ -61,7 +65,7 @@ export function startPage(backend) {
   // widths a fraction of its height, so a drawing survives a resize and a switch between the square and wide pads.
   const state = { strokes: [], current: null, upload: null, seq: 0, shown: 0, label: null, timer: null,
     mode: "digit", reading: null };
-  if (!backend.read) for (const el of document.querySelectorAll(".mode, #as-number")) el.remove();
+  if (!backend.read) for (const el of root.querySelectorAll(".mode, #as-number")) el.remove();
   if (!backend.correct) $("feedback")?.remove();
 
   // The canvas keeps its drawing buffer at device resolution so strokes stay smooth on phones.
@@ -111,7 +115,7 @@ export function startPage(backend) {
     state.current = { width, points: [point(e)] };
     state.strokes.push(state.current);
     drawStroke(state.current);
-    staleReading();
+    staleReading(root);
   });
   pad.addEventListener("pointermove", (e) => {
     if (!state.current) return;
@@ -154,7 +158,7 @@ export function startPage(backend) {
   pad.addEventListener("dragover", (e) => { e.preventDefault(); pad.classList.add("dragover"); });
   pad.addEventListener("dragleave", () => pad.classList.remove("dragover"));
   pad.addEventListener("drop", (e) => { e.preventDefault(); pad.classList.remove("dragover"); useFile(e.dataTransfer.files[0]); });
-  window.addEventListener("paste", (e) => {
+  (hash ? window : pad).addEventListener("paste", (e) => { // a widget takes only what is pasted on its canvas
     const item = [...(e.clipboardData?.items || [])].find((i) => i.type.startsWith("image/"));
     if (item) useFile(item.getAsFile());
   });
@@ -164,12 +168,15 @@ export function startPage(backend) {
     if (mode !== "number" || !backend.read) mode = "digit";
     const before = pad.clientWidth / pad.clientHeight;
     state.mode = mode;
-    document.body.classList.toggle("mode-number", mode === "number");
-    for (const input of document.querySelectorAll("input[name=mode]")) input.checked = input.value === mode;
+    frame.classList.toggle("mode-number", mode === "number");
+    for (const input of root.querySelectorAll("input[name=mode]")) input.checked = input.value === mode;
     const text = TEXT[mode];
-    $("title").textContent = text.title; $("intro").textContent = text.intro; document.title = `digitlab: ${text.title.toLowerCase()}`;
+    $("title").textContent = text.title; $("intro").textContent = text.intro;
     pad.setAttribute("aria-label", text.pad);
-    if (backend.read && location.hash !== `#${mode}`) history.replaceState(null, "", mode === "digit" ? location.pathname : "#number");
+    if (hash) {
+      document.title = `digitlab: ${text.title.toLowerCase()}`;
+      if (backend.read && location.hash !== `#${mode}`) history.replaceState(null, "", mode === "digit" ? location.pathname : "#number");
+    }
     // the drawing stays, centred on the new canvas, when it fits there
     const shift = (pad.clientWidth / pad.clientHeight - before) / 2;
     const after = pad.clientWidth / pad.clientHeight;
@@ -179,11 +186,11 @@ export function startPage(backend) {
     showEmpty();
     resizePad(); redraw(); schedule(0);
   }
-  for (const input of document.querySelectorAll("input[name=mode]")) {
+  for (const input of root.querySelectorAll("input[name=mode]")) {
     input.addEventListener("change", () => { if (input.checked) setMode(input.value); });
   }
   $("as-number")?.addEventListener("click", () => { setMode("number"); pad.focus(); });
-  window.addEventListener("hashchange", () => setMode(location.hash === "#number" ? "number" : "digit"));
+  if (hash) window.addEventListener("hashchange", () => setMode(location.hash === "#number" ? "number" : "digit"));
 
   // --- prediction -----------------------------------------------------------------------------------------
   function schedule(ms) {
@@ -234,7 +241,7 @@ export function startPage(backend) {
     const took = Math.round(performance.now() - started);
     $("latency").textContent = backend.kind === "browser" ? `${took} ms in the browser` : `${took} ms round trip (model side ${body.timing_ms} ms)`;
     if (mode === "number") showReading(body, at); else show(body);
-    document.body.dataset.answered = String(seq); // benches and tests wait on this
+    frame.dataset.answered = String(seq); // benches and tests wait on this
     // an answer to the finished drawing (asked after its last stroke ended), with when it was asked
     if (finished) performance.mark("digitlab:answer", { detail: { asked: started } });
   }
@@ -288,19 +295,19 @@ export function startPage(backend) {
     if (r.blank || !r.text) {
       answer("", "blank", "–", "blank"); state.reading = null;
       $("status").textContent = NO_NUMBER;
-      clearReading();
+      clearReading(root);
       return;
     }
     answer(r.text, "digit", "", "number");
     state.reading = { r, at };
     $("status").textContent = readingStatus(r.digits.length, r.confidence);
-    drawReading(r, placer(at), processedUrl);
+    drawReading(r, placer(at), processedUrl, root);
   }
 
   function showEmpty() {
     state.shown = ++state.seq; state.reading = null;
     inside()?.clear();
-    clearReading();
+    clearReading(root);
     answer("", "empty", "?");
     $("status").textContent = TEXT[state.mode].empty;
     $("confidence").textContent = "";
@@ -311,7 +318,7 @@ export function startPage(backend) {
 
   function showError(message) {
     state.reading = null;
-    clearReading();
+    clearReading(root);
     answer("", "blank", "!");
     $("status").textContent = `Error: ${message}`;
   }
@@ -338,7 +345,7 @@ export function startPage(backend) {
   }
 
   // --- corrections (a backend that stores them) ----------------------------------------------------------------
-  const digits = document.querySelector(".digits");
+  const digits = root.querySelector(".digits");
   if (backend.correct && digits) {
     for (let d = 0; d < 10; d++) {
       const b = document.createElement("button");
@@ -360,12 +367,12 @@ export function startPage(backend) {
   // --- start ----------------------------------------------------------------------------------------------
   window.addEventListener("resize", () => {
     resizePad();
-    if (state.reading) drawReading(state.reading.r, placer(state.reading.at), processedUrl); // boxes follow the canvas
+    if (state.reading) drawReading(state.reading.r, placer(state.reading.at), processedUrl, root); // boxes follow the canvas
   });
-  setMode(location.hash === "#number" ? "number" : "digit", { keep: false });
+  setMode(hash ? (location.hash === "#number" ? "number" : "digit") : first, { keep: false });
   backend.describe().then((text) => { $("model").textContent = text; }).catch((err) => {
     $("model").textContent = `model unavailable: ${err.message || err}`;
   });
-  document.body.dataset.interactive = "true"; // the canvas takes strokes from now on (benches wait for it)
+  frame.dataset.interactive = "true"; // the canvas takes strokes from now on (benches wait for it)
   return { state, predict };
 }

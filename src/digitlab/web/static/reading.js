@@ -1,7 +1,7 @@
 // digitlab number mode: draws a reading — each digit's box over the canvas and its 28×28 with label and
-// confidence in a row. page.js owns the canvas and asks the backend; this only renders.
+// confidence in a row. page.js owns the canvas and asks the backend; this only renders, inside `root` (the
+// document, or the shadow root a notebook widget draws the page in).
 
-const $ = (id) => document.getElementById(id);
 const pct = (p) => `${(p * 100).toFixed(1)}%`;
 const UNSURE = 0.6; // a digit the model gives less than this is marked as a doubtful one
 
@@ -11,9 +11,10 @@ const UNSURE = 0.6; // a digit the model gives less than this is marked as a dou
  * @param {Function|null} place maps a box [x0, y0, x1, y1] in the image's pixels to CSS pixels over the canvas
  *   (null when the canvas does not show the image, e.g. an upload the browser cannot decode).
  * @param {Function} url turns a digit's `processed` 28×28 into an image URL.
+ * @param {Document|ShadowRoot} [root] where the page's elements are.
  */
-export function showReading(reading, place, url = (p) => p) {
-  const boxes = $("boxes"), row = $("reading-digits");
+export function showReading(reading, place, url = (p) => p, root = document) {
+  const boxes = root.getElementById("boxes"), row = root.getElementById("reading-digits");
   boxes.replaceChildren(); row.replaceChildren();
   boxes.classList.remove("stale");
   reading.digits.forEach((d, i) => {
@@ -41,11 +42,11 @@ export function showReading(reading, place, url = (p) => p) {
   });
 }
 
-/** Remove the boxes and the row of digits. */
-export function clearReading() {
-  $("boxes")?.replaceChildren();
-  $("reading-digits")?.replaceChildren();
+/** Remove the boxes and the row of digits (of the page in `root`). */
+export function clearReading(root = document) {
+  root.getElementById("boxes")?.replaceChildren();
+  root.getElementById("reading-digits")?.replaceChildren();
 }
 
 /** While the hand draws, the old boxes no longer match the ink: fade them until the next reading. */
-export function staleReading() { $("boxes")?.classList.add("stale"); }
+export function staleReading(root = document) { root.getElementById("boxes")?.classList.add("stale"); }
