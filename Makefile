@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-fast lint format bench clean notebook notebook-strip docs docs-check
+.PHONY: run test test-fast lint format bench clean notebook notebook-strip docs docs-check widget
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,14 @@ format: $(BIN)/.installed-dev
 # JupyterLab on notebooks/, this machine only (127.0.0.1), in the project's venv.
 notebook: $(BIN)/.installed-dev
 	cd notebooks && ../$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The notebook widget runs the draw page's own modules, bundled into the one ES module anywidget loads (committed,
+# so installing digitlab needs no Node; a test rebuilds it and compares). Rebuild after changing web/static/*.js.
+ESBUILD := esbuild@0.28.2
+WIDGET_BUNDLE ?= src/digitlab/notebook/static/widget.bundle.js
+widget:
+	npx --yes $(ESBUILD) src/digitlab/notebook/static/widget.js --bundle --format=esm --log-level=warning \
+		--outfile=$(WIDGET_BUNDLE)
 
 # Strip outputs before committing a notebook (a test fails on committed outputs).
 notebook-strip: $(BIN)/.installed-dev

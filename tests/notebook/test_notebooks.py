@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 300
 
 
@@ -160,9 +161,9 @@ def test_kernel_env_is_not_left_quick():
     assert os.environ.get("DIGITLAB_QUICK") is None
 
 
-def test_the_widget_module_is_one_module_with_the_pages_wording(tmp_path):
-    """anywidget loads one ES module: draw.js with web/static/texts.js inlined, so the widget and the page say
-    the same things; the module parses and imports nothing."""
+def test_the_widget_module_is_the_page_bundled_as_committed(tmp_path):
+    """anywidget loads one ES module: widget.js with the page's own modules (page.js, reading.js, texts.js),
+    bundled by esbuild; the committed bundle is what `make widget` builds from today's sources, and it parses."""
     import shutil
     import subprocess
 
@@ -170,7 +171,31 @@ def test_the_widget_module_is_one_module_with_the_pages_wording(tmp_path):
 
     module = widget_module()
     assert not [line for line in module.splitlines() if line.startswith("import ")]
-    assert all(f"const {name} " in module for name in ("digitStatus", "readingStatus", "refusedStatus", "NO_DIGIT"))
-    if shutil.which("node"):
-        (tmp_path / "widget.mjs").write_text(module)
-        subprocess.run(["node", "--check", str(tmp_path / "widget.mjs")], check=True)
+    assert all(f"function {name}(" in module for name in ("startPage", "showReading", "kernelBackend"))
+    assert "Draw one digit, larger." in module  # texts.js: the page's wording
+    if not (shutil.which("node") and shutil.which("npx")):
+        pytest.skip("node and npx are needed to check the bundle")
+    (tmp_path / "widget.mjs").write_text(module)
+    subprocess.run(["node", "--check", str(tmp_path / "widget.mjs")], check=True)
+    fresh = tmp_path / "fresh.js"
+    built = subprocess.run(
+        ["make", "-s", "widget", f"WIDGET_BUNDLE={fresh}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if built.returncode != 0:
+        pytest.skip(f"esbuild could not be fetched from npm here: {built.stderr.strip()[-200:]}")
+    assert fresh.read_text() == module, "the committed widget bundle is stale: run `make widget`"
+
+
+def test_the_widget_shows_the_pages_markup():
+    """The widget's shadow root holds the draw page's markup (every id page.js asks for) and its CSS."""
+    import re
+
+    from digitlab.notebook.widget import page_parts
+    from digitlab.web import STATIC
+
+    markup, css = page_parts()
+    assert "<html" not in markup and "<body" not in markup
+    page = (STATIC / "page.js").read_text()
+    asked = set(re.findall(r'\$\("([a-z-]+)"\)', page)) - {"feedback", "thanks", "as-number", "setup-error"}
+    assert asked and all(f'id="{name}"' in markup for name in asked), asked
+    assert ".mode-number" in css and "body, .page" in css

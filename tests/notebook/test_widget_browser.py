@@ -104,30 +104,36 @@ def test_draw_a_seven_in_jupyterlab(lab):
             page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
             page.keyboard.press("Shift+Enter")  # run the cell: the widget appears in its output
             try:
-                pad = page.wait_for_selector(".digitlab-draw:not(.number) canvas.pad", timeout=45000)
+                pad = page.wait_for_selector(".digitlab-draw:not(.number) canvas#pad", timeout=45000)
                 break
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "jupyterlab-retry.png"))
                 page.keyboard.press("Escape")
         assert pad is not None, "the widget never appeared (see test-artifacts/notebook/jupyterlab-retry.png)"
         _draw(page, pad, [SEVEN])
-        page.wait_for_function(
-            "() => document.querySelector('.digitlab-draw .label')?.textContent === '7'", timeout=60000
-        )
-        assert page.eval_on_selector(".digitlab-draw .seen img", "img => img.src.startsWith('data:image/png')")
+        # the page runs in the widget's shadow root (Playwright's CSS selectors pierce it; querySelector does not)
+        digit = "document.querySelector('.digitlab-draw:not(.number)').shadowRoot"
+        page.wait_for_function(f"() => {digit}.querySelector('#label')?.textContent === '7'", timeout=60000)
+        inked = "c => c.getContext('2d').getImageData(0, 0, 28, 28).data.some((v, i) => i % 4 === 0 && v > 0)"
+        assert page.eval_on_selector(".digitlab-draw:not(.number) #seen", inked)  # the 28×28 the model saw
+        assert "in this notebook's kernel" in page.inner_text(".digitlab-draw:not(.number) #model")
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-draw-7.png"))
-        number = page.wait_for_selector(".digitlab-draw.number canvas.pad", timeout=30000)
+        page.locator(".digitlab-draw:not(.number)").screenshot(path=str(ARTIFACTS / "widget-7.png"))  # for the docs
+        number = page.wait_for_selector(".digitlab-draw.number canvas#pad", timeout=30000)
         number.scroll_into_view_if_needed()
         box = number.bounding_box()
         assert box["width"] > 3 * box["height"]
         _draw(page, number, FORTY_TWO)
-        page.wait_for_function(
-            "() => document.querySelector('.digitlab-draw.number [data-testid=prediction]')?.textContent === '42'",
-            timeout=60000,
-        )
-        assert page.eval_on_selector_all(".digitlab-draw.number .boxes .box", "els => els.length") == 2
+        try:
+            page.wait_for_function(
+                "() => document.querySelector('.digitlab-draw.number').shadowRoot"
+                ".querySelector('[data-testid=prediction]')?.textContent === '42'",
+                timeout=60000,
+            )
+        finally:
+            page.locator(".digitlab-draw.number").screenshot(path=str(ARTIFACTS / "jupyterlab-number-42.png"))
+        assert page.eval_on_selector_all(".digitlab-draw.number #boxes .box", "els => els.length") == 2
         assert page.eval_on_selector_all(".digitlab-draw.number [data-testid=reading-digits] img", "e => e.length") == 2
-        page.locator(".digitlab-draw.number").screenshot(path=str(ARTIFACTS / "jupyterlab-number-42.png"))
         browser.close()
 
 

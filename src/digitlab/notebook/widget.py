@@ -1,23 +1,27 @@
-"""`draw()`: the draw-a-digit canvas inside Jupyter, JupyterLab, VS Code and Colab (anywidget).
+"""`draw()`: the draw page inside Jupyter, JupyterLab, VS Code and Colab (anywidget).
 
-The canvas is one ES module (`static/draw.js` with the page's wording inlined, `widget_module`; package data, no
-build step). After each stroke it
-sets `image` to the canvas's PNG data URL; Python then runs exactly what the server runs for `/api/predict`
-(the same `to_mnist_28x28`, the same `Predictor` with its runtime, fitted temperature and verdicts) and answers
-through synced traits: `verdict` ("digit", "blank", "several_digits" or "not_a_digit") with its `reason`,
-`label` (None unless the verdict is "digit"), `probabilities`, `top_k`, `processed` (the 28×28 the model saw,
-a PNG data URL) and `error`.
+The widget runs the page itself: `digitlab.web`'s modules (`page.js` and what it imports), its markup
+(`templates/page.html`, rendered without its document) and its CSS, in a shadow root, with a backend that asks
+the kernel (`static/widget.js`, bundled into the one ES module anywidget loads: `static/widget.bundle.js`, `make
+widget`). So the widget draws, uploads, switches between a digit and a number and says what the page says.
 
-`mode="number"` gives a wide canvas and runs what `/api/read` runs (`read_number` through the same Predictor):
-`text` (e.g. "42"), `digits` (each `label`, `confidence`, `box` [x0, y0, x1, y1] in the image's pixels and
-`processed`), `confidence`, and `verdict` "number" or "blank".
+After each stroke the page sets `image` (the canvas's PNG data URL), `mode` and a new `request`; Python runs
+exactly what the server runs for `/api/predict` (the same `to_mnist_28x28`, the same `Predictor` with its runtime,
+fitted temperature and verdicts) and answers through synced traits: `verdict` ("digit", "blank",
+"several_digits" or "not_a_digit") with its `reason`, `label` (None unless the verdict is "digit"),
+`probabilities`, `top_k`, `processed` (the 28×28 the model saw, a PNG data URL) and `error`, then `answered`.
 
-Scripts can set `image` themselves. A bad image sets `error`; nothing raises in the kernel. In Colab,
-anywidget turns on Colab's custom widget manager by itself.
+In number mode (`mode="number"`, or the page's switch) it runs what `/api/read` runs (`read_number` through the
+same Predictor): `text` (e.g. "42"), `digits` (each `label`, `confidence`, `box` [x0, y0, x1, y1] in the image's
+pixels and `processed`), `confidence`, and `verdict` "number" or "blank".
+
+Scripts can set `image` (and `mode`) themselves. A bad image sets `error`; nothing raises in the kernel. In
+Colab, anywidget turns on Colab's custom widget manager by itself.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from digitlab.inference.verdict import Answer
 from digitlab.models.saved import LoadedModel
 
 STATIC = Path(__file__).parent / "static"
+TEMPLATE = Path(__file__).parent / "templates" / "widget.html"
 MAX_PIXELS = 16_000_000  # the server's default decoded-pixel limit
 MODES = ("digit", "number")
 
@@ -43,22 +48,20 @@ def _check_mode(mode: str) -> None:
 
 
 def widget_module() -> str:
-    """The widget's one ES module: `static/draw.js` with the page's wording (`digitlab.web` `texts.js`) inlined.
-
-    anywidget loads a single module, which cannot import its neighbours, so the shared module is put in front
-    of it here (its `export`s dropped, the import line removed): the page and the widget say the same things.
+    """The widget's one ES module: `static/widget.js` with the page's modules, bundled by esbuild (`make widget`).
 
     Returns:
         The module's JavaScript source.
     """
-    import re
+    return (STATIC / "widget.bundle.js").read_text()
 
+
+def page_parts() -> tuple[str, str]:
+    """(the page's markup without its document, the page's CSS): what the widget puts in its shadow root."""
     from digitlab.web import STATIC as PAGE_STATIC
+    from digitlab.web import render_page
 
-    texts = re.sub(r"^export ", "", (PAGE_STATIC / "texts.js").read_text(), flags=re.M)
-    shared = r'^import [^\n]* from "[./]*web/static/texts\.js";\n'
-    draw = re.sub(shared, "", (STATIC / "draw.js").read_text(), flags=re.M)
-    return texts + "\n" + draw
+    return render_page(TEMPLATE, "", fragment=True), (PAGE_STATIC / "style.css").read_text()
 
 
 class DrawWidget(anywidget.AnyWidget):
@@ -70,7 +73,8 @@ class DrawWidget(anywidget.AnyWidget):
     """
 
     _esm = widget_module()
-    _css = STATIC / "draw.css"
+    _page_markup = traitlets.Unicode("").tag(sync=True)
+    _page_css = traitlets.Unicode("").tag(sync=True)
 
     image = traitlets.Unicode("").tag(sync=True)  # a data:image/png;base64,... URL (the canvas, or set by you)
     label = traitlets.Int(None, allow_none=True).tag(sync=True)  # None: no digit (or an error)
@@ -78,7 +82,7 @@ class DrawWidget(anywidget.AnyWidget):
     top_k = traitlets.List(default_value=[]).tag(sync=True)
     processed = traitlets.Unicode("").tag(sync=True)  # the 28×28 the model saw, PNG data URL
     reason = traitlets.Unicode("").tag(sync=True)  # why there is no digit (or no number)
-    mode = traitlets.Unicode("digit").tag(sync=True)  # "digit" or "number", fixed when made
+    mode = traitlets.Unicode("digit").tag(sync=True)  # "digit" or "number": what `image` is answered as
     verdict = traitlets.Unicode("").tag(sync=True)  # digit|blank|several_digits|not_a_digit; number: number|blank
     text = traitlets.Unicode("").tag(sync=True)  # number mode: what was read, e.g. "42"
     digits = traitlets.List(default_value=[]).tag(sync=True)  # number mode: label, confidence, box, processed
@@ -86,6 +90,9 @@ class DrawWidget(anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
     model_name = traitlets.Unicode("").tag(sync=True)
     runtime = traitlets.Unicode("").tag(sync=True)
+    request = traitlets.Int(0).tag(sync=True)  # the page's question number, with `image` and `mode`
+    answered = traitlets.Int(0).tag(sync=True)  # the `request` the answer traits are for
+    timing_ms = traitlets.Float(0.0).tag(sync=True)  # how long the kernel took to answer
 
     def __init__(self, predictor: Predictor, top_k: int = 3, mode: str = "digit", **kwargs: Any):
         """Make the widget (use `draw`, which also loads the model).
@@ -100,17 +107,33 @@ class DrawWidget(anywidget.AnyWidget):
             ConfigError: for another mode.
         """
         _check_mode(mode)
-        super().__init__(model_name=predictor.name, runtime=predictor.runtime.name, mode=mode, **kwargs)
+        markup, css = page_parts()
+        names = {"model_name": predictor.name, "runtime": predictor.runtime.name}
+        super().__init__(**names, mode=mode, _page_markup=markup, _page_css=css, **kwargs)
         self._predictor = predictor
         self._k = top_k
-        self.observe(self._answer, names="image")
+        self._last: tuple = ()
+        self.observe(self._answer, names=["image", "mode", "request"])
 
-    def _answer(self, change: dict) -> None:
-        url = change["new"]
+    def _answer(self, _change: dict) -> None:
+        """Answer `image` as `mode` says, once per (image, mode, request): the page sets all three at once."""
+        key = (self.image, self.mode, self.request)
+        if key == self._last:
+            return
+        self._last = key
+        started = time.perf_counter()
+        self._respond()
+        with self.hold_sync():
+            self.timing_ms = round((time.perf_counter() - started) * 1000, 1)
+            self.answered = self.request
+
+    def _respond(self) -> None:
+        url = self.image
         if not url:
             self._show()
             return
         try:
+            _check_mode(self.mode)
             if not isinstance(url, str) or not url.startswith("data:"):
                 raise DigitlabError("image must be a data:image/...;base64,... URL")
             data = decode_data_url(url)
