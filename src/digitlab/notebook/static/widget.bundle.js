@@ -1,5 +1,16 @@
-// src/digitlab/web/static/reading.js
+// src/digitlab/web/static/texts.js
 var pct = (p) => `${(p * 100).toFixed(1)}%`;
+function sentence(reason) {
+  const text = reason.replace(/; use read for numbers$/, "");
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
+}
+var digitStatus = (top) => `${pct(top[0].probability)} sure` + (top[1] ? `; next: ${top[1].label} (${pct(top[1].probability)})` : "");
+var readingStatus = (n, confidence) => `${n} digit${n === 1 ? "" : "s"}, ${pct(confidence)} sure of ${n === 1 ? "it" : n === 2 ? "both" : "all " + n}`;
+var refusedStatus = (reason, verdict) => sentence(reason || verdict.replace(/_/g, " "));
+var NO_DIGIT = "No digit found. Draw one digit, larger.";
+var NO_NUMBER = "No digits found. Write a number, larger.";
+
+// src/digitlab/web/static/reading.js
 var UNSURE = 0.6;
 function showReading(reading, place, url = (p) => p, root = document) {
   const boxes = root.getElementById("boxes"), row = root.getElementById("reading-digits");
@@ -39,18 +50,6 @@ function clearReading(root = document) {
 function staleReading(root = document) {
   root.getElementById("boxes")?.classList.add("stale");
 }
-
-// src/digitlab/web/static/texts.js
-var pct2 = (p) => `${(p * 100).toFixed(1)}%`;
-function sentence(reason) {
-  const text = reason.replace(/; use read for numbers$/, "");
-  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
-}
-var digitStatus = (top) => `${pct2(top[0].probability)} sure` + (top[1] ? `; next: ${top[1].label} (${pct2(top[1].probability)})` : "");
-var readingStatus = (n, confidence) => `${n} digit${n === 1 ? "" : "s"}, ${pct2(confidence)} sure of ${n === 1 ? "it" : n === 2 ? "both" : "all " + n}`;
-var refusedStatus = (reason, verdict) => sentence(reason || verdict.replace(/_/g, " "));
-var NO_DIGIT = "No digit found. Draw one digit, larger.";
-var NO_NUMBER = "No digits found. Write a number, larger.";
 
 // src/digitlab/web/static/page.js
 var TEXT = {
@@ -360,7 +359,7 @@ function startPage(backend, { root = document, frame = document.body, hash = tru
       return;
     }
     answer(String(r.label), "digit", "", verdict);
-    $("confidence").textContent = pct2(r.probabilities[r.label]);
+    $("confidence").textContent = pct(r.probabilities[r.label]);
     $("status").textContent = digitStatus(r.top_k);
     state.label = r.label;
     bars(r.probabilities);

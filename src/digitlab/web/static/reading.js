@@ -2,7 +2,8 @@
 // confidence in a row. page.js owns the canvas and asks the backend; this only renders, inside `root` (the
 // document, or the shadow root a notebook widget draws the page in).
 
-const pct = (p) => `${(p * 100).toFixed(1)}%`;
+import { pct } from "./texts.js";
+
 const UNSURE = 0.6; // a digit the model gives less than this is marked as a doubtful one
 
 /**
