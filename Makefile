@@ -81,7 +81,7 @@ notebook: $(BIN)/.installed-dev
 ESBUILD := esbuild@0.28.2
 WIDGET_BUNDLE ?= src/digitlab/notebook/static/widget.bundle.js
 widget:
-	npx --yes $(ESBUILD) src/digitlab/notebook/static/widget.js --bundle --format=esm --log-level=warning \
+	npx --yes $(ESBUILD) src/digitlab/notebook/static/widget.js --bundle --minify --format=esm --log-level=warning \
 		--outfile=$(WIDGET_BUNDLE)
 
 # Strip outputs before committing a notebook (a test fails on committed outputs).
