@@ -59,6 +59,19 @@ def widget(trained_run):
     return draw(trained_run)
 
 
+def test_draw_fits_a_missing_refusal_when_made_not_on_the_first_stroke(trained_run, tmp_path, capsys):
+    """A run without its refusal (an older run) gets it fitted while the cell runs, said in one line."""
+    import shutil
+
+    from digitlab.inference.refusal import BANK_FILE, REFUSAL_FILE
+    from digitlab.notebook import draw
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns(REFUSAL_FILE, BANK_FILE, "report", "explain"))
+    draw(run, runtime="keras")
+    assert "first use" in capsys.readouterr().out and (run / REFUSAL_FILE).is_file()
+
+
 def _url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 

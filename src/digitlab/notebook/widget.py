@@ -196,5 +196,6 @@ def draw(
 
         predictor = Predictor(model, KerasRuntime(model.model))
     else:
-        predictor = Predictor.load(model, runtime, log=lambda *_: None)
+        predictor = Predictor.load(model, runtime)  # its one-off notices (an export made now) show in the cell
+    predictor.refusal()  # a run without a saved refusal fits it now (once, ~10 s, said in one line), not on a stroke
     return DrawWidget(predictor, top_k=top_k, mode=mode)
