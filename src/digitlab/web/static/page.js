@@ -365,10 +365,12 @@ export function startPage(backend, { root = document, frame = document.body, has
   }
 
   // --- start ----------------------------------------------------------------------------------------------
-  window.addEventListener("resize", () => {
+  // The canvas's own size, not the window's: a widget's page is laid out after it starts (its canvas may be 0 wide
+  // then) and resized with its output area.
+  new ResizeObserver(() => {
     resizePad();
     if (state.reading) drawReading(state.reading.r, placer(state.reading.at), processedUrl, root); // boxes follow the canvas
-  });
+  }).observe(pad);
   setMode(hash ? (location.hash === "#number" ? "number" : "digit") : first, { keep: false });
   backend.describe().then((text) => { $("model").textContent = text; }).catch((err) => {
     $("model").textContent = `model unavailable: ${err.message || err}`;
