@@ -231,14 +231,18 @@ class Refusal:
         if chosen.uses_features:
             x = np.concatenate([x, chosen.bank.distance(net_features)[:, None]], axis=1)
         regression = chosen.regression(x)
-        if chosen.uses_features and chosen.mahalanobis_map is not None:
-            scale, offset = chosen.mahalanobis_map
-            return np.maximum(regression, scale * chosen.bank.mahalanobis(net_features) + offset)
-        return regression
+        return chosen._with_distance(regression, net_features) if chosen.uses_features else regression
 
     def regression(self, x: np.ndarray) -> np.ndarray:
         """(N,) the logistic regression's decision values of (N, len(names)) raw features."""
         return ((x - np.asarray(self.mean)) / np.asarray(self.std)) @ np.asarray(self.coef) + self.intercept
+
+    def _with_distance(self, regression: np.ndarray, net_features: np.ndarray) -> np.ndarray:
+        """The score from the regression's values: their maximum with the mapped Mahalanobis distance, if used."""
+        if self.mahalanobis_map is None:
+            return regression
+        scale, offset = self.mahalanobis_map
+        return np.maximum(regression, scale * self.bank.mahalanobis(net_features) + offset)
 
     def margins(self, pixels: np.ndarray, logits: np.ndarray, net_features: np.ndarray | None = None) -> np.ndarray:
         """(N,) score − threshold of the refusal used (> 0: "not a digit"); arguments as `score`."""
@@ -258,7 +262,7 @@ class Refusal:
         return self.margins(pixels, logits, net_features) > 0
 
     def save(self, run_dir: Path) -> Path:
-        """Write RUN/refusal.json (and the bank, RUN/refusal_bank.npy) atomically; returns the JSON's path."""
+        """Write RUN/refusal.json (and the bank, RUN/refusal_bank.npz) atomically; returns the JSON's path."""
         if self.bank is not None:
             self.bank.save(run_dir / BANK_FILE)
             (run_dir / "refusal_bank.npy").unlink(missing_ok=True)  # the bank of a /3 refusal, replaced by this one
@@ -372,11 +376,8 @@ def _join_mahalanobis(refusal: Refusal, drawn: tuple[np.ndarray, np.ndarray], ot
     scale = (np.quantile(s_drawn, 1 - refused) - np.median(s_drawn)) / max(spread, 1e-12)
     offset = np.median(s_drawn) - scale * np.median(m_drawn)
     refusal.mahalanobis_map = [float(scale), float(offset)]
-
-    def combined(x: np.ndarray, net: np.ndarray) -> np.ndarray:
-        return np.maximum(refusal.regression(x), scale * refusal.bank.mahalanobis(net) + offset)
-
-    refusal.threshold, refusal.curve, accepted = _place_threshold(combined(*drawn), combined(*others), refused)
+    drawn_scores, other_scores = (refusal._with_distance(refusal.regression(x), net) for x, net in (drawn, others))
+    refusal.threshold, refusal.curve, accepted = _place_threshold(drawn_scores, other_scores, refused)
     refusal.fitted_on["non_digits_accepted"] = accepted
 
 
