@@ -9,7 +9,8 @@ digits (`refusal.benchmark_sets`), and the row gives the share of each benchmark
 fitted combination sees). Signals: the six of `inference.refusal.features`, the cosine kNN to the run's feature
 bank (`feature_knn`), and the Mahalanobis distance of the network's features to the nearest class mean under one
 shared covariance (Lee et al., "A simple unified framework for detecting out-of-distribution samples and
-adversarial attacks", NeurIPS 2018; fitted here on 20,000 training digits). Combinations:
+adversarial attacks", NeurIPS 2018), as the run's refusal computes it (`FeatureBank.mahalanobis`, 10,000 training
+digits). Combinations:
 
 - `regression alone`: the run's logistic regression on the first seven, fitted on validation digits against the
   fitting pool (what `digitlab.refusal/3` shipped);
@@ -41,19 +42,6 @@ COST = 0.005  # the share of drawn digits every row refuses
 SIGNALS = ("energy", "doubt", "knn", "residual", "flatness", "ink", "feature_knn", "mahalanobis")
 
 
-def _mahalanobis(train_features: np.ndarray, train_labels: np.ndarray):
-    """The min over classes of the Mahalanobis distance, with class means and one shared covariance."""
-    means = np.stack([train_features[train_labels == c].mean(axis=0) for c in range(10)])
-    centred = train_features - means[train_labels]
-    precision = np.linalg.inv(centred.T @ centred / len(centred) + 1e-3 * np.eye(centred.shape[1]))
-
-    def distance(features: np.ndarray) -> np.ndarray:
-        d = features[:, None, :] - means[None]
-        return np.einsum("ncd,de,nce->nc", d, precision, d).min(axis=1)
-
-    return distance
-
-
 def signals(run: str, per_style: int, per_family: int) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """(set → (N, 8) signals, {"shipped", "regression alone"} → set → scores)."""
     from digitlab.data.images import to_unit_float
@@ -64,11 +52,11 @@ def signals(run: str, per_style: int, per_family: int) -> tuple[dict[str, np.nda
 
     predictor = Predictor.load(run, "keras", log=lambda *_: None)
     refusal = predictor.refusal()
-    if not refusal.uses_features:
-        raise SystemExit(f"{run}: its network has no features output; this study needs one")
+    if not refusal.uses_features or refusal.bank.whitening is None:
+        raise SystemExit(
+            f"{run}: its refusal has no feature measures (a network without features); this study needs them"
+        )
     splits = splits_for(predictor.loaded.settings)
-    _, train_features = predictor.forward(to_unit_float(splits.x_train[:20000]))
-    mahalanobis = _mahalanobis(train_features, splits.y_train[:20000])
     sets = benchmark_sets(per_style, per_family, real=False)
     rng = np.random.default_rng(1)  # validation digits as they are and drawn, as the shipped regression is fitted
     drawn = _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(splits.x_val[-700:]))
@@ -77,7 +65,7 @@ def signals(run: str, per_style: int, per_family: int) -> tuple[dict[str, np.nda
     out, own = {}, {"regression alone": {}, "shipped": {}}
     for name, x in sets.items():
         logits, net = predictor.forward(x)
-        out[name] = np.column_stack([features(x, logits), refusal.bank.distance(net), mahalanobis(net)])
+        out[name] = np.column_stack([features(x, logits), refusal.bank.distance(net), refusal.bank.mahalanobis(net)])
         own["regression alone"][name] = refusal.regression(out[name][:, :-1])
         own["shipped"][name] = refusal.score(x, logits, net)
     return out, own
