@@ -34,9 +34,13 @@ def measure(model_path: str, count: int = 1000, seed: int = 0) -> dict:
     predictor = Predictor.load(model_path, "keras", log=lambda *_: None)
 
     def answered(processed: list, truth: np.ndarray) -> float:
-        logits, net = predictor.forward(np.stack([p.pixels for p in processed]))
-        answers = answer_all(processed, logits, net, predictor)
-        return float(np.mean([a.verdict == "digit" and a.label == t for a, t in zip(answers, truth, strict=True)]))
+        """The share answered as the right digit; a blank (lost digit) is wrong (answer_all takes no blanks)."""
+        inked = [i for i, p in enumerate(processed) if not p.blank]
+        kept = [processed[i] for i in inked]
+        logits, net = predictor.forward(np.stack([p.pixels for p in kept]))
+        answers = answer_all(kept, logits, net, predictor)
+        right = sum(a.verdict == "digit" and a.label == truth[i] for a, i in zip(answers, inked, strict=True))
+        return float(right / len(processed))
 
     mnist = load_mnist()
     rng = np.random.default_rng(seed)
