@@ -13,8 +13,11 @@ the whole `digitlab train` command with `--outlier-exposure λ` (0: the default 
   uses seed 0).
 
 Each finished run is one line of bench/results/outlier_exposure_runs.jsonl, written at once; a recorded run is
-skipped. `RULE`, written before the runs, decides; the summary (means ± sd per λ and the verdict) is
-bench/results/outlier_exposure.json. The test set and the real digits are not read by the choice.
+skipped. Lines are keyed by the refusal's schema (`digitlab.inference.refusal.SCHEMA`): when the refusal changes, the
+runs are measured again (a run whose model is still in `runs/oe/` is not trained again; its line keeps the training
+time measured when it was trained), and the summary reads the current schema's lines only. `RULE`, written before
+the runs, decides; the summary (means ± sd per λ and the verdict) is bench/results/outlier_exposure.json.
+The test set and the real digits are not read by the choice.
 
 `--test` (after the choice): the chosen λ and λ = 0 with seeds `TEST_SEEDS`, whole commands again, each scored once
 on the test set (the run's own metrics.json), on the real digits of `../shared/real-digits` and `real-digits-2`
@@ -79,16 +82,31 @@ def measure(run: Path) -> dict[str, Any]:
 
 
 def recorded() -> dict[str, dict[str, Any]]:
-    """The finished runs, by key."""
+    """The finished runs measured with the current refusal, by key."""
+    from digitlab.inference.refusal import SCHEMA
+
     if not RUNS.exists():
         return {}
     rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
-    return {row["key"]: row for row in rows}
+    return {row["key"]: row for row in rows if row.get("refusal_schema", "digitlab.refusal/3") == SCHEMA}
 
 
-def train(lam: float, seed: int, phase: str = "") -> tuple[Path, float]:
-    """Train one (λ, seed) with the whole `digitlab train` command: (its run, seconds from process start)."""
+def seconds_trained(key: str) -> float | None:
+    """The training time recorded when the run `key` was trained (under any refusal), if it was."""
+    if not RUNS.exists():
+        return None
+    rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    return next((r["train_command_seconds"] for r in rows if r["key"] == key and r["train_command_seconds"]), None)
+
+
+def train(lam: float, seed: int, phase: str = "") -> tuple[Path, float | None]:
+    """Train one (λ, seed) with the whole `digitlab train` command: (its run, seconds from process start).
+
+    A run already in `runs/oe/` is kept (None seconds): only the refusal changed since it was trained.
+    """
     out = RUN_DIR / f"{phase}oe{lam:g}-seed{seed}"
+    if (out / "metrics.json").exists():
+        return out, None
     flags = [*RECIPE, "--outlier-exposure", f"{lam:g}"] if lam else RECIPE
     started = time.perf_counter()
     command = [sys.executable, "-m", "digitlab", "train", *flags, "--seed", str(seed), "--out", str(out)]
@@ -196,7 +214,10 @@ def main() -> None:
         key = f"{phase}oe{lam:g}-seed{seed}"
         if key in done or time.monotonic() > deadline:
             continue
-        row = {"key": key, "commit": commit_measured(), **measure_run(lam, seed)}
+        from digitlab.inference.refusal import SCHEMA
+
+        row = {"key": key, "commit": commit_measured(), "refusal_schema": SCHEMA, **measure_run(lam, seed)}
+        row["train_command_seconds"] = row["train_command_seconds"] or seconds_trained(key)
         with RUNS.open("a") as f:
             f.write(json.dumps(row) + "\n")
         done[key] = row

@@ -138,10 +138,7 @@ def from_keras_cache() -> dict[str, bytes]:
     path = keras_cache_path()
     if not path.is_file():
         raise SourceUnavailable(f"{path} does not exist")
-    data = path.read_bytes()
-    if sha256(data) != NPZ_SHA256:
-        raise SourceUnavailable(f"{path}: sha256 mismatch, not the official mnist.npz")
-    return npz_to_idx(data)
+    return _official_npz(path.read_bytes(), str(path))
 
 
 def from_url(url: str | None = None, timeout: float = URL_TIMEOUT_S) -> dict[str, bytes]:
@@ -168,9 +165,13 @@ def from_url(url: str | None = None, timeout: float = URL_TIMEOUT_S) -> dict[str
                     bar.update(len(block))
     except OSError as e:  # URLError, timeouts and connection errors are all OSErrors
         raise SourceUnavailable(f"{url}: {getattr(e, 'reason', e)}") from e
-    data = buf.getvalue()
+    return _official_npz(buf.getvalue(), url)
+
+
+def _official_npz(data: bytes, where: str) -> dict[str, bytes]:
+    """Keras' mnist.npz as IDX files, if `data` is the official file (SourceUnavailable naming `where` if not)."""
     if sha256(data) != NPZ_SHA256:
-        raise SourceUnavailable(f"{url}: sha256 mismatch on the downloaded mnist.npz")
+        raise SourceUnavailable(f"{where}: sha256 mismatch, not the official mnist.npz")
     return npz_to_idx(data)
 
 

@@ -73,14 +73,20 @@ def _image_input(options: ModelOptions):
     return inputs, scale(inputs)
 
 
+def _head(inputs, x, options: ModelOptions, name: str, hidden: int = 0) -> keras.Model:
+    """Flatten → [Dense(hidden, ReLU)] → [Dropout(--dropout)] → Dense(10) "logits": the simple nets' common head."""
+    x = layers.Flatten()(x)
+    if hidden:
+        x = _dense(hidden, options, activation="relu")(x)
+    if options.dropout:
+        x = layers.Dropout(options.dropout)(x)
+    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name=name)
+
+
 def build_mlp(options: ModelOptions) -> keras.Model:
     """Flatten → Dense(128, ReLU) → Dense(10): the "hello world" of Keras."""
     inputs, x = _image_input(options)
-    x = layers.Flatten()(x)
-    x = _dense(128, options, activation="relu")(x)
-    if options.dropout:
-        x = layers.Dropout(options.dropout)(x)
-    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="mlp")
+    return _head(inputs, x, options, "mlp", hidden=128)
 
 
 def build_cnn(options: ModelOptions) -> keras.Model:
@@ -90,10 +96,7 @@ def build_cnn(options: ModelOptions) -> keras.Model:
     x = layers.MaxPooling2D(2)(x)
     x = _conv(64, options, activation="relu")(x)
     x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    if options.dropout:
-        x = layers.Dropout(options.dropout)(x)
-    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="cnn")
+    return _head(inputs, x, options, "cnn")
 
 
 def build_deep_cnn(options: ModelOptions) -> keras.Model:
@@ -129,11 +132,7 @@ def build_fast_cnn(options: ModelOptions) -> keras.Model:
     inputs, x = _image_input(options)
     x = layers.MaxPooling2D(2)(_conv(24, options, kernel=5, activation="relu")(x))  # 12×12×24
     x = layers.MaxPooling2D(2)(_conv(32, options, kernel=3, activation="relu")(x))  # 5×5×32
-    x = layers.Flatten()(x)
-    x = _dense(256, options, activation="relu")(x)
-    if options.dropout:
-        x = layers.Dropout(options.dropout)(x)
-    return keras.Model(inputs, _dense(NUM_CLASSES, options, name="logits")(x), name="fast_cnn")
+    return _head(inputs, x, options, "fast_cnn", hidden=256)
 
 
 def build_bn_cnn(options: ModelOptions) -> keras.Model:

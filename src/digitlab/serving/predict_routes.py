@@ -17,6 +17,7 @@ from digitlab.serving.requests import IMAGE_BODIES, ImageBody, image_from_reques
 from digitlab.serving.state import Served, ServedModel
 
 router = APIRouter(tags=["predict"])
+IMAGE_REQUEST = json_body(ImageBody, **IMAGE_BODIES)  # both routes take the same image bodies
 
 
 async def processed_image(request: Request, served: ServedModel) -> tuple[Processed, dict[str, Any]]:
@@ -40,10 +41,7 @@ async def processed_image(request: Request, served: ServedModel) -> tuple[Proces
 
 
 @router.post(
-    "/api/predict",
-    summary="Predict the digit in one image",
-    response_model=DigitAnswer,
-    openapi_extra=json_body(ImageBody, **IMAGE_BODIES),
+    "/api/predict", summary="Predict the digit in one image", response_model=DigitAnswer, openapi_extra=IMAGE_REQUEST
 )
 async def predict(request: Request, served: Served) -> JSONResponse:
     """Predict the digit in one image.
@@ -55,9 +53,7 @@ async def predict(request: Request, served: Served) -> JSONResponse:
     start = time.perf_counter()
     processed, _ = await processed_image(request, served)
     answer = Answer.blank_of(processed) if processed.blank else await _answer(processed, served)
-    body = {"processed": processed.to_data_url(), **answer.to_json()}
-    body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
-    return JSONResponse(body)  # already plain JSON types: skip FastAPI's generic encoder
+    return _timed({"processed": processed.to_data_url(), **answer.to_json()}, start)
 
 
 async def _answer(processed: Processed, served: ServedModel) -> Answer:
@@ -71,7 +67,7 @@ async def _answer(processed: Processed, served: ServedModel) -> Answer:
     "/api/read",
     summary="Read a whole number: one line of digits",
     response_model=ReadingAnswer,
-    openapi_extra=json_body(ImageBody, **IMAGE_BODIES),
+    openapi_extra=IMAGE_REQUEST,
 )
 async def read(request: Request, served: Served) -> JSONResponse:
     """Read a whole number.
@@ -87,5 +83,9 @@ async def read(request: Request, served: Served) -> JSONResponse:
     body = reading.to_json()
     for digit, out in zip(reading.digits, body["digits"], strict=True):
         out["processed"] = digit.processed.to_data_url()
-    body["timing_ms"] = round((time.perf_counter() - start) * 1000, 2)
-    return JSONResponse(body)
+    return _timed(body, start)
+
+
+def _timed(body: dict[str, Any], start: float) -> JSONResponse:
+    """The answer with `timing_ms` since `start` (perf_counter seconds), as plain JSON types (no generic encoder)."""
+    return JSONResponse({**body, "timing_ms": round((time.perf_counter() - start) * 1000, 2)})
