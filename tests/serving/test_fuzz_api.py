@@ -152,7 +152,7 @@ def test_a_slow_body_gets_408_while_other_clients_are_served(trained_run, tmp_pa
     import time
     import urllib.request
 
-    app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(tmp_path), body_seconds=1.5))
+    app = create_app(ServeConfig(model=str(trained_run), feedback_dir=str(tmp_path), body_timeout=1.5))
     with loopback_server(app) as port, socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
         head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         head += b"Content-Length: 5000\r\n\r\n"

@@ -84,7 +84,7 @@ def test_every_request_form_is_answered_as_tf_serving_answers_it(served, mnist):
 def test_a_batch_as_tf_serving_users_send_it_is_answered(served, mnist):
     """300 digits as Python's json writes them, padded past the 5 MiB limit of the page's routes (answered 413 before:
     TF Serving takes such batches). The body limit of TF Serving's routes is `serve --max-predict-body-bytes`."""
-    from digitlab.serving.limits import MAX_BODY_BYTES
+    from digitlab.serving.config import MAX_BODY_BYTES
 
     client, reference = served
     x = (mnist.x_test[:300] / 255.0)[..., None].tolist()

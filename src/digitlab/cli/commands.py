@@ -111,19 +111,11 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`digitlab serve`: serve the draw-a-digit page and the JSON API until interrupted; 0."""
-    from digitlab.serving.app import ServeConfig
+    from digitlab.serving.config import ServeConfig
     from digitlab.serving.server import serve
 
-    config = ServeConfig(
-        model=str(args.model),
-        max_body_bytes=args.max_body_bytes,
-        max_predict_body_bytes=args.max_predict_body_bytes,
-        body_seconds=args.body_timeout,
-        max_pixels=args.max_pixels,
-        feedback_dir=str(args.feedback_dir) if args.feedback_dir else None,
-        cors_origins=tuple(args.cors_origin),
-        runtime=args.runtime,
-    )
+    flags = _config_values(args, ServeConfig, skip=("model", "runtime"))
+    config = ServeConfig(str(args.model), cors_origins=tuple(args.cors_origin), runtime=args.runtime, **flags)
     serve(config, host=args.host, port=args.port, workers=args.workers)
     return 0
 

@@ -38,9 +38,9 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_setting_flags(
-    p: argparse.ArgumentParser, config_class: type, default_help: Callable[[dataclasses.Field], str]
+    p: argparse.ArgumentParser, config_class: type, default_help: Callable[[dataclasses.Field], str] | None = None
 ) -> None:
-    """One flag per field of a settings dataclass that has help text (`training.fields.setting`).
+    """One flag per field of a settings dataclass that has help text (`digitlab.settings.setting`).
 
     The flag's name is the field's, its type the field's annotation, its choices and help the field's metadata,
     and its default None ("not given": the dataclass or the recipe decides); `default_help` writes the help's
@@ -49,9 +49,12 @@ def add_setting_flags(
     Args:
         p: The subcommand's parser.
         config_class: The dataclass (`TrainConfig`, `FinetuneConfig`).
-        default_help: The default's text for a field, e.g. "default 12; recipe fast 1".
+        default_help: The default's text for a field, e.g. "default 12; recipe fast 1" (default:
+            `settings.default_text`, the field's own default).
     """
-    from digitlab.training.fields import flag_name
+    from digitlab.settings import default_text, flag_name
+
+    default_help = default_help or default_text
 
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(config_class):
@@ -178,23 +181,14 @@ def _add_read(sub: Any) -> None:
 
 
 def _add_serve(sub: Any) -> None:
+    from digitlab.serving.config import ServeConfig
+
     p = sub.add_parser("serve", help="the draw-a-digit page and the REST API")
     p.add_argument("--model", required=True, type=Path, help="a run directory or a .keras file")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
-    p.add_argument("--max-body-bytes", type=int, default=5 * 1024 * 1024, help="request size limit (default 5 MiB)")
-    p.add_argument(
-        "--max-predict-body-bytes",
-        type=int,
-        default=16 * 1024 * 1024,
-        help="size limit of a TF Serving REST request, a JSON batch of images (default 16 MiB, ~1,000 digits)",
-    )
-    p.add_argument(
-        "--body-timeout", type=float, default=15.0, help="seconds a request body may take to arrive (default 15; 408)"
-    )
-    p.add_argument("--max-pixels", type=int, default=16_000_000, help="decoded image size limit (default 16 MP)")
-    p.add_argument("--feedback-dir", type=Path, default=None, help="where corrections go (default RUN/feedback)")
+    add_setting_flags(p, ServeConfig)
     p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable; default none)")
     _runtime_arg(p)
     p.set_defaults(func=cmd_serve)
@@ -278,7 +272,6 @@ def _add_launch(sub: Any) -> None:
 
 
 def _add_finetune(sub: Any) -> None:
-    from digitlab.training.fields import shown
     from digitlab.training.finetune import FinetuneConfig
 
     p = sub.add_parser(
@@ -291,7 +284,7 @@ def _add_finetune(sub: Any) -> None:
     p.add_argument("--model", required=True, type=Path, help="the served model: a run directory or a .keras file")
     p.add_argument("--feedback", type=Path, default=None, help="the feedback folder (default MODEL_RUN/feedback)")
     p.add_argument("--out", type=Path, default=None, help="new run directory (default runs/<run>-finetune-<time>)")
-    add_setting_flags(p, FinetuneConfig, lambda f: f"default {shown(f.default)}")
+    add_setting_flags(p, FinetuneConfig)
     _data_dir_arg(p)
     p.set_defaults(func=cmd_finetune, tensorflow=True)
 

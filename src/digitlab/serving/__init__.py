@@ -9,7 +9,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "app": ["ServeConfig", "create_app"],
+        "app": ["create_app"],
+        "config": ["ServeConfig"],
         "requests": ["BadRequest"],
         "server": ["serve"],
     },

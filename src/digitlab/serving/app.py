@@ -18,11 +18,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from digitlab.errors import ConfigError, DigitlabError, ImageError
+from digitlab.errors import DigitlabError, ImageError
 from digitlab.serving import explain_routes, feedback_routes, model_routes, predict_routes, tf_serving
 from digitlab.serving.answers import ErrorAnswer
+from digitlab.serving.config import SERVE_PIXELS, ServeConfig
 from digitlab.serving.limits import BodyLimitMiddleware
-from digitlab.serving.state import INLINE_PIXELS, SERVE_PIXELS, ServeConfig, ServedModel
+from digitlab.serving.state import INLINE_PIXELS, ServedModel
+from digitlab.settings import check_fields
 from digitlab.web import STATIC as WEB_STATIC
 from digitlab.web import render_page
 
@@ -41,11 +43,10 @@ def create_app(config: ServeConfig) -> FastAPI:
       The FastAPI app, its model thread running.
 
     Raises:
-      ConfigError: a non-positive body timeout or an unknown runtime.
+      ConfigError: a setting out of its range (one line naming its flag) or an unknown runtime.
       ModelError: the model cannot be loaded.
     """
-    if not config.body_seconds > 0:
-        raise ConfigError(f"--body-timeout must be positive, got {config.body_seconds}")
+    check_fields(config)
     served = ServedModel.load(config)
     app = FastAPI(
         title="digitlab",
@@ -60,7 +61,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=config.max_body_bytes,
-        seconds=config.body_seconds,
+        seconds=config.body_timeout,
         predict_bytes=config.max_predict_body_bytes,
     )
     if config.cors_origins:

@@ -14,15 +14,10 @@ import time
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digitlab.serving.config import BODY_SECONDS, MAX_BODY_BYTES, MAX_PREDICT_BODY_BYTES
 from digitlab.serving.requests import BadRequest
 
-MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a canvas PNG is ~10 KB, a phone photo ~3 MB
-# TF Serving's REST API (/v1/models/...) takes batches of images as JSON numbers: ~16 KB a digit as Python's json
-# writes floats, so 300 digits are ~4.7 MB. 16 MiB holds about 1,000; parsed, a body this size is at most ~135 MB
-# of Python floats (4-byte "0.0," values), which bounds one request's memory.
-MAX_PREDICT_BODY_BYTES = 16 * 1024 * 1024
 PREDICT_PREFIX = "/v1/models/"
-BODY_SECONDS = 15.0  # a whole request body must arrive within this (slow-body clients get 408)
 
 
 class BodyLimitMiddleware:

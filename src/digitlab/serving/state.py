@@ -25,37 +25,9 @@ from digitlab.data.preprocess import Processed, to_mnist_28x28
 from digitlab.inference.predictor import Predictor
 from digitlab.models.calibration import probabilities
 from digitlab.serving.batching import BatchPredictor
-from digitlab.serving.limits import BODY_SECONDS, MAX_BODY_BYTES, MAX_PREDICT_BODY_BYTES
+from digitlab.serving.config import ServeConfig
 
-SERVE_PIXELS = 16_000_000  # decoded-pixel limit per image for the server (a 16 MP photo)
 INLINE_PIXELS = 640 * 640  # images up to this size are preprocessed on the event loop (see ServedModel.preprocess)
-
-
-@dataclass
-class ServeConfig:
-    """The server's settings (`digitlab serve`'s flags).
-
-    Attributes:
-      model: a run directory or a .keras (or imported) model file.
-      max_body_bytes: the largest request body, in bytes (413 beyond).
-      max_predict_body_bytes: the largest body of a TF Serving REST request (a JSON batch of images), in bytes.
-      body_seconds: a body still arriving this many seconds after its request is refused with 408.
-      max_pixels: the decoded-pixel limit per image (413 beyond).
-      feedback_dir: where corrections go (default: RUN/feedback, or ./feedback for a bare model file).
-      cors_origins: origins allowed by CORS (none unless configured).
-      max_batch: the most images in one model call.
-      runtime: auto, keras, onnx or litert (see `digitlab.inference.runtimes`).
-    """
-
-    model: str
-    max_body_bytes: int = MAX_BODY_BYTES
-    max_predict_body_bytes: int = MAX_PREDICT_BODY_BYTES
-    body_seconds: float = BODY_SECONDS
-    max_pixels: int = SERVE_PIXELS
-    feedback_dir: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    max_batch: int = 64
-    runtime: str = "auto"
 
 
 @dataclass

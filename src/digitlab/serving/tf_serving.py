@@ -22,7 +22,7 @@ from digitlab.serving.requests import BadRequest, TFServingRequest, b64, json_bo
 from digitlab.serving.state import Served, ServedModel
 
 INPUT = "image"  # every signature's one input
-MAX_INSTANCES = 1024  # images per request: what the 16 MiB body limit holds (limits.MAX_PREDICT_BODY_BYTES)
+MAX_INSTANCES = 1024  # images per request: what the 16 MiB body limit holds (config.MAX_PREDICT_BODY_BYTES)
 
 router = APIRouter(tags=["TensorFlow Serving"])
 

@@ -24,13 +24,14 @@ from digitlab.models.transfer_network import (
     default_input_size,
     saved_model_file,
 )
-from digitlab.training.fields import (
+from digitlab.settings import (
     AT_LEAST_1,
     NON_NEGATIVE,
     POSITIVE,
     UNIT_HALF_OPEN,
     UNIT_OPEN,
     check_fields,
+    default_text,
     flag_name,
     setting,
     shown,
@@ -225,8 +226,7 @@ def default_help(f: dataclasses.Field) -> str:
     Returns:
         E.g. "default 12; model mlp 15, fast-cnn 4; recipe fast 1, robust 3, best 15".
     """
-    unset = f.metadata.get("unset")
-    parts = [f"default {unset if f.default is None and unset else shown(f.default)}"]
+    parts = [default_text(f)]
     per_model = [f"{m} {shown(v[f.name])}" for m, v in RECIPES["default"].per_model.items() if f.name in v]
     recipes = [
         f"{r} {shown(v.settings[f.name])}"

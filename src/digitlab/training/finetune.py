@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.errors import ConfigError, FeedbackError, ImageError
-from digitlab.training.fields import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_fields, setting
+from digitlab.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_fields, setting
 
 INDEX = "index.jsonl"
 

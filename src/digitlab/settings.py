@@ -77,9 +77,17 @@ def check_fields(config: Any) -> None:
 
 
 def shown(value: Any) -> str:
-    """A default as the help shows it: on/off, 0.001 as 0.001, a tuple's items joined."""
+    """A default as the help shows it: on/off, 0.001 as 0.001, 16,000,000 with separators."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value:,}"
     return str(value)
+
+
+def default_text(f: dataclasses.Field) -> str:
+    """A field's default as its flag's help gives it: "default 15", or its `unset` words for a None default."""
+    unset = f.metadata.get("unset")
+    return f"default {unset if f.default is None and unset else shown(f.default)}"
