@@ -161,7 +161,9 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cost = base["clean"]["mean"] - table[best]["clean"]["mean"]
         adopt = gain >= 0.03 and cost <= 0.001
         verdict = {"best": best, "gain": round(gain, 4), "clean_cost": round(cost, 5), "adopt": adopt}
-    return {"rule": RULE, "cost": COST, "lambdas": table, "verdict": verdict}
+    from digitlab.inference.refusal import SCHEMA
+
+    return {"rule": RULE, "cost": COST, "refusal_schema": SCHEMA, "lambdas": table, "verdict": verdict}
 
 
 def test_table(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -356,7 +356,9 @@ def outlier_exposure(data: dict[str, Any]) -> str:
         for lam, v in data["lambdas"].items()
     ]
     header = ["λ", "seeds", "clean validation", "non-digits refused at 0.5%", "drawn refused at own threshold"]
-    out = ["**Validation** (the choice):\n\n" + table(header, rows), f"\nRule verdict: `{data['verdict']}`\n"]
+    refusal = data.get("refusal_schema", "digitlab.refusal/3")
+    out = [f"**Validation** (the choice; refusal `{refusal}`):\n\n" + table(header, rows)]
+    out.append(f"\nRule verdict: `{data['verdict']}`\n")
     test = data.get("test") or {}
     if test:
         rows = [
