@@ -44,42 +44,55 @@ def digits(mnist):
     return [np.asarray(Image.fromarray(mnist.x_test[i]).resize((84, 84), Image.BILINEAR)) for i in range(6)]
 
 
+def _transparent(grey: np.ndarray, mode: str) -> Image.Image:
+    """Ink opaque black, the background transparent: the alpha band carries the digit."""
+    if mode.startswith("P with"):
+        palette = Image.fromarray(np.where(grey >= 128, 1, 0).astype(np.uint8), "P")
+        palette.putpalette([255, 255, 255, 0, 0, 0])
+        palette.info["transparency"] = 0
+        return palette
+    if mode.startswith("PA"):  # (Pillow's LA → PA conversion drops the alpha: build it by hand)
+        pa = Image.frombytes("PA", grey.shape[::-1], np.stack([np.zeros_like(grey), grey], -1).tobytes())
+        pa.putpalette([0, 0, 0] * 256)
+        return pa
+    base, alpha = Image.new("L", grey.shape[::-1], 0), Image.fromarray(grey)
+    bands = (base, alpha) if mode.startswith("LA") else (base, base, base, alpha)
+    return Image.merge(mode.split()[0], bands)
+
+
+def _lab(image: Image.Image) -> Image.Image:
+    """As a CIELAB TIFF holds it (Pillow's own L → LAB is not colorimetric)."""
+    from PIL import ImageCms
+
+    srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+    return ImageCms.applyTransform(image.convert("RGB"), ImageCms.buildTransform(srgb, lab, "RGB", "LAB"))
+
+
+def _two_frames(image: Image.Image, fmt: str) -> Image.Image:
+    """The digit, then a frame of noise the reader must ignore."""
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, image.size[::-1], np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, save_all=True, append_images=[noise])
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+SPECIAL = {
+    "1": lambda image: image.point(lambda v: 255 if v >= 128 else 0).convert("1"),
+    "P": lambda image: image.convert("P"),  # a grey palette: exact
+    "LAB": _lab,
+    "GIF 2 frames": lambda image: _two_frames(image, "GIF"),
+    "TIFF 2 pages": lambda image: _two_frames(image, "TIFF"),
+}
+
+
 def in_mode(grey: np.ndarray, mode: str) -> Image.Image:
     """The 8-bit grey image `grey` stored in `mode` (same picture)."""
     if mode in WIDE:
         return WIDE[mode](grey)
-    image = Image.fromarray(grey)
-    if mode == "1":
-        return image.point(lambda v: 255 if v >= 128 else 0).convert("1")
-    if mode == "P":
-        return image.convert("P")  # a grey palette: exact
     if mode.endswith("transparent"):
-        # ink is opaque black, the background transparent: the alpha band carries the digit
-        alpha = Image.fromarray(grey)
-        if mode.startswith("P with"):
-            palette = Image.fromarray(np.where(grey >= 128, 1, 0).astype(np.uint8), "P")
-            palette.putpalette([255, 255, 255, 0, 0, 0])
-            palette.info["transparency"] = 0
-            return palette
-        base = Image.new("L", image.size, 0)
-        if mode.startswith("PA"):  # (Pillow's LA → PA conversion drops the alpha: build it by hand)
-            pa = Image.frombytes("PA", image.size, np.stack([np.zeros_like(grey), grey], -1).tobytes())
-            pa.putpalette([0, 0, 0] * 256)
-            return pa
-        bands = (base, alpha) if mode.startswith("LA") else (base, base, base, alpha)
-        return Image.merge(mode.split()[0], bands)
-    if mode == "LAB":  # as a CIELAB TIFF holds it (Pillow's own L → LAB is not colorimetric)
-        from PIL import ImageCms
-
-        srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
-        return ImageCms.applyTransform(image.convert("RGB"), ImageCms.buildTransform(srgb, lab, "RGB", "LAB"))
-    if mode in ("GIF 2 frames", "TIFF 2 pages"):
-        fmt = mode.split()[0]
-        noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, grey.shape, np.uint8))
-        buf = io.BytesIO()
-        image.save(buf, format=fmt, save_all=True, append_images=[noise])
-        return Image.open(io.BytesIO(buf.getvalue()))
-    return image.convert(mode)
+        return _transparent(grey, mode)
+    image = Image.fromarray(grey)
+    return SPECIAL[mode](image) if mode in SPECIAL else image.convert(mode)
 
 
 def reference(grey: np.ndarray, mode: str) -> np.ndarray:
