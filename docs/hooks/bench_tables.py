@@ -335,7 +335,7 @@ def refusal(data: dict[str, Any]) -> str:
 
 
 def refusal_signals(data: dict[str, Any]) -> str:
-    """Each signal and combination: the share of each set refused at one cost in drawn digits."""
+    """Each signal and combination (or learned scorer): the share of each set refused at one cost in drawn digits."""
     out = []
     for run, entry in data.items():
         rows = [[name, *[pct(v, 1) for v in rates.values()]] for name, rates in entry["rows"].items()]
@@ -384,6 +384,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "refusal": refusal,
     "outlier_exposure": outlier_exposure,
     "refusal_signals": refusal_signals,
+    "refusal_learned": refusal_signals,  # the same shape: rows of shares refused at one cost
     "real_digits": real_digits,
     "robust_recipe": robust_recipe,
     "robustness": robustness,
