@@ -48,9 +48,9 @@ test: $(BIN)/.installed-dev lint docs-check
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The inner loop: every test that needs no trained `cnn` (tests/conftest.py marks the ones that do `slow`) and
-# no browser; the tiny models it needs train in seconds and are cached for the session.
+# no browser; the tiny models it needs train in seconds, once for both workers, and are cached for the session.
 test-fast: $(BIN)/.installed-dev
-	$(BIN)/pytest -q -m "not slow and not browser"
+	$(BIN)/pytest -q -m "not slow and not browser" -n $(TEST_WORKERS) --dist loadfile
 
 # The documentation site (mkdocs.yml, docs/): served on this machine only, rebuilt on every edit.
 # NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2, which says nothing about this site.
