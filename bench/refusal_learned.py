@@ -16,7 +16,9 @@ fitting families and Omniglot-like stroke characters, never the benchmark's fami
   digits onto the shipped score's 99.5%);
 - `Mahalanobis of LAYER`: the shared-covariance Mahalanobis distance (Lee et al., NeurIPS 2018) of an earlier
   layer's activations (a convolution's channels averaged over positions), 10,000 training digits, joined the same
-  way (their "feature ensemble" without the input perturbation);
+  way (their "feature ensemble" without the input perturbation). The last convolution's has been part of the
+  shipped refusal since `digitlab.refusal/5` (its quantile there taken on plain and drawn digits), so joining it
+  again shows what the quantile on drawn digits alone would add;
 - `shipped ∪ CNN ∪ last convolution`: the largest of the shipped score, the CNN's and the last convolution's
   distance, each mapped as above (the two joins that help; joining the MLP too lowers every row, as each score
   joined adds its own false alarms on drawn digits).

@@ -10,12 +10,13 @@ fitted combination sees). Signals: the six of `inference.refusal.features`, the 
 bank (`feature_knn`), and the Mahalanobis distance of the network's features to the nearest class mean under one
 shared covariance (Lee et al., "A simple unified framework for detecting out-of-distribution samples and
 adversarial attacks", NeurIPS 2018), as the run's refusal computes it (`FeatureBank.mahalanobis`, 10,000 training
-digits). Combinations:
+digits); beside them, not a regression input, the same distance of the last convolution's channels
+(`FeatureBank.conv_mahalanobis`, their feature ensemble). Combinations:
 
 - `regression alone`: the run's logistic regression on the first seven, fitted on validation digits against the
   fitting pool (what `digitlab.refusal/3` shipped);
-- `shipped`: the run's own refusal: the larger of that regression and the Mahalanobis distance mapped onto its scale
-  (`inference.refusal`, from `digitlab.refusal/4`);
+- `shipped`: the run's own refusal: the largest of that regression and the two Mahalanobis distances mapped onto its
+  scale (`inference.refusal`; the penultimate one from `digitlab.refusal/4`, the convolution's from `/5`);
 - `regression + mahalanobis`: the regression refitted with the Mahalanobis distance as an eighth input;
 - `fisher`: no fitting against non-digits at all: each signal becomes −log of its tail share among the validation
   digits (a conformal p-value) and the eight are summed (Fisher's method; Bates et al., "Testing for outliers with
@@ -62,12 +63,15 @@ def signals(run: str, per_style: int, per_family: int) -> tuple[dict[str, np.nda
     drawn = _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(splits.x_val[-700:]))
     sets["validation digits"] = np.concatenate([to_unit_float(splits.x_val[:1000]), drawn])
     sets["fitting pool"] = to_unit_float(outlier_pool(800, 1))
-    out, own = {}, {"regression alone": {}, "shipped": {}}
+    out, own = {}, {"convolution's mahalanobis": {}, "regression alone": {}, "shipped": {}}
     for name, x in sets.items():
         logits, net = predictor.forward(x)
         out[name] = np.column_stack([features(x, logits), refusal.bank.distance(net), refusal.bank.mahalanobis(net)])
+        own["convolution's mahalanobis"][name] = refusal.bank.conv_mahalanobis(net)
         own["regression alone"][name] = refusal.regression(out[name][:, :-1])
         own["shipped"][name] = refusal.score(x, logits, net)
+    if own["convolution's mahalanobis"]["drawn digits"] is None:  # a network without convolutions
+        del own["convolution's mahalanobis"]
     return out, own
 
 

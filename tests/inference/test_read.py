@@ -203,14 +203,18 @@ def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
         again.uses_features and saved["features"][-1] == "feature_knn" and saved["fitted_on"]["digits_refused"] == 0.005
     )
     assert again.bank is not None and again.bank.bank.shape[0] == 2000 and (run / "refusal_bank.npz").is_file()
-    # the Mahalanobis distance from 10,000 training digits: the score is the larger of it (mapped) and the regression
-    width = saved["fitted_on"]["feature_width"]
-    assert saved["fitted_on"]["mahalanobis_digits"] == 10_000 and again.bank.centres.shape == (10, width)
+    # the Mahalanobis distances from 10,000 training digits, of the penultimate features and of the last
+    # convolution's 64 channels after them: the score is the largest of each (mapped) and the regression
+    width, penultimate = saved["fitted_on"]["feature_width"], saved["fitted_on"]["penultimate_width"]
+    assert saved["fitted_on"]["mahalanobis_digits"] == 10_000 and again.bank.centres.shape == (10, penultimate)
+    assert again.bank.conv_centres.shape == (10, 64) and width == penultimate + 64
     x = np.random.default_rng(0).random((5, 28, 28)).astype(np.float32)
     logits, net = Predictor.load(run, "keras", log=notes.append).forward(x)
+    assert net.shape == (5, width)
     regression = again.regression(np.column_stack([features(x, logits), again.bank.distance(net)]))
-    scale, offset = again.mahalanobis_map
+    (scale, offset), (conv_scale, conv_offset) = again.mahalanobis_map, again.conv_map
     expected = np.maximum(regression, scale * again.bank.mahalanobis(net) + offset)
+    expected = np.maximum(expected, conv_scale * again.bank.conv_mahalanobis(net) + conv_offset)
     np.testing.assert_allclose(again.score(x, logits, net), expected)
     plain = again.for_features(False)
     assert not plain.uses_features and plain.fitted_on["digits_refused"] == 0.01 and len(plain.coef) == 6
@@ -231,6 +235,19 @@ def test_mahalanobis_distance_is_to_the_nearest_class_mean():
     queries = rng.normal(0, 3, (8, 6))
     expected = [min(mahalanobis(q, m, precision) ** 2 for m in means) for q in queries]
     np.testing.assert_allclose(bank.mahalanobis(queries), expected, rtol=1e-4)
+    assert bank.conv_mahalanobis(queries) is None  # no convolution's part
+    # features [penultimate, convolution]: each part its own distance, the first unchanged by the second
+    conv = np.abs(rng.normal(0, 1, (600, 3))) + labels[:, None] * 0.5
+    both = FeatureBank.of(np.hstack([train, conv]), labels, penultimate=6)
+    conv_means = np.stack([conv[labels == c].mean(axis=0) for c in range(10)])
+    conv_centred = conv - conv_means[labels]
+    conv_precision = np.linalg.inv(conv_centred.T @ conv_centred / len(conv) + 1e-3 * np.eye(3))
+    conv_queries = rng.normal(0, 3, (8, 3))
+    conv_expected = [min(mahalanobis(q, m, conv_precision) ** 2 for m in conv_means) for q in conv_queries]
+    joined = np.hstack([queries, conv_queries])
+    np.testing.assert_allclose(both.mahalanobis(joined), expected, rtol=1e-4)
+    np.testing.assert_allclose(both.conv_mahalanobis(joined), conv_expected, rtol=1e-4)
+    assert both.bank.shape == (600, 6)  # the kNN bank holds the penultimate part
     with pytest.raises(ValueError, match="without labels"):
         FeatureBank.of(train).mahalanobis(queries)
 

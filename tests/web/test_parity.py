@@ -182,29 +182,34 @@ def test_feature_knn_matches_python(tmp_path):
 
 
 def test_mahalanobis_matches_python(tmp_path):
-    """The refusal's Mahalanobis distance in JavaScript equals `FeatureBank.mahalanobis` on what the export writes."""
+    """The refusal's two Mahalanobis distances in JavaScript (the penultimate part of the features and the last
+    convolution's, which starts where the first ends) equal `FeatureBank`'s on what the export writes."""
     from digitlab.inference.refusal import FeatureBank
     from digitlab.inference.web_export import refusal_weights
 
     rng = np.random.default_rng(0)
     labels = np.arange(500) % 10
-    bank = FeatureBank.of(np.maximum(rng.normal(0, 1, (500, 32)) + labels[:, None] * 0.3, 0), labels)
+    train = np.maximum(rng.normal(0, 1, (500, 40)) + labels[:, None] * 0.3, 0)
+    bank = FeatureBank.of(train, labels, penultimate=32)  # 32 penultimate features, then 8 of a convolution
 
     class WithDistance:  # what refusal_weights reads of a Refusal
         names, mean, std, coef, intercept, threshold, uses_features = ["x"], [0], [1], [1], 0.0, 0.5, True
-        mahalanobis_map = (0.1, -2.0)
+        mahalanobis_map, conv_map = (0.1, -2.0), (0.3, -1.0)
 
         def for_features(self, available):
             return self
 
     WithDistance.bank = bank
-    layout = refusal_weights(WithDistance(), tmp_path)["mahalanobis"]
+    weights = refusal_weights(WithDistance(), tmp_path)
+    layout, conv = weights["mahalanobis"], weights["conv_mahalanobis"]
     assert (layout["scale"], layout["offset"], layout["classes"], layout["width"]) == (0.1, -2.0, 10, 32)
-    features = np.maximum(rng.normal(0, 1.5, (25, 32)), 0).astype(np.float32)
-    payload = {"width": layout["width"], "classes": layout["classes"], "features": features.tolist()}
-    (tmp_path / "mahalanobis.json").write_text(json.dumps(payload))
-    js = np.asarray(node(HERE / "run_mahalanobis.mjs", tmp_path / layout["file"], tmp_path / "mahalanobis.json"))
-    np.testing.assert_allclose(js, bank.mahalanobis(features), rtol=1e-4, atol=1e-3)
+    assert (conv["scale"], conv["offset"], conv["width"], conv["start"]) == (0.3, -1.0, 8, 32)
+    features = np.maximum(rng.normal(0, 1.5, (25, 40)), 0).astype(np.float32)
+    for part, expected in ((layout, bank.mahalanobis(features)), (conv, bank.conv_mahalanobis(features))):
+        payload = {"width": part["width"], "classes": part["classes"], "start": part.get("start", 0)}
+        (tmp_path / "mahalanobis.json").write_text(json.dumps(payload | {"features": features.tolist()}))
+        js = np.asarray(node(HERE / "run_mahalanobis.mjs", tmp_path / part["file"], tmp_path / "mahalanobis.json"))
+        np.testing.assert_allclose(js, expected, rtol=1e-4, atol=1e-3)
 
 
 def test_javascript_verdicts_match_python(tmp_path):

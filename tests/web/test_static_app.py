@@ -102,17 +102,20 @@ def _check_digit(page, digit: int) -> None:
 
 
 def test_the_export_carries_the_refusal_with_features(site, url, browser):
-    """The trained cnn answers features: web.json holds the seven-input refusal, its bank and the Mahalanobis
-    distance's whitening and centres beside it, and the six-feature one inside; the page fetches both files."""
+    """The trained cnn answers features: web.json holds the seven-input refusal, its bank and the two Mahalanobis
+    distances' whitening and centres beside it (the penultimate layer's and the last convolution's, 64 channels,
+    after it), and the six-feature one inside; the page fetches every file."""
     refusal = json.loads((site / "model" / "web.json").read_text())["refusal"]
     assert refusal["features"][-1] == "feature_knn" and len(refusal["plain"]["coef"]) == 6
-    bank, distance = refusal["feature_bank"], refusal["mahalanobis"]
+    bank, distance, conv = refusal["feature_bank"], refusal["mahalanobis"], refusal["conv_mahalanobis"]
     assert (site / "model" / bank["file"]).stat().st_size == bank["rows"] * bank["width"] * 4
-    size = (distance["width"] + distance["classes"]) * distance["width"] * 4
-    assert distance["width"] == bank["width"] and (site / "model" / distance["file"]).stat().st_size == size
+    for part in (distance, conv):
+        size = (part["width"] + part["classes"]) * part["width"] * 4
+        assert (site / "model" / part["file"]).stat().st_size == size
+    assert distance["width"] == bank["width"] == conv["start"] and conv["width"] == 64
     page = browser.new_page()
     requests = _open(page, url)
-    assert all(any(r.endswith("/model/" + f["file"]) for r in requests) for f in (bank, distance))
+    assert all(any(r.endswith("/model/" + f["file"]) for r in requests) for f in (bank, distance, conv))
     page.close()
 
 

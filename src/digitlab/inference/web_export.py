@@ -9,7 +9,8 @@ What the folder holds (`index.html` at its root; any static host serves it, see 
   a digit" refusal's weights (`refusal.Refusal`) and the layout of `model/digit-space.bin`, the float32 PCA basis
   and bank of training digits the refusal's distances use (`digit_space.DigitSpace`), and for a network with
   features `model/feature-bank.bin`, the float32 features of the refusal's kNN bank, and
-  `model/feature-mahalanobis.bin`, its whitening and class centres (`refusal.FeatureBank`); and
+  `model/feature-mahalanobis.bin`, its whitening and class centres (`refusal.FeatureBank`), and for a
+  convolutional network `model/feature-conv-mahalanobis.bin`, those of its last convolution's part; and
   `constants`, every number the page's preprocessing, reader and verdicts use (`page_constants`), so the
   JavaScript types none of them;
 - `ort/`: ONNX Runtime Web's single-thread wasm files from the npm package `onnxruntime-web` (pinned, checked
@@ -51,6 +52,7 @@ WEB_SCHEMA = "digitlab.web/2"  # /2: the page's constants travel in web.json
 
 FEATURE_BANK_FILE = "feature-bank.bin"
 MAHALANOBIS_FILE = "feature-mahalanobis.bin"
+CONV_MAHALANOBIS_FILE = "feature-conv-mahalanobis.bin"
 
 
 # Where each number the page's JavaScript uses is declared in Python (web/static/constants.js explains why)
@@ -114,7 +116,9 @@ def refusal_weights(refusal: Any, folder: Path) -> dict[str, Any]:
         {features, mean, std, coef, intercept, threshold}; with the network's features also `feature_bank`
         ({file, rows, width, neighbours}: (rows, width) float32, L2-normalised), `mahalanobis` when it uses the
         distance ({file, width, classes, scale, offset}: the (width, width) whitening then the (classes, width)
-        centres, float32) and `plain`, the six-feature refusal the page uses if the model answers no features.
+        centres, float32), `conv_mahalanobis` the same for the last convolution's part of the features, with
+        `start`, where that part begins, and `plain`, the six-feature refusal the page uses if the model answers no
+        features.
     """
     from digitlab.inference.refusal import BANK_NEIGHBOURS
 
@@ -141,12 +145,18 @@ def refusal_weights(refusal: Any, folder: Path) -> dict[str, Any]:
         out["plain"] = weights(refusal.for_features(False))
     bank = refusal.bank if refusal.uses_features else None
     if bank is not None and bank.whitening is not None and refusal.mahalanobis_map is not None:
-        atomic_write_bytes(folder / MAHALANOBIS_FILE, bank.whitening.tobytes() + bank.centres.tobytes())
-        scale, offset = refusal.mahalanobis_map
-        classes, width = bank.centres.shape
-        out["mahalanobis"] = {"file": MAHALANOBIS_FILE, "width": width, "classes": classes}
-        out["mahalanobis"] |= {"scale": scale, "offset": offset}
+        out["mahalanobis"] = _distance(folder / MAHALANOBIS_FILE, bank.whitening, bank.centres, refusal.mahalanobis_map)
+    if bank is not None and bank.conv_whitening is not None and refusal.conv_map is not None:
+        conv = _distance(folder / CONV_MAHALANOBIS_FILE, bank.conv_whitening, bank.conv_centres, refusal.conv_map)
+        out["conv_mahalanobis"] = conv | {"start": len(bank.whitening)}
     return out
+
+
+def _distance(path: Path, whitening: np.ndarray, centres: np.ndarray, mapping: list[float]) -> dict[str, Any]:
+    """Write one Mahalanobis distance's whitening then centres (float32) to `path`; its layout for web.json."""
+    atomic_write_bytes(path, whitening.tobytes() + centres.tobytes())
+    classes, width = centres.shape
+    return {"file": path.name, "width": width, "classes": classes, "scale": mapping[0], "offset": mapping[1]}
 
 
 def _verify_tarball(data: bytes, where: str) -> None:

@@ -8,7 +8,8 @@ Probabilities are softmax(logits / temperature), with the temperature in the met
 each export. The SavedModel answers them directly: its `serving_default` signature has the one output
 `probabilities` (so TF Serving's row format answers `{"predictions": [[10 numbers], ...]}`), and a second
 signature, `logits`, the logits. A model with features (`digitlab.models.features`: the penultimate layer's
-activations, which the "not a digit" refusal compares with training digits) also answers them: a third
+activations and a convolutional network's last convolution pooled, which the "not a digit" refusal compares with
+training digits) also answers them: a third
 signature `features` in the SavedModel, a second output `features` (beside `logits`) in ONNX and LiteRT.
 
 Each export is written under a temporary name and renamed, and its metadata records the sha256 of the
@@ -47,7 +48,7 @@ LABELS = list(range(10))
 # Serving answers plain lists, not a dict per row; `digitlab serve` describes and answers the same.
 SIGNATURES = {"serving_default": "probabilities", "logits": "logits"}
 FEATURES_SIGNATURE = {"features": "features"}  # added for a model with features
-METADATA_SCHEMA = "digitlab.export/2"  # /2: a model with features exports them (older exports are remade)
+METADATA_SCHEMA = "digitlab.export/3"  # /3: features carry the last convolution too (older exports are remade)
 SIGNATURE_METHOD = "tensorflow/serving/predict"
 
 
@@ -221,7 +222,7 @@ def is_current(out: Path, fmt: str, source_sha256: str, temperature: float) -> t
     if fmt == "savedmodel" and abs(meta.get("temperature", 1.0) - temperature) > 1e-9:
         return False, "the temperature was refitted since it was exported"
     if meta.get("schema") != METADATA_SCHEMA:
-        return False, "it was exported by an older digitlab (no features output beside the logits)"
+        return False, "it was exported by an older digitlab (the features output changed since)"
     if not path.exists() or digest(path) != meta.get("sha256"):
         return False, f"{path.name} is missing or corrupt (its sha256 differs from the metadata's)"
     return True, ""

@@ -146,13 +146,17 @@ export async function verdictOf(processed, refused, read) {
  * The refusal's score (higher: less like a digit); above `refusal.threshold` it says "not a digit".
  * @param {number[]} features the regression's inputs (`refusal.features`, in order).
  * @param {object} refusal from web.json.
- * @param {number} [distance] the Mahalanobis distance, for a refusal that uses it: the score is then the larger of
- *   the regression's and `scale · distance + offset` (`Refusal.score`).
+ * @param {{mahalanobis?: number, conv_mahalanobis?: number}} [distances] the Mahalanobis distances of the features'
+ *   penultimate and convolution parts, for a refusal that uses them: the score is then the largest of the
+ *   regression's and each `scale · distance + offset` (`Refusal.score`).
  */
-export function refusalScore(features, refusal, distance) {
-  const s = features.reduce((a, f, i) => a + ((f - refusal.mean[i]) / refusal.std[i]) * refusal.coef[i], refusal.intercept);
-  const m = refusal.mahalanobis;
-  return m && distance !== undefined ? Math.max(s, m.scale * distance + m.offset) : s;
+export function refusalScore(features, refusal, distances = {}) {
+  let s = features.reduce((a, f, i) => a + ((f - refusal.mean[i]) / refusal.std[i]) * refusal.coef[i], refusal.intercept);
+  for (const [name, distance] of Object.entries(distances)) {
+    const m = refusal[name];
+    if (m && distance !== undefined) s = Math.max(s, m.scale * distance + m.offset);
+  }
+  return s;
 }
 
 // The pixels of what the page shows: the canvas, or an upload at its own size (alpha kept for transparent PNGs).
@@ -185,12 +189,14 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     ort.env.wasm.proxy = false;
     // the runtime, the model, the digit space and the refusal's feature bank download side by side
     const bankInfo = info.refusal.feature_bank, mahalanobisInfo = info.refusal.mahalanobis;
-    const [binary, onnx, space, bankBytes, mahalanobisBytes] = await Promise.all([
+    const convInfo = info.refusal.conv_mahalanobis;
+    const [binary, onnx, space, bankBytes, mahalanobisBytes, convBytes] = await Promise.all([
       loadWasm(wasm),
       fetchOk(`${model}${info.model.file}`, "the model").then((r) => r.arrayBuffer()),
       fetchOk(`${model}${info.digit_space.file}`, "the digit space").then((r) => r.arrayBuffer()),
       bankInfo ? fetchOk(`${model}${bankInfo.file}`, "the refusal's feature bank").then((r) => r.arrayBuffer()) : null,
       mahalanobisInfo ? fetchOk(`${model}${mahalanobisInfo.file}`, "the refusal's class centres").then((r) => r.arrayBuffer()) : null,
+      convInfo ? fetchOk(`${model}${convInfo.file}`, "the refusal's class centres").then((r) => r.arrayBuffer()) : null,
     ]);
     ort.env.wasm.wasmBinary = binary; // checked by loadWasm, then handed over: ORT does not fetch it again
     ort.env.wasm.wasmPaths = new URL(wasm.replace(/[^/]*$/, ""), location.href).href;
@@ -208,10 +214,13 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const output = session.outputNames.includes("logits") ? "logits" : session.outputNames[0];
     const withFeatures = Boolean(bankInfo) && session.outputNames.includes("features");
     const bank = withFeatures ? { ...bankInfo, bank: new Float32Array(bankBytes) } : null;
-    if (bank && mahalanobisBytes) {
-      const m = new Float32Array(mahalanobisBytes), w = mahalanobisInfo.width;
-      bank.mahalanobis = { ...mahalanobisInfo, whitening: m.subarray(0, w * w), centres: m.subarray(w * w) };
-    }
+    // each distance's file: the (width, width) whitening, then the (classes, width) class centres
+    const distance = (layout, bytes) => {
+      const m = new Float32Array(bytes), w = layout.width;
+      return { ...layout, whitening: m.subarray(0, w * w), centres: m.subarray(w * w) };
+    };
+    if (bank && mahalanobisBytes) bank.mahalanobis = distance(mahalanobisInfo, mahalanobisBytes);
+    if (bank && convBytes) bank.conv_mahalanobis = distance(convInfo, convBytes);
     // the refusal with the network's features when both the model and the export carry them, else the six-feature one
     const refusal = withFeatures ? info.refusal : info.refusal.plain || info.refusal;
     return { info, session, digitSpace, input: session.inputNames[0], output, bank, refusal };
@@ -229,8 +238,8 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const result = await session.run(feeds, names);
     const flat = result[output].data;
     const logits = batch.map((_, i) => Array.from(flat.subarray(i * 10, i * 10 + 10)));
-    const f = bank ? result.features.data : null;
-    return { logits, features: f ? batch.map((_, i) => f.subarray(i * bank.width, (i + 1) * bank.width)) : null };
+    const f = bank ? result.features.data : null, width = bank ? result.features.dims[1] : 0;
+    return { logits, features: f ? batch.map((_, i) => f.subarray(i * width, (i + 1) * width)) : null };
   }
   const logitsOf = async (batch) => (await forward(batch)).logits;
 
@@ -239,8 +248,11 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
     const x = refusalFeatures(pixels, logits, digitSpace);
     if (!(bank && features)) return refusalScore(x, refusal) - refusal.threshold;
     x.push(featureKnn(features, bank));
-    const distance = bank.mahalanobis ? mahalanobis(features, bank.mahalanobis) : undefined;
-    return refusalScore(x, refusal, distance) - refusal.threshold;
+    const distances = {};
+    if (bank.mahalanobis) distances.mahalanobis = mahalanobis(features, bank.mahalanobis);
+    const conv = bank.conv_mahalanobis; // the convolution's part of the features starts after the penultimate one
+    if (conv) distances.conv_mahalanobis = mahalanobis(features.subarray(conv.start), conv);
+    return refusalScore(x, refusal, distances) - refusal.threshold;
   }
 
   function softmax(logits, t) {
