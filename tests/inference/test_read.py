@@ -260,7 +260,7 @@ def test_runtimes_without_features_get_the_six_feature_refusal(trained_run, mnis
     x = mnist.x_test[:50].astype(np.float32) / 255
     logits, net = predictor.forward(x)
     with_features = refusal.score(x, logits, net)
-    without = refusal.score(x, logits)  # an imported model, or the static page: the plain refusal decides
+    without = refusal.score(x, logits)  # an imported model (no features): the plain refusal decides
     np.testing.assert_allclose(without, refusal.for_features(False).score(x, logits))
     assert not np.allclose(with_features, without)
     assert refusal.refuses(x, logits, net).mean() <= 0.1 and refusal.refuses(x, logits).mean() <= 0.1  # MNIST scans
