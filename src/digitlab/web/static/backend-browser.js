@@ -85,13 +85,19 @@ export function refusalFeatures(pixels, logits, space) {
  * @param {{bank: Float32Array, rows: number, width: number, neighbours: number}} bank L2-normalised rows.
  */
 export function featureKnn(features, { bank, rows, width, neighbours }) {
-  let norm = 0;
-  for (let i = 0; i < width; i++) norm += features[i] * features[i];
+  // ReLU features are often 0: the dot products run over the others only (adding 0 changes no sum)
+  const at = new Int32Array(width), value = new Float64Array(width);
+  let norm = 0, nonzero = 0;
+  for (let i = 0; i < width; i++) {
+    const f = features[i];
+    norm += f * f;
+    if (f !== 0) { at[nonzero] = i; value[nonzero++] = f; }
+  }
   norm = Math.max(Math.sqrt(norm), 1e-12);
   const best = new Array(neighbours).fill(-Infinity); // the largest similarities, descending
   for (let r = 0, row = 0; r < rows; r++, row += width) {
     let s = 0;
-    for (let i = 0; i < width; i++) s += features[i] * bank[row + i];
+    for (let j = 0; j < nonzero; j++) s += value[j] * bank[row + at[j]];
     s /= norm;
     if (s > best[neighbours - 1]) { let p = neighbours - 1; while (p > 0 && best[p - 1] < s) { best[p] = best[p - 1]; p--; } best[p] = s; }
   }
