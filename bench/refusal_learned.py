@@ -155,7 +155,8 @@ def layer_distances(predictor) -> dict[str, Any]:
 
     from digitlab.data.images import to_unit_float
     from digitlab.data.mnist import splits_for
-    from digitlab.inference.refusal import MAHALANOBIS_DIGITS, FeatureBank
+    from digitlab.inference.feature_bank import FeatureBank
+    from digitlab.inference.refusal import MAHALANOBIS_DIGITS
 
     model = predictor.loaded.model
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]

@@ -223,7 +223,7 @@ def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
 def test_mahalanobis_distance_is_to_the_nearest_class_mean():
     from scipy.spatial.distance import mahalanobis
 
-    from digitlab.inference.refusal import FeatureBank
+    from digitlab.inference.feature_bank import FeatureBank
 
     rng = np.random.default_rng(0)
     labels = np.arange(600) % 10

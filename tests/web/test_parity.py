@@ -159,7 +159,7 @@ def test_refusal_features_match_python(tmp_path):
 
 def test_feature_knn_matches_python(tmp_path):
     """The refusal's seventh input in JavaScript equals `FeatureBank.distance` on the bank the web export writes."""
-    from digitlab.inference.refusal import BANK_NEIGHBOURS, FeatureBank
+    from digitlab.inference.feature_bank import BANK_NEIGHBOURS, FeatureBank
     from digitlab.inference.web_export import refusal_weights
 
     rng = np.random.default_rng(0)
@@ -184,7 +184,7 @@ def test_feature_knn_matches_python(tmp_path):
 def test_mahalanobis_matches_python(tmp_path):
     """The refusal's two Mahalanobis distances in JavaScript (the penultimate part of the features and the last
     convolution's, which starts where the first ends) equal `FeatureBank`'s on what the export writes."""
-    from digitlab.inference.refusal import FeatureBank
+    from digitlab.inference.feature_bank import FeatureBank
     from digitlab.inference.web_export import refusal_weights
 
     rng = np.random.default_rng(0)

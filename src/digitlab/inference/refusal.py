@@ -18,7 +18,8 @@ and one line says so. For an imported model or a --full-train run the "validatio
 training; the file says so.
 
 A network with features (`digitlab.models.features`: its penultimate activations, which every runtime answers
-beside the logits) adds two measures of them, from training digits (`FeatureBank`, kept in `refusal_bank.npz`):
+beside the logits) adds measures of them, from training digits (`feature_bank.FeatureBank`, kept in
+`refusal_bank.npz`):
 
 - `feature_knn`, 1 − the mean cosine similarity of the image's features to its 10 nearest among 2,000 training
   digits' features (1 MB as float16; kNN in feature space after Sun et al., "Out-of-distribution detection with
@@ -45,7 +46,6 @@ kept inside (`plain`): a caller without features (an imported model) uses it, wi
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -56,21 +56,19 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from digitlab.atomic import atomic_write_bytes, atomic_write_json
+from digitlab.atomic import atomic_write_json
 from digitlab.data.digit_space import digit_space
 from digitlab.data.images import to_unit_float
 from digitlab.errors import ModelError
+from digitlab.inference.feature_bank import BANK_DIGITS, FeatureBank
 
 REFUSAL_FILE = "refusal.json"
 BANK_FILE = "refusal_bank.npz"
-BANK_ARRAYS = ("whitening", "centres", "conv_whitening", "conv_centres")  # saved beside `bank`, each when present
 FEATURES = ("energy", "doubt", "knn", "residual", "flatness", "ink")
 FEATURE_KNN = "feature_knn"
 DIGITS_REFUSED = 0.01  # the share of validation digits the threshold refuses (the six-feature refusal)
 DIGITS_REFUSED_WITH_FEATURES = 0.005  # … and with the network's features: what the issue asks of a drawn digit
 MIN_VALIDATION = 200  # fewer held-out digits than this cannot place a 1% threshold
-BANK_DIGITS = 2000  # training digits whose features form the bank
-BANK_NEIGHBOURS = 10
 MAHALANOBIS_DIGITS = 10_000  # training digits whose features give the class means and the shared covariance
 MAHALANOBIS_QUANTILE = 0.999  # the distance's quantile on drawn validation digits mapped onto the threshold
 INK_LEVEL = 0.3  # a 28×28 pixel above this is ink, for the flatness and ink-share features
@@ -106,112 +104,6 @@ def features(pixels: np.ndarray, logits: np.ndarray, data_dir: str | Path | None
         ],
         axis=1,
     )
-
-
-@dataclass(frozen=True)
-class FeatureBank:
-    """What the refusal keeps of training digits' features, for its feature measures.
-
-    The features are [penultimate (P), last convolution (C)] (`digitlab.models.features`; C = 0 for a network
-    without convolutions). `bank`: (K, P) float16, L2-normalised penultimate features, for the cosine kNN.
-    `whitening`: (P, P) float32, a factor L of the shared covariance's inverse (L Lᵀ = Σ⁻¹), and `centres`: (10, P)
-    float32, the class means times L, for the Mahalanobis distance; `conv_whitening` (C, C) and `conv_centres`
-    (10, C) the same for the convolution's part. None in a bank made without labels (or without that part).
-    """
-
-    bank: np.ndarray
-    whitening: np.ndarray | None = None
-    centres: np.ndarray | None = None
-    conv_whitening: np.ndarray | None = None
-    conv_centres: np.ndarray | None = None
-
-    @classmethod
-    def of(
-        cls,
-        features: np.ndarray,
-        labels: np.ndarray | None = None,
-        bank_rows: int = BANK_DIGITS,
-        penultimate: int | None = None,
-    ) -> FeatureBank:
-        """The bank of (N, D) training features: the first `bank_rows` for kNN, all N (with labels) for Mahalanobis.
-
-        `penultimate` is P, the width of the penultimate part (None: all D); the rest is the convolution's.
-        """
-        f = np.asarray(features, np.float32)
-        split = f.shape[1] if penultimate is None else penultimate
-        kept = f[:bank_rows, :split]
-        bank = (kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12)).astype(np.float16)
-        if labels is None:
-            return cls(bank)
-        conv = _class_gaussian(f[:, split:], labels) if split < f.shape[1] else (None, None)
-        return cls(bank, *_class_gaussian(f[:, :split], labels), *conv)
-
-    def distance(self, features: np.ndarray) -> np.ndarray:
-        """(N,) 1 − mean cosine similarity to the `BANK_NEIGHBOURS` nearest bank entries, for (N, D) features."""
-        f = np.asarray(features, np.float32)[:, : self.bank.shape[1]]
-        f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-        similarity = f @ self.bank.astype(np.float32).T
-        k = min(BANK_NEIGHBOURS, similarity.shape[1])
-        nearest = np.partition(similarity, similarity.shape[1] - k, axis=1)[:, -k:]
-        return (1.0 - nearest.mean(axis=1)).astype(np.float64)
-
-    def mahalanobis(self, features: np.ndarray) -> np.ndarray:
-        """The squared Mahalanobis distance of features to the nearest class mean, under the shared covariance.
-
-        Args:
-            features: (N, D) the network's features.
-
-        Returns:
-            (N,) float64, ≥ 0.
-
-        Raises:
-            ValueError: a bank made without labels.
-        """
-        if self.whitening is None or self.centres is None:
-            raise ValueError("this feature bank was made without labels: it has no class means")
-        return _nearest_centre(np.asarray(features, np.float32)[:, : len(self.whitening)], self.whitening, self.centres)
-
-    def conv_mahalanobis(self, features: np.ndarray) -> np.ndarray | None:
-        """The same distance for the last convolution's part of (N, D) features; None for a bank without it."""
-        if self.conv_whitening is None or self.conv_centres is None or self.whitening is None:
-            return None
-        part = np.asarray(features, np.float32)[:, len(self.whitening) :]
-        return _nearest_centre(part, self.conv_whitening, self.conv_centres)
-
-    def save(self, path: Path) -> None:
-        """Write the arrays to `path` (.npz) atomically."""
-        arrays = {"bank": self.bank}
-        arrays |= {name: getattr(self, name) for name in BANK_ARRAYS if getattr(self, name) is not None}
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
-
-    @classmethod
-    def load(cls, path: Path) -> FeatureBank:
-        """The bank `save` wrote (OSError, ValueError, KeyError when it is missing or damaged)."""
-        with np.load(path, allow_pickle=False) as data:
-            return cls(data["bank"], *(data.get(name) for name in BANK_ARRAYS))
-
-
-def _class_gaussian(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(whitening L with L Lᵀ = Σ⁻¹, the class means times L), float32, of (N, D) features with one shared covariance.
-
-    The covariance is shrunk by 1e-3 on its diagonal (features of a ReLU layer are often dead: a singular
-    covariance otherwise).
-    """
-    f64, labels = np.asarray(features, np.float64), np.asarray(labels)
-    means = np.stack([f64[labels == c].mean(axis=0) for c in range(10)])
-    centred = f64 - means[labels]
-    covariance = centred.T @ centred / len(centred) + 1e-3 * np.eye(f64.shape[1])
-    whitening = np.linalg.cholesky(np.linalg.inv(covariance))
-    return whitening.astype(np.float32), (means @ whitening).astype(np.float32)
-
-
-def _nearest_centre(features: np.ndarray, whitening: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(N,) float64 squared Mahalanobis distance to the nearest class mean, from the whitening and whitened means."""
-    z = features @ whitening
-    d2 = (z * z).sum(axis=1)[:, None] - 2.0 * z @ centres.T + (centres * centres).sum(axis=1)[None]
-    return np.maximum(d2.min(axis=1), 0.0).astype(np.float64)
 
 
 @dataclass
@@ -408,24 +300,25 @@ def fit_refusal(
     refusal.bank = bank
     if bank.whitening is not None:
         refusal.fitted_on["mahalanobis_digits"] = len(bank_images)
-        _join_mahalanobis(refusal, (with_knn[0][len(raw) :], net_d), (with_knn[1], net_o), len(raw))
+        _join_mahalanobis(refusal, with_knn[0][len(raw) :], net_d, len(raw), (with_knn[1], net_o))
     return refusal
 
 
 def _join_mahalanobis(
-    refusal: Refusal, digits: tuple[np.ndarray, np.ndarray], others: tuple[np.ndarray, ...], n_raw: int
+    refusal: Refusal, x_drawn: np.ndarray, net_digits: np.ndarray, n_raw: int, others: tuple[np.ndarray, np.ndarray]
 ) -> None:
     """Map the Mahalanobis distances onto the regression's scale and place the threshold of their maximum.
 
-    `digits` is (the drawn digits' regression inputs, every fitting digit's network features: the `n_raw` plain
-    ones, then the drawn), `others` (regression inputs, network features) of the pool. Each distance is mapped
-    alone, medians matched on the drawn digits and its `MAHALANOBIS_QUANTILE` onto the regression's threshold: the
-    penultimate one's quantile on the drawn digits, the convolution's on the plain and drawn ones together (chosen
-    on validation: on the drawn ones alone it refused 3.4% of unseen plain validation digits instead of 2.9%, for
-    75.8% of the benchmark families instead of 74.4%; the penultimate one on both refused 47% of crosses, not 88%).
+    `x_drawn` are the drawn digits' regression inputs, `net_digits` every fitting digit's network features (the
+    `n_raw` plain ones, then the drawn), `others` (regression inputs, network features) of the pool. Each distance
+    is mapped alone, medians matched on the drawn digits and its `MAHALANOBIS_QUANTILE` onto the regression's
+    threshold: the penultimate one's quantile on the drawn digits, the convolution's on the plain and drawn ones
+    together (chosen on validation: on the drawn ones alone it refused 3.4% of unseen plain validation digits
+    instead of 2.9%, for 75.8% of the benchmark families instead of 74.4%; the penultimate one on both refused 47%
+    of crosses, not 88%).
     """
-    drawn = (digits[0], digits[1][n_raw:])
-    s_drawn = refusal.regression(drawn[0])
+    drawn = (x_drawn, net_digits[n_raw:])
+    s_drawn = refusal.regression(x_drawn)
     refused = refusal.fitted_on["digits_refused"]
 
     def mapped(m_drawn: np.ndarray, m_quantile: np.ndarray) -> list[float]:
@@ -435,7 +328,7 @@ def _join_mahalanobis(
 
     m_drawn = refusal.bank.mahalanobis(drawn[1])
     refusal.mahalanobis_map = mapped(m_drawn, m_drawn)
-    conv = refusal.bank.conv_mahalanobis(digits[1])
+    conv = refusal.bank.conv_mahalanobis(net_digits)
     refusal.conv_map = None if conv is None else mapped(conv[n_raw:], conv)
     drawn_scores, other_scores = (refusal._with_distance(refusal.regression(x), net) for x, net in (drawn, others))
     refusal.threshold, refusal.curve, accepted = _place_threshold(drawn_scores, other_scores, refused)

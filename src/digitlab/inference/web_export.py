@@ -9,7 +9,7 @@ What the folder holds (`index.html` at its root; any static host serves it, see 
   a digit" refusal's weights (`refusal.Refusal`) and the layout of `model/digit-space.bin`, the float32 PCA basis
   and bank of training digits the refusal's distances use (`digit_space.DigitSpace`), and for a network with
   features `model/feature-bank.bin`, the float32 features of the refusal's kNN bank, and
-  `model/feature-mahalanobis.bin`, its whitening and class centres (`refusal.FeatureBank`), and for a
+  `model/feature-mahalanobis.bin`, its whitening and class centres (`feature_bank.FeatureBank`), and for a
   convolutional network `model/feature-conv-mahalanobis.bin`, those of its last convolution's part; and
   `constants`, every number the page's preprocessing, reader and verdicts use (`page_constants`), so the
   JavaScript types none of them;
@@ -120,7 +120,7 @@ def refusal_weights(refusal: Any, folder: Path) -> dict[str, Any]:
         `start`, where that part begins, and `plain`, the six-feature refusal the page uses if the model answers no
         features.
     """
-    from digitlab.inference.refusal import BANK_NEIGHBOURS
+    from digitlab.inference.feature_bank import BANK_NEIGHBOURS
 
     def weights(r: Any) -> dict[str, Any]:
         return {

@@ -80,7 +80,7 @@ export function refusalFeatures(pixels, logits, space) {
 }
 
 /**
- * 1 − the mean cosine similarity of a network's features to their `k` nearest in the bank (`refusal.FeatureBank`).
+ * 1 − the mean cosine similarity of a network's features to their `k` nearest in the bank (`feature_bank.FeatureBank`).
  * @param {ArrayLike<number>} features the network's D features of one 28×28.
  * @param {{bank: Float32Array, rows: number, width: number, neighbours: number}} bank L2-normalised rows.
  */
