@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
-from refusal import _pixels
+from refusal import validation_rates, validation_sets
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "outlier_exposure_runs.jsonl"
@@ -59,44 +59,38 @@ RULE = {
 
 def measure(run: Path) -> dict[str, Any]:
     """Clean validation accuracy and the validation refusal trade-off of one trained run."""
-    from digitlab.data.mnist import splits_for
-    from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
     from digitlab.inference.predictor import Predictor
 
     predictor = Predictor.load(run, "keras", log=lambda *_: None)
     refusal = predictor.refusal()
-    x_val = splits_for(predictor.loaded.settings).x_val[1000:2400]
-    rng = np.random.default_rng(7)
-    sets = {"drawn": _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(x_val))}
-    sets |= {f: _pixels(non_digit(f, rng) for _ in range(100)) for f in NON_DIGIT_FAMILIES}
+    sets = validation_sets(predictor)
     scores = {k: refusal.score(x, *predictor.forward(x)) for k, x in sets.items()}
-    threshold = np.quantile(scores["drawn"], 1 - COST)
-    families = {f: round(float(np.mean(scores[f] > threshold)), 3) for f in NON_DIGIT_FAMILIES}
+    rates = validation_rates(scores, COST)
+    non_digits = rates.pop("non-digits (mean of families)")
     at_own = refusal.for_features(True).threshold
     return {
         "clean": json.loads((run / "metrics.json").read_text())["validation"]["accuracy"],
-        "non_digits": round(float(np.mean(list(families.values()))), 4),
-        "families": families,
+        "non_digits": non_digits,
+        "families": rates,
         "drawn_refused_at_own_threshold": round(float(np.mean(scores["drawn"] > at_own)), 4),
     }
+
+
+def _lines() -> list[dict[str, Any]]:
+    """Every recorded line, under any refusal."""
+    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.exists() else []
 
 
 def recorded() -> dict[str, dict[str, Any]]:
     """The finished runs measured with the current refusal, by key."""
     from digitlab.inference.refusal import SCHEMA
 
-    if not RUNS.exists():
-        return {}
-    rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
-    return {row["key"]: row for row in rows if row.get("refusal_schema", "digitlab.refusal/3") == SCHEMA}
+    return {row["key"]: row for row in _lines() if row.get("refusal_schema", "digitlab.refusal/3") == SCHEMA}
 
 
 def seconds_trained(key: str) -> float | None:
     """The training time recorded when the run `key` was trained (under any refusal), if it was."""
-    if not RUNS.exists():
-        return None
-    rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
-    return next((r["train_command_seconds"] for r in rows if r["key"] == key and r["train_command_seconds"]), None)
+    return next((r["train_command_seconds"] for r in _lines() if r["key"] == key and r["train_command_seconds"]), None)
 
 
 def train(lam: float, seed: int, phase: str = "") -> tuple[Path, float | None]:

@@ -56,6 +56,28 @@ def benchmark_sets(per_style: int, per_family: int, real: bool = True) -> dict[s
     return sets
 
 
+def validation_sets(predictor) -> dict[str, np.ndarray]:
+    """For choices on validation: drawn validation digits the refusal's fit never saw (`x_val[1000:2400]`) and
+    100 of each benchmark family drawn at seed 7 (the test sets above use seed 0), preprocessed."""
+    from digitlab.data.mnist import splits_for
+    from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
+
+    x_val = splits_for(predictor.loaded.settings).x_val[1000:2400]
+    rng = np.random.default_rng(7)
+    sets = {"drawn": _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(x_val))}
+    return sets | {f: _pixels(non_digit(f, rng) for _ in range(100)) for f in NON_DIGIT_FAMILIES}
+
+
+def validation_rates(scores: dict[str, np.ndarray], cost: float = 0.005) -> dict[str, float]:
+    """Each family's share refused at the threshold refusing `cost` of `validation_sets`' drawn digits, and their
+    mean ("non-digits (mean of families)")."""
+    from digitlab.data.synthetic import NON_DIGIT_FAMILIES
+
+    threshold = np.quantile(scores["drawn"], 1 - cost)
+    out = {f: round(float(np.mean(scores[f] > threshold)), 3) for f in NON_DIGIT_FAMILIES}
+    return {**out, "non-digits (mean of families)": round(float(np.mean(list(out.values()))), 4)}
+
+
 def measure(run: str, per_style: int, per_family: int) -> dict[str, Any]:
     """Both refusals of one run on the same drawn digits, non-digits and real digits."""
     from digitlab.data.synthetic import NON_DIGIT_FAMILIES

@@ -38,30 +38,15 @@ from typing import Any
 import numpy as np
 
 from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
-from refusal import _pixels
+from refusal import _pixels, validation_rates, validation_sets
 
 RESULTS = Path(__file__).parent / "results" / "refusal_learned.json"
 COST = 0.005
 
 
-def validation_sets(predictor) -> dict[str, np.ndarray]:
-    """Drawn validation digits the refusal's fit never saw, and each benchmark family (seed 7), preprocessed."""
-    from digitlab.data.mnist import splits_for
-    from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
-
-    x_val = splits_for(predictor.loaded.settings).x_val[1000:2400]
-    rng = np.random.default_rng(7)
-    sets = {"drawn": _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(x_val))}
-    return sets | {f: _pixels(non_digit(f, rng) for _ in range(100)) for f in NON_DIGIT_FAMILIES}
-
-
 def rates(scores: dict[str, np.ndarray]) -> dict[str, float]:
     """Each family's share refused at the threshold refusing `COST` of the drawn digits, and their mean."""
-    from digitlab.data.synthetic import NON_DIGIT_FAMILIES
-
-    threshold = np.quantile(scores["drawn"], 1 - COST)
-    out = {f: round(float(np.mean(scores[f] > threshold)), 3) for f in NON_DIGIT_FAMILIES}
-    return {**out, "non-digits (mean of families)": round(float(np.mean(list(out.values()))), 4)}
+    return validation_rates(scores, COST)
 
 
 def joined(shipped: np.ndarray, learned: np.ndarray, fit_shipped: np.ndarray, fit_learned: np.ndarray) -> np.ndarray:
