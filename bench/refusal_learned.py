@@ -59,18 +59,6 @@ def joined(shipped: np.ndarray, learned: np.ndarray, fit_shipped: np.ndarray, fi
     return np.maximum(shipped, np.median(fit_shipped) + scale * (learned - np.median(fit_learned)))
 
 
-def fitting_digits(predictor) -> tuple[np.ndarray, np.ndarray]:
-    """The digits the run's refusal is fitted on: (raw validation digits, drawn validation digits), as `fit_refusal`."""
-    from digitlab.data.images import to_unit_float
-    from digitlab.data.mnist import splits_for
-    from digitlab.data.synthetic import STYLES, render
-
-    x_val = splits_for(predictor.loaded.settings).x_val
-    rng = np.random.default_rng(0)
-    drawn = _pixels(render(d, STYLES[i % len(STYLES)], rng) for i, d in enumerate(x_val[-700:]))
-    return to_unit_float(x_val[:1000]), drawn
-
-
 def features_mlp(predictor, refusal, raw: np.ndarray, drawn: np.ndarray):
     """An MLP on (network features, the regression's seven signals): digits against 800 pool images."""
     from sklearn.neural_network import MLPClassifier
@@ -162,12 +150,14 @@ def layer_distances(predictor) -> dict[str, Any]:
 
 def measure(run: str, count: int) -> dict[str, Any]:
     """Every row's share of each family refused at 0.5% of the drawn validation digits."""
+    from digitlab.data.mnist import splits_for
     from digitlab.inference.predictor import Predictor
+    from digitlab.inference.refusal import fitting_digits
 
     predictor = Predictor.load(run, "keras", log=lambda *_: None)
     refusal = predictor.refusal()
     sets = validation_sets(predictor)
-    raw, drawn = fitting_digits(predictor)
+    raw, drawn = fitting_digits(splits_for(predictor.loaded.settings).x_val)
     shipped = {k: refusal.score(x, *predictor.forward(x)) for k, x in sets.items()}
     fit_shipped = refusal.score(drawn, *predictor.forward(drawn))
     rows = {"shipped": rates(shipped)}

@@ -259,19 +259,14 @@ def fit_refusal(
     Raises:
       ModelError: fewer than 200 validation digits.
     """
-    from digitlab.data.preprocess import to_mnist_28x28
-    from digitlab.data.synthetic import FIT_NON_DIGIT_FAMILIES, STYLES, outlier_pool, render
+    from digitlab.data.synthetic import FIT_NON_DIGIT_FAMILIES, outlier_pool
 
     if len(validation) < MIN_VALIDATION:
         raise ModelError(
             f"the 'not a digit' refusal needs at least {MIN_VALIDATION} validation digits to fit on; this run held out "
             f"{len(validation)} (train with a larger --validation-size)"
         )
-    rng = np.random.default_rng(seed)
-    n_drawn = min(700, len(validation) // 2)  # 700 of the 5,000 a run usually holds out; half of a small split
-    raw = to_unit_float(validation[: min(1000, len(validation) - n_drawn)])
-    drawn = [to_mnist_28x28(render(d, STYLES[i % len(STYLES)], rng)) for i, d in enumerate(validation[-n_drawn:])]
-    drawn_pixels = np.stack([p.pixels for p in drawn if not p.blank])
+    raw, drawn_pixels = fitting_digits(validation, seed)
     digits = np.concatenate([raw, drawn_pixels])
     others = to_unit_float(outlier_pool(800, seed))  # the fitting families and stroke characters, preprocessed
     # (the smooth stroke characters raised the non-digits refused at 0.5% of drawn digits from 59.0% to 63.8%,
@@ -302,6 +297,27 @@ def fit_refusal(
         refusal.fitted_on["mahalanobis_digits"] = len(bank_images)
         _join_mahalanobis(refusal, with_knn[0][len(raw) :], net_d, len(raw), (with_knn[1], net_o))
     return refusal
+
+
+def fitting_digits(validation: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The digits `fit_refusal` fits on: (up to 1,000 validation digits as they are, up to 700 drawn).
+
+    Args:
+        validation: (N, 28, 28) uint8 validation digits, N ≥ 2.
+        seed: the renderer's seed.
+
+    Returns:
+        (plain, drawn): float32 (N₁, 28, 28) and (N₂, 28, 28) in [0, 1]; the drawn ones are the last N₂ digits in
+        the canvas styles of `synthetic.render`, preprocessed as the page does (a blank result left out).
+    """
+    from digitlab.data.preprocess import to_mnist_28x28
+    from digitlab.data.synthetic import STYLES, render
+
+    rng = np.random.default_rng(seed)
+    n_drawn = min(700, len(validation) // 2)  # 700 of the 5,000 a run usually holds out; half of a small split
+    raw = to_unit_float(validation[: min(1000, len(validation) - n_drawn)])
+    drawn = [to_mnist_28x28(render(d, STYLES[i % len(STYLES)], rng)) for i, d in enumerate(validation[-n_drawn:])]
+    return raw, np.stack([p.pixels for p in drawn if not p.blank])
 
 
 def _join_mahalanobis(
