@@ -63,9 +63,8 @@ PAGE_CONSTANTS = {
         "CANVAS",
         "NOISE_FLOOR",
         "STROKE_RANGE",
-        "COLOUR_MIN",
-        "CHROMA_SCALE",
     ),
+    "digitlab.data.ink": ("COLOUR_MIN", "CHROMA_SCALE"),
     "digitlab.data.paper_rules": ("RULE_SPAN", "RULE_WIDTH", "RULES_MIN"),
     "digitlab.data.segment": ("INK_THRESHOLD", "SPECK", "OVERLAP", "SMALL", "MAX_CUTS", "FILL_GAP", "FILL_STEP"),
     "digitlab.inference.read": (

@@ -211,7 +211,7 @@ export function inkMap(image, workSize = C.WORK_SIZE) {
       if (least < 0.9) return { ink, polarity: "alpha", factor, level: 0.0 };
     }
   }
-  let colour = null; // the RGB(A) at working size, only when the image holds colour (preprocess.py ink_map)
+  let colour = null; // the RGB(A) at working size, only when the image holds colour (ink.py ink_map)
   if (channels >= 3) {
     if (shrinkFirst) colour = pixels;
     else if (colourful(sampled(pixels, w, h, channels, factor), channels)) colour = shrinkBands(pixels, w, h, channels, factor, sw, sh);
@@ -236,7 +236,7 @@ export function inkMap(image, workSize = C.WORK_SIZE) {
   const spread = Math.sqrt(border.reduce((a, b) => a + (b - level) ** 2, 0) / border.length);
   const uniform = spread < 0.05;
   let darkInk;
-  if (uniform) { // preprocess.py: ink is what departs furthest from the paper, either way
+  if (uniform) { // ink.py: ink is what departs furthest from the paper, either way
     let lo = Infinity, hi = -Infinity;
     for (let i = 0; i < gray.data.length; i++) { lo = Math.min(lo, gray.data[i]); hi = Math.max(hi, gray.data[i]); }
     const below = level - lo, above = hi - level;
@@ -281,7 +281,7 @@ const labF = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
 
 /**
  * CIELAB chroma distance of each pixel from the paper's (the median a*, b* of the border) / CHROMA_SCALE, at
- * most 1: preprocess.py's `chroma_departure` (sRGB under D65, OpenCV's matrix and white point).
+ * most 1: ink.py's `chroma_departure` (sRGB under D65, OpenCV's matrix and white point).
  */
 function chromaDeparture(data, w, h, channels) {
   const n = w * h, a = new Float32Array(n), b = new Float32Array(n);
@@ -328,7 +328,7 @@ export function flattenBackground(ink, level) {
   let peak = sample.length ? kthSmallest(sample, Math.floor(sample.length * 0.997)) : 0;
   let top = 0;
   for (let i = 0; i < n; i++) top = Math.max(top, flat.data[i]);
-  peak = Math.max(peak, 0.5 * top); // preprocess.py: ink under 0.3% of the image (thin and small) still counts
+  peak = Math.max(peak, 0.5 * top); // ink.py: ink under 0.3% of the image (thin and small) still counts
   if (peak < 0.08) return newMap(w, h);
   const scale = F(1 / peak);
   for (let i = 0; i < n; i++) flat.data[i] = Math.min(flat.data[i] * scale, 1);
@@ -336,7 +336,7 @@ export function flattenBackground(ink, level) {
 }
 
 /**
- * Remove the rules of ruled or squared paper (preprocess.py `remove_rules`): runs of ink along a row (column)
+ * Remove the rules of ruled or squared paper (paper_rules.py `remove_rules`): runs of ink along a row (column)
  * over RULE_SPAN of the image, at most RULE_WIDTH rows thick, at least RULES_MIN of them; pixels where a stroke
  * crosses a rule (ink RULE_WIDTH + 1 beyond both sides) are kept.
  */
