@@ -13,7 +13,7 @@
 //  6. longer side to 20 px (Pillow's Lanczos), pad to 28×28, centre of mass to the centre.
 
 import { C } from "./constants.js";
-import { boundingBox, label, markBoxes } from "./segment.js";
+import { boundingBox, inkLabels, label, markBoxes } from "./segment.js";
 
 export { boundingBox, label };
 const F = Math.fround;
@@ -134,6 +134,7 @@ function shrinkBands(data, w, h, channels, factor, sw, sh) {
 
 // shrinkBands at 2× (a canvas at the page's size): each output is its 2×2 block's rounded mean, in one pass.
 function halve(data, w, channels, sw, sh) {
+  if (channels === 4 && data.byteOffset % 4 === 0) return halveRGBA(data, w, sw, sh);
   const out = new Uint8Array(sw * sh * channels), stride = w * channels, step = 2 * channels;
   for (let y = 0, o = 0; y < sh; y++) {
     let a = 2 * y * stride, b = a + stride;
@@ -144,6 +145,22 @@ function halve(data, w, channels, sw, sh) {
     }
   }
   return out;
+}
+
+// halve for RGBA, a pixel a 32-bit word: two channels' sums at a time in 16-bit lanes (4 · 255 + 2 < 2^16, so no
+// lane spills into the next), each lane's (sum + 2) >> 2 as above. Byte order does not matter: lanes stay bytes.
+function halveRGBA(data, w, sw, sh) {
+  const words = new Uint32Array(data.buffer, data.byteOffset, data.length >> 2);
+  const out = new Uint32Array(sw * sh), M = 0x00ff00ff, ROUND = 0x00020002;
+  for (let y = 0, o = 0; y < sh; y++) {
+    for (let a = 2 * y * w, b = a + w, x = 0; x < sw; x++, a += 2, b += 2, o++) {
+      const p = words[a], q = words[a + 1], r = words[b], t = words[b + 1];
+      const even = (p & M) + (q & M) + (r & M) + (t & M) + ROUND;
+      const odd = ((p >>> 8) & M) + ((q >>> 8) & M) + ((r >>> 8) & M) + ((t >>> 8) & M) + ROUND;
+      out[o] = ((even >>> 2) & M) | (((odd >>> 2) & M) << 8);
+    }
+  }
+  return new Uint8Array(out.buffer);
 }
 
 function gray8(data, n, channels) { // cv2.COLOR_RGB(A)2GRAY on uint8: fixed point, 14 bits
@@ -341,11 +358,13 @@ export function flattenBackground(ink, level) {
  * crosses a rule (ink RULE_WIDTH + 1 beyond both sides) are kept.
  */
 export function removeRules(flat) {
-  const { w, h, data } = flat, n = w * h;
-  const mask = new Uint8Array(n);
-  for (let i = 0; i < n; i++) mask[i] = data[i] > C.INK_THRESHOLD ? 1 : 0;
-  const horizontal = rules(mask, w, h, (y, x) => y * w + x);
-  const vertical = rules(mask, h, w, (x, y) => y * w + x);
+  const { w, h, data } = flat, n = w * h, level = C.INK_THRESHOLD;
+  const mask = new Uint8Array(n), inRow = new Int32Array(h), inColumn = new Int32Array(w);
+  for (let y = 0, i = 0; y < h; y++) for (let x = 0; x < w; x++, i++) {
+    if (data[i] > level) { mask[i] = 1; inRow[y]++; inColumn[x]++; }
+  }
+  const horizontal = rules(mask, w, h, (y, x) => y * w + x, inRow);
+  const vertical = rules(mask, h, w, (x, y) => y * w + x, inColumn);
   if (!horizontal && !vertical) return flat;
   const rule = new Uint8Array(n);
   if (horizontal) for (let i = 0; i < n; i++) rule[i] |= horizontal[i];
@@ -364,11 +383,16 @@ export function removeRules(flat) {
   return out;
 }
 
-// The rules running along the first axis (`along` pixels long, `across` lines), or null; at(line, i) indexes.
-function rules(mask, along, across, at) {
+// The rules running along the first axis (`along` pixels long, `across` lines), or null; at(line, i) indexes,
+// inked[line] counts the line's ink (a line with less than a rule's length of it holds no rule: not scanned).
+function rules(mask, along, across, at, inked) {
   const length = Math.floor(C.RULE_SPAN * along);
+  let candidates = 0;
+  for (let line = 0; line < across; line++) if (inked[line] >= length) candidates++;
+  if (candidates < C.RULES_MIN) return null; // each rule needs at least one such line
   const runs = new Uint8Array(mask.length), full = new Uint8Array(across);
   for (let line = 0; line < across; line++) {
+    if (inked[line] < length) continue;
     let start = -1;
     for (let i = 0; i <= along; i++) {
       const on = i < along && mask[at(line, i)];
@@ -396,15 +420,14 @@ function rules(mask, along, across, at) {
 
 // --- step 4: the digit's blobs -------------------------------------------------------------------------------
 
-/** The mask of the ink blobs that make the digit and its box, or the reason there is no digit. */
+/** The mask of the ink blobs that make the digit, its box and the ink's `inkLabels`, or the reason there is no digit. */
 export function findDigit(flat) {
-  const { w, h } = flat, n = w * h, mask = new Uint8Array(n);
-  let total = 0;
-  for (let i = 0; i < n; i++) if (flat.data[i] > C.INK_THRESHOLD) { mask[i] = 1; total += 1; }
+  const { w, h } = flat, n = w * h, labelled = inkLabels(flat); // 8-connected, as preprocess.py
+  const { labels, sizes, count } = labelled;
+  const total = sizes.reduce((a, b) => a + b, 0);
   if (total === 0) return { reason: "blank: no ink" };
   const coverage = total / n;
   if (coverage > 0.45) return { reason: `noise: ink covers ${pyRound(coverage * 100)}% of the image` };
-  const { labels, sizes, count } = label(mask, w, h, true); // 8-connected, as preprocess.py
   const largest = Math.max(...sizes.slice(1));
   const keep = sizes.map((s) => s >= Math.max(largest * 0.08, 4));
   const edge = [];
@@ -419,42 +442,60 @@ export function findDigit(flat) {
   const longest = Math.max(box[1] - box[0], box[3] - box[2]), extent = longest / Math.max(w, h);
   if (extent < 0.08 && longest < 3 * strokeWidth(digit, w, h)) return { reason: `blank: only a dot (${pyRound(extent * 100)}% of the image)` };
   if (count > 40 && largest < 0.25 * total) return { reason: `noise: ${count} scattered blobs, none dominant` };
-  return { digit, box };
+  return { digit, box, labelled };
 }
 
 // --- step 5-6: one digit's 28×28 -----------------------------------------------------------------------------
 
-const CROSS = [[0, -1], [-1, 0], [0, 0], [1, 0], [0, 1]];
+// Structuring elements as horizontal spans [dy, half]: the pixels (dx, dy) with |dx| ≤ half (OpenCV's elements:
+// a cross, and preprocess.py's disk). Grey morphology over one is a running extreme along rows, then across them.
+const CROSS = [[-1, 0], [0, 1], [1, 0]];
 
-function disk(radius) {
-  const out = [];
-  for (let y = -radius; y <= radius; y++) for (let x = -radius; x <= radius; x++) {
-    if (x * x + y * y <= radius * radius + radius * 0.5) out.push([x, y]);
+function disk(radius) { // the pixels with x² + y² ≤ r² + r/2
+  const spans = [];
+  for (let y = -radius; y <= radius; y++) {
+    let half = -1;
+    for (let x = 0; x <= radius; x++) if (x * x + y * y <= radius * radius + radius * 0.5) half = x;
+    if (half >= 0) spans.push([y, half]);
+  }
+  return spans;
+}
+
+// The extreme of each row's [x - half, x + half] (`outside` counted where the window leaves the row, unless null).
+function rowExtremes(data, w, h, half, useMax, outside) {
+  const out = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    for (let x = 0; x < w; x++) {
+      const from = Math.max(0, x - half), to = Math.min(w - 1, x + half);
+      let v = data[row + from];
+      if (useMax) for (let k = row + from + 1; k <= row + to; k++) { if (data[k] > v) v = data[k]; }
+      else for (let k = row + from + 1; k <= row + to; k++) { if (data[k] < v) v = data[k]; }
+      if (outside !== null && (x - half < 0 || x + half >= w)) v = useMax ? Math.max(v, outside) : Math.min(v, outside);
+      out[row + x] = v;
+    }
   }
   return out;
 }
 
-// Grey dilation (max) or erosion (min) over a structuring element; pixels outside the map are ignored (OpenCV's
-// default border for morphology). `outside` replaces them instead when given (stroke_width's border value 1).
-function morph(data, w, h, element, useMax, outside = null) {
-  const out = new Float32Array(w * h), dxs = element.map((e) => e[0]), dys = element.map((e) => e[1]), n = element.length;
-  const reach = Math.max(...dxs.map(Math.abs), ...dys.map(Math.abs));
-  const offsets = element.map(([dx, dy]) => dy * w + dx);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    let v = useMax ? -Infinity : Infinity;
-    const p = y * w + x;
-    if (x >= reach && y >= reach && x < w - reach && y < h - reach) { // inside: no bounds to check
-      if (useMax) for (let i = 0; i < n; i++) { const q = data[p + offsets[i]]; if (q > v) v = q; }
-      else for (let i = 0; i < n; i++) { const q = data[p + offsets[i]]; if (q < v) v = q; }
-    } else {
-      for (let i = 0; i < n; i++) {
-        const nx = x + dxs[i], ny = y + dys[i];
-        let q;
-        if (nx < 0 || ny < 0 || nx >= w || ny >= h) { if (outside === null) continue; q = outside; } else q = data[ny * w + nx];
-        v = useMax ? Math.max(v, q) : Math.min(v, q);
+// Grey dilation (max) or erosion (min) over a structuring element's spans; pixels outside the map are ignored
+// (OpenCV's default border for morphology). `outside` replaces them instead when given (stroke_width's border 1).
+function morph(data, w, h, spans, useMax, outside = null) {
+  const values = data instanceof Float32Array ? data : Float32Array.from(data), rows = new Map();
+  const out = new Float32Array(w * h).fill(useMax ? -Infinity : Infinity);
+  for (const [dy, half] of spans) {
+    if (!rows.has(half)) rows.set(half, half ? rowExtremes(values, w, h, half, useMax, outside) : values);
+    const extreme = rows.get(half);
+    for (let y = 0; y < h; y++) {
+      const from = y + dy, dst = y * w;
+      if (from < 0 || from >= h) {
+        if (outside !== null) for (let x = dst; x < dst + w; x++) out[x] = useMax ? Math.max(out[x], outside) : Math.min(out[x], outside);
+        continue;
       }
+      const src = from * w - dst;
+      if (useMax) for (let x = dst; x < dst + w; x++) { if (extreme[src + x] > out[x]) out[x] = extreme[src + x]; }
+      else for (let x = dst; x < dst + w; x++) { if (extreme[src + x] < out[x]) out[x] = extreme[src + x]; }
     }
-    out[p] = v;
   }
   return out;
 }
@@ -554,18 +595,21 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
   }
   const edge = morph(cmask, cw, ch, CROSS, true);
   let values = new Float32Array(cw * ch);
+  const floor = C.NOISE_FLOOR, gain = F(1 / (1 - floor)), inkLevel = C.INK_THRESHOLD;
   for (let i = 0; i < cw * ch; i++) {
     const v = edge[i] > 0 ? near[i] : 0;
-    values[i] = Math.min(Math.max((v - C.NOISE_FLOOR) * F(1 / (1 - C.NOISE_FLOOR)), 0), 1);
+    values[i] = Math.min(Math.max((v - floor) * gain, 0), 1);
   }
-  const core = [];
-  for (let i = 0; i < values.length; i++) if (values[i] > C.INK_THRESHOLD) core.push(values[i]);
+  let cores = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] > inkLevel) cores++;
+  const core = new Float32Array(cores);
+  for (let i = 0, k = 0; i < values.length; i++) if (values[i] > inkLevel) core[k++] = values[i];
   if (core.length) {
     const typical = kthSmallest(core, Math.floor(0.75 * (core.length - 1)));
     const s = F(1 / Math.max(typical, 0.3));
     for (let i = 0; i < values.length; i++) values[i] = Math.min(values[i] * s, 1);
   }
-  const inkCount = (a) => { let c = 0; for (let i = 0; i < a.length; i++) c += a[i] > C.INK_THRESHOLD ? 1 : 0; return c; };
+  const inkCount = (a) => { let c = 0; for (let i = 0; i < a.length; i++) c += a[i] > inkLevel ? 1 : 0; return c; };
   if (radius > 0) values = morph(values, cw, ch, disk(radius), true);
   else if (radius < 0) {
     const eroded = morph(values, cw, ch, disk(-radius), false);
@@ -573,7 +617,7 @@ export function normaliseDigit(flat, digit, box, factorScale, size) {
   }
   const strokeScale = width ? (width + 2 * radius) / width : 1.0;
   const half = new Uint8Array(cw * ch);
-  for (let i = 0; i < cw * ch; i++) half[i] = values[i] > C.INK_THRESHOLD * 0.5 ? 1 : 0;
+  for (let i = 0; i < cw * ch; i++) half[i] = values[i] > inkLevel * 0.5 ? 1 : 0;
   [top, bottom, left, right] = boundingBox(half, cw, ch);
   const h = bottom - top, w = right - left;
   const crop = new Float32Array(w * h);
@@ -631,7 +675,7 @@ export function toMnist28x28(image) {
   const result = normaliseDigit(flat, found.digit, found.box, factor, [image.width, image.height]);
   result.polarity = polarity;
   result.ink = { flat, polarity, factor, size: [image.width, image.height] }; // what read.js cuts digits from
-  const separate = markBoxes(flat);
+  const separate = markBoxes(flat, found.labelled);
   result.details.marks = separate.length;
   if (separate.length === 1) {
     const [t, b, l, r] = separate[0];

@@ -11,8 +11,8 @@ export const median = (values) => {
 
 /** Connected components of a boolean mask (Uint8Array w×h): labels (0 = background) and each label's size. */
 export function label(mask, w, h, eight = false) {
+  // numbered in raster order of each component's first pixel, as scipy.ndimage.label numbers them
   const labels = new Int32Array(w * h), sizes = [0], stack = new Int32Array(w * h);
-  const steps = eight ? [[-1, -1], [0, -1], [1, -1], [-1, 0], [1, 0], [-1, 1], [0, 1], [1, 1]] : [[0, -1], [-1, 0], [1, 0], [0, 1]];
   let next = 0;
   for (let start = 0; start < w * h; start++) {
     if (!mask[start] || labels[start]) continue;
@@ -20,18 +20,33 @@ export function label(mask, w, h, eight = false) {
     let top = 0, size = 0;
     stack[top++] = start;
     while (top) {
-      const p = stack[--top], x = p % w, y = (p - x) / w;
+      const p = stack[--top], y = (p / w) | 0, x = p - y * w;
+      const left = x > 0, right = x < w - 1, up = y > 0, down = y < h - 1;
       size += 1;
-      for (let s = 0; s < steps.length; s++) {
-        const nx = x + steps[s][0], ny = y + steps[s][1];
-        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-        const q = ny * w + nx;
-        if (mask[q] && !labels[q]) { labels[q] = next; stack[top++] = q; }
+      const visit = (q) => { if (mask[q] && !labels[q]) { labels[q] = next; stack[top++] = q; } };
+      if (up) visit(p - w);
+      if (left) visit(p - 1);
+      if (right) visit(p + 1);
+      if (down) visit(p + w);
+      if (eight) {
+        if (up && left) visit(p - w - 1);
+        if (up && right) visit(p - w + 1);
+        if (down && left) visit(p + w - 1);
+        if (down && right) visit(p + w + 1);
       }
     }
     sizes.push(size);
   }
   return { labels, sizes, count: next };
+}
+
+/** The 8-connected ink components of a flattened ink map (ink above INK_THRESHOLD), as `label` gives them: what
+ * preprocess.js's digit finding and the marks below share, computed once per drawing. */
+export function inkLabels(flat) {
+  const { w, h } = flat, mask = new Uint8Array(w * h);
+  const data = flat.data, level = C.INK_THRESHOLD;
+  for (let i = 0; i < w * h; i++) mask[i] = data[i] > level ? 1 : 0;
+  return { mask, ...label(mask, w, h, true) };
 }
 
 /** [top, bottom, left, right) of a non-empty mask, or null. */
@@ -53,10 +68,8 @@ function oneDigit(a, b) {
 }
 
 /** The 8-connected ink blobs of a flattened ink map, specks dropped: [{mask, box}] (box [top, bottom, left, right)). */
-function inkComponents(flat) {
-  const { w, h } = flat, mask = new Uint8Array(w * h);
-  for (let i = 0; i < w * h; i++) mask[i] = flat.data[i] > C.INK_THRESHOLD ? 1 : 0;
-  const { labels, sizes, count } = label(mask, w, h, true);
+function inkComponents(flat, labelled = inkLabels(flat)) {
+  const { w, h } = flat, { labels, sizes, count } = labelled;
   if (!count) return [];
   const boxes = Array.from({ length: count + 1 }, () => [h, 0, w, 0]);
   for (let i = 0; i < w * h; i++) {
@@ -157,8 +170,9 @@ export function segmentLine(flat, fill = true) {
 }
 
 
-/** Boxes [top, bottom, left, right) of the separate marks of a flattened ink map, left to right. */
-export function markBoxes(flat) {
+/** Boxes [top, bottom, left, right) of the separate marks of a flattened ink map, left to right (`labelled`: its
+ * `inkLabels`, when already computed). */
+export function markBoxes(flat, labelled = inkLabels(flat)) {
   const { w, h } = flat;
-  return attachSmall(groupComponents(inkComponents(flat), w, h), w, h).map((g) => g.box);
+  return attachSmall(groupComponents(inkComponents(flat, labelled), w, h), w, h).map((g) => g.box);
 }
