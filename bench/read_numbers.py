@@ -18,6 +18,8 @@ that way, never on test. `--prior` prints the width prior of `read.WIDTH_PRIOR` 
 - Speed: `read` of a 5-digit canvas PNG end to end in this process (decode, segment, model on ONNX Runtime),
   p50 over 100 canvases.
 - `--failures DIR`: where separated numbers are lost (`failures`), each misread number written out as an image.
+- `--weights`: the reader's refusal term (`read.NOT_DIGIT_WEIGHT`, `NOT_DIGIT_MARGIN`) on a grid, the same numbers
+  for each (`bench/results/read_weights.json`; run it with `--split validation`).
 """
 
 from __future__ import annotations
@@ -71,21 +73,53 @@ def baselines(data: bytes, predictor) -> dict[str, str]:
     return {"one box": one_box, "components": components}
 
 
-def numbers(predictor, digits, labels, count: int, rng) -> dict:
+def number_cases(digits, labels, count: int, rng, lengths=LENGTHS):
+    """(length, gap, PNG bytes, truth) of `count` numbers per (length, gap): every gap, a lone digit "apart"."""
     from digitlab.data.synthetic import GAPS, NUMBER_STYLES, number_image
-    from digitlab.inference.read import read_number
 
-    rows = []
-    for length in LENGTHS:
-        for gap in GAPS:
+    for length in lengths:
+        for gap in GAPS if length > 1 else ("apart",):
             for _ in range(count):
                 idx = rng.choice(len(digits), length)
                 image, _ = number_image([digits[i] for i in idx], rng, gap, str(rng.choice(NUMBER_STYLES)))
-                data = png(image)
-                truth = "".join(str(labels[i]) for i in idx)
-                said = {"read": read_number(data, predictor).text, **baselines(data, predictor)}
-                rows.append({"length": length, "gap": gap, "truth": truth, **said})
+                yield length, gap, png(image), "".join(str(labels[i]) for i in idx)
+
+
+def numbers(predictor, digits, labels, count: int, rng) -> dict:
+    from digitlab.inference.read import read_number
+
+    rows = []
+    for length, gap, data, truth in number_cases(digits, labels, count, rng):
+        said = {"read": read_number(data, predictor).text, **baselines(data, predictor)}
+        rows.append({"length": length, "gap": gap, "truth": truth, **said})
     return rows
+
+
+WEIGHTS = Path(__file__).parent / "results" / "read_weights.json"
+WEIGHT_GRID = ((1.0, 6.0), (0.5, 6.0), (2.0, 6.0), (1.0, 4.0), (1.0, 8.0), (1.0, 10.0), (0.5, 8.0), (2.0, 8.0))
+
+
+def weights(predictor, digits, labels, count: int, rng) -> dict:
+    """The reader's refusal term (`read.NOT_DIGIT_WEIGHT`, `NOT_DIGIT_MARGIN`) on the same numbers, each pair of
+    `WEIGHT_GRID`: the share read exactly, touching, separated and a lone digit (`--weights`, on validation)."""
+    import digitlab.inference.read as read
+
+    cases = list(number_cases(digits, labels, count, rng, lengths=(1, *LENGTHS)))
+    kept = read.NOT_DIGIT_WEIGHT, read.NOT_DIGIT_MARGIN
+    out = {}
+    try:
+        for weight, margin in WEIGHT_GRID:
+            read.NOT_DIGIT_WEIGHT, read.NOT_DIGIT_MARGIN = weight, margin
+            right: dict[str, list[bool]] = {"touching": [], "separated": [], "lone digit": []}
+            for length, gap, data, truth in cases:
+                kind = "lone digit" if length == 1 else "touching" if gap == "touching" else "separated"
+                right[kind].append(read.read_number(data, predictor).text == truth)
+            shares = {k: round(float(np.mean(v)), 4) for k, v in right.items()}
+            out[f"{weight} × (score − threshold + {margin})"] = shares
+            print(f"weight {weight}, margin {margin}: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    finally:
+        read.NOT_DIGIT_WEIGHT, read.NOT_DIGIT_MARGIN = kept
+    return {"numbers per (length, gap)": count, "shipped": f"{kept[0]} × (score − threshold + {kept[1]})", "rows": out}
 
 
 FAILURES = Path(__file__).parent / "results" / "read_failures.json"
@@ -253,6 +287,12 @@ def main() -> None:
     parser.add_argument("--prior", action="store_true", help="print the width prior and exit")
     parser.add_argument("--speed-only", action="store_true", help="only time read on 5-digit canvases")
     parser.add_argument(
+        "--weights",
+        action="store_true",
+        help="only the reader's refusal term: each weight and margin of WEIGHT_GRID on the same numbers, to "
+        "bench/results/read_weights.json (use with --split validation)",
+    )
+    parser.add_argument(
         "--failures",
         type=Path,
         metavar="DIR",
@@ -276,6 +316,11 @@ def main() -> None:
         print(json.dumps(counts, indent=2))
         write_results(FAILURES, {"model": str(args.model), "split": args.split, **counts})
         print(f"written {FAILURES}; the misread numbers are in {args.failures}")
+        return
+    if args.weights:
+        grid = weights(predictor, digits, labels, args.count, rng)
+        write_results(WEIGHTS, {"model": str(args.model), "split": args.split, **grid})
+        print(f"written {WEIGHTS}")
         return
     if args.speed_only:
         p50 = speed(predictor, digits, rng)

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "web_app.json"
 sys.path.insert(0, str(ROOT / "tests"))  # tests/browser_helpers.py
-from _common import write_results  # noqa: E402  (beside this file)
+from _common import free_port, write_results  # noqa: E402  (beside this file)
 from browser_helpers import CHROMIUM, LAUNCH_ARGS, SHAPES, draw_mouse  # noqa: E402
 
 FIRST_ANSWER = """() => {
@@ -87,9 +87,7 @@ def first_answer(page, url: str) -> dict:
 
 
 def serve(site: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     args = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):

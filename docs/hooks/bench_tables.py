@@ -380,7 +380,19 @@ def outlier_exposure(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def read_weights(data: dict[str, Any]) -> str:
+    """The reader's refusal term on a grid: each (weight, margin)'s numbers read exactly, the shipped one marked."""
+    rows = [
+        [f"**{term}** (shipped)" if term == data["shipped"] else term, *[pct(v, 1) for v in shares.values()]]
+        for term, shares in data["rows"].items()
+    ]
+    kinds = list(next(iter(data["rows"].values())))
+    note = f"{data['numbers per (length, gap)']} numbers per length and gap, {data['split']} digits.\n\n"
+    return note + table(["refusal term (nats)", *kinds], rows)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "read_weights": read_weights,
     "refusal": refusal,
     "outlier_exposure": outlier_exposure,
     "refusal_signals": refusal_signals,

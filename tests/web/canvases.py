@@ -66,7 +66,7 @@ def canvases(count: int = 240, seed: int = 0) -> list[tuple[str, np.ndarray]]:
         image, _ = number_image(list(digits[k : k + length]), rng, gap=gap, style=style)
         out.append((f"number-{style}-{gap}-{len(out)}", np.asarray(image)))
         k += length
-    return out + paper_and_colour(digits[200:230], np.random.default_rng([seed, 1]))
+    return out + paper_and_colour(digits[200:230], np.random.default_rng([seed, 1])) + small_images(digits[230:250])
 
 
 # ink on paper of about the same luminance, and a blue pen on ruled and squared paper (issue 39): a separate
@@ -102,4 +102,22 @@ def paper_and_colour(digits: np.ndarray, rng: np.random.Generator) -> list[tuple
         canvas[y0 : y0 + side, x0 : x0 + side] = region * (1 - alpha) + np.asarray(ink, np.float32) * alpha
         kind = "ruled" if i % 2 else "colour"
         out.append((f"{kind}-{i}", np.round(canvas).astype(np.uint8)))
+    return out
+
+
+def small_images(digits: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Images small enough to be enlarged to the working size: MNIST's own 28×28s (grey, inverted, opaque RGBA)
+    and 56 px and 40×70 px thumbnails."""
+    out = []
+    for i, digit in enumerate(digits):
+        kind = i % 5
+        if kind == 0:
+            image = digit
+        elif kind == 1:
+            image = 255 - digit
+        elif kind == 2:
+            image = np.dstack([digit, digit, digit, np.full_like(digit, 255)])
+        else:
+            image = np.asarray(Image.fromarray(digit).resize((56, 56) if kind == 3 else (40, 70), Image.BILINEAR))
+        out.append((f"small-{i}", np.ascontiguousarray(image)))
     return out

@@ -16,18 +16,33 @@ COLOUR_MIN = 12.0  # CIELAB chroma (√(a*² + b*²)) below which an image count
 CHROMA_SCALE = 100.0  # a chroma difference from the paper of this many CIELAB units counts as full ink
 
 
-def ink_map(pixels: np.ndarray, work_size: int) -> tuple[np.ndarray, str, int, float | None]:
+def ink_map(pixels: np.ndarray, work_size: int) -> tuple[np.ndarray, str, float, float | None]:
     """Working-size float map with ink ≈ 1, background ≈ 0, from `load_pixels` output.
+
+    A large image is shrunk by an integer factor (`_shrunk_ink_map`); a small one (an MNIST 28×28 itself, a
+    thumbnail: its longer side under 2/3 of `work_size`) has its ink map enlarged by an integer factor k, bilinear
+    (`scipy.ndimage.zoom`, order 1), so that steps 4-5 measure and normalise its strokes at the resolution their
+    thresholds were set for: at 28 px one pixel of dilation doubled an MNIST stroke, and 3.6% of MNIST's own test
+    digits were refused as "not a digit" (0.65% enlarged; `bench/preprocess_accuracy.py`).
 
     Args:
         pixels: the decoded image (grey, RGB or RGBA, uint8 or uint16).
         work_size: the working copy's longer side in pixels.
 
     Returns:
-        (ink, polarity, integer shrink factor, background level): `ink` (h, w) float32; the level is the
-        border's ink value when the border is uniform (a canvas or a clean scan: no flattening needed), else
-        None.
+        (ink, polarity, scale, background level): `ink` (h, w) float32; `scale` the input pixels per working
+        pixel (the integer shrink factor, or 1/k when enlarged); the level is the border's ink value when the
+        border is uniform (a canvas or a clean scan: no flattening needed), else None.
     """
+    ink, polarity, factor, level = _shrunk_ink_map(pixels, work_size)
+    enlarge = round(work_size / max(ink.shape)) if factor == 1 else 1
+    if enlarge < 2:
+        return ink, polarity, factor, level
+    return ndimage.zoom(ink, enlarge, order=1, mode="nearest", grid_mode=True), polarity, 1 / enlarge, level
+
+
+def _shrunk_ink_map(pixels: np.ndarray, work_size: int) -> tuple[np.ndarray, str, int, float | None]:
+    """`ink_map` before enlarging: (ink, polarity, integer shrink factor ≥ 1, background level)."""
     # Area downsampling by an integer factor (an exact box filter: OpenCV's INTER_AREA at an integer ratio)
     # keeps the ink mass of thin strokes; the working size lands within ±1/3 of WORK_SIZE, and every
     # threshold below is relative to it.

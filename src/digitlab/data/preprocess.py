@@ -6,7 +6,8 @@ A canvas drawing, a scan or a phone photo is none of that: black ink on white or
 background, off-centre, thick or thin strokes, uneven light and paper texture. `to_mnist_28x28` undoes
 each difference in turn, and says "no digit" rather than guess on a blank canvas, a dot, or noise:
 
-1. decode safely (`digitlab.data.decode`: pixel limit against decompression bombs), shrink to a working size;
+1. decode safely (`digitlab.data.decode`: pixel limit against decompression bombs), shrink (or enlarge a small
+   image) to a working size;
 2. ink map (`digitlab.data.ink`): alpha for transparent images, else luminance with the polarity taken from the
    border, plus, in a colour image, how far each pixel's colour departs from the paper's (CIELAB chroma): yellow
    ink on light-blue paper has almost the paper's luminance;
@@ -194,13 +195,13 @@ class Ink:
     Attributes:
       flat: (h, w) float32 in [0, 1], ink ≈ 1 on a flattened background ≈ 0.
       polarity: light-on-dark, dark-on-light or alpha.
-      scale: input pixels per working pixel (an integer ≥ 1).
+      scale: input pixels per working pixel (an integer shrink factor ≥ 1, or 1/k for a small image enlarged k×).
       size: (width, height) of the input image in pixels.
     """
 
     flat: np.ndarray
     polarity: str
-    scale: int
+    scale: float
     size: tuple[int, int]
 
 

@@ -50,6 +50,9 @@ PRIOR_WEIGHT = 0.5  # the width prior's weight against the model's log-probabili
 # 2, 3 and 4 digits read exactly 81.3 / 61.3 / 36.7% -> 91.3 / 72.5 / 53.3%, separated ones 95.0 -> 97.0% (pairs,
 # close), 91.7 -> 95.0% (5 digits apart); weights 0.5–2 and margins 4–12 were tried (bending cuts, a seam-carving
 # path around the strokes instead of a straight column, changed nothing and was not kept).
+# Checked again under refusal /5 (`bench/read_numbers.py --split validation --weights`, 60 numbers per length and
+# gap): touching / separated / a lone digit read exactly 58.3 / 94.4 / 96.7% at (1, 6); every other pair of weights
+# 0.5–2 and margins 4–10 within 3 points on touching and 0.6 on separated numbers (noise at these counts): kept.
 NOT_DIGIT_WEIGHT = 1.0
 NOT_DIGIT_MARGIN = 6.0
 MAX_PIECE = 1.6  # no piece wider than this × the line's height

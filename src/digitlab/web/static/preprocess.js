@@ -201,12 +201,21 @@ function grayShrink(data, w, channels, factor, sw, sh) {
 }
 
 /**
- * The working-size ink map (ink ≈ 1, background ≈ 0) of an image.
+ * The working-size ink map (ink ≈ 1, background ≈ 0) of an image: shrunk by an integer factor, or, for a small
+ * image, enlarged k× (bilinear), as ink.py's `ink_map`.
  * @param {{data: ArrayLike<number>, width: number, height: number, channels: number}} image uint8 pixels, 1-4
  *   channels interleaved (grey, grey+alpha, RGB, RGBA).
- * @returns {{ink: object, polarity: string, factor: number, level: number|null}}
+ * @returns {{ink: object, polarity: string, factor: number, level: number|null}} factor: input pixels per working
+ *   pixel (1/k when enlarged).
  */
 export function inkMap(image, workSize = C.WORK_SIZE) {
+  const shrunk = shrunkInkMap(image, workSize), { ink } = shrunk;
+  const enlarge = shrunk.factor === 1 ? pyRound(workSize / Math.max(ink.w, ink.h)) : 1;
+  if (enlarge < 2) return shrunk;
+  return { ...shrunk, ink: zoomBilinear(ink, ink.w * enlarge, ink.h * enlarge), factor: 1 / enlarge };
+}
+
+function shrunkInkMap(image, workSize) {
   const { width: w, height: h, channels } = image;
   const factor = Math.max(1, pyRound(Math.max(h, w) / workSize));
   const sw = Math.max(1, Math.floor(w / factor)), sh = Math.max(1, Math.floor(h / factor));
