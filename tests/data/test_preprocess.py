@@ -92,6 +92,23 @@ def test_no_digit_is_reported(image, why):
     assert p.reason.startswith(why) and not p.pixels.any()
 
 
+@pytest.mark.parametrize("size", [28, 56, 200])
+def test_small_noise_is_noise_and_small_fogged_digits_are_digits(mnist, size):
+    """Enlarged to the working size, noise still covers far more than NOISE_COVERAGE and a digit under MNIST-C's
+    fog (training digits) stays under it."""
+    from digitlab.data.corruptions import corrupt
+
+    rng = np.random.default_rng(size)
+    for _ in range(5):
+        noise = to_mnist_28x28(rng.integers(0, 256, (size, size), dtype=np.uint8))
+        assert noise.blank and noise.reason.startswith("noise"), noise.reason
+    fogged = corrupt(mnist.x_train[:40], "fog", seed=0)
+    if size != 28:
+        fogged = [np.asarray(Image.fromarray(d).resize((size, size), Image.BILINEAR)) for d in fogged]
+    lost = [p.reason for p in (to_mnist_28x28(d) for d in fogged) if p.blank]
+    assert not lost, lost
+
+
 def test_all_input_kinds_agree(mnist, tmp_path):
     image = render(mnist.x_test[3], "black-on-white", np.random.default_rng(0))
     buf = io.BytesIO()

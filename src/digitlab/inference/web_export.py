@@ -62,6 +62,7 @@ PAGE_CONSTANTS = {
         "BOX",
         "CANVAS",
         "NOISE_FLOOR",
+        "NOISE_COVERAGE",
         "STROKE_RANGE",
     ),
     "digitlab.data.ink": ("COLOUR_MIN", "CHROMA_SCALE"),

@@ -436,7 +436,7 @@ export function findDigit(flat) {
   const total = sizes.reduce((a, b) => a + b, 0);
   if (total === 0) return { reason: "blank: no ink" };
   const coverage = total / n;
-  if (coverage > 0.45) return { reason: `noise: ink covers ${pyRound(coverage * 100)}% of the image` };
+  if (coverage > C.NOISE_COVERAGE) return { reason: `noise: ink covers ${pyRound(coverage * 100)}% of the image` };
   const largest = Math.max(...sizes.slice(1));
   const keep = sizes.map((s) => s >= Math.max(largest * 0.08, 4));
   const edge = [];
