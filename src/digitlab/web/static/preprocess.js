@@ -264,7 +264,7 @@ function shrunkInkMap(image, workSize) {
   let darkInk;
   if (uniform) { // ink.py: ink is what departs furthest from the paper, either way
     let lo = Infinity, hi = -Infinity;
-    for (let i = 0; i < gray.data.length; i++) { lo = Math.min(lo, gray.data[i]); hi = Math.max(hi, gray.data[i]); }
+    for (let i = 0, d = gray.data; i < d.length; i++) { const v = d[i]; if (v < lo) lo = v; if (v > hi) hi = v; }
     const below = level - lo, above = hi - level;
     darkInk = below > above || (below === above && level > 0.5);
   }
@@ -295,9 +295,10 @@ function sampled(data, w, h, channels, factor) {
 
 /** Whether interleaved RGB(A) pixels hold colour: some pixel's channels spread by more than COLOUR_MIN. */
 function colourful(data, channels) {
+  const least = C.COLOUR_MIN;
   for (let k = 0; k < data.length; k += channels) {
     const r = data[k], g = data[k + 1], b = data[k + 2];
-    if (Math.max(r, g, b) - Math.min(r, g, b) > C.COLOUR_MIN) return true;
+    if (Math.max(r, g, b) - Math.min(r, g, b) > least) return true;
   }
   return false;
 }
