@@ -20,10 +20,11 @@ def ink_map(pixels: np.ndarray, work_size: int) -> tuple[np.ndarray, str, float,
     """Working-size float map with ink ≈ 1, background ≈ 0, from `load_pixels` output.
 
     A large image is shrunk by an integer factor (`_shrunk_ink_map`); a small one (an MNIST 28×28 itself, a
-    thumbnail: its longer side under 2/3 of `work_size`) has its ink map enlarged by an integer factor k, bilinear
-    (`scipy.ndimage.zoom`, order 1), so that steps 4-5 measure and normalise its strokes at the resolution their
-    thresholds were set for: at 28 px one pixel of dilation doubled an MNIST stroke, and 3.6% of MNIST's own test
-    digits were refused as "not a digit" (0.65% enlarged; `bench/preprocess_accuracy.py`).
+    thumbnail: its longer side at most 2/3 of `work_size`) has its ink map enlarged by an integer factor k,
+    bilinear (`scipy.ndimage.zoom`, order 1), so that steps 3-5 estimate its background and measure and normalise
+    its strokes at the resolution their thresholds were set for: worked on at 28 px (one pixel of dilation doubles
+    an MNIST stroke), 3.2% of MNIST's own test digits were refused as "not a digit" on `make run`'s model, 0.4%
+    enlarged (`bench/refusal.py`).
 
     Args:
         pixels: the decoded image (grey, RGB or RGBA, uint8 or uint16).
