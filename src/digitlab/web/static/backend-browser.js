@@ -202,7 +202,7 @@ export function browserBackend({ ort, model = "model/", wasm = "ort/ort-wasm-sim
       fetchOk(`${model}${info.digit_space.file}`, "the digit space").then((r) => r.arrayBuffer()),
       bankInfo ? fetchOk(`${model}${bankInfo.file}`, "the refusal's feature bank").then((r) => r.arrayBuffer()) : null,
       mahalanobisInfo ? fetchOk(`${model}${mahalanobisInfo.file}`, "the refusal's class centres").then((r) => r.arrayBuffer()) : null,
-      convInfo ? fetchOk(`${model}${convInfo.file}`, "the refusal's class centres").then((r) => r.arrayBuffer()) : null,
+      convInfo ? fetchOk(`${model}${convInfo.file}`, "the refusal's class centres of the last convolution").then((r) => r.arrayBuffer()) : null,
     ]);
     ort.env.wasm.wasmBinary = binary; // checked by loadWasm, then handed over: ORT does not fetch it again
     ort.env.wasm.wasmPaths = new URL(wasm.replace(/[^/]*$/, ""), location.href).href;

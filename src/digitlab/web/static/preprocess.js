@@ -13,9 +13,8 @@
 //  6. longer side to 20 px (Pillow's Lanczos), pad to 28×28, centre of mass to the centre.
 
 import { C } from "./constants.js";
-import { boundingBox, inkLabels, label, markBoxes } from "./segment.js";
+import { boundingBox, inkLabels, markBoxes } from "./segment.js";
 
-export { boundingBox, label };
 const F = Math.fround;
 
 /** Python's round(): halves go to the even neighbour (Math.round sends them up). */

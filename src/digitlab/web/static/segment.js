@@ -46,7 +46,7 @@ export function inkLabels(flat) {
   const { w, h } = flat, mask = new Uint8Array(w * h);
   const data = flat.data, level = C.INK_THRESHOLD;
   for (let i = 0; i < w * h; i++) mask[i] = data[i] > level ? 1 : 0;
-  return { mask, ...label(mask, w, h, true) };
+  return label(mask, w, h, true);
 }
 
 /** [top, bottom, left, right) of a non-empty mask, or null. */
