@@ -104,7 +104,7 @@ def main() -> None:
         "--runtimes", nargs="+", default=["onnx", "keras"], help="`digitlab predict --runtime` values to time"
     )
     args = parser.parse_args()
-    from digitlab.inference.predict import default_workers
+    from digitlab.data.preprocess import usable_cpus
 
     with tempfile.TemporaryDirectory(prefix="digitlab-bench-") as tmp:
         print(f"making {args.count} canvas PNGs ...", flush=True)
@@ -116,7 +116,7 @@ def main() -> None:
         "images": args.count,
         "per_image": per_image,
         "predict": commands,
-        "workers": args.workers or default_workers(),
+        "workers": args.workers or usable_cpus(),
         "cpus": os.cpu_count(),
     }
     print(f"{'per image, one core (median / p95 ms)':<40}" + "".join(f"{kind:>26}" for kind in KINDS))

@@ -430,6 +430,17 @@ def test_a_tiny_run_with_outlier_exposure(tmp_path, mnist_dir):
         resolve_config(None, "fast", outlier_exposure=0.5, loop="custom")
 
 
+@pytest.mark.slow  # trains, or starts TensorFlow in subprocesses
+def test_a_tiny_run_with_served_copies_trains_on_twice_the_digits(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_DATA", str(mnist_dir))  # the copies' cache beside the data the test uses
+    out = tmp_path / "served"
+    args = ["train", "--recipe", "fast", "--no-full-train", "--served-copies", "--limit", "1000", "--epochs", "1"]
+    assert main([*args, "--validation-size", "500", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["served_copies"] and config["train_examples"] == 2000
+    assert json.loads((out / "metrics.json").read_text())["validation"]["accuracy"] > 0.3  # 1,000 images, 1 epoch
+
+
 def test_whether_validation_digits_were_seen_is_decided_in_one_place(tmp_path):
     """evaluate, the refusal and finetune read `LoadedModel.validation_seen` (finetune once ignored --full-train
     parents and fitted a temperature on digits the parent trained on)."""

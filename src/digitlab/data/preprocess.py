@@ -54,6 +54,14 @@ def single_threaded_opencv() -> None:
     cv2.setNumThreads(1)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (cgroup/affinity aware where the OS says): the default worker count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 WORK_SIZE = 112  # working resolution (longer side): strokes stay several pixels wide, work stays ~1 ms
 BOX = 20  # MNIST: the longer side of the digit's bounding box
 CANVAS = 28

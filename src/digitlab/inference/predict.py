@@ -10,7 +10,6 @@ the chosen runtime (ONNX Runtime by default: no TensorFlow start-up), and the mo
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.atomic import atomic_write_bytes
-from digitlab.data.preprocess import Processed, to_mnist_28x28
+from digitlab.data.preprocess import Processed, to_mnist_28x28, usable_cpus
 from digitlab.errors import ConfigError, DigitlabError, ImageError
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.verdict import Answer, answer_all, needs_reading
@@ -133,14 +132,6 @@ def images_and_model(inputs: list[str | Path], model_path: str | Path, runtime: 
     return paths, Predictor.load(model_path, runtime, log=lambda line: print(line, file=sys.stderr))
 
 
-def default_workers() -> int:
-    """The CPUs this process may run on (cgroup/affinity aware where the OS says)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def preprocess_stream(paths: list[str], workers: int) -> Iterable[tuple[np.ndarray, int, str]]:
     """`_preprocess_file` over `paths`, in order, on `workers` processes (in this process when 1 or few files).
 
@@ -201,7 +192,7 @@ def predict_files(
     if not paths:
         return
     names = [str(p) for p in paths]
-    stream = preprocess_stream(names, workers or default_workers())
+    stream = preprocess_stream(names, workers or usable_cpus())
     bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None if progress else True, file=sys.stderr)
     for start in range(0, len(names), batch_size):
         rows = [next(stream) for _ in names[start : start + batch_size]]

@@ -90,6 +90,11 @@ class TrainConfig:
     handwriting_style: str = setting(
         "default", "the handwriting augmentation's ranges (data/augment.py STYLES)", choices=tuple(STYLES)
     )
+    served_copies: bool = setting(
+        False,
+        "train on each training digit twice: as it is, and drawn large then passed through the preprocessing "
+        "that serves drawings (data/served.py); doubles the images per epoch",
+    )
     ema: float = setting(
         0.0, "average the weights with this momentum, e.g. 0.999; the run keeps the average", check=UNIT_HALF_OPEN
     )

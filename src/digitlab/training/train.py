@@ -310,6 +310,10 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
     splits = load_splits(
         config.data_dir, config.validation_size, split_seed(config.settings()), config.limit, config.full_train
     )
+    if config.served_copies:
+        from digitlab.data.served import with_served_copies
+
+        splits = with_served_copies(splits, config.seed, config.data_dir)
     clock.lap("data")
     replicas = distribution.num_replicas_in_sync if distribution else 1
     if chief:
