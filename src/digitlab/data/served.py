@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -25,8 +26,10 @@ from PIL import Image
 
 from digitlab.atomic import atomic_write_bytes
 from digitlab.data.fetch import default_data_dir
-from digitlab.data.mnist import Splits
 from digitlab.data.preprocess import single_threaded_opencv, to_mnist_28x28, usable_cpus
+
+if TYPE_CHECKING:
+    from digitlab.data.mnist import Splits  # (data.mnist imports TensorFlow for its pipelines)
 
 SIDES = (60, 240)  # the drawn digit's side in pixels (MNIST's 28 × 2-9): a small upload to a canvas
 STROKE_STEPS = (-2, 3)  # stroke radius change, in units of side / 80 (about one MNIST pixel's third): thin to fat
