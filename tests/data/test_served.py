@@ -61,7 +61,9 @@ def test_copies_are_cached_and_a_stale_cache_is_made_again(mnist, tmp_path, monk
 def test_with_served_copies_doubles_the_training_part_only(mnist, tmp_path):
     x, y = mnist.x_train[:40], mnist.y_train[:40]
     splits = Splits(x, y, mnist.x_train[40:50], mnist.y_train[40:50], mnist.x_test[:10], mnist.y_test[:10])
-    doubled = served.with_served_copies(splits, seed=0, data_dir=tmp_path)
+    from digitlab.training.train import with_served_copies
+
+    doubled = with_served_copies(splits, seed=0, data_dir=tmp_path)
     assert doubled.x_train.shape == (80, 28, 28) and doubled.x_train.dtype == np.uint8
     np.testing.assert_array_equal(doubled.x_train[:40], x)
     np.testing.assert_array_equal(doubled.y_train, np.concatenate([y, y]))

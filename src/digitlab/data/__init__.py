@@ -14,7 +14,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "fetch": ["default_data_dir", "fetch_mnist", "verify_data_dir"],
         "mnist": ["Mnist", "Splits", "load_mnist", "load_splits", "make_dataset", "split_train_validation"],
         "preprocess": ["Processed", "to_mnist_28x28"],
-        "served": ["served_copies", "with_served_copies"],
+        "served": ["served_copies"],
         "synthetic": ["STYLES", "browser_png", "render"],
     },
 )

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -27,9 +25,6 @@ from PIL import Image
 from digitlab.atomic import atomic_write_bytes
 from digitlab.data.fetch import default_data_dir
 from digitlab.data.preprocess import single_threaded_opencv, to_mnist_28x28, usable_cpus
-
-if TYPE_CHECKING:
-    from digitlab.data.mnist import Splits  # (data.mnist imports TensorFlow for its pipelines)
 
 SIDES = (60, 240)  # the drawn digit's side in pixels (MNIST's 28 × 2-9): a small upload to a canvas
 STROKE_STEPS = (-2, 3)  # stroke radius change, in units of side / 80 (about one MNIST pixel's third): thin to fat
@@ -139,25 +134,6 @@ def served_copies(
     copies = np.concatenate(list(bar))
     atomic_write_bytes(path, _npy_bytes(copies))
     return copies
-
-
-def with_served_copies(splits: Splits, seed: int = 0, data_dir: str | Path | None = None) -> Splits:
-    """`splits` with the training part doubled: the originals, then their `served_copies` (same labels).
-
-    Args:
-      splits: the run's splits; validation and test are left as they are.
-      seed: the copies' seed.
-      data_dir: the cache's parent (see `served_copies`).
-
-    Returns:
-      New Splits with (2N, 28, 28) uint8 training images and (2N,) labels.
-    """
-    copies = served_copies(splits.x_train, seed, data_dir)
-    return replace(
-        splits,
-        x_train=np.concatenate([splits.x_train, copies]),
-        y_train=np.concatenate([splits.y_train, splits.y_train]),
-    )
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

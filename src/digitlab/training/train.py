@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from digitlab.data.mnist import Splits, load_splits, make_dataset, split_seed, training_order
+from digitlab.data.served import served_copies
 from digitlab.errors import ConfigError, ModelError, one_line
 from digitlab.models.forward import predict_logits
 from digitlab.models.saved import plain_keras_model
@@ -75,6 +76,25 @@ def with_outliers(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, 
     y_all = np.concatenate([y.astype(np.int32), np.full(len(pool), OUTLIER, np.int32)])
     order = np.random.default_rng([seed, 7]).permutation(len(x_all))  # the outliers spread over every epoch
     return x_all[order], y_all[order]
+
+
+def with_served_copies(splits: Splits, seed: int = 0, data_dir: str | Path | None = None) -> Splits:
+    """`splits` with the training part doubled: the originals, then their `served_copies` (same labels).
+
+    Args:
+      splits: the run's splits; validation and test are left as they are.
+      seed: the copies' seed.
+      data_dir: the cache's parent (see `served_copies`).
+
+    Returns:
+      New Splits with (2N, 28, 28) uint8 training images and (2N,) labels.
+    """
+    copies = served_copies(splits.x_train, seed, data_dir)
+    return replace(
+        splits,
+        x_train=np.concatenate([splits.x_train, copies]),
+        y_train=np.concatenate([splits.y_train, splits.y_train]),
+    )
 
 
 def fit_loop(
@@ -311,8 +331,6 @@ def train_and_evaluate(config: TrainConfig, log=print, on_epoch_end: EpochHook |
         config.data_dir, config.validation_size, split_seed(config.settings()), config.limit, config.full_train
     )
     if config.served_copies:
-        from digitlab.data.served import with_served_copies
-
         splits = with_served_copies(splits, config.seed, config.data_dir)
     clock.lap("data")
     replicas = distribution.num_replicas_in_sync if distribution else 1
