@@ -25,6 +25,7 @@ from PIL import Image
 from digitlab.atomic import atomic_write_bytes
 from digitlab.data.fetch import default_data_dir
 from digitlab.data.preprocess import single_threaded_opencv, to_mnist_28x28, usable_cpus
+from digitlab.errors import DigitlabError
 
 SIDES = (60, 240)  # the drawn digit's side in pixels (MNIST's 28 × 2-9): a small upload to a canvas
 STROKE_STEPS = (-2, 3)  # stroke radius change, in units of side / 80 (about one MNIST pixel's third): thin to fat
@@ -91,11 +92,18 @@ def _computed(x: np.ndarray, seed: int, workers: int) -> Iterator[np.ndarray]:
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawned, not forked: the training process may already run TensorFlow's threads
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=spawn, initializer=single_threaded_opencv) as pool:
-        yield from pool.map(_copies, tasks)
+        try:
+            yield from pool.map(_copies, tasks)
+        except BrokenProcessPool as e:
+            raise DigitlabError(
+                "a process making served copies died: out of memory, or a script that calls served_copies outside "
+                "`if __name__ == '__main__':` (spawned workers import it again); pass workers=1 to stay in-process"
+            ) from e
 
 
 def served_copies(
@@ -117,6 +125,7 @@ def served_copies(
       (N, 28, 28) uint8 copies, row i of digit i.
 
     Raises:
+      DigitlabError: a worker process died.
       OSError: the cache folder is not writable (the copies are still computed first).
     """
     from tqdm import tqdm
