@@ -51,6 +51,11 @@ RULE = {
     "clean": "with mean clean validation accuracy no more than 0.1 point below off's",
     "refusal": "and mean non-digits refused at 0.5% of drawn digits no more than 2 points below off's",
 }
+SWITCH_RULE = {  # the test phase's check before `make run` trains with served copies, as the default-model search's
+    "test accuracy": "mean no lower than off's",
+    "real digits": "mean accuracy through the whole answer path no lower than off's on each shared set",
+    "drawn digits refused": "mean at most 0.5% of the refusal benchmark's drawn test digits (the issue's bar)",
+}
 
 
 def train(variant: str, seed: int, phase: str = "") -> tuple[Path, float | None]:
@@ -167,6 +172,25 @@ def test_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return table
 
 
+def switch(test: dict[str, Any]) -> dict[str, Any] | None:
+    """What `SWITCH_RULE` says of the test phase (None until both variants have every test seed)."""
+    if set(test) != set(VARIANTS) or any(v["seeds"] < len(TEST_SEEDS) for v in test.values()):
+        return None
+    off, on = test["off"], test["served copies"]
+    checks = {
+        "test accuracy": (on["test_accuracy"]["mean"], off["test_accuracy"]["mean"], True),
+        **{
+            f"real {name}": (on["real_digits"][name]["accuracy"]["mean"], v["accuracy"]["mean"], True)
+            for name, v in off["real_digits"].items()
+        },
+        "drawn digits refused": (on["drawn_digits_refused"]["mean"], 0.005, False),
+    }
+    met = {
+        k: {"value": v, "bar": bar, "met": v >= bar if higher else v <= bar} for k, (v, bar, higher) in checks.items()
+    }
+    return {"rule": SWITCH_RULE, "checks": met, "switch": all(c["met"] for c in met.values())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--budget-min", type=float, default=40, help="start no run after this many minutes")
@@ -188,13 +212,14 @@ def main() -> None:
         print(f"{key}: recorded", flush=True)
     result = summary([r for r in done.values() if not r["key"].startswith("test-")])
     result["test"] = test_table([r for r in done.values() if r["key"].startswith("test-")])
+    result["switch"] = switch(result["test"])
     write_results(SUMMARY, result)
     for variant, v in result["variants"].items():
         print(
             f"{variant}: clean {v['clean']['mean']:.2%}, drawn {v['drawn']['mean']:.2%} ± {v['drawn']['sd']:.2%}, "
             f"non-digits {v['non_digits']['mean']:.1%} ± {v['non_digits']['sd']:.1%}"
         )
-    print(f"verdict: {result['verdict']}\nwrote {SUMMARY}")
+    print(f"verdict: {result['verdict']}\nswitch: {result['switch']}\nwrote {SUMMARY}")
 
 
 if __name__ == "__main__":

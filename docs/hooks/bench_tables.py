@@ -345,38 +345,68 @@ def refusal_signals(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _ms(v: dict[str, float], digits: int = 1) -> str:
+    return f"{pct(v['mean'], digits)} ± {pct(v['sd'], digits)}"
+
+
+def _test_check(test: dict[str, Any], first: str) -> str:
+    """The test phase of a seeded choice (bench/outlier_exposure.py, bench/served_copies.py): one row per option."""
+    rows = [
+        [
+            option,
+            _ms(v["test_accuracy"], 2),
+            _ms(v["real_digits"]["real-digits"]["accuracy"]),
+            _ms(v["real_digits"]["real-digits-2"]["accuracy"]),
+            _ms(v["non_digits_refused"]),
+            _ms(v["drawn_digits_refused"], 2),
+            _ms(v["non_digits_refused_at_0.5%"]),
+            f"{v['train_command_seconds']['mean']:.0f} s",
+        ]
+        for option, v in test.items()
+    ]
+    header = [first, "test", "real-digits", "real-digits-2", "non-digits refused", "drawn refused", "at 0.5%", "train"]
+    return "**Test check** (seeds 0–2, whole commands):\n\n" + table(header, rows)
+
+
 def outlier_exposure(data: dict[str, Any]) -> str:
     """Outlier Exposure per λ: the validation choice (mean ± sd over seeds), then the test check."""
-
-    def ms(v: dict[str, float], digits: int = 1) -> str:
-        return f"{pct(v['mean'], digits)} ± {pct(v['sd'], digits)}"
-
     rows = [
-        [lam, str(v["seeds"]), ms(v["clean"], 2), ms(v["non_digits"]), ms(v["drawn_refused_at_own_threshold"], 2)]
+        [lam, str(v["seeds"]), _ms(v["clean"], 2), _ms(v["non_digits"]), _ms(v["drawn_refused_at_own_threshold"], 2)]
         for lam, v in data["lambdas"].items()
     ]
     header = ["λ", "seeds", "clean validation", "non-digits refused at 0.5%", "drawn refused at own threshold"]
     refusal = data.get("refusal_schema", "digitlab.refusal/3")
     out = [f"**Validation** (the choice; refusal `{refusal}`):\n\n" + table(header, rows)]
     out.append(f"\nRule verdict: `{data['verdict']}`\n")
-    test = data.get("test") or {}
-    if test:
-        rows = [
-            [
-                lam,
-                ms(v["test_accuracy"], 2),
-                ms(v["real_digits"]["real-digits"]["accuracy"]),
-                ms(v["real_digits"]["real-digits-2"]["accuracy"]),
-                ms(v["non_digits_refused"]),
-                ms(v["drawn_digits_refused"], 2),
-                ms(v["non_digits_refused_at_0.5%"]),
-                f"{v['train_command_seconds']['mean']:.0f} s",
-            ]
-            for lam, v in test.items()
+    if data.get("test"):
+        out.append(_test_check(data["test"], "λ"))
+    return "\n".join(out)
+
+
+def served_copies(data: dict[str, Any]) -> str:
+    """--served-copies against make run's recipe: the validation choice, the test check and the switch rule."""
+    rows = [
+        [
+            name,
+            str(v["seeds"]),
+            _ms(v["clean"], 2),
+            _ms(v["drawn"], 2),
+            _ms(v["non_digits"]),
+            _ms(v["drawn_refused_at_own_threshold"], 2),
         ]
-        header = ["λ", "test", "real-digits", "real-digits-2", "non-digits refused", "drawn refused", "at 0.5%"]
-        header.append("train")
-        out.append("**Test check** (seeds 0–2, whole commands):\n\n" + table(header, rows))
+        for name, v in data["variants"].items()
+    ]
+    header = ["training", "seeds", "clean validation", "drawn validation digits", "non-digits at 0.5%"]
+    header.append("drawn refused at own threshold")
+    out = ["**Validation** (the choice):\n\n" + table(header, rows), f"\nRule verdict: `{data['verdict']}`\n"]
+    if data.get("test"):
+        out.append(_test_check(data["test"], "training"))
+    if data.get("switch"):
+        checks = data["switch"]["checks"]
+        rows = [
+            [k, pct(c["value"], 2), pct(c["bar"], 2), "met" if c["met"] else "**not met**"] for k, c in checks.items()
+        ]
+        out.append("\n**Switch rule** for `make run`:\n\n" + table(["check", "served copies", "bar", ""], rows))
     return "\n".join(out)
 
 
@@ -395,6 +425,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "read_weights": read_weights,
     "refusal": refusal,
     "outlier_exposure": outlier_exposure,
+    "served_copies": served_copies,
     "refusal_signals": refusal_signals,
     "refusal_learned": refusal_signals,  # the same shape: rows of shares refused at one cost
     "real_digits": real_digits,
