@@ -14,10 +14,12 @@ trained by the whole `digitlab train` command, with or without `--served-copies`
 - the refusal on validation as `bench/outlier_exposure.py` measures it (non-digits refused at the threshold that
   refuses 0.5% of drawn validation digits, and drawn digits refused at the run's own threshold).
 
-`RULE`, written before the runs, decides; the summary is bench/results/served_copies.json, the lines
-bench/results/served_copies_runs.jsonl. `--test` (after the choice): both variants with seeds `TEST_SEEDS`, each
-scored once on the test set, on the real digits of `../shared/real-digits` and `real-digits-2` (evaluation only)
-and on the refusal benchmark (`bench/refusal.py`).
+Lines are keyed by the refusal's schema (`digitlab.inference.refusal.SCHEMA`): when the refusal changes, the runs
+are measured again (a model still in `runs/served/` is not trained again; its line keeps the training time measured
+when it was trained). `RULE`, written before the runs, decides; the summary is bench/results/served_copies.json,
+the lines bench/results/served_copies_runs.jsonl. `--test` (after the choice): both variants with seeds
+`TEST_SEEDS`, each scored once on the test set, on the real digits of `../shared/real-digits` and `real-digits-2`
+(evaluation only) and on the refusal benchmark (`bench/refusal.py`).
 """
 
 from __future__ import annotations
@@ -191,13 +193,29 @@ def switch(test: dict[str, Any]) -> dict[str, Any] | None:
     return {"rule": SWITCH_RULE, "checks": met, "switch": all(c["met"] for c in met.values())}
 
 
+def _lines() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.exists() else []
+
+
+def recorded() -> dict[str, dict[str, Any]]:
+    """The finished runs measured with the current refusal, by key."""
+    from digitlab.inference.refusal import SCHEMA
+
+    return {r["key"]: r for r in _lines() if r.get("refusal_schema", "digitlab.refusal/5") == SCHEMA}
+
+
+def seconds_trained(key: str) -> float | None:
+    """The training time recorded when the run `key` was trained (under any refusal), if it was."""
+    return next((r["train_command_seconds"] for r in _lines() if r["key"] == key and r["train_command_seconds"]), None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--budget-min", type=float, default=40, help="start no run after this many minutes")
     parser.add_argument("--test", action="store_true", help="the test phase: both variants, seeds 0-2")
     args = parser.parse_args()
     deadline = time.monotonic() + args.budget_min * 60
-    done = {r["key"]: r for r in map(json.loads, RUNS.read_text().splitlines())} if RUNS.exists() else {}
+    done = recorded()
     plan = [("", v, seed, run_one) for v in VARIANTS for seed in SEEDS]
     if args.test:
         plan = [("test-", v, seed, test_one) for v in VARIANTS for seed in TEST_SEEDS]
@@ -205,7 +223,10 @@ def main() -> None:
         key = f"{phase}{variant}-seed{seed}"
         if key in done or time.monotonic() > deadline:
             continue
-        row = {"key": key, "commit": commit_measured(), **measure_run(variant, seed)}
+        from digitlab.inference.refusal import SCHEMA
+
+        row = {"key": key, "commit": commit_measured(), "refusal_schema": SCHEMA, **measure_run(variant, seed)}
+        row["train_command_seconds"] = row["train_command_seconds"] or seconds_trained(key)
         with RUNS.open("a") as f:
             f.write(json.dumps(row) + "\n")
         done[key] = row

@@ -262,6 +262,35 @@ def test_mahalanobis_distance_is_to_the_nearest_class_mean():
         FeatureBank.of(train).mahalanobis(queries)
 
 
+def test_a_run_trained_on_served_copies_takes_its_penultimate_quantile_on_all_its_digits():
+    """Drawn digits alone place the distance's quantile for an MNIST-trained network; plain and drawn together for
+    one trained on served copies (which packs the drawn digits tighter than the plain ones)."""
+    from digitlab.inference.feature_bank import FeatureBank
+    from digitlab.inference.refusal import MAHALANOBIS_QUANTILE, Refusal, _join_mahalanobis
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(1000) % 10
+    centres = rng.normal(0, 5, (10, 4))
+    bank = FeatureBank.of(centres[labels] + rng.normal(0, 1, (1000, 4)), labels)
+    plain = centres[labels[:300]] + rng.normal(0, 2, (300, 4))  # wider than the drawn ones
+    net = np.concatenate([plain, centres[labels[:300]] + rng.normal(0, 1, (300, 4))])
+    x_drawn = rng.normal(0, 1, (300, 7))  # the regression below scores the first input
+
+    def fitted(served_copies: bool) -> Refusal:
+        refusal = Refusal([0.0] * 7, [1.0] * 7, [1.0] + [0.0] * 6, 0.0, 0.0, {"digits_refused": 0.005})
+        refusal.bank = bank
+        others = (rng.normal(3, 1, (50, 7)), rng.normal(0, 10, (50, 4)))
+        _join_mahalanobis(refusal, x_drawn, net, 300, others, served_copies)
+        return refusal
+
+    distances = bank.mahalanobis(net)
+    threshold = np.quantile(x_drawn[:, 0], 1 - 0.005)
+    for refusal, digits in ((fitted(False), distances[300:]), (fitted(True), distances)):
+        scale, offset = refusal.mahalanobis_map
+        assert scale * np.quantile(digits, MAHALANOBIS_QUANTILE) + offset == pytest.approx(threshold)
+    assert fitted(True).mahalanobis_map[0] < fitted(False).mahalanobis_map[0]  # the distance weighs less
+
+
 def test_runtimes_without_features_get_the_six_feature_refusal(trained_run, mnist):
     from digitlab.inference.predictor import Predictor
 
