@@ -31,19 +31,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
+from _common import write_results  # beside this file (a script's folder is on sys.path)
+from _seeded import RunRecord, mean_sd, scored_on_test, test_summary, train_kept
 from refusal import validation_rates, validation_sets
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "outlier_exposure_runs.jsonl"
+RECORD = RunRecord(RUNS, unmarked_schema="digitlab.refusal/3")
 SUMMARY = RESULTS / "outlier_exposure.json"
 RUN_DIR = Path(__file__).resolve().parents[1] / "runs" / "oe"
 LAMBDAS = (0.0, 0.1, 0.5)
@@ -76,36 +76,10 @@ def measure(run: Path) -> dict[str, Any]:
     }
 
 
-def _lines() -> list[dict[str, Any]]:
-    """Every recorded line, under any refusal."""
-    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.exists() else []
-
-
-def recorded() -> dict[str, dict[str, Any]]:
-    """The finished runs measured with the current refusal, by key."""
-    from digitlab.inference.refusal import SCHEMA
-
-    return {row["key"]: row for row in _lines() if row.get("refusal_schema", "digitlab.refusal/3") == SCHEMA}
-
-
-def seconds_trained(key: str) -> float | None:
-    """The training time recorded when the run `key` was trained (under any refusal), if it was."""
-    return next((r["train_command_seconds"] for r in _lines() if r["key"] == key and r["train_command_seconds"]), None)
-
-
 def train(lam: float, seed: int, phase: str = "") -> tuple[Path, float | None]:
-    """Train one (λ, seed) with the whole `digitlab train` command: (its run, seconds from process start).
-
-    A run already in `runs/oe/` is kept (None seconds): only the refusal changed since it was trained.
-    """
-    out = RUN_DIR / f"{phase}oe{lam:g}-seed{seed}"
-    if (out / "metrics.json").exists():
-        return out, None
+    """Train one (λ, seed) with the whole `digitlab train` command: (its run, seconds; None for a kept run)."""
     flags = [*RECIPE, "--outlier-exposure", f"{lam:g}"] if lam else RECIPE
-    started = time.perf_counter()
-    command = [sys.executable, "-m", "digitlab", "train", *flags, "--seed", str(seed), "--out", str(out)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return out, round(time.perf_counter() - started, 1)
+    return train_kept(RUN_DIR / f"{phase}oe{lam:g}-seed{seed}", flags, seed)
 
 
 def run_one(lam: float, seed: int) -> dict[str, Any]:
@@ -116,23 +90,8 @@ def run_one(lam: float, seed: int) -> dict[str, Any]:
 
 def test_one(lam: float, seed: int) -> dict[str, Any]:
     """Train one (λ, seed) of the test phase and score it once: test accuracy, real digits, the refusal bench."""
-    from digitlab.inference.predictor import Predictor
-    from real_digits import SETS, SHARED, score_set
-    from refusal import measure as refusal_measure
-
     out, seconds = train(lam, seed, phase="test-")
-    predictor = Predictor.load(out, runtime="keras", log=lambda *_: None)
-    real = {name: score_set(SHARED / name, predictor) for name in SETS}
-    refusal = refusal_measure(str(out), 100, 100)["refusals"]
-    kind = "with features" if "with features" in refusal else "six features"
-    return {
-        "lambda": lam,
-        "seed": seed,
-        "train_command_seconds": seconds,
-        "test_accuracy": json.loads((out / "metrics.json").read_text())["test"]["accuracy"],
-        "real_digits": {name: r["styles"]["all"] for name, r in real.items() if r},
-        "refusal": refusal[kind],
-    }
+    return {"lambda": lam, "seed": seed, "train_command_seconds": seconds, **scored_on_test(out)}
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,7 +103,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         table[f"{lam:g}"] = {
             "seeds": len(mine),
-            **{k: _mean_sd([r[k] for r in mine]) for k in ("clean", "non_digits", "drawn_refused_at_own_threshold")},
+            **{k: mean_sd([r[k] for r in mine]) for k in ("clean", "non_digits", "drawn_refused_at_own_threshold")},
             "families": {f: round(statistics.mean(r["families"][f] for r in mine), 3) for f in mine[0]["families"]},
         }
     verdict = None
@@ -165,31 +124,12 @@ def test_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     table = {}
     for lam in sorted({r["lambda"] for r in rows}):
         mine = [r for r in rows if r["lambda"] == lam]
-        real = {
-            name: {k: _mean_sd([r["real_digits"][name][k] for r in mine]) for k in ("accuracy", "refused")}
-            for name in mine[0]["real_digits"]
+        families = {
+            f: round(statistics.mean(r["refusal"]["refused"][f] for r in mine), 3)
+            for f in mine[0]["refusal"]["refused"]
         }
-        refusal = mine[0]["refusal"]
-        table[f"{lam:g}"] = {
-            "seeds": len(mine),
-            "test_accuracy": _mean_sd([r["test_accuracy"] for r in mine]),
-            "train_command_seconds": _mean_sd([r["train_command_seconds"] for r in mine]),
-            "real_digits": real,
-            "non_digits_refused": _mean_sd([r["refusal"]["non-digits refused (mean of families)"] for r in mine]),
-            "non_digits_refused_at_0.5%": _mean_sd(
-                [r["refusal"]["non-digits refused at q of drawn digits refused"]["0.005"] for r in mine]
-            ),
-            "drawn_digits_refused": _mean_sd([r["refusal"]["refused"]["drawn digits"] for r in mine]),
-            "families": {
-                f: round(statistics.mean(r["refusal"]["refused"][f] for r in mine), 3) for f in refusal["refused"]
-            },
-        }
+        table[f"{lam:g}"] = {**test_summary(mine), "families": families}
     return table
-
-
-def _mean_sd(values: list[float]) -> dict[str, float]:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": round(statistics.mean(values), 5), "sd": round(sd, 5)}
 
 
 def main() -> None:
@@ -198,7 +138,7 @@ def main() -> None:
     parser.add_argument("--test", action="store_true", help="the test phase: the chosen λ and 0, seeds 0-2")
     args = parser.parse_args()
     deadline = time.monotonic() + args.budget_min * 60
-    done = recorded()
+    done = RECORD.recorded()
     rows = [r for r in done.values() if not r["key"].startswith("test-")]
     plan = [("", lam, seed, run_one) for lam in LAMBDAS for seed in SEEDS]
     if args.test:
@@ -210,12 +150,7 @@ def main() -> None:
         key = f"{phase}oe{lam:g}-seed{seed}"
         if key in done or time.monotonic() > deadline:
             continue
-        from digitlab.inference.refusal import SCHEMA
-
-        row = {"key": key, "commit": commit_measured(), "refusal_schema": SCHEMA, **measure_run(lam, seed)}
-        row["train_command_seconds"] = row["train_command_seconds"] or seconds_trained(key)
-        with RUNS.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        row = RECORD.add(key, measure_run(lam, seed))
         done[key] = row
         print(f"{key}: recorded", flush=True)
     rows = [r for r in done.values() if not r["key"].startswith("test-")]

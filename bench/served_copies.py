@@ -25,23 +25,21 @@ the lines bench/results/served_copies_runs.jsonl. `--test` (after the choice): b
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from _common import commit_measured, write_results  # beside this file (a script's folder is on sys.path)
-from outlier_exposure import _mean_sd
+from _common import write_results  # beside this file (a script's folder is on sys.path)
+from _seeded import RunRecord, mean_sd, scored_on_test, test_summary, train_kept
 from outlier_exposure import measure as refusal_on_validation
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "served_copies_runs.jsonl"
 SUMMARY = RESULTS / "served_copies.json"
+RECORD = RunRecord(RUNS, unmarked_schema="digitlab.refusal/5")
 RUN_DIR = Path(__file__).resolve().parents[1] / "runs" / "served"
 VARIANTS = {"off": [], "served copies": ["--served-copies"]}
 SEEDS = (100, 101, 102)
@@ -62,13 +60,7 @@ SWITCH_RULE = {  # the test phase's check before `make run` trains with served c
 
 def train(variant: str, seed: int, phase: str = "") -> tuple[Path, float | None]:
     """Train one (variant, seed) with the whole command: (its run, seconds from process start; None if kept)."""
-    out = RUN_DIR / f"{phase}{variant.replace(' ', '-')}-seed{seed}"
-    if (out / "metrics.json").exists():
-        return out, None
-    started = time.perf_counter()
-    command = [sys.executable, "-m", "digitlab", "train", *RECIPE, *VARIANTS[variant], "--seed", str(seed)]
-    subprocess.run([*command, "--out", str(out)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return out, round(time.perf_counter() - started, 1)
+    return train_kept(RUN_DIR / f"{phase}{variant.replace(' ', '-')}-seed{seed}", [*RECIPE, *VARIANTS[variant]], seed)
 
 
 def drawn_accuracy(run: Path) -> dict[str, float]:
@@ -107,22 +99,8 @@ def run_one(variant: str, seed: int) -> dict[str, Any]:
 
 def test_one(variant: str, seed: int) -> dict[str, Any]:
     """One test-phase run scored once: test accuracy, real digits, the refusal benchmark."""
-    from digitlab.inference.predictor import Predictor
-    from real_digits import SETS, SHARED, score_set
-    from refusal import measure as refusal_measure
-
     out, seconds = train(variant, seed, phase="test-")
-    predictor = Predictor.load(out, runtime="keras", log=lambda *_: None)
-    real = {name: score_set(SHARED / name, predictor) for name in SETS}
-    refusal = refusal_measure(str(out), 100, 100)["refusals"]
-    return {
-        "variant": variant,
-        "seed": seed,
-        "train_command_seconds": seconds,
-        "test_accuracy": json.loads((out / "metrics.json").read_text())["test"]["accuracy"],
-        "real_digits": {name: r["styles"]["all"] for name, r in real.items() if r},
-        "refusal": refusal["with features" if "with features" in refusal else "six features"],
-    }
+    return {"variant": variant, "seed": seed, "train_command_seconds": seconds, **scored_on_test(out)}
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -133,10 +111,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if mine:
             table[variant] = {
                 "seeds": len(mine),
-                "drawn": _mean_sd([r["drawn"]["mean"] for r in mine]),
-                **{
-                    k: _mean_sd([r[k] for r in mine]) for k in ("clean", "non_digits", "drawn_refused_at_own_threshold")
-                },
+                "drawn": mean_sd([r["drawn"]["mean"] for r in mine]),
+                **{k: mean_sd([r[k] for r in mine]) for k in ("clean", "non_digits", "drawn_refused_at_own_threshold")},
                 "drawn_styles": {s: round(statistics.mean(r["drawn"][s] for r in mine), 4) for s in mine[0]["drawn"]},
                 "families": {f: round(statistics.mean(r["families"][f] for r in mine), 3) for f in mine[0]["families"]},
             }
@@ -151,27 +127,11 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The test phase per variant: means ± sd over seeds."""
-    table = {}
-    for variant in VARIANTS:
-        mine = [r for r in rows if r["variant"] == variant]
-        if not mine:
-            continue
-        real = {
-            name: {k: _mean_sd([r["real_digits"][name][k] for r in mine]) for k in ("accuracy", "refused")}
-            for name in mine[0]["real_digits"]
-        }
-        table[variant] = {
-            "seeds": len(mine),
-            "test_accuracy": _mean_sd([r["test_accuracy"] for r in mine]),
-            "train_command_seconds": _mean_sd([r["train_command_seconds"] for r in mine]),
-            "real_digits": real,
-            "non_digits_refused": _mean_sd([r["refusal"]["non-digits refused (mean of families)"] for r in mine]),
-            "non_digits_refused_at_0.5%": _mean_sd(
-                [r["refusal"]["non-digits refused at q of drawn digits refused"]["0.005"] for r in mine]
-            ),
-            "drawn_digits_refused": _mean_sd([r["refusal"]["refused"]["drawn digits"] for r in mine]),
-        }
-    return table
+    return {
+        v: test_summary([r for r in rows if r["variant"] == v])
+        for v in VARIANTS
+        if any(r["variant"] == v for r in rows)
+    }
 
 
 def switch(test: dict[str, Any]) -> dict[str, Any] | None:
@@ -193,29 +153,13 @@ def switch(test: dict[str, Any]) -> dict[str, Any] | None:
     return {"rule": SWITCH_RULE, "checks": met, "switch": all(c["met"] for c in met.values())}
 
 
-def _lines() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.exists() else []
-
-
-def recorded() -> dict[str, dict[str, Any]]:
-    """The finished runs measured with the current refusal, by key."""
-    from digitlab.inference.refusal import SCHEMA
-
-    return {r["key"]: r for r in _lines() if r.get("refusal_schema", "digitlab.refusal/5") == SCHEMA}
-
-
-def seconds_trained(key: str) -> float | None:
-    """The training time recorded when the run `key` was trained (under any refusal), if it was."""
-    return next((r["train_command_seconds"] for r in _lines() if r["key"] == key and r["train_command_seconds"]), None)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--budget-min", type=float, default=40, help="start no run after this many minutes")
     parser.add_argument("--test", action="store_true", help="the test phase: both variants, seeds 0-2")
     args = parser.parse_args()
     deadline = time.monotonic() + args.budget_min * 60
-    done = recorded()
+    done = RECORD.recorded()
     plan = [("", v, seed, run_one) for v in VARIANTS for seed in SEEDS]
     if args.test:
         plan = [("test-", v, seed, test_one) for v in VARIANTS for seed in TEST_SEEDS]
@@ -223,12 +167,7 @@ def main() -> None:
         key = f"{phase}{variant}-seed{seed}"
         if key in done or time.monotonic() > deadline:
             continue
-        from digitlab.inference.refusal import SCHEMA
-
-        row = {"key": key, "commit": commit_measured(), "refusal_schema": SCHEMA, **measure_run(variant, seed)}
-        row["train_command_seconds"] = row["train_command_seconds"] or seconds_trained(key)
-        with RUNS.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        row = RECORD.add(key, measure_run(variant, seed))
         done[key] = row
         print(f"{key}: recorded", flush=True)
     result = summary([r for r in done.values() if not r["key"].startswith("test-")])
