@@ -285,6 +285,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=60, help="numbers per (length, gap) (default 60)")
     parser.add_argument("--split", choices=("test", "validation"), default="test", help="digits to build from")
     parser.add_argument("--prior", action="store_true", help="print the width prior and exit")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="where the tables go (default bench/results/read_numbers.json)"
+    )
     parser.add_argument("--speed-only", action="store_true", help="only time read on 5-digit canvases")
     parser.add_argument(
         "--weights",
@@ -352,8 +355,8 @@ def main() -> None:
         )
     )
     print(f"\nread of a 5-digit canvas PNG, end to end in-process (ONNX Runtime): p50 {p50:.1f} ms")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(
         json.dumps(
             {
                 "model": str(args.model),
@@ -368,7 +371,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"written {RESULTS}")
+    print(f"written {args.results}")
 
 
 if __name__ == "__main__":

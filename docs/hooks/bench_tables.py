@@ -423,6 +423,7 @@ def read_weights(data: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "read_weights": read_weights,
+    "read_numbers_served_copies": read_numbers,  # bench/read_numbers.py --results ... on a --served-copies run
     "refusal": refusal,
     "outlier_exposure": outlier_exposure,
     "served_copies": served_copies,
