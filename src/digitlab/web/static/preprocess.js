@@ -431,12 +431,14 @@ function rules(mask, along, across, at, inked) {
 
 /** The mask of the ink blobs that make the digit, its box and the ink's `inkLabels`, or the reason there is no digit. */
 export function findDigit(flat) {
-  const { w, h } = flat, n = w * h, labelled = inkLabels(flat); // 8-connected, as preprocess.py
-  const { labels, sizes, count } = labelled;
-  const total = sizes.reduce((a, b) => a + b, 0);
+  const { w, h, data } = flat, n = w * h, level = C.INK_THRESHOLD;
+  let total = 0;
+  for (let i = 0; i < n; i++) if (data[i] > level) total++;
   if (total === 0) return { reason: "blank: no ink" };
   const coverage = total / n;
   if (coverage > C.NOISE_COVERAGE) return { reason: `noise: ink covers ${pyRound(coverage * 100)}% of the image` };
+  const labelled = inkLabels(flat); // 8-connected, as preprocess.py; only for an image that may hold a digit
+  const { labels, sizes, count } = labelled;
   const largest = Math.max(...sizes.slice(1));
   const keep = sizes.map((s) => s >= Math.max(largest * 0.08, 4));
   const edge = [];
