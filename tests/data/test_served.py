@@ -56,6 +56,9 @@ def test_copies_are_cached_and_a_stale_cache_is_made_again(mnist, tmp_path, monk
     np.save(cached, stale)
     monkeypatch.undo()
     np.testing.assert_array_equal(served.served_copies(x, seed=3, data_dir=tmp_path, workers=1), first)
+    cached.write_bytes(b"not an array")  # a damaged file is made again too
+    np.testing.assert_array_equal(served.served_copies(x, seed=3, data_dir=tmp_path, workers=1), first)
+    np.testing.assert_array_equal(np.load(cached), first)
 
 
 def test_with_served_copies_doubles_the_training_part_only(mnist, tmp_path):

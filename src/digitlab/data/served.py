@@ -14,6 +14,7 @@ styles the benchmarks score stay unseen in training.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,23 +126,26 @@ def served_copies(
       (N, 28, 28) uint8 copies, row i of digit i.
 
     Raises:
-      DigitlabError: a worker process died.
-      OSError: the cache folder is not writable (the copies are still computed first).
+      DigitlabError: a worker process died. (A cache that cannot be read is made again; one that cannot be
+        written is skipped.)
     """
     from tqdm import tqdm
 
     key = hashlib.sha256(np.ascontiguousarray(x).tobytes() + f"{seed}/{VERSION}".encode()).hexdigest()[:16]
     path = Path(data_dir or default_data_dir()) / "served-copies" / f"{key}.npy"
     probe = _copies((x[:PROBE], 0, seed))
-    if path.is_file():
+    try:
         cached = np.load(path, mmap_mode="r")
         if cached.shape == x.shape and np.array_equal(cached[:PROBE], probe):
             return np.asarray(cached)
+    except (OSError, ValueError):  # none yet, or not a readable array: made again
+        pass
     workers = workers or usable_cpus()
     chunks = _computed(x, seed, workers)
     bar = tqdm(chunks, total=-(-len(x) // CHUNK), desc="served copies", unit="chunk", disable=None)
     copies = np.concatenate(list(bar))
-    atomic_write_bytes(path, _npy_bytes(copies))
+    with contextlib.suppress(OSError):  # a read-only or full data folder: the copies serve this run uncached
+        atomic_write_bytes(path, _npy_bytes(copies))
     return copies
 
 
