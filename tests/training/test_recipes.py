@@ -211,7 +211,7 @@ def test_pytorch_initialisation_bounds():
     weighted = [layer for layer in model.layers if layer.get_weights()]
     for layer, fan_in in zip(weighted, (25, 24 * 9, 800, 256), strict=True):
         kernel, bias = layer.get_weights()
-        bound = 1 / np.sqrt(fan_in)
+        bound = 1 / np.sqrt(fan_in) * (1 + 1e-6)  # a float32 draw may round onto the float32 bound, just above
         assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
         assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.2) and np.abs(bias).max() > 0
 
