@@ -71,3 +71,10 @@ def test_with_served_copies_doubles_the_training_part_only(mnist, tmp_path):
     np.testing.assert_array_equal(doubled.x_train[:40], x)
     np.testing.assert_array_equal(doubled.y_train, np.concatenate([y, y]))
     assert doubled.x_val is splits.x_val and doubled.x_test is splits.x_test
+
+
+def test_copies_made_on_worker_processes_are_the_ones_made_here(mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(served, "CHUNK", 10)  # three tasks for two spawned workers
+    x = mnist.x_train[300:330]
+    pooled = served.served_copies(x, seed=5, data_dir=tmp_path / "pooled", workers=2)
+    np.testing.assert_array_equal(pooled, served.served_copies(x, seed=5, data_dir=tmp_path / "here", workers=1))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from digitlab.data.images import to_input_batch
 from digitlab.data.ink import flatten_background, ink_map
 from digitlab.data.paper_rules import remove_rules
 from digitlab.data.segment import INK_THRESHOLD, Box, bounding_box, marks
+from digitlab.errors import DigitlabError
 
 OPENCV_THREADS_ENV = "OPENCV_FOR_THREADS_NUM"  # read by OpenCV when it is imported: the default for new processes
 
@@ -60,6 +62,39 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def map_in_processes(
+    fn: Callable[[Any], Any], items: Iterable[Any], workers: int, died: str, chunksize: int = 1
+) -> Iterator[Any]:
+    """`map(fn, items)`, in order, on `workers` spawned processes whose OpenCV runs single-threaded.
+
+    Spawned, not forked: forking a process that already runs TensorFlow's threads can deadlock. `fn` must be a
+    module-level function the workers can import. Shared by `predict`'s files and training's served copies.
+
+    Args:
+        fn: what each item goes through.
+        items: the inputs.
+        workers: processes to start.
+        died: the one-line message when a worker dies (out of memory, a script without a `__main__` guard).
+        chunksize: items sent to a worker at a time.
+
+    Yields:
+        fn(item) for each item, in order.
+
+    Raises:
+        DigitlabError: a worker process died (`died`).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=single_threaded_opencv) as pool:
+        try:
+            yield from pool.map(fn, items, chunksize=chunksize)
+        except BrokenProcessPool as e:
+            raise DigitlabError(died) from e
 
 
 WORK_SIZE = 112  # working resolution (longer side): strokes stay several pixels wide, work stays ~1 ms

@@ -25,8 +25,7 @@ from PIL import Image
 
 from digitlab.atomic import atomic_write_bytes
 from digitlab.data.fetch import default_data_dir
-from digitlab.data.preprocess import single_threaded_opencv, to_mnist_28x28, usable_cpus
-from digitlab.errors import DigitlabError
+from digitlab.data.preprocess import map_in_processes, to_mnist_28x28, usable_cpus
 
 SIDES = (60, 240)  # the drawn digit's side in pixels (MNIST's 28 × 2-9): a small upload to a canvas
 STROKE_STEPS = (-2, 3)  # stroke radius change, in units of side / 80 (about one MNIST pixel's third): thin to fat
@@ -86,25 +85,16 @@ def _copies(task: tuple[np.ndarray, int, int]) -> np.ndarray:
 
 
 def _computed(x: np.ndarray, seed: int, workers: int) -> Iterator[np.ndarray]:
-    """The copies chunk by chunk, in order, on `workers` spawned processes (here when 1)."""
+    """The copies chunk by chunk, in order, on `workers` processes (`map_in_processes`; here when 1)."""
     tasks = [(x[i : i + CHUNK], i, seed) for i in range(0, len(x), CHUNK)]
     if workers <= 1 or len(tasks) == 1:
         yield from map(_copies, tasks)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    # spawned, not forked: the training process may already run TensorFlow's threads
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=single_threaded_opencv) as pool:
-        try:
-            yield from pool.map(_copies, tasks)
-        except BrokenProcessPool as e:
-            raise DigitlabError(
-                "a process making served copies died: out of memory, or a script that calls served_copies outside "
-                "`if __name__ == '__main__':` (spawned workers import it again); pass workers=1 to stay in-process"
-            ) from e
+    died = (
+        "a process making served copies died: out of memory, or a script that calls served_copies outside "
+        "`if __name__ == '__main__':` (spawned workers import it again); pass workers=1 to stay in-process"
+    )
+    yield from map_in_processes(_copies, tasks, workers, died)
 
 
 def served_copies(

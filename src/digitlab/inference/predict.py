@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from digitlab.atomic import atomic_write_bytes
-from digitlab.data.preprocess import Processed, to_mnist_28x28, usable_cpus
-from digitlab.errors import ConfigError, DigitlabError, ImageError
+from digitlab.data.preprocess import Processed, map_in_processes, to_mnist_28x28, usable_cpus
+from digitlab.errors import ConfigError, ImageError
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.verdict import Answer, answer_all, needs_reading
 
@@ -135,24 +135,15 @@ def images_and_model(inputs: list[str | Path], model_path: str | Path, runtime: 
 def preprocess_stream(paths: list[str], workers: int) -> Iterable[tuple[np.ndarray, int, str]]:
     """`_preprocess_file` over `paths`, in order, on `workers` processes (in this process when 1 or few files).
 
-    Workers are spawned, not forked: forking a process that already runs TensorFlow's threads can deadlock.
+    Workers are spawned, not forked (`data.preprocess.map_in_processes`): forking a process that already runs
+    TensorFlow's threads can deadlock.
     """
     if workers <= 1 or len(paths) < 64:  # starting workers (~1 s) costs more than it saves on a few files
         yield from map(_preprocess_file, paths)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     chunk = max(1, min(64, len(paths) // (workers * 8)))
-    from digitlab.data.preprocess import single_threaded_opencv
-
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=single_threaded_opencv) as pool:
-        try:
-            yield from pool.map(_preprocess_file, paths, chunksize=chunk)
-        except BrokenProcessPool as e:
-            raise DigitlabError("a preprocessing worker process died (out of memory?); try --workers 1") from e
+    died = "a preprocessing worker process died (out of memory?); try --workers 1"
+    yield from map_in_processes(_preprocess_file, paths, workers, died, chunksize=chunk)
 
 
 def predict_files(
