@@ -349,7 +349,7 @@ def _ms(v: dict[str, float], digits: int = 1) -> str:
     return f"{pct(v['mean'], digits)} ± {pct(v['sd'], digits)}"
 
 
-def _test_check(test: dict[str, Any], first: str) -> str:
+def _test_check(test: dict[str, Any], first: str, title: str = "**Test check** (seeds 0–2, whole commands)") -> str:
     """The test phase of a seeded choice (bench/outlier_exposure.py, bench/served_copies.py): one row per option."""
     rows = [
         [
@@ -365,7 +365,7 @@ def _test_check(test: dict[str, Any], first: str) -> str:
         for option, v in test.items()
     ]
     header = [first, "test", "real-digits", "real-digits-2", "non-digits refused", "drawn refused", "at 0.5%", "train"]
-    return "**Test check** (seeds 0–2, whole commands):\n\n" + table(header, rows)
+    return f"{title}:\n\n" + table(header, rows)
 
 
 def outlier_exposure(data: dict[str, Any]) -> str:
@@ -402,12 +402,21 @@ def served_copies(data: dict[str, Any]) -> str:
     if data.get("test"):
         out.append(_test_check(data["test"], "training"))
     if data.get("switch"):
-        checks = data["switch"]["checks"]
-        rows = [
-            [k, pct(c["value"], 2), pct(c["bar"], 2), "met" if c["met"] else "**not met**"] for k, c in checks.items()
-        ]
-        out.append("\n**Switch rule** for `make run`:\n\n" + table(["check", "served copies", "bar", ""], rows))
+        out.append(_switch_rule(data["switch"], "**Switch rule** for `make run` (seeds 0–2)"))
+    if data.get("confirmation"):
+        title = "\n**Confirmation** (seeds 0–4: seeds 3 and 4 added as written before their runs; it decides)"
+        out.append(_test_check(data["confirmation"]["test"], "training", title))
+        out.append(_switch_rule(data["confirmation"]["switch"], "**Switch rule** over seeds 0–4"))
     return "\n".join(out)
+
+
+def _switch_rule(switch: dict[str, Any], title: str) -> str:
+    """Each check of a switch rule: the value, its bar and whether it is met."""
+    rows = [
+        [k, pct(c["value"], 2), pct(c["bar"], 2), "met" if c["met"] else "**not met**"]
+        for k, c in switch["checks"].items()
+    ]
+    return f"\n{title}:\n\n" + table(["check", "served copies", "bar", ""], rows)
 
 
 def read_weights(data: dict[str, Any]) -> str:
