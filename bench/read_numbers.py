@@ -17,7 +17,8 @@ that way, never on test. `--prior` prints the width prior of `read.WIDTH_PRIOR` 
   trade-off when the threshold moves.
 - Speed: `read` of a 5-digit canvas PNG end to end in this process (decode, segment, model on ONNX Runtime),
   p50 over 100 canvases.
-- `--failures DIR`: where separated numbers are lost (`failures`), each misread number written out as an image.
+- `--failures DIR`: where separated numbers are lost (`failures`), each misread number written out as an image, and
+  DIR/overview.png of the first splits and misreads inside the number (the reading-numbers guide's picture).
 - `--weights`: the reader's refusal term (`read.NOT_DIGIT_WEIGHT`, `NOT_DIGIT_MARGIN`) on a grid, the same numbers
   for each (`bench/results/read_weights.json`; run it with `--split validation`).
 """
@@ -169,7 +170,32 @@ def failures(predictor, digits, labels, count: int, rng, out: Path) -> dict:
                 image.save(out / f"{slug}-{counts['numbers']:04d}-{truth}-read-as-{text or 'nothing'}.png")
     wrong = counts["numbers"] - counts["right"]
     counts["share of the wrong"] = {c: round(counts[c] / max(wrong, 1), 3) for c in CAUSES}
+    overview(out)
     return counts
+
+
+def overview(folder: Path, per_cause: int = 4) -> None:
+    """`folder`/overview.png: the first `per_cause` splits and misreads inside the number, captioned, two to a row
+    (the picture in the reading-numbers guide, docs/img/read-failures.png)."""
+    from PIL import Image, ImageDraw
+
+    shown = [
+        (path, f"{cause} {path.stem.split('-')[-4]} read as {path.stem.split('-')[-1]}")
+        for prefix, cause in (("split-", "split"), ("misread-inside", "inside only:"))
+        for path in sorted(folder.glob(f"{prefix}*.png"))[:per_cause]
+    ]
+    if not shown:
+        return
+    cell_w, cell_h = 370, 112
+    sheet = Image.new("RGB", (2 * cell_w, cell_h * ((len(shown) + 1) // 2)), (235, 235, 235))
+    draw = ImageDraw.Draw(sheet)
+    for k, (path, caption) in enumerate(shown):
+        x, y = cell_w * (k % 2), cell_h * (k // 2)
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((cell_w - 10, cell_h - 22))
+        sheet.paste(image, (x + 5, y + 2))
+        draw.text((x + 5, y + cell_h - 18), caption, fill=(20, 20, 20))
+    sheet.save(folder / "overview.png")
 
 
 def single_digit_accuracy(predictor, digits, labels, count: int, rng) -> float:

@@ -85,6 +85,25 @@ def test_a_speck_is_dropped_and_a_one_next_to_a_zero_is_two_groups():
     assert _groups(specked) == 2
 
 
+def test_a_digit_beside_ones_is_cut_only_when_wider_than_a_digit_beside_digits():
+    """Beside 1s every digit was wider than `SPLIT_WIDER` × the others' median width, so a round 0 between two 1s
+    was cut into pieces; a 1 now counts as `NARROW_AS` × its height wide. Two touching 0s there are still cut."""
+    from digitlab.inference.read import NARROW_AS, _line_ink, _others_width, _pieces
+
+    def middle_pieces(width: int) -> int:
+        image = _strokes((180 + width + 40, 200), [[(40, 30), (40, 180)], [(150 + width, 30), (150 + width, 180)]])
+        ImageDraw.Draw(image).ellipse((80, 30, 80 + width, 180), outline=255, width=14)
+        ink = _line_ink(image, 10**8)
+        groups = segment_line(ink.flat)
+        assert len(groups) == 3
+        line_height = int(np.median([g.height for g in groups]))
+        assert _others_width(groups, 1) == pytest.approx(NARROW_AS * groups[0].height, abs=1)
+        return len(_pieces(ink, groups[1], line_height, _others_width(groups, 1)))
+
+    assert middle_pieces(135) == 1  # a round 0, 0.9 × its height: one digit
+    assert middle_pieces(270) > 1  # 1.8 × its height: cut candidates are weighed
+
+
 # --- read, end to end -----------------------------------------------------------------------------------------
 
 

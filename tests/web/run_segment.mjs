@@ -4,7 +4,7 @@
 import "./page_constants.mjs";
 import { readFileSync } from "node:fs";
 import { imageInk } from "../../src/digitlab/web/static/preprocess.js";
-import { lineWorkSize, pieces, segmentLine } from "../../src/digitlab/web/static/read.js";
+import { lineWorkSize, othersWidth, pieces, segmentLine } from "../../src/digitlab/web/static/read.js";
 
 const data = readFileSync(process.argv[2]);
 const shapes = JSON.parse(readFileSync(process.argv[3], "utf8"));
@@ -15,8 +15,7 @@ const out = shapes.map(([height, width, channels, offset]) => {
   const groups = segmentLine(ink.flat);
   const lineHeight = groups.length ? Math.trunc(median(groups.map((g) => g.box[1] - g.box[0]))) : 0;
   return groups.map((g, i) => {
-    const others = groups.filter((_, j) => j !== i).map((o) => o.box[3] - o.box[2]);
-    const cut = pieces(ink, g, lineHeight, others.length ? median(others) : null);
+    const cut = pieces(ink, g, lineHeight, othersWidth(groups, i));
     return { box: g.box, cuts: g.cuts, pieces: Object.fromEntries([...cut].map(([k, p]) => [k, Array.from(p.processed.pixels, (v) => Math.round(v * 1e6) / 1e6)])) };
   });
 });

@@ -71,6 +71,7 @@ PAGE_CONSTANTS = {
     "digitlab.inference.read": (
         "SPLIT_ABOVE",
         "SPLIT_WIDER",
+        "NARROW_AS",
         "PIECE_COST",
         "PRIOR_WEIGHT",
         "NOT_DIGIT_WEIGHT",

@@ -52,6 +52,19 @@ function bestSegmentation(group, table) {
 }
 
 /**
+ * The median width of the line's other groups, each at least NARROW_AS × its height (`read._others_width`).
+ * @param {object[]} groups from `segmentLine`.
+ * @param {number} i the group left out.
+ * @returns {number|null} null when the group is alone.
+ */
+export function othersWidth(groups, i) {
+  const others = groups
+    .filter((_, j) => j !== i)
+    .map((o) => Math.max(o.box[3] - o.box[2], C.NARROW_AS * (o.box[1] - o.box[0])));
+  return others.length ? median(others) : null;
+}
+
+/**
  * Read the one line of digits in an image's ink (`read.read_ink`).
  * @param {object} ink from `imageInk`.
  * @param {Function} score async (list of 784-float 28×28s) → {probabilities: number[][], margins: number[]}, the
@@ -63,10 +76,7 @@ export async function readInk(ink, score, fill = true) {
   const groups = segmentLine(ink.flat, fill);
   if (!groups.length) return { text: "", digits: [], confidence: 0, blank: true, reason: "blank: no ink" };
   const lineHeight = Math.trunc(median(groups.map((g) => g.box[1] - g.box[0])));
-  const tables = groups.map((g, i) => {
-    const others = groups.filter((_, j) => j !== i).map((o) => o.box[3] - o.box[2]);
-    return pieces(ink, g, lineHeight, others.length ? median(others) : null);
-  });
+  const tables = groups.map((g, i) => pieces(ink, g, lineHeight, othersWidth(groups, i)));
   const all = tables.flatMap((t) => [...t.values()]);
   const { probabilities, margins } = await score(all.map((p) => p.processed.pixels));
   all.forEach((p, i) => {
