@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-fast lint format bench clean notebook notebook-strip docs docs-check widget
+.PHONY: run report test test-fast lint format bench clean notebook notebook-strip docs docs-check widget
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,20 @@ run: $(BIN)/.installed-serve
 	@if [ -f $(RUN_DIR)/model.keras ]; then echo "default model: $(RUN_DIR) (already trained)"; \
 	else $(BIN)/digitlab train $(TRAIN) --out $(RUN_DIR); fi
 	@cat $(RUN_DIR)/summary.txt
-	$(BIN)/digitlab evaluate $(RUN_DIR)
+	@$(MAKE) --no-print-directory report RUN_DIR=$(RUN_DIR)
 	@echo "Serving the draw-a-digit page on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	$(BIN)/digitlab serve --model $(RUN_DIR) --port 8000
+
+# RUN_DIR's report and calibration (`digitlab evaluate`), made again only when the model or digitlab (its code,
+# templates, pyproject.toml) is newer than the report, or the calibration the page uses is missing: a second
+# `make run` serves in seconds instead of re-evaluating for most of a minute.
+REPORT = $(RUN_DIR)/report/report.html
+REPORT_INPUTS = $(RUN_DIR)/model.keras pyproject.toml $(shell find src/digitlab -name '*.py' -o -name '*.j2')
+report: $(BIN)/.installed-serve
+	@if [ -f $(REPORT) ] && [ -f $(RUN_DIR)/calibration.json ] && \
+		[ -z "$$(find $(REPORT_INPUTS) -newer $(REPORT) 2>/dev/null | head -n 1)" ]; then \
+		echo "report: $(REPORT) (current: newer than the model and digitlab's code)"; \
+	else $(BIN)/digitlab evaluate $(RUN_DIR); fi
 
 # The whole suite on TEST_WORKERS processes (pytest-xdist; a test file stays on one worker, and the trained models
 # the tests share are trained once and copied, tests/conftest.py): most tests wait on a model, a browser or a
