@@ -179,12 +179,12 @@ def main() -> None:
         row = RECORD.add(key, measure_run(variant, seed))
         done[key] = row
         print(f"{key}: recorded", flush=True)
-    result = summary([r for r in done.values() if not r["key"].startswith("test-")])
-    result["test"] = test_table([r for r in done.values() if r["key"].startswith("test-")])
-    result["switch"] = switch(result["test"])
     tested = [r for r in done.values() if r["key"].startswith("test-")]
-    every_seed = TEST_SEEDS + CONFIRM_SEEDS
+    result = summary([r for r in done.values() if not r["key"].startswith("test-")])
+    result["test"] = test_table(tested)
+    result["switch"] = switch(result["test"])
     if any(r["seed"] in CONFIRM_SEEDS for r in tested):
+        every_seed = TEST_SEEDS + CONFIRM_SEEDS
         confirmation = test_table(tested, every_seed)
         result["confirmation"] = {"test": confirmation, "switch": switch(confirmation, every_seed)}
     write_results(SUMMARY, result)

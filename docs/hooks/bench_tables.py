@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -125,23 +125,24 @@ def make_run(data: dict[str, Any]) -> str:
             continue
         samples = entry["samples"]
         steps = list(samples[0]["steps"])
-        rows = [[step, ", ".join(f"{s['steps'][step]:.1f}" for s in samples)] for step in steps]
-        rows.append(["**end of install → page serving**", "**" + _seconds(samples, "total_seconds") + "**"])
+        rows = [[step, _seconds(s["steps"][step] for s in samples)] for step in steps]
+        rows.append(["**end of install → page serving**", f"**{_seconds(s['total_seconds'] for s in samples)}**"])
         again = [s for s in samples if "second_run_steps" in s]  # measured since the Makefile's `report` check
         if again:
             rows += [
-                [f"second `make run`: {step}", ", ".join(f"{s['second_run_steps'][step]:.1f}" for s in again)]
+                [f"second `make run`: {step}", _seconds(s["second_run_steps"][step] for s in again)]
                 for step in again[0]["second_run_steps"]
             ]
-            rows.append(["**second `make run` → page serving**", "**" + _seconds(again, "second_run_seconds") + "**"])
+            total = _seconds(s["second_run_seconds"] for s in again)
+            rows.append(["**second `make run` → page serving**", f"**{total}**"])
         parts.append(f'`TRAIN="{train_flags}"`, {len(samples)} sample(s):\n\n')
         parts.append(table(["step", "seconds per sample"], rows))
     return "".join(parts)
 
 
-def _seconds(samples: list[dict[str, Any]], key: str) -> str:
-    """One number of seconds per sample, comma separated."""
-    return ", ".join(f"{s[key]:.1f}" for s in samples)
+def _seconds(values: Iterable[float]) -> str:
+    """Seconds, one per sample, comma separated."""
+    return ", ".join(f"{v:.1f}" for v in values)
 
 
 def import_speed(data: dict[str, Any]) -> str:
