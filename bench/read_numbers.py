@@ -18,7 +18,10 @@ that way, never on test. `--prior` prints the width prior of `read.WIDTH_PRIOR` 
 - Speed: `read` of a 5-digit canvas PNG end to end in this process (decode, segment, model on ONNX Runtime),
   p50 over 100 canvases.
 - `--failures DIR`: where separated numbers are lost (`failures`), each misread number written out as an image, and
-  DIR/overview.png of the first splits and misreads inside the number (the reading-numbers guide's picture).
+  DIR/overview.png of the first merges, splits and misreads inside the number (the reading-numbers guide's
+  picture); with `--touching`, the same for touching numbers (`bench/results/read_failures_touching.json`).
+- `--sweep NAME=V1,V2,...`: one constant of the reader or the segmentation at each value, the same numbers for each
+  (`bench/results/read_sweep.json`; run it with `--split validation`).
 - `--weights`: the reader's refusal term (`read.NOT_DIGIT_WEIGHT`, `NOT_DIGIT_MARGIN`) on a grid, the same numbers
   for each (`bench/results/read_weights.json`; run it with `--split validation`).
 """
@@ -123,12 +126,43 @@ def weights(predictor, digits, labels, count: int, rng) -> dict:
     return {"numbers per (length, gap)": count, "shipped": f"{kept[0]} × (score − threshold + {kept[1]})", "rows": out}
 
 
+SWEEP = Path(__file__).parent / "results" / "read_sweep.json"
+
+
+def sweep(predictor, digits, labels, count: int, rng, name: str, values: list[float]) -> dict:
+    """One constant of `read` or `segment` (`NAME`) at each of `values`, on the same numbers: the share read exactly,
+    touching and separated (lengths 2–6) and a lone digit (`--sweep NAME=v1,v2,...`; run it with `--split validation`).
+    """
+    import digitlab.data.segment as segment
+    import digitlab.inference.read as read
+
+    module = read if hasattr(read, name) else segment
+    if not hasattr(module, name):
+        raise SystemExit(f"--sweep: neither digitlab.inference.read nor digitlab.data.segment has {name}")
+    cases = list(number_cases(digits, labels, count, rng, lengths=(1, *LENGTHS)))
+    kept, rows = getattr(module, name), {}
+    try:
+        for value in values:
+            setattr(module, name, type(kept)(value))
+            right: dict[str, list[bool]] = {"touching": [], "separated": [], "lone digit": []}
+            for length, gap, data, truth in cases:
+                kind = "lone digit" if length == 1 else "touching" if gap == "touching" else "separated"
+                right[kind].append(read.read_number(data, predictor).text == truth)
+            rows[str(value)] = {k: round(float(np.mean(v)), 4) for k, v in right.items()}
+            print(f"{name} = {value}: " + ", ".join(f"{k} {v:.1%}" for k, v in rows[str(value)].items()), flush=True)
+    finally:
+        setattr(module, name, kept)
+    return {"constant": name, "shipped": kept, "numbers per (length, gap)": count, "rows": rows}
+
+
 FAILURES = Path(__file__).parent / "results" / "read_failures.json"
+FAILURES_TOUCHING = Path(__file__).parent / "results" / "read_failures_touching.json"
 CAUSES = ("merged: fewer digits", "split: more digits", "misread inside the number only", "misread alone too")
 
 
-def failures(predictor, digits, labels, count: int, rng, out: Path) -> dict:
-    """Where separated numbers are lost: each wrong reading written to `out` as a PNG and given one cause.
+def failures(predictor, digits, labels, count: int, rng, out: Path, touching: bool = False) -> dict:
+    """Where separated (or, with `touching`, touching) numbers are lost: each wrong reading written to `out` as a
+    PNG and given one cause.
 
     A reading with fewer digits than the truth merged pieces (or lost one); with more, it split one. Otherwise
     each wrong digit is read again alone, drawn in the same style as a number of one: if the model misreads it
@@ -142,7 +176,7 @@ def failures(predictor, digits, labels, count: int, rng, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     counts = {"numbers": 0, "right": 0, **dict.fromkeys(CAUSES, 0)}
     for length in LENGTHS:
-        for gap in (g for g in GAPS if g != "touching"):
+        for gap in ("touching",) if touching else (g for g in GAPS if g != "touching"):
             for _ in range(count):
                 idx = rng.choice(len(digits), length)
                 style = str(rng.choice(NUMBER_STYLES))
@@ -175,13 +209,13 @@ def failures(predictor, digits, labels, count: int, rng, out: Path) -> dict:
 
 
 def overview(folder: Path, per_cause: int = 4) -> None:
-    """`folder`/overview.png: the first `per_cause` splits and misreads inside the number, captioned, two to a row
-    (the picture in the reading-numbers guide, docs/img/read-failures.png)."""
+    """`folder`/overview.png: the first `per_cause` merges, splits and misreads inside the number, captioned, two to
+    a row (the picture in the reading-numbers guide, docs/img/read-failures.png)."""
     from PIL import Image, ImageDraw
 
     shown = [
         (path, f"{cause} {path.stem.split('-')[-4]} read as {path.stem.split('-')[-1]}")
-        for prefix, cause in (("split-", "split"), ("misread-inside", "inside only:"))
+        for prefix, cause in (("merged-", "merged"), ("split-", "split"), ("misread-inside", "inside only:"))
         for path in sorted(folder.glob(f"{prefix}*.png"))[:per_cause]
     ]
     if not shown:
@@ -311,6 +345,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=60, help="numbers per (length, gap) (default 60)")
     parser.add_argument("--split", choices=("test", "validation"), default="test", help="digits to build from")
     parser.add_argument("--prior", action="store_true", help="print the width prior and exit")
+    parser.add_argument("--seed", type=int, default=0, help="the numbers' random seed (default 0)")
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="where the tables go (default bench/results/read_numbers.json)"
     )
@@ -328,6 +363,17 @@ def main() -> None:
         help="only the separated numbers: write each misread one to DIR as a PNG with its cause, and the counts "
         "to bench/results/read_failures.json",
     )
+    parser.add_argument(
+        "--sweep",
+        metavar="NAME=V1,V2,...",
+        help="only one constant of digitlab.inference.read or digitlab.data.segment at each value, on the same "
+        "numbers (bench/results/read_sweep.json, one entry per constant; use with --split validation)",
+    )
+    parser.add_argument(
+        "--touching",
+        action="store_true",
+        help="with --failures: the touching numbers instead (bench/results/read_failures_touching.json)",
+    )
     args = parser.parse_args()
     if args.prior:
         print_prior()
@@ -339,12 +385,21 @@ def main() -> None:
     settings = predictor.loaded.settings
     splits = load_splits(None, settings.get("validation_size", 5000), split_seed(settings))
     digits, labels = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     if args.failures:
-        counts = failures(predictor, digits, labels, args.count, rng, args.failures)
+        counts = failures(predictor, digits, labels, args.count, rng, args.failures, args.touching)
         print(json.dumps(counts, indent=2))
-        write_results(FAILURES, {"model": str(args.model), "split": args.split, **counts})
-        print(f"written {FAILURES}; the misread numbers are in {args.failures}")
+        results = FAILURES_TOUCHING if args.touching else FAILURES
+        write_results(results, {"model": str(args.model), "split": args.split, **counts})
+        print(f"written {results}; the misread numbers are in {args.failures}")
+        return
+    if args.sweep:
+        name, _, values = args.sweep.partition("=")
+        result = sweep(predictor, digits, labels, args.count, rng, name, [float(v) for v in values.split(",")])
+        previous = json.loads(SWEEP.read_text()) if SWEEP.exists() else {}
+        key = name if args.seed == 0 else f"{name}, seed {args.seed}"
+        write_results(SWEEP, {**previous, key: {"model": str(args.model), "split": args.split, **result}})
+        print(f"written {SWEEP}")
         return
     if args.weights:
         grid = weights(predictor, digits, labels, args.count, rng)

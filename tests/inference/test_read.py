@@ -104,6 +104,29 @@ def test_a_digit_beside_ones_is_cut_only_when_wider_than_a_digit_beside_digits()
     assert middle_pieces(270) > 1  # 1.8 × its height: cut candidates are weighed
 
 
+def test_marks_that_each_hold_several_digits_are_cut(monkeypatch):
+    """A six-digit number in two blobs of three touching 0s: each blob was as wide as the other, so neither was wider
+    than `SPLIT_WIDER` × "a digit's width" and the line was read as two digits. A mark counts at most `WIDE_AS` × its
+    height wide in that median now, and both blobs are cut."""
+    import digitlab.inference.read as read
+
+    image = Image.new("L", (720, 210))
+    for left in (40, 120, 200, 400, 480, 560):  # 100 px wide 0s, overlapping their neighbours by 20 px
+        ImageDraw.Draw(image).ellipse((left, 30, left + 100, 180), outline=255, width=14)
+    ink = read._line_ink(image, 10**8)
+    groups = segment_line(ink.flat)
+    assert len(groups) == 2 and all(g.width > 1.6 * g.height for g in groups)
+    line_height = int(np.median([g.height for g in groups]))
+
+    def pieces(i: int) -> int:
+        return len(read._pieces(ink, groups[i], line_height, read._others_width(groups, i)))
+
+    assert read._others_width(groups, 0) == pytest.approx(read.WIDE_AS * groups[1].height, abs=1)
+    assert pieces(0) > 1 and pieces(1) > 1
+    monkeypatch.setattr(read, "WIDE_AS", float("inf"))  # the rule before: each blob is "a digit" of the other's width
+    assert pieces(0) == pieces(1) == 1
+
+
 # --- read, end to end -----------------------------------------------------------------------------------------
 
 

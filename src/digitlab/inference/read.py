@@ -17,8 +17,9 @@ segmentation with the highest total score, where a piece scores
 - each piece costs a nat, a prior against cutting one digit into two confident halves.
 
 A group is cut only when it is wider than `SPLIT_ABOVE` × its height and, among other digits, wider than
-`SPLIT_WIDER` × their median width (a 1 counted as `NARROW_AS` × its height wide). The constants were chosen on
-numbers made of validation digits (`bench/read_numbers.py --split validation`), never on test.
+`SPLIT_WIDER` × their median width (a 1 counted as `NARROW_AS` × its height wide, a mark that may itself hold
+several digits as `WIDE_AS` × its height). The constants were chosen on numbers made of validation digits
+(`bench/read_numbers.py --split validation`), never on test.
 
 Out of scope, as the docs say: several lines, decimal points, minus signs and separators.
 """
@@ -47,6 +48,13 @@ SPLIT_WIDER = 1.5  # … and wider than this × the median width of the line's o
 # validation`, 100 per length and gap): separated numbers read exactly 95.3% -> 96.0%, touching ones 55.4% -> 55.2%
 # (0.8: 96.5% and 54.4%; 0.9: 96.5% and 52.4%; 0.5: unchanged).
 NARROW_AS = 0.7
+# … and a group wider than WIDE_AS × its height counts as that wide: where every mark of the line holds several
+# touching digits (a six-digit number in two blobs of three), each was as wide as the others' median, none was cut,
+# and the line was read as two digits. Chosen on validation numbers (`bench/read_numbers.py --split validation
+# --sweep WIDE_AS=...`, seeds 0 and 41): touching numbers of 2-6 digits read exactly 58.3% -> 62.3% and 60.7% ->
+# 68.3%, separated ones unchanged (94.8%, 96.2%); 0.8 read more touching numbers (65.7%, 71.7%) but cost separated
+# ones on seed 41 (96.2% -> 95.9%), 0.7 on both.
+WIDE_AS = 0.9
 PIECE_COST = 1.0  # nats each extra piece costs: a prior against cutting one digit into two confident halves
 PRIOR_WEIGHT = 0.5  # the width prior's weight against the model's log-probability
 # A piece the refusal score finds unlike any digit (two touching digits seen as one, half a digit) pays for it:
@@ -221,8 +229,12 @@ def _line_ink(source: ImageInput, max_pixels: int):
 
 
 def _others_width(groups: list[Group], i: int) -> float | None:
-    """The median width of the line's other groups, each at least `NARROW_AS` × its height (None when alone)."""
-    others = [max(g.width, NARROW_AS * g.height) for j, g in enumerate(groups) if j != i]
+    """How wide one digit of this line is: the median width of its other groups (None when alone).
+
+    Each counts between `NARROW_AS` and `WIDE_AS` × its height: a 1 as a digit of normal width, a mark that may
+    hold several digits as one wide digit.
+    """
+    others = [min(max(g.width, NARROW_AS * g.height), WIDE_AS * g.height) for j, g in enumerate(groups) if j != i]
     return float(np.median(others)) if others else None
 
 

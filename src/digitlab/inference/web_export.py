@@ -72,6 +72,7 @@ PAGE_CONSTANTS = {
         "SPLIT_ABOVE",
         "SPLIT_WIDER",
         "NARROW_AS",
+        "WIDE_AS",
         "PIECE_COST",
         "PRIOR_WEIGHT",
         "NOT_DIGIT_WEIGHT",

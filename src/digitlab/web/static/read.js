@@ -52,7 +52,8 @@ function bestSegmentation(group, table) {
 }
 
 /**
- * The median width of the line's other groups, each at least NARROW_AS × its height (`read._others_width`).
+ * The median width of the line's other groups, each counted between NARROW_AS and WIDE_AS × its height
+ * (`read._others_width`).
  * @param {object[]} groups from `segmentLine`.
  * @param {number} i the group left out.
  * @returns {number|null} null when the group is alone.
@@ -60,7 +61,10 @@ function bestSegmentation(group, table) {
 export function othersWidth(groups, i) {
   const others = groups
     .filter((_, j) => j !== i)
-    .map((o) => Math.max(o.box[3] - o.box[2], C.NARROW_AS * (o.box[1] - o.box[0])));
+    .map((o) => {
+      const height = o.box[1] - o.box[0];
+      return Math.min(Math.max(o.box[3] - o.box[2], C.NARROW_AS * height), C.WIDE_AS * height);
+    });
   return others.length ? median(others) : null;
 }
 
