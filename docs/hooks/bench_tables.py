@@ -502,8 +502,33 @@ def read_weights(data: dict[str, Any]) -> str:
     return note + table(["refusal term (nats)", *kinds], rows)
 
 
+def pct1(x: float) -> str:
+    """A fraction as a percentage with one decimal."""
+    return pct(x, 1)
+
+
+def read_sweep(data: dict[str, Any]) -> str:
+    """One table per swept reader constant (and seed): each value's numbers read exactly, the shipped one marked."""
+    out = []
+    for key, entry in data.items():
+        rows = [
+            [
+                f"**{value}** (shipped)" if float(value) == float(entry["shipped"]) else value,
+                *map(pct1, shares.values()),
+            ]
+            for value, shares in entry["rows"].items()
+        ]
+        kinds = list(next(iter(entry["rows"].values())))
+        note = (
+            f"**{key}**: {entry['numbers per (length, gap)']} numbers per length and gap, {entry['split']} digits.\n\n"
+        )
+        out.append(note + table([entry["constant"], *kinds], rows))
+    return "\n".join(out)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "read_weights": read_weights,
+    "read_sweep": read_sweep,
     "read_numbers_served_copies": read_numbers,  # bench/read_numbers.py --results ... on a --served-copies run
     "refusal": refusal,
     "outlier_exposure": outlier_exposure,
