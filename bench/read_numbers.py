@@ -103,6 +103,17 @@ WEIGHTS = Path(__file__).parent / "results" / "read_weights.json"
 WEIGHT_GRID = ((1.0, 6.0), (0.5, 6.0), (2.0, 6.0), (1.0, 4.0), (1.0, 8.0), (1.0, 10.0), (0.5, 8.0), (2.0, 8.0))
 
 
+def exact_shares(cases: list, predictor) -> dict[str, float]:
+    """The share of `cases` (`number_cases` with lone digits) read exactly: touching, separated and a lone digit."""
+    from digitlab.inference.read import read_number
+
+    right: dict[str, list[bool]] = {"touching": [], "separated": [], "lone digit": []}
+    for length, gap, data, truth in cases:
+        kind = "lone digit" if length == 1 else "touching" if gap == "touching" else "separated"
+        right[kind].append(read_number(data, predictor).text == truth)
+    return {k: round(float(np.mean(v)), 4) for k, v in right.items()}
+
+
 def weights(predictor, digits, labels, count: int, rng) -> dict:
     """The reader's refusal term (`read.NOT_DIGIT_WEIGHT`, `NOT_DIGIT_MARGIN`) on the same numbers, each pair of
     `WEIGHT_GRID`: the share read exactly, touching, separated and a lone digit (`--weights`, on validation)."""
@@ -114,11 +125,7 @@ def weights(predictor, digits, labels, count: int, rng) -> dict:
     try:
         for weight, margin in WEIGHT_GRID:
             read.NOT_DIGIT_WEIGHT, read.NOT_DIGIT_MARGIN = weight, margin
-            right: dict[str, list[bool]] = {"touching": [], "separated": [], "lone digit": []}
-            for length, gap, data, truth in cases:
-                kind = "lone digit" if length == 1 else "touching" if gap == "touching" else "separated"
-                right[kind].append(read.read_number(data, predictor).text == truth)
-            shares = {k: round(float(np.mean(v)), 4) for k, v in right.items()}
+            shares = exact_shares(cases, predictor)
             out[f"{weight} × (score − threshold + {margin})"] = shares
             print(f"weight {weight}, margin {margin}: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
     finally:
@@ -144,11 +151,7 @@ def sweep(predictor, digits, labels, count: int, rng, name: str, values: list[fl
     try:
         for value in values:
             setattr(module, name, type(kept)(value))
-            right: dict[str, list[bool]] = {"touching": [], "separated": [], "lone digit": []}
-            for length, gap, data, truth in cases:
-                kind = "lone digit" if length == 1 else "touching" if gap == "touching" else "separated"
-                right[kind].append(read.read_number(data, predictor).text == truth)
-            rows[str(value)] = {k: round(float(np.mean(v)), 4) for k, v in right.items()}
+            rows[str(value)] = exact_shares(cases, predictor)
             print(f"{name} = {value}: " + ", ".join(f"{k} {v:.1%}" for k, v in rows[str(value)].items()), flush=True)
     finally:
         setattr(module, name, kept)

@@ -99,23 +99,34 @@ def one_top(run: Path, images: dict[str, list], labels: np.ndarray) -> dict:
     return {**totals, "eroded": totals["eroded"] / (len(images) * len(labels)), "styles": styles}
 
 
+def each_top(run: Path, tops: list[float], images: dict[str, list], labels: np.ndarray) -> dict[str, dict]:
+    """`one_top` under each top of the range ("0.20": …), the shipped range set back afterwards."""
+    import digitlab.data.preprocess as preprocess
+
+    shipped, rows = preprocess.STROKE_RANGE, {}
+    try:
+        for top in tops:
+            preprocess.STROKE_RANGE = (shipped[0], top)
+            rows[f"{top:.2f}"] = row = one_top(run, images, labels)
+            print(
+                f"top {top:.2f}: eroded {row['eroded']:.1%}, model right {row['model right']:,}, "
+                f"answered right {row['answered right']:,}",
+                flush=True,
+            )
+    finally:
+        preprocess.STROKE_RANGE = shipped
+    return rows
+
+
 def test_check(run: Path) -> None:
     """The shipped top and the one the rule kept, on drawn test digits, added to the results as "test_check"."""
-    import digitlab.data.preprocess as preprocess
     from digitlab.data.mnist import load_mnist
 
     results = json.loads(RESULTS.read_text())
     mnist = load_mnist()
     pick = np.random.default_rng(0).choice(len(mnist.y_test), 1000, replace=False)
     images, labels = drawn(mnist.x_test[pick]), mnist.y_test[pick]
-    shipped, rows = preprocess.STROKE_RANGE, {}
-    try:
-        for top in sorted({results["shipped"], results["kept"]}):
-            preprocess.STROKE_RANGE = (shipped[0], float(top))
-            rows[top] = row = one_top(run, images, labels)
-            print(f"top {top} on test digits: model right {row['model right']:,}, answered {row['answered right']:,}")
-    finally:
-        preprocess.STROKE_RANGE = shipped
+    rows = each_top(run, sorted({float(results["shipped"]), float(results["kept"])}), images, labels)
     write_results(RESULTS, {**results, "test_check": {"test_digits": len(labels), "commit": commit_measured(), **rows}})
     print(f"written {RESULTS}")
 
@@ -144,18 +155,8 @@ def main() -> None:
     splits = load_splits(None, settings.get("validation_size", 5000), split_seed(settings))
     pick = np.random.default_rng(7).choice(len(splits.y_val), args.count, replace=False)
     images, labels = drawn(splits.x_val[pick]), splits.y_val[pick]
-    shipped, rows = preprocess.STROKE_RANGE, {}
-    try:
-        for top in TOPS:
-            preprocess.STROKE_RANGE = (shipped[0], top)
-            rows[f"{top:.2f}"] = row = one_top(Path(args.model), images, labels)
-            print(
-                f"top {top:.2f}: eroded {row['eroded']:.1%}, model right {row['model right']:,}, "
-                f"answered right {row['answered right']:,}",
-                flush=True,
-            )
-    finally:
-        preprocess.STROKE_RANGE = shipped
+    rows = each_top(Path(args.model), list(TOPS), images, labels)
+    shipped = preprocess.STROKE_RANGE
     kept = f"{shipped[1]:.2f}"
     best = max(rows, key=lambda k: rows[k]["answered right"])
     if rows[best]["answered right"] > rows[kept]["answered right"]:
