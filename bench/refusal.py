@@ -1,14 +1,15 @@
 """The "not a digit" refusal's trade-off on a run: with the network's features, and the six-feature one beside it.
 
-Run: .venv/bin/python bench/refusal.py [RUN ...] [--per-style 100] [--per-family 100]   (default RUN: runs/default)
+Run: .venv/bin/python bench/refusal.py [RUN ...] [--per-style 250] [--per-family 200]   (default RUN: runs/default)
 
 For each run and each of its refusals (`with features`, when the network has them, and `six features`, what a
-runtime without them uses): the share of drawn digits refused (MNIST *test* digits in the 7 canvas styles of
-`synthetic.render`, preprocessed as the page does) and of MNIST test digits as they are (scans, as someone uploading
-MNIST's own PNGs sends them), the share of generated non-digits refused per benchmark family
-(`synthetic.NON_DIGIT_FAMILIES`: not the families the threshold was fitted on), and the good digits refused among
-the real handwriting of `../shared/real-digits` and `real-digits-2` (read where they lie, never tuned on). The
-issue's targets: ≥ 90% of non-digits refused with ≤ 0.5% of drawn digits refused, and no real digit refused.
+runtime without them uses): the share of drawn digits refused (MNIST *test* digits in the 8 styles of
+`synthetic.render`, preprocessed as the page does; all of them, then each style) and of MNIST test digits as they
+are (scans, as someone uploading MNIST's own PNGs sends them), the share of generated non-digits refused per
+benchmark family (`synthetic.NON_DIGIT_FAMILIES`: not the families the threshold was fitted on), and the good digits
+refused among the real handwriting of `../shared/real-digits` and `real-digits-2` (read where they lie, never tuned
+on). The issue's targets: ≥ 90% of non-digits refused with ≤ 0.5% of drawn digits refused, and no real digit
+refused.
 Writes bench/results/refusal.json (one entry per run and refusal, with the commit).
 """
 
@@ -40,12 +41,18 @@ def _pixels(images) -> np.ndarray:
 def benchmark_sets(per_style: int, per_family: int, real: bool = True) -> dict[str, np.ndarray]:
     """The preprocessed 28×28s measured: drawn test digits, each benchmark family, and the shared real digits."""
     from digitlab.data.mnist import load_mnist
+    from digitlab.data.preprocess import to_mnist_28x28
     from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
 
     rng = np.random.default_rng(0)
     test = load_mnist().x_test
     picks = rng.choice(len(test), per_style * len(STYLES), replace=False)
-    sets = {"drawn digits": _pixels(render(test[i], STYLES[n % len(STYLES)], rng) for n, i in enumerate(picks))}
+    drawn = [
+        (STYLES[n % len(STYLES)], to_mnist_28x28(render(test[i], STYLES[n % len(STYLES)], rng)))
+        for n, i in enumerate(picks)
+    ]
+    sets = {"drawn digits": np.stack([p.pixels for _, p in drawn if not p.blank])}
+    sets |= {f"drawn, {s}": np.stack([p.pixels for style, p in drawn if style == s and not p.blank]) for s in STYLES}
     others = np.setdiff1d(np.arange(len(test)), picks)  # (their own generator: the other sets' draws stay as they were)
     sets["MNIST test digits"] = _pixels(test[np.random.default_rng(1).choice(others, 2000, replace=False)])
     sets |= {f: _pixels(non_digit(f, rng) for _ in range(per_family)) for f in NON_DIGIT_FAMILIES}
@@ -112,8 +119,8 @@ def measure(run: str, per_style: int, per_family: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("runs", nargs="*", default=["runs/default"], help="run directories (default runs/default)")
-    parser.add_argument("--per-style", type=int, default=100, help="drawn test digits per canvas style (default 100)")
-    parser.add_argument("--per-family", type=int, default=100, help="non-digits per benchmark family (default 100)")
+    parser.add_argument("--per-style", type=int, default=250, help="drawn test digits per canvas style (default 250)")
+    parser.add_argument("--per-family", type=int, default=200, help="non-digits per benchmark family (default 200)")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for run in args.runs:

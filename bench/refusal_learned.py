@@ -157,7 +157,7 @@ def measure(run: str, count: int) -> dict[str, Any]:
     predictor = Predictor.load(run, "keras", log=lambda *_: None)
     refusal = predictor.refusal()
     sets = validation_sets(predictor)
-    raw, drawn = fitting_digits(splits_for(predictor.loaded.settings).x_val)
+    raw, drawn, _ = fitting_digits(splits_for(predictor.loaded.settings).x_val)
     shipped = {k: refusal.score(x, *predictor.forward(x)) for k, x in sets.items()}
     fit_shipped = refusal.score(drawn, *predictor.forward(drawn))
     rows = {"shipped": rates(shipped)}

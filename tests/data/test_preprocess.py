@@ -7,6 +7,7 @@ import io
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -46,6 +47,23 @@ def test_realistic_inputs_keep_accuracy_and_plain_resize_fails(model_and_digits,
     # The issue's bar is 1.5 points on 1,000+ digits (README table); on 300 digits allow sampling noise.
     assert ours >= base - 0.025, f"{style}: {ours:.3f} vs {base:.3f} on the original 28×28"
     assert plain < base - 0.25, f"{style}: a plain resize should fail, got {plain:.3f}"
+
+
+def test_the_brush_style_draws_one_flat_stroke_as_the_page_does(mnist):
+    """The digit's centre line with a round pen of one width from the page's brush range, anti-aliased at its edge."""
+    from digitlab.data.synthetic import BRUSH_RANGE, CANVAS_SIDE
+
+    rng = np.random.default_rng(3)
+    for digit in mnist.x_test[:20]:
+        image = np.asarray(render(digit, "brush", rng), np.float32) / 255
+        ink = (image > 0.5).astype(np.uint8)
+        inside = cv2.erode(ink, np.ones((5, 5), np.uint8)) > 0  # 2 px in from the anti-aliased edge
+        assert inside.any() and image[inside].min() > 0.95  # flat inside; a scanned stroke is grey in places
+        # the pen's width in the page's pixels: twice the distance to the edge along the stroke's centre line
+        distance = cv2.distanceTransform(ink, cv2.DIST_L2, 5)
+        centre = distance[(distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)) - 0.5) & (distance > 1)]
+        width = 2 * np.median(centre) / image.shape[0] * CANVAS_SIDE
+        assert BRUSH_RANGE[0] - 2 <= width <= BRUSH_RANGE[1] + 2, width
 
 
 def test_output_looks_like_mnist(mnist):

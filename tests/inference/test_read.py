@@ -270,6 +270,27 @@ def test_refusal_is_fitted_once_and_saved(trained_run, tmp_path):
     np.testing.assert_allclose(again.score(x, logits, net), expected)
     plain = again.for_features(False)
     assert not plain.uses_features and plain.fitted_on["digits_refused"] == 0.01 and len(plain.coef) == 6
+    # both thresholds are placed on 2,000 drawn validation digits that no fit saw (split conformal): exactly 0.5%
+    # and 1% of those are refused, whatever the fitting digits say
+    from digitlab.data.mnist import splits_for
+    from digitlab.inference.refusal import fitting_digits
+
+    _, drawn, held_out = fitting_digits(splits_for(Predictor.load(run, "keras").loaded.settings).x_val)
+    assert saved["fitted_on"]["threshold_digits"] == len(held_out) >= 1990 and len(drawn) >= 690
+    logits, net = Predictor.load(run, "keras").forward(held_out)
+    assert np.mean(again.margins(held_out, logits, net) > 0) == pytest.approx(0.005, abs=1 / len(held_out))
+    assert np.mean(plain.margins(held_out, logits, None) > 0) == pytest.approx(0.01, abs=1 / len(held_out))
+
+
+def test_a_small_validation_split_places_the_threshold_on_its_fitting_digits(mnist):
+    """Under `MIN_THRESHOLD_DIGITS` digits left between the plain and the drawn ones, none are held out."""
+    from digitlab.inference.refusal import MIN_THRESHOLD_DIGITS, Refusal, _calibrate, fitting_digits
+
+    raw, drawn, held_out = fitting_digits(mnist.x_test[:2000])
+    assert (len(raw), len(held_out)) == (1000, 0) and len(drawn) >= 690 and MIN_THRESHOLD_DIGITS > 2000 - 1000 - 700
+    refusal = Refusal([0.0] * 6, [1.0] * 6, [1.0] * 6, 0.0, threshold=1.5, fitted_on={"digits_refused": 0.005})
+    _calibrate(refusal, (held_out, np.zeros((0, 10)), None), (held_out, np.zeros((0, 10)), None))
+    assert refusal.threshold == 1.5 and refusal.fitted_on["threshold_digits"].startswith("in-sample")
 
 
 def test_mahalanobis_distance_is_to_the_nearest_class_mean():

@@ -3,8 +3,9 @@
 Used by the tests and benches to check that `to_mnist_28x28` recovers what the model expects, and to show
 that a plain resize does not. Each style turns one 28×28 MNIST digit into the kind of image a person
 would send: large canvases (300–500 px), thicker and thinner strokes, off-centre and in corners, scaled
-0.5–1.3×, white-on-black, black-on-white, black ink on a transparent background, and a photo of grey paper
-with a lighting gradient, noise and JPEG compression.
+0.5–1.3×, white-on-black, black-on-white, black ink on a transparent background, a photo of grey paper
+with a lighting gradient, noise and JPEG compression, and the digit redrawn with a round pen of one width, as
+a drawing app's canvas (the draw page's own) makes it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ STYLES = (
     "black-on-white",  # dark ink on a white canvas
     "transparent",  # black ink on a transparent background (RGBA)
     "photo",  # grey paper, lighting gradient, noise, JPEG
+    "brush",  # the stroke's centre line redrawn with a round pen of one width, as the draw page's canvas draws
 )
+# The draw page's pen: its brush slider's range in pixels of its 280 px canvas (web/templates/page.html)
+BRUSH_RANGE = (6, 40)
+CANVAS_SIDE = 280
 
 
 def _place(digit: np.ndarray, rng: np.random.Generator, corner: bool = False) -> np.ndarray:
@@ -63,6 +68,22 @@ def _erode(ink: np.ndarray, radius: int) -> np.ndarray:
     return cv2.erode(ink, _disk(radius), borderType=cv2.BORDER_REFLECT)
 
 
+def _redrawn(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The digit as a drawing app draws it: its strokes' centre line, redrawn with a round pen of one width.
+
+    A pen's stroke is flat, as wide everywhere and round at its ends, where MNIST's strokes (a scanned pen) have
+    grey edges and vary in width: the refusal, fitted on MNIST-like strokes only, refused digits drawn on the page
+    three times as often. The centre line is the ridge of the distance to the background (pixels within half a
+    pixel as far from it as their farthest neighbour, over a pixel inside); the pen's width is drawn from the
+    page's brush range, and its edge is anti-aliased as a canvas draws it.
+    """
+    distance = cv2.distanceTransform((ink > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    ridge = (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)) - 0.5) & (distance > 1)
+    radius = max(1, round(rng.uniform(*BRUSH_RANGE) / CANVAS_SIDE * ink.shape[0] / 2))
+    pen = cv2.dilate(ridge.astype(np.uint8), _disk(radius)).astype(np.float32)
+    return cv2.GaussianBlur(pen, (0, 0), 0.7)
+
+
 def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> Image.Image:
     """One realistic image of an MNIST digit in the given style.
 
@@ -80,6 +101,8 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> Image.Ima
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}")
     ink = _place(digit, rng, corner=style == "corner")
+    if style == "brush":
+        ink = _redrawn(ink, rng)
     stroke = ink.shape[0] / 28  # pixels per MNIST pixel, roughly
     if style == "thick":
         ink = _dilate(ink, max(2, int(stroke * 0.6)))
@@ -88,7 +111,7 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> Image.Ima
         if ink.max() < 0.5:
             ink = _erode(_place(digit, rng), 1)
     as_uint8 = lambda a: np.clip(a * 255, 0, 255).round().astype(np.uint8)  # noqa: E731
-    if style in ("canvas", "corner", "thick", "thin"):
+    if style in ("canvas", "corner", "thick", "thin", "brush"):
         return Image.fromarray(as_uint8(ink), mode="L")
     if style == "black-on-white":
         return Image.fromarray(as_uint8(1 - ink), mode="L").convert("RGB")

@@ -12,10 +12,11 @@ Six features, standardized on the run's validation digits, go through a logistic
 The regression is fitted on the run's validation digits (plain and drawn as canvases, photos, …, then preprocessed)
 against generated non-digits of *other* families than the benchmark's (`synthetic.outlier_pool`:
 `synthetic.FIT_NON_DIGIT_FAMILIES` and Omniglot-like characters of random smooth and straight strokes), and the
-threshold is the score that refuses 1% of those validation digits. `refusal.json` in the run keeps it, with the
-trade-off curve it was chosen from; a run without one (older runs, imported models) gets it fitted on first use,
-and one line says so. For an imported model or a --full-train run the "validation" digits may have been seen in
-training; the file says so.
+threshold is the score that refuses 1% of 2,000 other validation digits, drawn the same way and seen by no fit
+(split conformal, `_calibrate`: placed on the fitting digits, it refused more new digits than it said).
+`refusal.json` in the run keeps it, with the trade-off curve it was chosen from; a run without one (older runs,
+imported models) gets it fitted on first use, and one line says so. For an imported model or a --full-train run the
+"validation" digits may have been seen in training; the file says so.
 
 A network with features (`digitlab.models.features`: its penultimate activations, which every runtime answers
 beside the logits) adds measures of them, from training digits (`feature_bank.FeatureBank`, kept in
@@ -41,8 +42,8 @@ beside the logits) adds measures of them, from training digits (`feature_bank.Fe
   99.9% quantile taken on the plain and drawn validation digits together: it sees shapes the penultimate layer
   maps among the digits (`bench/refusal_learned.py`: 70.0% → 74.4% of the benchmark's families on validation).
 
-That score's threshold refuses 0.5% of the drawn validation digits. The six-feature refusal is fitted beside it and
-kept inside (`plain`): a caller without features (an imported model) uses it, with its 1% threshold.
+That score's threshold refuses 0.5% of the held-out drawn validation digits. The six-feature refusal is fitted
+beside it and kept inside (`plain`): a caller without features (an imported model) uses it, with its 1% threshold.
 """
 
 from __future__ import annotations
@@ -70,10 +71,13 @@ FEATURE_KNN = "feature_knn"
 DIGITS_REFUSED = 0.01  # the share of validation digits the threshold refuses (the six-feature refusal)
 DIGITS_REFUSED_WITH_FEATURES = 0.005  # … and with the network's features: what the issue asks of a drawn digit
 MIN_VALIDATION = 200  # fewer held-out digits than this cannot place a 1% threshold
+THRESHOLD_DIGITS = 2000  # validation digits, drawn, that place the thresholds and no fit sees (0.5%: the 10 highest)
+MIN_THRESHOLD_DIGITS = 400  # fewer than this (a small split): the threshold is placed on the fitting digits
 MAHALANOBIS_DIGITS = 10_000  # training digits whose features give the class means and the shared covariance
 MAHALANOBIS_QUANTILE = 0.999  # the distance's quantile on drawn validation digits mapped onto the threshold
 INK_LEVEL = 0.3  # a 28×28 pixel above this is ink, for the flatness and ink-share features
-SCHEMA = "digitlab.refusal/6"  # /6: a run trained on served copies takes its penultimate quantile on all its digits
+SCHEMA = "digitlab.refusal/7"  # /7: thresholds placed on held-out drawn digits, the brush style among them
+# (/6: a run trained on served copies takes its penultimate quantile on all its digits)
 # (/5: the last convolution's distance joined; older files are fitted again on first use)
 
 
@@ -244,8 +248,8 @@ def fit_refusal(
       forward_fn: (N, 28, 28) float32 in [0, 1] → (N, 10) logits, or → (logits, (N, D) features) for a network
         with features (`Predictor.forward`).
       validation: (N, 28, 28) uint8 validation digits: up to 1,000 as they are and up to 700 (half of a small
-        split) drawn in the canvas styles of `synthetic.render` train the regression; the threshold refuses 1%
-        (0.5% with features) of the drawn ones.
+        split) drawn in the styles of `synthetic.render` train the regression; the threshold refuses 1% (0.5% with
+        features) of up to 2,000 others drawn the same way (`fitting_digits`).
       seen: why these digits may have been seen in training ("" when they were held out).
       data_dir: where MNIST lives, for the digit-space features (default: the usual data directory).
       seed: the generators' seed.
@@ -271,12 +275,13 @@ def fit_refusal(
             f"the 'not a digit' refusal needs at least {MIN_VALIDATION} validation digits to fit on; this run held out "
             f"{len(validation)} (train with a larger --validation-size)"
         )
-    raw, drawn_pixels = fitting_digits(validation, seed)
+    raw, drawn_pixels, held_out = fitting_digits(validation, seed)
     digits = np.concatenate([raw, drawn_pixels])
     others = to_unit_float(outlier_pool(800, seed))  # the fitting families and stroke characters, preprocessed
     # (the smooth stroke characters raised the non-digits refused at 0.5% of drawn digits from 59.0% to 63.8%,
     # the straight ones to 70.6%: bench/refusal.py on make run's model; the benchmark's families are never made)
     (logits_d, net_d), (logits_o, net_o) = split_forward(forward_fn(digits)), split_forward(forward_fn(others))
+    logits_h, net_h = split_forward(forward_fn(held_out)) if len(held_out) else (None, None)
     f_digits, f_others = features(digits, logits_d, data_dir), features(others, logits_o, data_dir)
     about = {
         "digits": len(digits),
@@ -286,6 +291,7 @@ def fit_refusal(
         "validation_seen_in_training": seen or None,
     }
     plain = _fit(f_digits, f_others, len(raw), DIGITS_REFUSED, list(FEATURES), about)
+    _calibrate(plain, (held_out, logits_h, None), (others, logits_o, None))
     if net_d is None or net_o is None or bank_images is None:
         return plain
     bank_features = split_forward(forward_fn(to_unit_float(bank_images)))[1]
@@ -300,30 +306,61 @@ def fit_refusal(
     refusal.bank = bank
     if bank.whitening is not None:
         refusal.fitted_on["mahalanobis_digits"] = len(bank_images)
-        others = (with_knn[1], net_o)
-        _join_mahalanobis(refusal, with_knn[0][len(raw) :], net_d, len(raw), others, served_copies)
+        _join_mahalanobis(refusal, with_knn[0][len(raw) :], net_d, len(raw), (with_knn[1], net_o), served_copies)
+    _calibrate(refusal, (held_out, logits_h, net_h), (others, logits_o, net_o))
     return refusal
 
 
-def fitting_digits(validation: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The digits `fit_refusal` fits on: (up to 1,000 validation digits as they are, up to 700 drawn).
+def fitting_digits(validation: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The digits `fit_refusal` fits on, and those its thresholds are placed on.
 
     Args:
         validation: (N, 28, 28) uint8 validation digits, N ≥ 2.
         seed: the renderer's seed.
 
     Returns:
-        (plain, drawn): float32 (N₁, 28, 28) and (N₂, 28, 28) in [0, 1]; the drawn ones are the last N₂ digits in
-        the canvas styles of `synthetic.render`, preprocessed as the page does (a blank result left out).
+        (plain, drawn, held out): float32 (N₁, 28, 28), (N₂, 28, 28) and (N₃, 28, 28) in [0, 1]. Plain: up to the
+        first 1,000 validation digits as they are; drawn: up to the last 700 in the styles of `synthetic.render`,
+        preprocessed as the page does (a blank result left out); held out: up to `THRESHOLD_DIGITS` of those
+        between, drawn the same way, seen by no fit (empty when fewer than `MIN_THRESHOLD_DIGITS` are left).
     """
     from digitlab.data.preprocess import to_mnist_28x28
     from digitlab.data.synthetic import STYLES, render
 
     rng = np.random.default_rng(seed)
     n_drawn = min(700, len(validation) // 2)  # 700 of the 5,000 a run usually holds out; half of a small split
-    raw = to_unit_float(validation[: min(1000, len(validation) - n_drawn)])
-    drawn = [to_mnist_28x28(render(d, STYLES[i % len(STYLES)], rng)) for i, d in enumerate(validation[-n_drawn:])]
-    return raw, np.stack([p.pixels for p in drawn if not p.blank])
+    n_raw = min(1000, len(validation) - n_drawn)
+    raw = to_unit_float(validation[:n_raw])
+
+    def drawn(digits: np.ndarray) -> np.ndarray:
+        processed = (to_mnist_28x28(render(d, STYLES[i % len(STYLES)], rng)) for i, d in enumerate(digits))
+        return np.array([p.pixels for p in processed if not p.blank], np.float32).reshape(-1, 28, 28)
+
+    fitting = drawn(validation[len(validation) - n_drawn :])
+    between = validation[n_raw : len(validation) - n_drawn][:THRESHOLD_DIGITS]
+    return raw, fitting, drawn(between if len(between) >= MIN_THRESHOLD_DIGITS else between[:0])
+
+
+def _calibrate(refusal: Refusal, digits: tuple, others: tuple) -> None:
+    """Place the refusal's threshold on held-out drawn digits (`digits`: pixels, logits, features or None).
+
+    Split conformal prediction (Vovk, Gammerman & Shafer, "Algorithmic Learning in a Random World", 2005;
+    Angelopoulos & Bates, "A gentle introduction to conformal prediction", 2021): a threshold at the (1 − q)
+    quantile of scores the fit never saw refuses about q of new digits drawn the same way. Placed on the digits the
+    regression was fitted on (and the distances mapped on), it refused 0.85% of other drawn validation digits
+    instead of 0.5%. `others` (the pool's pixels, logits, features) give the trade-off curve. Without held-out
+    digits (a small validation split) the in-sample threshold stays, and `fitted_on` says so.
+    """
+    pixels, logits, net = digits
+    if not len(pixels):
+        refusal.fitted_on["threshold_digits"] = "in-sample: too few validation digits to hold some out"
+        return
+    scores = refusal.score(pixels, logits, net)
+    refusal.threshold, refusal.curve, accepted = _place_threshold(
+        scores, refusal.score(*others), refusal.fitted_on["digits_refused"]
+    )
+    refusal.fitted_on["non_digits_accepted"] = accepted
+    refusal.fitted_on["threshold_digits"] = len(pixels)
 
 
 def _join_mahalanobis(
