@@ -50,8 +50,8 @@ def test_realistic_inputs_keep_accuracy_and_plain_resize_fails(model_and_digits,
 
 
 def test_the_brush_style_draws_one_flat_stroke_as_the_page_does(mnist):
-    """The digit's centre line with a round pen of one width from the page's brush range, anti-aliased at its edge."""
-    from digitlab.data.synthetic import BRUSH_RANGE, CANVAS_SIDE
+    """The digit's centre line with a round pen of one width (a share of the digit's size), anti-aliased."""
+    from digitlab.data.synthetic import PEN_WIDTH
 
     rng = np.random.default_rng(3)
     for digit in mnist.x_test[:20]:
@@ -59,11 +59,14 @@ def test_the_brush_style_draws_one_flat_stroke_as_the_page_does(mnist):
         ink = (image > 0.5).astype(np.uint8)
         inside = cv2.erode(ink, np.ones((5, 5), np.uint8)) > 0  # 2 px in from the anti-aliased edge
         assert inside.any() and image[inside].min() > 0.95  # flat inside; a scanned stroke is grey in places
-        # the pen's width in the page's pixels: twice the distance to the edge along the stroke's centre line
+        # the pen's width as a share of the digit's longer side: twice the distance to the edge along its centre line
         distance = cv2.distanceTransform(ink, cv2.DIST_L2, 5)
         centre = distance[(distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)) - 0.5) & (distance > 1)]
-        width = 2 * np.median(centre) / image.shape[0] * CANVAS_SIDE
-        assert BRUSH_RANGE[0] - 2 <= width <= BRUSH_RANGE[1] + 2, width
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        longest = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+        assert PEN_WIDTH[0] * 0.7 <= 2 * np.median(centre) / longest <= PEN_WIDTH[1] * 1.1, (
+            2 * np.median(centre) / longest
+        )
 
 
 def test_output_looks_like_mnist(mnist):

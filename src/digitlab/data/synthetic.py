@@ -29,9 +29,10 @@ STYLES = (
     "photo",  # grey paper, lighting gradient, noise, JPEG
     "brush",  # the stroke's centre line redrawn with a round pen of one width, as the draw page's canvas draws
 )
-# The draw page's pen: its brush slider's range in pixels of its 280 px canvas (web/templates/page.html)
-BRUSH_RANGE = (6, 40)
-CANVAS_SIDE = 280
+# The pen's width as a share of the digit's longer side: from a fine pen to about MNIST's widest strokes (its median
+# is 0.16, 90% under 0.21); the page's brush (6-40 px on a 280 px canvas) spans this for digits drawn 60-90% as
+# tall as the canvas, and a fat pen on a small digit, a blob nobody reads, is left out
+PEN_WIDTH = (0.06, 0.22)
 
 
 def _place(digit: np.ndarray, rng: np.random.Generator, corner: bool = False) -> np.ndarray:
@@ -74,12 +75,15 @@ def _redrawn(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     A pen's stroke is flat, as wide everywhere and round at its ends, where MNIST's strokes (a scanned pen) have
     grey edges and vary in width: the refusal, fitted on MNIST-like strokes only, refused digits drawn on the page
     three times as often. The centre line is the ridge of the distance to the background (pixels within half a
-    pixel as far from it as their farthest neighbour, over a pixel inside); the pen's width is drawn from the
-    page's brush range, and its edge is anti-aliased as a canvas draws it.
+    pixel as far from it as their farthest neighbour, over a pixel inside); the pen's width is drawn from
+    `PEN_WIDTH` × the digit's longer side, and its edge is anti-aliased as a canvas draws it.
     """
-    distance = cv2.distanceTransform((ink > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    mask = (ink > 0.5).astype(np.uint8)
+    distance = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
     ridge = (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)) - 0.5) & (distance > 1)
-    radius = max(1, round(rng.uniform(*BRUSH_RANGE) / CANVAS_SIDE * ink.shape[0] / 2))
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    longest = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 if len(rows) else ink.shape[0]
+    radius = max(1, round(rng.uniform(*PEN_WIDTH) * longest / 2))
     pen = cv2.dilate(ridge.astype(np.uint8), _disk(radius)).astype(np.float32)
     return cv2.GaussianBlur(pen, (0, 0), 0.7)
 
