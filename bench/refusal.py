@@ -65,7 +65,11 @@ def benchmark_sets(per_style: int, per_family: int, real: bool = True) -> dict[s
 
 def validation_sets(predictor) -> dict[str, np.ndarray]:
     """For choices on validation: drawn validation digits the refusal's fit never saw (`x_val[1000:2400]`) and
-    100 of each benchmark family drawn at seed 7 (the test sets above use seed 0), preprocessed."""
+    100 of each benchmark family drawn at seed 7 (the test sets above use seed 0), preprocessed.
+
+    The run's threshold is placed on `x_val[1000:3000]` drawn (`refusal.fitting_digits`), so these are only for
+    comparisons at equal cost (`validation_rates` places its own threshold), never for the run's own rates.
+    """
     from digitlab.data.mnist import splits_for
     from digitlab.data.synthetic import NON_DIGIT_FAMILIES, STYLES, non_digit, render
 
