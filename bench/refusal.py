@@ -47,10 +47,8 @@ def benchmark_sets(per_style: int, per_family: int, real: bool = True) -> dict[s
     rng = np.random.default_rng(0)
     test = load_mnist().x_test
     picks = rng.choice(len(test), per_style * len(STYLES), replace=False)
-    drawn = [
-        (STYLES[n % len(STYLES)], to_mnist_28x28(render(test[i], STYLES[n % len(STYLES)], rng)))
-        for n, i in enumerate(picks)
-    ]
+    styles = [STYLES[n % len(STYLES)] for n in range(len(picks))]
+    drawn = [(style, to_mnist_28x28(render(test[i], style, rng))) for style, i in zip(styles, picks, strict=True)]
     sets = {"drawn digits": np.stack([p.pixels for _, p in drawn if not p.blank])}
     sets |= {f"drawn, {s}": np.stack([p.pixels for style, p in drawn if style == s and not p.blank]) for s in STYLES}
     others = np.setdiff1d(np.arange(len(test)), picks)  # (their own generator: the other sets' draws stay as they were)

@@ -367,7 +367,8 @@ def stroke_range(data: dict[str, Any]) -> str:
         + table(list(quantiles), [[f"{v:.3f}" for v in quantiles.values()]])
     ]
     rows = data["candidates"]
-    total = data["validation_digits"] * len(next(iter(rows.values()))["styles"])
+    styles = len(next(iter(rows.values()))["styles"])
+    total = data["validation_digits"] * styles
     body = [
         [
             f"**{top}**" if top == data["kept"] else top,
@@ -378,8 +379,8 @@ def stroke_range(data: dict[str, Any]) -> str:
         for top, row in rows.items()
     ]
     out.append(
-        f"\nEach top on {total:,} drawn validation digits (ten styles; lower bound {data['lower']}; each top with its "
-        f"own refusal; the rule's choice in bold):\n\n"
+        f"\nEach top on {total:,} drawn validation digits ({styles} styles; lower bound {data['lower']}; each top "
+        f"with its own refusal; the rule's choice in bold):\n\n"
         + table(["top", "eroded", "model right", "answered right"], body)
     )
     check = data.get("test_check")

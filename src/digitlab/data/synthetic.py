@@ -79,11 +79,13 @@ def _redrawn(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     over a pixel inside); the pen's width is drawn from `PEN_WIDTH` × the digit's longer side, and its edge is
     anti-aliased as a canvas draws it.
     """
+    from digitlab.data.segment import bounding_box
+
     mask = (ink > 0.5).astype(np.uint8)
     distance = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
     ridge = (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)) - 0.5) & (distance > 1)
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    longest = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 if len(rows) else ink.shape[0]
+    top, bottom, left, right = bounding_box(mask) if mask.any() else (0, ink.shape[0], 0, ink.shape[1])
+    longest = max(bottom - top, right - left)
     radius = max(1, round(rng.uniform(*PEN_WIDTH) * longest / 2))
     pen = cv2.dilate(ridge.astype(np.uint8), _disk(radius)).astype(np.float32)
     return cv2.GaussianBlur(pen, (0, 0), 0.7)
